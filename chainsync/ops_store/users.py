@@ -1,0 +1,127 @@
+"""Users, their store assignments, and device API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from chainsync.ops_store.tables import device_keys, user_stores, users
+from chainsync.passwords import hash_password
+
+Role = Literal["admin", "manager", "cashier"]
+ROLES: tuple[Role, ...] = ("admin", "manager", "cashier")
+DEVICE_KEY_PREFIX = "csk_"
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    password_hash: str
+    role: Role
+    is_active: bool
+    store_ids: frozenset[str]
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    prefix: str
+    store_id: str
+    device_id: str
+    revoked: bool
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def upsert_user(
+    engine: Engine, username: str, password: str, role: Role, store_ids: Iterable[str] = ()
+) -> User:
+    """Create ``username`` or reset its password, role and stores."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    pw_hash = hash_password(password)
+    with engine.begin() as conn:
+        uid = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
+        if uid is None:
+            uid = conn.execute(
+                insert(users).values(
+                    username=username, password_hash=pw_hash, role=role, is_active=True, created_at=_now()
+                )
+            ).inserted_primary_key[0]
+        else:
+            conn.execute(update(users).where(users.c.id == uid).values(password_hash=pw_hash, role=role))
+        conn.execute(delete(user_stores).where(user_stores.c.user_id == uid))
+        stores = sorted(set(store_ids))
+        if stores:
+            conn.execute(insert(user_stores), [{"user_id": uid, "store_id": s} for s in stores])
+    user = get_user(engine, username)
+    assert user is not None
+    return user
+
+
+def get_user(engine: Engine, username: str) -> User | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
+        if row is None:
+            return None
+        stores = conn.execute(select(user_stores.c.store_id).where(user_stores.c.user_id == row["id"])).scalars()
+        return User(
+            id=row["id"],
+            username=row["username"],
+            password_hash=row["password_hash"],
+            role=row["role"],
+            is_active=bool(row["is_active"]),
+            store_ids=frozenset(stores),
+        )
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_device_key(engine: Engine, store_id: str, device_id: str) -> str:
+    """Issue a new API key for a terminal and return it; only its hash is stored, so show it once.
+
+    Format: ``csk_<prefix>_<secret>`` where the 8-character prefix identifies the key in lists."""
+    prefix = secrets.token_hex(4)
+    key = f"{DEVICE_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    with engine.begin() as conn:
+        conn.execute(
+            insert(device_keys).values(
+                prefix=prefix, key_hash=_key_hash(key), store_id=store_id, device_id=device_id, created_at=_now()
+            )
+        )
+    return key
+
+
+def verify_device_key(engine: Engine, key: str) -> DeviceKey | None:
+    """The active key matching ``key``, or None (unknown, malformed or revoked)."""
+    if not key.startswith(DEVICE_KEY_PREFIX):
+        return None
+    prefix = key[len(DEVICE_KEY_PREFIX) :].split("_", 1)[0]
+    with engine.connect() as conn:
+        row = conn.execute(select(device_keys).where(device_keys.c.prefix == prefix)).mappings().first()
+    if row is None or not hmac.compare_digest(row["key_hash"], _key_hash(key)):
+        return None
+    if row["revoked_at"] is not None:
+        return None
+    return DeviceKey(prefix=prefix, store_id=row["store_id"], device_id=row["device_id"], revoked=False)
+
+
+def revoke_device_key(engine: Engine, prefix: str) -> bool:
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(device_keys)
+            .where(device_keys.c.prefix == prefix, device_keys.c.revoked_at.is_(None))
+            .values(revoked_at=_now())
+        )
+    return result.rowcount > 0

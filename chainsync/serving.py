@@ -1,0 +1,134 @@
+"""Serving snapshots: immutable Parquet sets published by the pipeline, read by the API and dashboards.
+
+Layout under the serving directory::
+
+    versions/<version>/<table>.parquet
+    versions/<version>/manifest.json     {"version", "created_at", "run_id", "tables": {name: {"file", "rows"}}}
+    current.json                          the pointer: {"version": ...}, replaced atomically (os.replace)
+
+A version directory is complete before ``current.json`` names it, so a reader never sees half a snapshot,
+and readers never block a publish. Old versions beyond ``keep`` are pruned, never the current one.
+
+Tables a snapshot holds (columns in the order written):
+
+* ``fct_sales_daily``: store_id, product_id, sale_date, units_sold, net_revenue_cents, ...
+* ``dim_store``, ``dim_product``, ``fct_stock_levels``: the marts of the same names.
+* ``demand_forecast``: store_id, product_id, ds (date), horizon_day (1..90), yhat, lo_80, hi_80, lo_95,
+  hi_95, model — units per day.
+* ``sales_anomalies``: store_id, sale_date, anomaly_score, is_anomaly, severity, drivers and features.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+POINTER = "current.json"
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A published snapshot: its manifest and where its files lie."""
+
+    root: Path
+    manifest: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.fromisoformat(self.manifest["created_at"])
+
+    @property
+    def tables(self) -> list[str]:
+        return sorted(self.manifest["tables"])
+
+    def path(self, table: str) -> Path:
+        try:
+            return self.root / self.manifest["tables"][table]["file"]
+        except KeyError:
+            raise KeyError(f"snapshot {self.version} has no table {table!r}") from None
+
+    def read(self, table: str) -> pl.DataFrame:
+        return pl.read_parquet(self.path(table))
+
+    def age_seconds(self, now: datetime | None = None) -> float:
+        return ((now or datetime.now(UTC)) - self.created_at).total_seconds()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_snapshot(
+    serving_dir: Path,
+    tables: dict[str, pl.DataFrame],
+    *,
+    run_id: str | None = None,
+    extra: dict[str, Any] | None = None,
+    keep: int = 5,
+) -> Snapshot:
+    """Write ``tables`` as a new immutable version and switch ``current.json`` to it atomically."""
+    created = datetime.now(UTC)
+    version = f"{created:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}"
+    versions = serving_dir / "versions"
+    staging = versions / f".tmp-{version}"
+    staging.mkdir(parents=True, exist_ok=False)
+    manifest: dict[str, Any] = {
+        "version": version,
+        "created_at": created.isoformat(),
+        "run_id": run_id,
+        "tables": {},
+        **(extra or {}),
+    }
+    for name, frame in tables.items():
+        file = f"{name}.parquet"
+        frame.write_parquet(staging / file)
+        manifest["tables"][name] = {"file": file, "rows": frame.height, "columns": frame.columns}
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    _fsync_dir(staging)
+    final = versions / version
+    os.replace(staging, final)
+
+    tmp_pointer = serving_dir / f".{POINTER}.{uuid.uuid4().hex}"
+    with open(tmp_pointer, "w") as fh:
+        json.dump({"version": version, "created_at": manifest["created_at"]}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp_pointer, serving_dir / POINTER)
+    _fsync_dir(serving_dir)
+    _prune(versions, keep=keep, current=version)
+    return Snapshot(root=final, manifest=manifest)
+
+
+def _prune(versions: Path, *, keep: int, current: str) -> None:
+    done = sorted(p for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for old in done[: max(0, len(done) - keep)]:
+        if old.name != current:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def current_snapshot(serving_dir: Path) -> Snapshot | None:
+    """The snapshot ``current.json`` names, or None before the first publish."""
+    try:
+        pointer = json.loads((serving_dir / POINTER).read_text())
+    except FileNotFoundError:
+        return None
+    root = serving_dir / "versions" / pointer["version"]
+    manifest = json.loads((root / MANIFEST).read_text())
+    return Snapshot(root=root, manifest=manifest)

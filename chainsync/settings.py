@@ -1,0 +1,115 @@
+"""One typed settings object for every process, read from the environment and `.env`.
+
+The specification's own names (``WS_ENABLED`` … ``LOG_LEVEL``) are kept as they are; every other
+variable carries the ``CHAINSYNC_`` prefix. Reach the settings through :func:`get_settings`, never
+by building them at import time, so tests can point a process at its own data directory.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _spec(name: str) -> AliasChoices:
+    """Accept the specification's unprefixed name (and the prefixed one, for symmetry)."""
+    return AliasChoices(name, f"CHAINSYNC_{name}")
+
+
+class SettingsError(RuntimeError):
+    """Raised when the configuration cannot run safely (e.g. a missing secret outside demo mode)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CHAINSYNC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- mode -------------------------------------------------------------------------------
+    environment: Literal["development", "production"] = "development"
+    demo_mode: bool = False
+    demo_password: SecretStr = SecretStr("demo")
+
+    # --- storage ----------------------------------------------------------------------------
+    data_dir: Path = Path("data")
+    ops_store_url: str | None = None  # default: sqlite:///<data_dir>/ops.sqlite
+    warehouse_path: Path | None = None  # default: <data_dir>/warehouse.duckdb
+    serving_dir: Path | None = None  # default: <data_dir>/serving
+    serving_keep_versions: int = Field(5, ge=1)
+    dbt_project_dir: Path = Path(__file__).resolve().parent.parent / "dbt_project"
+
+    # --- API --------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    access_token_minutes: int = Field(15, ge=1, le=24 * 60)
+    ingest_batch_limit: int = Field(1000, ge=1, le=100_000)
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+
+    # --- pipeline ---------------------------------------------------------------------------
+    forecast_horizon_days: int = Field(90, ge=7, le=365)
+    anomaly_threshold_quantile: float = Field(0.99, gt=0.5, lt=1.0)
+
+    # --- the specification's variables (names kept verbatim) --------------------------------
+    ws_enabled: bool = Field(True, validation_alias=_spec("WS_ENABLED"))
+    ws_path: str = Field("/ws/notifications", validation_alias=_spec("WS_PATH"))
+    ws_heartbeat_interval: int = Field(30, ge=1, validation_alias=_spec("WS_HEARTBEAT_INTERVAL"))
+    ws_max_connections: int = Field(1000, ge=1, validation_alias=_spec("WS_MAX_CONNECTIONS"))
+    ai_analytics_enabled: bool = Field(True, validation_alias=_spec("AI_ANALYTICS_ENABLED"))
+    ai_model_cache_ttl: int = Field(300, ge=0, validation_alias=_spec("AI_MODEL_CACHE_TTL"))
+    offline_sync_enabled: bool = Field(True, validation_alias=_spec("OFFLINE_SYNC_ENABLED"))
+    offline_sync_interval: int = Field(300, ge=1, validation_alias=_spec("OFFLINE_SYNC_INTERVAL"))
+    security_audit_enabled: bool = Field(True, validation_alias=_spec("SECURITY_AUDIT_ENABLED"))
+    monitoring_alert_webhook: str | None = Field(None, validation_alias=_spec("MONITORING_ALERT_WEBHOOK"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", validation_alias=_spec("LOG_LEVEL")
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+    # --- derived paths ----------------------------------------------------------------------
+    @property
+    def ops_store(self) -> str:
+        return self.ops_store_url or f"sqlite:///{(self.data_dir / 'ops.sqlite').resolve()}"
+
+    @property
+    def warehouse(self) -> Path:
+        return (self.warehouse_path or self.data_dir / "warehouse.duckdb").resolve()
+
+    @property
+    def serving(self) -> Path:
+        return (self.serving_dir or self.data_dir / "serving").resolve()
+
+    def jwt_key(self) -> str:
+        """The JWT signing secret. Outside demo mode it must be configured; in demo mode a random one
+        is generated once and kept in the data directory (mode 0600) so restarts keep tokens valid."""
+        if self.jwt_secret is not None and self.jwt_secret.get_secret_value():
+            value = self.jwt_secret.get_secret_value()
+            if len(value) < 32:
+                raise SettingsError("CHAINSYNC_JWT_SECRET must be at least 32 characters")
+            return value
+        if not self.demo_mode:
+            raise SettingsError(
+                "CHAINSYNC_JWT_SECRET is not set. Set it (32+ random characters) or run in demo mode "
+                "(CHAINSYNC_DEMO_MODE=true)."
+            )
+        path = self.data_dir / ".demo_jwt_secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
