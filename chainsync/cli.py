@@ -1,0 +1,206 @@
+"""The `chainsync` command line. Heavy libraries are imported inside each command, so `--help` is instant."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+app = typer.Typer(
+    name="chainsync",
+    help="ChainSync Analytics: generate a demo chain, import events, run the pipeline, serve the API.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+pipeline_app = typer.Typer(help="Materialize and inspect the Dagster asset graph.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage users and device API keys in the ops store.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(users_app, name="users")
+
+console = Console(stderr=True)
+
+
+def progress_bar() -> Progress:
+    """The progress display every long command uses."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from chainsync.settings import get_settings
+
+    return get_settings()
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    from chainsync.ops_store import get_engine
+
+    return get_engine(_settings().ops_store)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Output directory for the generated chain.")] = Path("data/demo"),
+    stores: Annotated[int, typer.Option(min=1, max=200, help="Number of stores.")] = 10,
+    products: Annotated[int, typer.Option(min=5, max=5000, help="Number of products.")] = 150,
+    days: Annotated[int, typer.Option(min=28, max=3 * 366, help="Days of daily history.")] = 730,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same chain.")] = 42,
+    end: Annotated[
+        str | None, typer.Option(help="Last day of history (YYYY-MM-DD); default yesterday.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing chain in OUT.")] = False,
+) -> None:
+    """Generate a seeded synthetic store chain (Parquet) with planted, labelled anomalies."""
+    from chainsync.generator import generate_chain
+
+    if (out / "manifest.json").exists() and not force:
+        console.print(f"[yellow]{out} already holds a generated chain; use --force to replace it.[/]")
+        raise typer.Exit(0)
+    end_day = date.fromisoformat(end) if end else None
+    with progress_bar() as bar:
+        summary = generate_chain(
+            out, stores=stores, products=products, days=days, seed=seed, end=end_day, progress=bar
+        )
+    console.print(summary)
+
+
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="A generated chain directory, or a CSV of daily sales.", exists=True)],
+    batch_size: Annotated[int, typer.Option(min=100, max=100_000, help="Events per transaction.")] = 5000,
+    store_col: Annotated[str, typer.Option(help="CSV: store id column.")] = "store_id",
+    product_col: Annotated[str, typer.Option(help="CSV: product id column.")] = "product_id",
+    date_col: Annotated[str, typer.Option(help="CSV: date column.")] = "date",
+    units_col: Annotated[str, typer.Option(help="CSV: units sold column.")] = "units",
+    revenue_col: Annotated[str, typer.Option(help="CSV: revenue in cents column.")] = "revenue_cents",
+) -> None:
+    """Load a generated chain or a CSV of historical daily sales into the ops store, in batches."""
+    from chainsync import importer
+
+    engine = _engine()
+    with progress_bar() as bar:
+        if path.is_dir():
+            summary = importer.import_generated(engine, path, batch_size=batch_size, progress=bar)
+        else:
+            summary = importer.import_daily_sales_csv(
+                engine,
+                path,
+                store_col=store_col,
+                product_col=product_col,
+                date_col=date_col,
+                units_col=units_col,
+                revenue_col=revenue_col,
+                batch_size=batch_size,
+                progress=bar,
+            )
+    console.print(summary)
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    select: Annotated[
+        str | None, typer.Option(help="Dagster asset selection (e.g. 'raw_sales_events+'); default all.")
+    ] = None,
+) -> None:
+    """Materialize the asset graph in-process (incremental: only new events are read)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    from pipelines.run import run_pipeline
+
+    result = run_pipeline(_settings(), selection=select, console=console)
+    if not result.success:
+        raise typer.Exit(1)
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the FastAPI application with uvicorn."""
+    import uvicorn
+
+    settings = _settings()
+    settings.jwt_key()  # fail fast, with a clear message, on a missing secret
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+    )
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option(help="admin, manager or cashier.")] = "manager",
+    store: Annotated[list[str] | None, typer.Option(help="Store id the user may see (repeatable).")] = None,
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Password (prompted).")
+    ] = "",
+) -> None:
+    """Create a user or reset its password, role and stores."""
+    from chainsync.ops_store.users import upsert_user
+
+    if len(password) < 8:
+        console.print("[red]password must be at least 8 characters[/]")
+        raise typer.Exit(2)
+    user = upsert_user(_engine(), username, password, role, store or [])  # type: ignore[arg-type]
+    console.print(f"user {user.username} ({user.role}) stores={sorted(user.store_ids) or 'all'}")
+
+
+@users_app.command("device-key")
+def users_device_key(
+    store: Annotated[str, typer.Option(help="Store the terminal belongs to.")],
+    device: Annotated[str, typer.Option(help="Terminal id.")],
+) -> None:
+    """Issue an API key for a POS terminal (shown once; only its hash is stored)."""
+    from chainsync.ops_store.users import create_device_key
+
+    key = create_device_key(_engine(), store, device)
+    typer.echo(key)
+
+
+@app.command()
+def dashboard(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind.")] = 8501,
+) -> None:
+    """Serve the Streamlit dashboards on 127.0.0.1."""
+    import subprocess
+    import sys
+
+    app_path = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command()
+def demo(
+    stores: Annotated[int, typer.Option(min=1, max=200, help="Stores in the demo chain.")] = 10,
+    products: Annotated[int, typer.Option(min=5, max=5000, help="Products in the demo chain.")] = 150,
+    skip_pipeline: Annotated[bool, typer.Option(help="Start the services without materializing.")] = False,
+) -> None:
+    """Generate (if absent), import, materialize, then run the API, Dagster UI and Streamlit until Ctrl-C."""
+    from chainsync.demo import run_demo
+
+    raise typer.Exit(run_demo(stores=stores, products=products, skip_pipeline=skip_pipeline, console=console))
+
+
+if __name__ == "__main__":
+    app()
