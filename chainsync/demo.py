@@ -1,0 +1,136 @@
+"""`chainsync demo` (what `make demo` runs): one command from a fresh clone to three live UIs.
+
+Steps: generate the demo chain if absent, import it into the ops store, materialize every asset, then run
+the API (:8000), the Dagster UI (:3000) and Streamlit (:8501) on 127.0.0.1 until Ctrl-C, which stops all
+three. Demo users exist only because demo mode is on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _service_commands(settings, dagster_home: Path) -> dict[str, tuple[list[str], str]]:  # type: ignore[no-untyped-def]
+    py = sys.executable
+    dagster = shutil.which("dagster", path=str(Path(py).parent)) or "dagster"
+    return {
+        "API": (
+            [py, "-m", "chainsync.cli", "api", "--host", "127.0.0.1", "--port", str(settings.api_port)],
+            f"http://127.0.0.1:{settings.api_port}/docs",
+        ),
+        "Dagster UI": (
+            [dagster, "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", "3000"],
+            "http://127.0.0.1:3000",
+        ),
+        "Streamlit": (
+            [py, "-m", "chainsync.cli", "dashboard", "--port", "8501"],
+            "http://127.0.0.1:8501",
+        ),
+    }
+
+
+def _wait_http(url: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def run_demo(*, stores: int, products: int, skip_pipeline: bool, console: Console) -> int:
+    os.environ["CHAINSYNC_DEMO_MODE"] = "true"
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
+    from chainsync.cli import progress_bar
+    from chainsync.ops_store import get_engine
+    from chainsync.ops_store.events import count_events
+    from chainsync.settings import get_settings
+
+    get_settings.cache_clear()
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.jwt_key()  # creates the demo secret once
+    chain_dir = settings.data_dir / "demo"
+
+    if not (chain_dir / "manifest.json").exists():
+        from chainsync.generator import generate_chain
+
+        console.rule("Generating the demo chain")
+        with progress_bar() as bar:
+            console.print(generate_chain(chain_dir, stores=stores, products=products, progress=bar))
+
+    engine = get_engine(settings.ops_store)
+    if count_events(engine) == 0:
+        from chainsync.importer import import_generated
+
+        console.rule("Importing it into the ops store")
+        with progress_bar() as bar:
+            console.print(import_generated(engine, chain_dir, progress=bar))
+
+    if not skip_pipeline:
+        from pipelines.run import run_pipeline
+
+        console.rule("Materializing every asset")
+        if not run_pipeline(settings, console=console).success:
+            console.print("[red]The pipeline failed; see above. Services start anyway for inspection.[/]")
+
+    dagster_home = (settings.data_dir / "dagster_home").resolve()
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").touch()
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "PYTHONPATH": str(ROOT)}
+
+    from chainsync.ops_store.users import create_device_key
+
+    device_key = create_device_key(engine, "S001", "S001-T01")
+    console.rule("Starting services")
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    commands = _service_commands(settings, dagster_home)
+    try:
+        for name, (cmd, _url) in commands.items():
+            procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+        deadline = time.monotonic() + 120
+        for name, (_cmd, url) in commands.items():
+            ok = _wait_http(url.replace("/docs", "/api/observability/health"), deadline)
+            console.print(f"  {'[green]up[/]' if ok else '[red]not answering[/]'}  {name:<11} {url}")
+        password = settings.demo_password.get_secret_value()
+        console.print(
+            "\n[bold]Demo users[/] (demo mode only): "
+            f"admin / {password}, manager / {password} (stores of the first half), cashier / {password}"
+        )
+        console.print(f"[bold]Device key[/] for terminal S001-T01 at store S001: {device_key}")
+        console.print(
+            "Try: curl -s -d 'username=manager&password=" + password + "' "
+            f"http://127.0.0.1:{settings.api_port}/api/auth/token"
+        )
+        console.print("\nPress Ctrl-C to stop all three.")
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(1)
+        dead = [n for n, p in procs.items() if p.poll() is not None]
+        console.print(f"[red]{', '.join(dead)} stopped unexpectedly; stopping the rest.[/]")
+        return 1
+    except KeyboardInterrupt:
+        console.print("\nStopping…")
+        return 0
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)

@@ -1,0 +1,48 @@
+"""Every command and sub-command answers --help quickly, without importing the heavy stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+import typer
+from typer.testing import CliRunner
+
+from chainsync.cli import app
+
+
+def _all_command_paths() -> list[list[str]]:
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = []
+
+    def walk(cmd: click.Command, prefix: list[str]) -> None:
+        paths.append(prefix)
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                walk(sub, [*prefix, name])
+
+    walk(root, [])
+    return paths
+
+
+def test_every_command_has_help() -> None:
+    runner = CliRunner()
+    paths = _all_command_paths()
+    names = {" ".join(p) for p in paths}
+    assert {"generate", "import", "pipeline run", "api", "demo", "users create", "users device-key"} <= names
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage" in result.output
+
+
+def test_help_does_not_import_the_heavy_stack() -> None:
+    code = (
+        "import sys; from typer.testing import CliRunner; from chainsync.cli import app;"
+        "CliRunner().invoke(app, ['--help']);"
+        "heavy = [m for m in ('dagster', 'pyod', 'great_expectations', 'statsforecast', 'duckdb') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
