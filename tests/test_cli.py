@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import click
 import typer
 from typer.testing import CliRunner
 
@@ -16,11 +15,11 @@ def _all_command_paths() -> list[list[str]]:
     root = typer.main.get_command(app)
     paths: list[list[str]] = []
 
-    def walk(cmd: click.Command, prefix: list[str]) -> None:
+    def walk(cmd: object, prefix: list[str]) -> None:
         paths.append(prefix)
-        if isinstance(cmd, click.Group):
-            for name, sub in cmd.commands.items():
-                walk(sub, [*prefix, name])
+        # typer vendors click; duck-type groups by their ``commands`` mapping.
+        for name, sub in (getattr(cmd, "commands", None) or {}).items():
+            walk(sub, [*prefix, name])
 
     walk(root, [])
     return paths
