@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 app = typer.Typer(
     name="chainsync",
@@ -78,7 +85,9 @@ def generate(
 
 @app.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="A generated chain directory, or a CSV of daily sales.", exists=True)],
+    path: Annotated[
+        Path, typer.Argument(help="A generated chain directory, or a CSV of daily sales.", exists=True)
+    ],
     batch_size: Annotated[int, typer.Option(min=100, max=100_000, help="Events per transaction.")] = 5000,
     store_col: Annotated[str, typer.Option(help="CSV: store id column.")] = "store_id",
     product_col: Annotated[str, typer.Option(help="CSV: product id column.")] = "product_id",
@@ -185,8 +194,21 @@ def dashboard(
     import sys
 
     app_path = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_path),
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     raise typer.Exit(subprocess.call(cmd))
 
 

@@ -3,7 +3,7 @@
 Layout under the serving directory::
 
     versions/<version>/<table>.parquet
-    versions/<version>/manifest.json     {"version", "created_at", "run_id", "tables": {name: {"file", "rows"}}}
+    versions/<version>/manifest.json     {"version", "created_at", "run_id", "tables": {...}}
     current.json                          the pointer: {"version": ...}, replaced atomically (os.replace)
 
 A version directory is complete before ``current.json`` names it, so a reader never sees half a snapshot,

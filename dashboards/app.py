@@ -17,7 +17,11 @@ st.set_page_config(page_title="ChainSync Analytics", layout="wide")
 PAGES = Path(__file__).resolve().parent / "pages"
 navigation = st.navigation(
     {
-        "Sales": [st.Page(PAGES / "forecast.py", title="Sales and forecast", icon=":material/trending_up:", default=True)],
+        "Sales": [
+            st.Page(
+                PAGES / "forecast.py", title="Sales and forecast", icon=":material/trending_up:", default=True
+            )
+        ],
     }
 )
 navigation.run()

@@ -72,6 +72,4 @@ def models_used(snap: Snapshot, store_id: str | None, product_id: str | None) ->
         fc = fc.filter(pl.col("store_id") == store_id)
     if product_id:
         fc = fc.filter(pl.col("product_id") == product_id)
-    return (
-        fc.select("store_id", "product_id", "model").unique().group_by("model").len("series").sort("model")
-    )
+    return fc.select("store_id", "product_id", "model").unique().group_by("model").len("series").sort("model")

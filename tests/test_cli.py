@@ -40,8 +40,11 @@ def test_help_does_not_import_the_heavy_stack() -> None:
     code = (
         "import sys; from typer.testing import CliRunner; from chainsync.cli import app;"
         "CliRunner().invoke(app, ['--help']);"
-        "heavy = [m for m in ('dagster', 'pyod', 'great_expectations', 'statsforecast', 'duckdb') if m in sys.modules];"
+        "heavy = [m for m in ('dagster', 'pyod', 'great_expectations', 'statsforecast', 'duckdb')"
+        " if m in sys.modules];"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == ""

@@ -59,8 +59,10 @@ def append_in_transaction(
     existing: set[str] = set()
     for start in range(0, len(ids), 10_000):
         chunk = ids[start : start + 10_000]
-        existing.update(conn.execute(select(event_inbox.c.event_id).where(event_inbox.c.event_id.in_(chunk))).scalars())
-    seq = conn.execute(select(func.coalesce(func.max(event_inbox.c.seq), 0))).scalar_one()
+        existing.update(
+            conn.execute(select(event_inbox.c.event_id).where(event_inbox.c.event_id.in_(chunk))).scalars()
+        )
+    seq: int = conn.execute(select(func.coalesce(func.max(event_inbox.c.seq), 0))).scalar_one()
     statuses: list[ItemStatus] = []
     to_insert: list[dict[str, object]] = []
     for row in rows:
@@ -87,7 +89,9 @@ def append_in_transaction(
     return statuses
 
 
-def append_events(engine: Engine, rows: Sequence[InboxRow], *, received_at: datetime | None = None) -> list[ItemStatus]:
+def append_events(
+    engine: Engine, rows: Sequence[InboxRow], *, received_at: datetime | None = None
+) -> list[ItemStatus]:
     """Append ``rows`` in one committed transaction; see :func:`append_in_transaction`.
 
     When this returns, every ``applied`` row is durable (the transaction has committed)."""
@@ -138,6 +142,6 @@ def iter_events_after(
         if not rows:
             return
         yield rows  # type: ignore[misc]
-        last = rows[-1][1]
+        last = int(rows[-1][1])  # type: ignore[call-overload]
         if len(rows) < chunk_size:
             return

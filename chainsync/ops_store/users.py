@@ -52,7 +52,7 @@ def upsert_user(
     with engine.begin() as conn:
         uid = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
         if uid is None:
-            uid = conn.execute(
+            uid = conn.execute(  # type: ignore[index]
                 insert(users).values(
                     username=username, password_hash=pw_hash, role=role, is_active=True, created_at=_now()
                 )
@@ -73,7 +73,9 @@ def get_user(engine: Engine, username: str) -> User | None:
         row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
         if row is None:
             return None
-        stores = conn.execute(select(user_stores.c.store_id).where(user_stores.c.user_id == row["id"])).scalars()
+        stores: list[str] = list(
+            conn.execute(select(user_stores.c.store_id).where(user_stores.c.user_id == row["id"])).scalars()
+        )
         return User(
             id=row["id"],
             username=row["username"],
@@ -97,7 +99,11 @@ def create_device_key(engine: Engine, store_id: str, device_id: str) -> str:
     with engine.begin() as conn:
         conn.execute(
             insert(device_keys).values(
-                prefix=prefix, key_hash=_key_hash(key), store_id=store_id, device_id=device_id, created_at=_now()
+                prefix=prefix,
+                key_hash=_key_hash(key),
+                store_id=store_id,
+                device_id=device_id,
+                created_at=_now(),
             )
         )
     return key

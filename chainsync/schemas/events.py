@@ -176,7 +176,7 @@ class SyncEvent(EventBase):
     items_rejected: Annotated[StrictInt, Field(ge=0)] = 0
     items_conflict: Annotated[StrictInt, Field(ge=0)] = 0
     duration_ms: Annotated[StrictInt, Field(ge=0)]
-    clock_skew_seconds: Annotated[StrictInt, Field(ge=-10**7, le=10**7)] = 0
+    clock_skew_seconds: Annotated[StrictInt, Field(ge=-(10**7), le=10**7)] = 0
 
 
 EVENT_MODELS: dict[str, type[EventBase]] = {

@@ -43,9 +43,7 @@ st.altair_chart(charts.history_with_forecast(history, forecast), use_container_w
 
 st.subheader("Forecast")
 st.dataframe(forecast, use_container_width=True, hide_index=True)
-st.download_button(
-    "Download forecast (CSV)", forecast.write_csv(), file_name="forecast.csv", mime="text/csv"
-)
+st.download_button("Download forecast (CSV)", forecast.write_csv(), file_name="forecast.csv", mime="text/csv")
 st.subheader("Models")
 st.dataframe(data.models_used(snap, store_id, product_id), hide_index=True)
 st.caption(f"Snapshot {snap.version}, published {snap.created_at:%Y-%m-%d %H:%M} UTC")

@@ -5,7 +5,13 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from chainsync.ops_store import get_engine
-from chainsync.ops_store.users import create_device_key, get_user, revoke_device_key, upsert_user, verify_device_key
+from chainsync.ops_store.users import (
+    create_device_key,
+    get_user,
+    revoke_device_key,
+    upsert_user,
+    verify_device_key,
+)
 from chainsync.passwords import verify_password
 from chainsync.settings import Settings
 
