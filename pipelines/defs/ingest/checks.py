@@ -1,0 +1,107 @@
+"""Blocking great-expectations suite on the newly landed sale lines, next to ``raw_sales_events``."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+from chainsync.schemas.events import MAX_CENTS, MAX_QUANTITY
+from pipelines.defs.ingest.assets import raw_sales_events
+from pipelines.defs.ingest.warehouse import build_fingerprint, record_build
+from pipelines.resources import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+CHECK_STAGE = "gx:raw_sale_lines"
+
+
+def validate_sale_lines(lines: pd.DataFrame, store_ids: list[str], product_ids: list[str]) -> dict[str, Any]:
+    """Run the sale-lines suite on ``lines`` with an ephemeral GX context.
+
+    Returns ``{"success": bool, "evaluated": n, "failed": [descriptions]}``."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    context = gx.get_context(mode="ephemeral")
+    batch = (
+        context.data_sources.add_pandas("warehouse")
+        .add_dataframe_asset("raw_sale_lines")
+        .add_batch_definition_whole_dataframe("new_lines")
+        .get_batch(batch_parameters={"dataframe": lines})
+    )
+    suite = gx.ExpectationSuite(name="raw_sale_lines")
+    for column in ("event_id", "transaction_id", "store_id", "product_id", "occurred_at", "seq"):
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=MAX_QUANTITY))
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeBetween(column="unit_price_cents", min_value=0, max_value=MAX_CENTS)
+    )
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="discount_cents", min_value=0))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["sale", "refund", "void"]))
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeInSet(
+            column="payment_type", value_set=["cash", "card", "mobile", "gift_card", "other"]
+        )
+    )
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="store_id", value_set=store_ids))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="product_id", value_set=product_ids))
+    suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["event_id", "line_no"]))
+    result = batch.validate(suite)
+    failed = [
+        f"{r.expectation_config.type}({r.expectation_config.kwargs.get('column') or r.expectation_config.kwargs.get('column_list')})"
+        for r in result.results
+        if not r.success
+    ]
+    return {"success": bool(result.success), "evaluated": len(result.results), "failed": failed}
+
+
+@dg.asset_check(
+    asset=raw_sales_events,
+    blocking=True,
+    description="great-expectations suite on the sale lines landed by the latest batch: ids not null, "
+    "quantity and prices within bounds, kind/payment type in their sets, store and product ids known.",
+)
+def raw_sale_lines_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as con:
+        batch = con.execute(
+            "select from_seq, to_seq from meta.ingest_batches where source = 'sale' order by to_seq desc limit 1"
+        ).fetchone()
+        quarantined_total = int(con.execute("select count(*) from raw.sale_lines_quarantine").fetchone()[0])  # type: ignore[index]
+        if batch is None or build_fingerprint(con, CHECK_STAGE) == str(batch[1]):
+            # Nothing landed since the last validation: skip the (slow) GX import.
+            return dg.AssetCheckResult(
+                passed=True, metadata={"lines_validated": 0, "quarantined_total": quarantined_total}
+            )
+        from_seq, to_seq = batch
+        lines = con.execute(
+            "select * from raw.sale_lines where seq > ? and seq <= ?", [from_seq, to_seq]
+        ).df()
+        quarantined = int(
+            con.execute(
+                "select count(*) from raw.sale_lines_quarantine where seq > ? and seq <= ?", [from_seq, to_seq]
+            ).fetchone()[0]  # type: ignore[index]
+        )
+        store_ids = [r[0] for r in con.execute("select store_id from raw.stores").fetchall()]
+        product_ids = [r[0] for r in con.execute("select product_id from raw.products").fetchall()]
+    outcome = validate_sale_lines(lines, store_ids, product_ids)
+    if outcome["success"]:
+        with warehouse.get_connection() as con:
+            record_build(con, CHECK_STAGE, str(to_seq))
+    return dg.AssetCheckResult(
+        passed=outcome["success"],
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "lines_validated": len(lines),
+            "quarantined_in_batch": quarantined,
+            "quarantined_total": quarantined_total,
+            "expectations_evaluated": outcome["evaluated"],
+            "failed_expectations": ", ".join(outcome["failed"]) or "none",
+        },
+    )
+
+
+checks = [raw_sale_lines_expectations]

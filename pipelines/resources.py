@@ -1,0 +1,74 @@
+"""Resources, built once from the settings: the ops store (read-only), the warehouse, dbt, pipeline knobs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+from dagster_duckdb import DuckDBResource
+from sqlalchemy import Engine
+
+from chainsync.settings import Settings
+
+WAREHOUSE_ENV = "CHAINSYNC_WAREHOUSE_PATH"  # read by dbt_project/profiles.yml
+
+
+class OpsStoreResource(dg.ConfigurableResource):
+    """The API's ops store, opened read-only: the pipeline never writes to it."""
+
+    url: str
+
+    def engine(self) -> Engine:
+        from chainsync.ops_store import make_engine
+
+        return make_engine(self.url, read_only=True)
+
+
+class PipelineConfig(dg.ConfigurableResource):
+    """The knobs the analytics assets read (from :class:`chainsync.settings.Settings`)."""
+
+    serving_dir: str
+    serving_keep_versions: int = 5
+    forecast_horizon_days: int = 90
+    anomaly_threshold_quantile: float = 0.99
+    ai_analytics_enabled: bool = True
+
+
+class Warehouse(DuckDBResource):
+    """The DuckDB warehouse the pipeline owns; dbt runs against the same file."""
+
+    @contextmanager
+    def dbt_env(self) -> Iterator[None]:
+        """Point ``profiles.yml`` at this warehouse for the dbt subprocesses started inside the block."""
+        previous = os.environ.get(WAREHOUSE_ENV)
+        os.environ[WAREHOUSE_ENV] = self.database
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop(WAREHOUSE_ENV, None)
+            else:
+                os.environ[WAREHOUSE_ENV] = previous
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """Every resource the asset graph needs, from one settings object."""
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    dbt_dir = Path(settings.dbt_project_dir)
+    return {
+        "ops_store": OpsStoreResource(url=settings.ops_store),
+        "warehouse": Warehouse(database=str(settings.warehouse)),
+        "dbt": DbtCliResource(project_dir=str(dbt_dir), profiles_dir=str(dbt_dir)),
+        "pipeline_config": PipelineConfig(
+            serving_dir=str(settings.serving),
+            serving_keep_versions=settings.serving_keep_versions,
+            forecast_horizon_days=settings.forecast_horizon_days,
+            anomaly_threshold_quantile=settings.anomaly_threshold_quantile,
+            ai_analytics_enabled=settings.ai_analytics_enabled,
+        ),
+    }
