@@ -216,12 +216,25 @@ def dashboard(
 def demo(
     stores: Annotated[int, typer.Option(min=1, max=200, help="Stores in the demo chain.")] = 10,
     products: Annotated[int, typer.Option(min=5, max=5000, help="Products in the demo chain.")] = 150,
+    days: Annotated[int, typer.Option(min=28, max=3 * 366, help="Days of history in the demo chain.")] = 730,
+    api_port: Annotated[int, typer.Option(min=1, max=65535, help="API port.")] = 8000,
+    dagster_port: Annotated[int, typer.Option(min=1, max=65535, help="Dagster UI port.")] = 3000,
+    dashboard_port: Annotated[int, typer.Option(min=1, max=65535, help="Streamlit port.")] = 8501,
     skip_pipeline: Annotated[bool, typer.Option(help="Start the services without materializing.")] = False,
 ) -> None:
     """Generate (if absent), import, materialize, then run the API, Dagster UI and Streamlit until Ctrl-C."""
-    from chainsync.demo import run_demo
+    from chainsync.demo import DemoOptions, run_demo
 
-    raise typer.Exit(run_demo(stores=stores, products=products, skip_pipeline=skip_pipeline, console=console))
+    options = DemoOptions(
+        stores=stores,
+        products=products,
+        days=days,
+        api_port=api_port,
+        dagster_port=dagster_port,
+        dashboard_port=dashboard_port,
+        skip_pipeline=skip_pipeline,
+    )
+    raise typer.Exit(run_demo(options, console=console))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -21,21 +22,39 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _service_commands(settings, dagster_home: Path) -> dict[str, tuple[list[str], str]]:  # type: ignore[no-untyped-def]
+@dataclass(frozen=True)
+class DemoOptions:
+    stores: int = 10
+    products: int = 150
+    days: int = 730
+    api_port: int = 8000
+    dagster_port: int = 3000
+    dashboard_port: int = 8501
+    skip_pipeline: bool = False
+
+
+def _service_commands(opts: DemoOptions) -> dict[str, tuple[list[str], str, str]]:
+    """name -> (command, URL to show, URL that answers when the service is up)."""
     py = sys.executable
     dagster = shutil.which("dagster", path=str(Path(py).parent)) or "dagster"
+    api = f"http://127.0.0.1:{opts.api_port}"
+    dag = f"http://127.0.0.1:{opts.dagster_port}"
+    web = f"http://127.0.0.1:{opts.dashboard_port}"
     return {
         "API": (
-            [py, "-m", "chainsync.cli", "api", "--host", "127.0.0.1", "--port", str(settings.api_port)],
-            f"http://127.0.0.1:{settings.api_port}/docs",
+            [py, "-m", "chainsync.cli", "api", "--host", "127.0.0.1", "--port", str(opts.api_port)],
+            f"{api}/docs",
+            f"{api}/api/observability/health",
         ),
         "Dagster UI": (
-            [dagster, "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", "3000"],
-            "http://127.0.0.1:3000",
+            [dagster, "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(opts.dagster_port)],
+            dag,
+            f"{dag}/server_info",
         ),
         "Streamlit": (
-            [py, "-m", "chainsync.cli", "dashboard", "--port", "8501"],
-            "http://127.0.0.1:8501",
+            [py, "-m", "chainsync.cli", "dashboard", "--port", str(opts.dashboard_port)],
+            web,
+            f"{web}/_stcore/health",
         ),
     }
 
@@ -51,7 +70,21 @@ def _wait_http(url: str, deadline: float) -> bool:
     return False
 
 
-def run_demo(*, stores: int, products: int, skip_pipeline: bool, console: Console) -> int:
+def _demo_device_key(engine, path: Path) -> str:  # type: ignore[no-untyped-def]
+    """The demo terminal's key, issued once and kept (mode 0600) so restarts print the same one."""
+    from chainsync.ops_store.users import create_device_key, verify_device_key
+
+    if path.exists():
+        key = path.read_text().strip()
+        if verify_device_key(engine, key) is not None:
+            return key
+    key = create_device_key(engine, "S001", "S001-T01")
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def run_demo(opts: DemoOptions, *, console: Console) -> int:
     os.environ["CHAINSYNC_DEMO_MODE"] = "true"
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
@@ -71,7 +104,11 @@ def run_demo(*, stores: int, products: int, skip_pipeline: bool, console: Consol
 
         console.rule("Generating the demo chain")
         with progress_bar() as bar:
-            console.print(generate_chain(chain_dir, stores=stores, products=products, progress=bar))
+            console.print(
+                generate_chain(
+                    chain_dir, stores=opts.stores, products=opts.products, days=opts.days, progress=bar
+                )
+            )
 
     engine = get_engine(settings.ops_store)
     if count_events(engine) == 0:
@@ -81,7 +118,7 @@ def run_demo(*, stores: int, products: int, skip_pipeline: bool, console: Consol
         with progress_bar() as bar:
             console.print(import_generated(engine, chain_dir, progress=bar))
 
-    if not skip_pipeline:
+    if not opts.skip_pipeline:
         from pipelines.run import run_pipeline
 
         console.rule("Materializing every asset")
@@ -93,18 +130,16 @@ def run_demo(*, stores: int, products: int, skip_pipeline: bool, console: Consol
     (dagster_home / "dagster.yaml").touch()
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "PYTHONPATH": str(ROOT)}
 
-    from chainsync.ops_store.users import create_device_key
-
-    device_key = create_device_key(engine, "S001", "S001-T01")
+    device_key = _demo_device_key(engine, settings.data_dir / ".demo_device_key")
     console.rule("Starting services")
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    commands = _service_commands(settings, dagster_home)
+    commands = _service_commands(opts)
     try:
-        for name, (cmd, _url) in commands.items():
+        for name, (cmd, _url, _probe) in commands.items():
             procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
-        deadline = time.monotonic() + 120
-        for name, (_cmd, url) in commands.items():
-            ok = _wait_http(url.replace("/docs", "/api/observability/health"), deadline)
+        deadline = time.monotonic() + 180
+        for name, (_cmd, url, probe) in commands.items():
+            ok = _wait_http(probe, deadline)
             console.print(f"  {'[green]up[/]' if ok else '[red]not answering[/]'}  {name:<11} {url}")
         password = settings.demo_password.get_secret_value()
         console.print(
@@ -114,9 +149,10 @@ def run_demo(*, stores: int, products: int, skip_pipeline: bool, console: Consol
         console.print(f"[bold]Device key[/] for terminal S001-T01 at store S001: {device_key}")
         console.print(
             "Try: curl -s -d 'username=manager&password=" + password + "' "
-            f"http://127.0.0.1:{settings.api_port}/api/auth/token"
+            f"http://127.0.0.1:{opts.api_port}/api/auth/token"
         )
-        console.print("\nPress Ctrl-C to stop all three.")
+        console.print("\nPress Ctrl-C to stop all three.", highlight=False)
+        console.file.flush()
         while all(p.poll() is None for p in procs.values()):
             time.sleep(1)
         dead = [n for n, p in procs.items() if p.poll() is not None]
