@@ -1,0 +1,118 @@
+"""Dependencies shared by the routers: settings, the ops store engine, and who is calling.
+
+Authentication is a chain of ``Annotated`` dependencies: :data:`CurrentPrincipal` resolves a user JWT or
+a device API key; :class:`RequireRole` narrows it to the roles an endpoint admits (``device`` for POS
+terminals); :data:`DeviceAuth`, :data:`ManagerPrincipal` and :data:`AdminPrincipal` name the usual ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy import Engine
+
+from api.security import ALL_STORES, InvalidToken, PrincipalRole, decode_access_token
+from chainsync.ops_store.users import DEVICE_KEY_PREFIX, verify_device_key
+from chainsync.settings import Settings
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_ops_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+EngineDep = Annotated[Engine, Depends(get_ops_engine)]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling. ``stores`` is None when every store is visible (admins)."""
+
+    subject: str
+    role: PrincipalRole
+    stores: frozenset[str] | None
+    device_id: str | None = None
+
+    def can_see(self, store_id: str) -> bool:
+        return self.stores is None or store_id in self.stores
+
+    def require_store(self, store_id: str) -> None:
+        if not self.can_see(store_id):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"Store {store_id} is not assigned to you")
+
+    @property
+    def device_store(self) -> str:
+        """The store a device key is bound to (devices only)."""
+        assert self.role == "device" and self.stores is not None
+        return next(iter(self.stores))
+
+
+_bearer = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="Device API key (csk_...)")
+
+_UNAUTHENTICATED = {"WWW-Authenticate": "Bearer"}
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers=_UNAUTHENTICATED)
+
+
+def get_current_principal(
+    settings: SettingsDep,
+    engine: EngineDep,
+    bearer: Annotated[str | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
+    """Resolve the caller from ``X-API-Key: csk_...``, ``Authorization: Bearer csk_...`` (devices) or
+    ``Authorization: Bearer <JWT>`` (users); 401 when absent or invalid."""
+    credential = api_key or bearer
+    if not credential:
+        raise _unauthorized("Not authenticated")
+    if credential.startswith(DEVICE_KEY_PREFIX):
+        key = verify_device_key(engine, credential)
+        if key is None:
+            raise _unauthorized("Invalid API key")
+        return Principal(
+            subject=f"device:{key.store_id}/{key.device_id}",
+            role="device",
+            stores=frozenset({key.store_id}),
+            device_id=key.device_id,
+        )
+    try:
+        claims = decode_access_token(settings, credential)
+    except InvalidToken:
+        raise _unauthorized("Could not validate credentials") from None
+    stores = None if ALL_STORES in claims.stores else frozenset(claims.stores)
+    return Principal(subject=claims.subject, role=claims.role, stores=stores)  # type: ignore[arg-type]
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
+
+
+class RequireRole:
+    """Dependency admitting only the listed roles (403 for any other authenticated caller)."""
+
+    def __init__(self, *roles: PrincipalRole) -> None:
+        self.roles = frozenset(roles)
+
+    def __call__(self, principal: CurrentPrincipal) -> Principal:
+        if principal.role not in self.roles:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"Requires role {' or '.join(sorted(self.roles))}")
+        return principal
+
+
+# One instance each, so FastAPI resolves them once per request when a router and a handler both ask.
+require_device = RequireRole("device")
+require_manager = RequireRole("admin", "manager")
+require_admin = RequireRole("admin")
+
+DeviceAuth = Annotated[Principal, Depends(require_device)]
+ManagerPrincipal = Annotated[Principal, Depends(require_manager)]
+AdminPrincipal = Annotated[Principal, Depends(require_admin)]

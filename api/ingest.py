@@ -1,0 +1,125 @@
+"""Event ingest: parse the request envelope and validate each item on its own against the shared strict
+models (:mod:`chainsync.schemas.events`), so a batch can answer item by item.
+
+The envelope is one event object, or ``{"events": [...]}`` with at most ``ingest_batch_limit`` items.
+Identity comes from the device key: an item whose ``store_id`` or ``device_id`` differs from the key's is
+rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pydantic_core
+from pydantic import TypeAdapter, ValidationError
+
+from api.errors import field_errors
+from chainsync.schemas.events import EventBase, InventoryEvent, SaleEvent
+
+ItemOutcome = Literal["applied", "duplicate", "rejected"]
+
+ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    "sale": TypeAdapter(SaleEvent),
+    "inventory": TypeAdapter(InventoryEvent),
+}
+
+
+class EnvelopeError(Exception):
+    """The body as a whole cannot be read as one event or a batch of events."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class ItemResult:
+    index: int
+    event_id: str | None
+    status: ItemOutcome = "rejected"
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "event_id": self.event_id, "status": self.status, "errors": self.errors}
+
+
+def parse_envelope(raw: bytes, batch_limit: int) -> tuple[list[Any], bool]:
+    """Return ``(items, is_batch)`` or raise :class:`EnvelopeError` (400 not JSON, 413 too many items,
+    422 wrong shape)."""
+    if not raw.strip():
+        raise EnvelopeError(422, 'Request body is empty; send one event object or {"events": [...]}')
+    try:
+        # NaN/Infinity are let through here so the item's validation names the field they sit in.
+        data = pydantic_core.from_json(raw, allow_inf_nan=True)
+    except ValueError as exc:
+        raise EnvelopeError(400, f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise EnvelopeError(
+            422,
+            f'Request body must be a JSON object (one event, or {{"events": [...]}}), not {_json_type(data)}',
+        )
+    if "events" not in data:
+        return [data], False
+    unknown = sorted(set(data) - {"events"})
+    if unknown:
+        raise EnvelopeError(
+            422, f"Unknown top-level field(s) {', '.join(unknown)}; a batch holds only 'events'"
+        )
+    items = data["events"]
+    if not isinstance(items, list):
+        raise EnvelopeError(422, f"'events' must be a JSON array of event objects, not {_json_type(items)}")
+    if not items:
+        raise EnvelopeError(422, "'events' is empty; send at least one event")
+    if len(items) > batch_limit:
+        raise EnvelopeError(
+            413, f"Batch holds {len(items)} events; at most {batch_limit} are accepted per request"
+        )
+    return items, True
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), "an object")
+
+
+def validate_items(
+    items: list[Any], event_type: str, *, store_id: str, device_id: str
+) -> tuple[list[ItemResult], list[tuple[ItemResult, EventBase]]]:
+    """Validate every item; return all results (rejected ones filled in) and the valid events in order."""
+    adapter = ADAPTERS[event_type]
+    results: list[ItemResult] = []
+    valid: list[tuple[ItemResult, EventBase]] = []
+    for index, item in enumerate(items):
+        raw_id = item.get("event_id") if isinstance(item, dict) else None
+        result = ItemResult(index=index, event_id=raw_id if isinstance(raw_id, str) else None)
+        results.append(result)
+        if not isinstance(item, dict):
+            result.errors = [
+                {"field": "(event)", "message": f"must be a JSON object, not {_json_type(item)}"}
+            ]
+            continue
+        try:
+            event: EventBase = adapter.validate_python(item)
+        except ValidationError as exc:
+            result.errors = field_errors(list(exc.errors(include_url=False)))
+            continue
+        result.event_id = str(event.event_id)
+        if event.store_id != store_id:
+            result.errors.append(
+                {
+                    "field": "store_id",
+                    "message": f"does not match the store this device key is bound to ({store_id})",
+                }
+            )
+        if event.device_id != device_id:
+            result.errors.append(
+                {
+                    "field": "device_id",
+                    "message": f"does not match the device this key is bound to ({device_id})",
+                }
+            )
+        if not result.errors:
+            valid.append((result, event))
+    return results, valid

@@ -1,0 +1,71 @@
+"""The ChainSync API: ``create_app()`` builds it (nothing is built at import time).
+
+Run it with ``chainsync api`` (uvicorn ``api.main:create_app --factory``). This module must stay light:
+the API never opens the warehouse, so it never imports dagster, duckdb or the model libraries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.log import configure_logging, get_logger
+from api.metrics import Metrics
+from api.middleware import RequestContextMiddleware
+from api.routes import api_router, root_router
+from api.routes.observability import app_version
+from chainsync.demo_seed import seed_demo_users
+from chainsync.ops_store import get_engine, schema_version
+from chainsync.settings import Settings, SettingsError, get_settings
+
+log = get_logger("api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application for ``settings`` (default: :func:`get_settings`).
+
+    Start-up fails fast with a clear message when no JWT secret is configured outside demo mode; it then
+    migrates the ops store and, in demo mode only, seeds the demo users."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    production = settings.environment == "production"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            settings.jwt_key()
+        except SettingsError as exc:
+            log.error("startup_failed", reason=str(exc))
+            raise RuntimeError(f"ChainSync API cannot start: {exc}") from None
+        engine = get_engine(settings.ops_store)
+        app.state.engine = engine
+        seeded = seed_demo_users(engine, settings)
+        log.info(
+            "startup",
+            version=app_version(),
+            environment=settings.environment,
+            demo_mode=settings.demo_mode,
+            schema_version=schema_version(engine),
+            demo_users_created=seeded,
+        )
+        yield
+
+    app = FastAPI(
+        title="ChainSync Analytics API",
+        version=app_version(),
+        lifespan=lifespan,
+        docs_url=None if production else "/docs",
+        redoc_url=None if production else "/redoc",
+        openapi_url=None if production else "/openapi.json",
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    app.include_router(api_router)
+    app.include_router(root_router)
+    return app

@@ -1,0 +1,94 @@
+"""Request context: a request id on every response, one structured access log line, request metrics,
+and a generic JSON 500 for unexpected exceptions (logged with their traceback, never sent)."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from fastapi.routing import iter_route_contexts
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.log import get_logger
+from api.metrics import Metrics
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+log = get_logger("api.access")
+
+
+def route_templates(app: Any) -> dict[int, str]:
+    """Full path templates by route object id. Since FastAPI 0.137 an included router is matched lazily
+    and ``scope["route"].path`` lacks the outer prefixes, so the full template comes from here."""
+    return {id(ctx.original_route): ctx.path_format or "" for ctx in iter_route_contexts(app.routes)}
+
+
+def route_template(scope: Scope, templates: dict[int, str]) -> str:
+    """The matched route's path template (bounded label cardinality), or ``unmatched``."""
+    route = scope.get("route")
+    if route is None:
+        return "unmatched"
+    return templates.get(id(route)) or getattr(route, "path", None) or "unmatched"
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._templates: dict[int, str] | None = None
+
+    def _route(self, scope: Scope) -> str:
+        if self._templates is None:
+            self._templates = route_templates(scope["app"])
+        return route_template(scope, self._templates)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        rid = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        started = time.perf_counter()
+        status_code = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status_code, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status_code = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=rid):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                log.exception("unhandled_error", method=scope["method"], route=self._route(scope))
+                if response_started:
+                    raise
+                status_code = 500
+                response = JSONResponse(
+                    {"detail": "Internal server error", "request_id": rid},
+                    status_code=500,
+                    headers={REQUEST_ID_HEADER: rid},
+                )
+                await response(scope, receive, send)
+            finally:
+                seconds = time.perf_counter() - started
+                route = self._route(scope)
+                self.metrics.observe_request(scope["method"], route, status_code, seconds)
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    route=route,
+                    status=status_code,
+                    duration_ms=round(seconds * 1000, 2),
+                )

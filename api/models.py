@@ -1,0 +1,54 @@
+"""Response models of the AI endpoints (units: forecasts in units per day, money in integer cents)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ForecastPoint(BaseModel):
+    ds: date
+    yhat: float | None
+    lo_80: float | None
+    hi_80: float | None
+    lo_95: float | None
+    hi_95: float | None
+
+
+class ProductForecast(BaseModel):
+    product_id: str
+    model: str | None
+    cutoff: datetime | date | None
+    points: list[ForecastPoint]
+
+
+class ForecastResponse(BaseModel):
+    snapshot_version: str
+    snapshot_created_at: datetime
+    store_id: str
+    horizon: int
+    products: list[ProductForecast]
+
+
+class SalesAnomaly(BaseModel):
+    store_id: str
+    sale_date: date
+    anomaly_score: float
+    threshold: float | None = None
+    severity: str | None = None
+    drivers: Any = None
+    net_revenue_cents: int | float | None = None
+    transactions: int | float | None = None
+    avg_basket_cents: int | float | None = None
+    refund_rate: float | None = None
+    void_rate: float | None = None
+    discount_rate: float | None = None
+
+
+class AnomaliesResponse(BaseModel):
+    snapshot_version: str
+    snapshot_created_at: datetime
+    count: int
+    anomalies: list[SalesAnomaly]

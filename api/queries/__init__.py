@@ -1,0 +1,1 @@
+"""Data access for the routers: the ops store (health, audit) and the serving snapshot (AI tables)."""

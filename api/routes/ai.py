@@ -1,0 +1,110 @@
+"""AI insight endpoints for managers and admins, read from the current serving snapshot.
+
+Managers see only the stores assigned to them. ``AI_ANALYTICS_ENABLED=false`` turns the router off (503).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from pydantic import AfterValidator
+
+from api.deps import ManagerPrincipal, SettingsDep, require_manager
+from api.models import AnomaliesResponse, ForecastResponse
+from api.queries import snapshots
+from chainsync.serving import Snapshot
+from chainsync.settings import Settings
+
+HORIZONS = (7, 14, 30, 90)
+
+
+def _check_horizon(value: int) -> int:
+    if value not in HORIZONS:
+        raise ValueError(f"must be one of {', '.join(map(str, HORIZONS))}")
+    return value
+
+
+# An int checked against the list (a Literal would refuse the query string "7" as not the int 7).
+Horizon = Annotated[int, AfterValidator(_check_horizon)]
+StoreId = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+
+
+def require_ai_enabled(settings: SettingsDep) -> None:
+    if not settings.ai_analytics_enabled:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "AI analytics disabled")
+
+
+# Authentication first (401/403), then the feature switch (503).
+router = APIRouter(
+    prefix="/ai", tags=["ai"], dependencies=[Depends(require_manager), Depends(require_ai_enabled)]
+)
+
+
+def _current(settings: Settings) -> Snapshot:
+    try:
+        return snapshots.load_current(settings.serving)
+    except snapshots.SnapshotUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+
+
+@router.get("/forecast", response_model=ForecastResponse)
+def forecast(
+    principal: ManagerPrincipal,
+    settings: SettingsDep,
+    store_id: StoreId,
+    product_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    horizon: Annotated[Horizon, Query(description="Days ahead: 7, 14, 30 or 90.")] = 30,
+) -> ForecastResponse:
+    """Daily demand forecast (units per day, with 80% and 95% intervals) for one store, per product."""
+    principal.require_store(store_id)
+    snapshot = _current(settings)
+    try:
+        series = snapshots.demand_forecast(
+            snapshot, store_id=store_id, horizon=horizon, product_id=product_id
+        )
+    except snapshots.SnapshotUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    except snapshots.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    return ForecastResponse.model_validate(
+        {
+            "snapshot_version": snapshot.version,
+            "snapshot_created_at": snapshot.created_at,
+            "store_id": store_id,
+            "horizon": horizon,
+            "products": series,
+        }
+    )
+
+
+@router.get("/anomalies", response_model=AnomaliesResponse)
+def anomalies(
+    principal: ManagerPrincipal,
+    settings: SettingsDep,
+    store_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    since: Annotated[date | None, Query(description="Only store-days on or after this date.")] = None,
+    severity: Annotated[str | None, Query(min_length=1, max_length=16)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AnomaliesResponse:
+    """Store-days flagged as anomalous in daily sales, newest first; managers see their stores only."""
+    if store_id is not None:
+        principal.require_store(store_id)
+    snapshot = _current(settings)
+    try:
+        rows = snapshots.sales_anomalies(
+            snapshot, stores=principal.stores, store_id=store_id, since=since, severity=severity, limit=limit
+        )
+    except snapshots.SnapshotUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    except snapshots.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    return AnomaliesResponse.model_validate(
+        {
+            "snapshot_version": snapshot.version,
+            "snapshot_created_at": snapshot.created_at,
+            "count": len(rows),
+            "anomalies": rows,
+        }
+    )

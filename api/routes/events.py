@@ -1,0 +1,97 @@
+"""Event ingest for POS terminals (device API key only): sales and inventory, one event or a batch.
+
+A batch answers item by item (applied, duplicate, rejected with reasons); all valid items go into the
+ops store in one transaction, and the response is sent only after it has committed. ``event_id`` is the
+idempotency key: a retried event answers ``duplicate`` and is stored once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import DeviceAuth, EngineDep, SettingsDep
+from api.errors import request_id
+from api.ingest import EnvelopeError, ItemResult, parse_envelope, validate_items
+from chainsync.ops_store.events import InboxRow, append_events
+
+router = APIRouter(prefix="/events", tags=["events"])
+
+_BODY_DOC = (
+    'Body: one event object, or `{"events": [...]}` with at most `ingest_batch_limit` events. '
+    "Single event: 201 applied, 200 duplicate, 422 invalid (field and reason), 403 for another store. "
+    'Batch: 200 with `{"results": [{"index", "event_id", "status", "errors"}], "applied", "duplicate", '
+    '"rejected"}`.'
+)
+
+
+async def _ingest(
+    request: Request,
+    event_type: Literal["sale", "inventory"],
+    device: DeviceAuth,
+    settings: SettingsDep,
+    engine: EngineDep,
+) -> JSONResponse:
+    rid = request_id(request)
+    try:
+        items, is_batch = parse_envelope(await request.body(), settings.ingest_batch_limit)
+    except EnvelopeError as exc:
+        return JSONResponse({"detail": exc.detail, "request_id": rid}, status_code=exc.status_code)
+
+    results, valid = validate_items(
+        items, event_type, store_id=device.device_store, device_id=device.device_id or ""
+    )
+    if valid:
+        rows = [InboxRow.from_event(event) for _, event in valid]
+        # Blocking SQLite write (WAL, synchronous=FULL) off the event loop; returns after COMMIT.
+        statuses = await run_in_threadpool(append_events, engine, rows)
+        for (result, _), outcome in zip(valid, statuses, strict=True):
+            result.status = outcome
+
+    counts = {"applied": 0, "duplicate": 0, "rejected": 0}
+    for result in results:
+        counts[result.status] += 1
+    metrics = request.app.state.metrics
+    for outcome, n in counts.items():
+        if n:
+            metrics.events.labels(event_type, outcome).inc(n)
+
+    if is_batch:
+        return JSONResponse({"results": [r.as_dict() for r in results], **counts}, status_code=200)
+    return _single_response(results[0], event_type, rid)
+
+
+def _single_response(result: ItemResult, event_type: str, rid: str | None) -> JSONResponse:
+    body: dict[str, Any] = {"event_id": result.event_id, "status": result.status}
+    if result.status == "applied":
+        return JSONResponse(body, status_code=status.HTTP_201_CREATED)
+    if result.status == "duplicate":
+        return JSONResponse(body, status_code=status.HTTP_200_OK)
+    identity = {e["field"] for e in result.errors} <= {"store_id", "device_id"}
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in result.errors[:5])
+    return JSONResponse(
+        {
+            **body,
+            "detail": f"Invalid {event_type} event: {summary}",
+            "errors": result.errors,
+            "request_id": rid,
+        },
+        status_code=status.HTTP_403_FORBIDDEN if identity else status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
+
+
+@router.post("/sales", summary="Ingest sale events", description=_BODY_DOC)
+async def ingest_sales(
+    request: Request, device: DeviceAuth, settings: SettingsDep, engine: EngineDep
+) -> JSONResponse:
+    return await _ingest(request, "sale", device, settings, engine)
+
+
+@router.post("/inventory", summary="Ingest inventory events", description=_BODY_DOC)
+async def ingest_inventory(
+    request: Request, device: DeviceAuth, settings: SettingsDep, engine: EngineDep
+) -> JSONResponse:
+    return await _ingest(request, "inventory", device, settings, engine)

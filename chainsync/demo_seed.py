@@ -1,0 +1,42 @@
+"""Demo users for demo mode: ``admin``, ``manager`` and ``cashier``, password ``settings.demo_password``.
+
+Seeded by the API at start-up in demo mode only, and only when absent, so changes made since survive
+restarts. The manager sees the first half of the catalog's stores (S001-S005 while the catalog is empty).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from chainsync.ops_store.catalog import store_ids
+from chainsync.ops_store.users import Role, get_user, upsert_user
+from chainsync.settings import Settings
+
+DEMO_USERS: tuple[Role, ...] = ("admin", "manager", "cashier")
+FALLBACK_MANAGER_STORES = tuple(f"S{i:03d}" for i in range(1, 6))
+
+
+def manager_stores(engine: Engine) -> list[str]:
+    stores = store_ids(engine)
+    if not stores:
+        return list(FALLBACK_MANAGER_STORES)
+    return stores[: max(1, len(stores) // 2)]
+
+
+def seed_demo_users(engine: Engine, settings: Settings) -> list[str]:
+    """Create the missing demo users and return their names; does nothing outside demo mode."""
+    if not settings.demo_mode:
+        return []
+    password = settings.demo_password.get_secret_value()
+    created: list[str] = []
+    for role in DEMO_USERS:
+        if get_user(engine, role) is not None:
+            continue
+        stores: list[str] = []
+        if role == "manager":
+            stores = manager_stores(engine)
+        elif role == "cashier":
+            stores = manager_stores(engine)[:1]
+        upsert_user(engine, role, password, role, stores)
+        created.append(role)
+    return created
