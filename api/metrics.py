@@ -28,7 +28,7 @@ class Metrics:
         )
         self.events = Counter(
             "chainsync_events_ingested",
-            "Events received by the ingest endpoints, by event type and outcome (applied, duplicate, rejected).",
+            "Events received for ingest, by event type and outcome (applied, duplicate, rejected).",
             ["event_type", "status"],
             registry=self.registry,
         )
