@@ -149,6 +149,8 @@ def security_events(
     cs_sec = 1 * 3600 + np.sort(rng.integers(0, 90 * 60, n_cs))
     cs_ip = rng.integers(0, len(cs_ips), n_cs)
     cs_store = rng.integers(0, n_stores, n_cs)
+    # One campaign clock in UTC, whatever the timezone of the store portal each attempt hits.
+    cs_sec = cs_sec + offsets[cs_store, cs_day] - offsets[0, cs_day]
     outcome_fail = np.ones(n_cs, dtype=np.int64)
     outcome_fail[rng.choice(n_cs, 2, replace=False)] = 0
     rows2.add(store=cs_store, day=cs_day, device=-1, agent=3, ip=-10 - (ip0 + cs_ip),
