@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import polars as pl
 from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 from sqlalchemy import Engine
@@ -38,9 +39,22 @@ class PipelineConfig(dg.ConfigurableResource):
     anomaly_threshold_quantile: float = 0.99
     ai_analytics_enabled: bool = True
 
+    @property
+    def serving_dir_path(self) -> Path:
+        return Path(self.serving_dir)
+
 
 class Warehouse(DuckDBResource):
     """The DuckDB warehouse the pipeline owns; dbt runs against the same file."""
+
+    def replace_table(self, table: str, frame: pl.DataFrame) -> None:
+        """Replace ``table`` (schema-qualified) with ``frame``; DuckDB scans the frame through Arrow."""
+        schema = table.split(".")[0]
+        with self.get_connection() as con:
+            con.execute(f"create schema if not exists {schema}")
+            con.register("frame", frame.to_arrow())
+            con.execute(f"create or replace table {table} as select * from frame")
+            con.unregister("frame")
 
     @contextmanager
     def dbt_env(self) -> Iterator[None]:

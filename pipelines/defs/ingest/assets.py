@@ -1,6 +1,5 @@
 """Raw landing assets: ops-store events and catalog copied into the warehouse's ``raw`` schema."""
 
-from __future__ import annotations
 
 import dagster as dg
 

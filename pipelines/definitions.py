@@ -1,0 +1,31 @@
+"""The Dagster definitions of ChainSync: ingest -> dbt -> forecasting / anomalies -> serving.
+
+Load with ``dagster dev -m pipelines.definitions``; ``pipelines.run.run_pipeline`` materializes in-process.
+"""
+
+import dagster as dg
+
+from chainsync.settings import Settings, get_settings
+from pipelines.defs.anomalies import assets as anomalies
+from pipelines.defs.dbt import assets as dbt
+from pipelines.defs.forecasting import assets as forecasting
+from pipelines.defs.ingest import assets as ingest
+from pipelines.defs.ingest import checks as ingest_checks
+from pipelines.defs.serving import assets as serving
+from pipelines.resources import build_resources
+from pipelines.sensors import sensors
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """The whole graph, with resources for ``settings``' data directory."""
+    return dg.Definitions(
+        assets=[*ingest.assets, *dbt.assets, *forecasting.assets, *anomalies.assets, *serving.assets],
+        asset_checks=ingest_checks.checks,
+        sensors=sensors,
+        resources=build_resources(settings),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(get_settings())

@@ -1,0 +1,37 @@
+"""The sales anomalies asset: ECOD scores per store-day, stored in analytics.sales_anomalies."""
+
+import dagster as dg
+
+from pipelines.defs.anomalies.scoring import FEATURES_SQL, empty_anomalies, score_sales_anomalies
+from pipelines.resources import PipelineConfig, Warehouse
+
+
+@dg.asset(
+    group_name="anomalies",
+    kinds={"pyod", "duckdb"},
+    deps=[dg.AssetKey("stg_pos__sale_lines"), dg.AssetKey("fct_sales_daily")],
+    description="Store-day sales anomalies (net revenue, transactions, basket, refund/void/discount rates) "
+    "scored by ECOD; threshold = anomaly_threshold_quantile of the raw scores (analytics.sales_anomalies).",
+)
+def sales_anomalies(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, pipeline_config: PipelineConfig
+) -> dg.MaterializeResult:
+    if not pipeline_config.ai_analytics_enabled:
+        warehouse.replace_table("analytics.sales_anomalies", empty_anomalies())
+        return dg.MaterializeResult(metadata={"rows": 0, "disabled": True})
+    with warehouse.get_connection() as con:
+        features = con.execute(FEATURES_SQL).pl()
+    scored = score_sales_anomalies(features, threshold_quantile=pipeline_config.anomaly_threshold_quantile)
+    warehouse.replace_table("analytics.sales_anomalies", scored)
+    flagged = int(scored["is_anomaly"].sum()) if scored.height else 0
+    context.log.info(f"scored {scored.height} store-days, {flagged} anomalies")
+    return dg.MaterializeResult(
+        metadata={
+            "rows": scored.height,
+            "anomalies": flagged,
+            "threshold_quantile": pipeline_config.anomaly_threshold_quantile,
+        }
+    )
+
+
+assets = [sales_anomalies]

@@ -1,0 +1,124 @@
+"""Store-day sales anomalies: robust per-store z-scores of daily features, scored by pyod's ECOD."""
+
+from __future__ import annotations
+
+import polars as pl
+
+FEATURES = ("net_revenue_cents", "transactions", "avg_basket_cents", "refund_rate", "void_rate", "discount_rate")
+DRIVER_Z = 3.0  # a feature drives an anomaly when its robust z-score exceeds this
+MAX_DRIVERS = 3
+
+ANOMALY_SCHEMA: dict[str, pl.DataType] = {
+    "store_id": pl.String(),
+    "sale_date": pl.Date(),
+    "anomaly_score": pl.Float64(),
+    "threshold": pl.Float64(),
+    "is_anomaly": pl.Boolean(),
+    "severity": pl.String(),
+    "drivers": pl.String(),
+    "net_revenue_cents": pl.Int64(),
+    "transactions": pl.Int64(),
+    "avg_basket_cents": pl.Float64(),
+    "refund_rate": pl.Float64(),
+    "void_rate": pl.Float64(),
+    "discount_rate": pl.Float64(),
+}
+
+# Store-day features from the staging sale lines (voids live there; the sales mart excludes them).
+FEATURES_SQL = """
+    with lines as (
+        select store_id, sale_date, transaction_id, sale_kind,
+               quantity * unit_price_cents as gross_cents, discount_cents
+        from staging.stg_pos__sale_lines
+    ),
+    daily as (
+        select
+            store_id,
+            sale_date,
+            sum(case sale_kind when 'sale' then gross_cents - discount_cents
+                               when 'refund' then -(gross_cents - discount_cents) else 0 end) as net_revenue_cents,
+            count(distinct case when sale_kind = 'sale' then transaction_id end) as transactions,
+            count(distinct case when sale_kind = 'refund' then transaction_id end) as refunds,
+            count(distinct case when sale_kind = 'void' then transaction_id end) as voids,
+            count(distinct transaction_id) as all_transactions,
+            sum(case when sale_kind = 'sale' then discount_cents else 0 end) as sale_discount_cents,
+            sum(case when sale_kind = 'sale' then gross_cents else 0 end) as sale_gross_cents
+        from lines
+        group by all
+    )
+    select
+        store_id,
+        sale_date,
+        cast(net_revenue_cents as bigint) as net_revenue_cents,
+        cast(transactions as bigint) as transactions,
+        net_revenue_cents / nullif(transactions, 0) as avg_basket_cents,
+        refunds / nullif(all_transactions, 0) as refund_rate,
+        voids / nullif(all_transactions, 0) as void_rate,
+        sale_discount_cents / nullif(sale_gross_cents, 0) as discount_rate
+    from daily
+    order by store_id, sale_date
+"""
+
+
+def empty_anomalies() -> pl.DataFrame:
+    return pl.DataFrame(schema=ANOMALY_SCHEMA)
+
+
+def severity_expr(quantile: float) -> pl.Expr:
+    """low below the threshold quantile; above it, medium / high / critical by how far into the tail."""
+    tail = 1.0 - quantile
+    rank = pl.col("anomaly_score").rank("average") / pl.len()
+    return (
+        pl.when(~pl.col("is_anomaly"))
+        .then(pl.lit("low"))
+        .when(rank < 1.0 - tail / 2)
+        .then(pl.lit("medium"))
+        .when(rank < 1.0 - tail / 10)
+        .then(pl.lit("high"))
+        .otherwise(pl.lit("critical"))
+    )
+
+
+def score_sales_anomalies(features: pl.DataFrame, *, threshold_quantile: float) -> pl.DataFrame:
+    """Score every store-day of ``features`` (columns: store_id, sale_date and ``FEATURES``).
+
+    Each feature becomes a robust z-score within its store (median and MAD), so stores of any size compare;
+    ECOD scores the z-score vectors. ``threshold`` is the ``threshold_quantile`` of the raw scores, so it can
+    be moved later without refitting. ``drivers`` lists the features with |z| >= 3, largest first."""
+    if features.height < 10:
+        return empty_anomalies()
+    from pyod.models.ecod import ECOD
+
+    filled = features.with_columns([pl.col(f).cast(pl.Float64).fill_null(0.0).fill_nan(0.0) for f in FEATURES])
+    z = filled.with_columns(
+        [
+            (
+                (pl.col(f) - pl.col(f).median().over("store_id"))
+                / ((pl.col(f) - pl.col(f).median().over("store_id")).abs().median().over("store_id") * 1.4826 + 1e-9)
+            ).alias(f"z_{f}")
+            for f in FEATURES
+        ]
+    )
+    zcols = [f"z_{f}" for f in FEATURES]
+    matrix = z.select([pl.col(c).clip(-50, 50) for c in zcols]).to_numpy()
+    detector = ECOD()
+    detector.fit(matrix)
+    scores = detector.decision_scores_
+    threshold = float(pl.Series(scores).quantile(threshold_quantile, interpolation="linear"))
+    # Top drivers: names of features whose |z| passes DRIVER_Z, by |z| descending.
+    drivers = (
+        z.select(pl.int_range(pl.len()).alias("row"), *zcols)
+        .unpivot(index="row", variable_name="feature", value_name="z")
+        .filter(pl.col("z").abs() >= DRIVER_Z)
+        .sort(["row", pl.col("z").abs()], descending=[False, True])
+        .group_by("row", maintain_order=True)
+        .agg(pl.col("feature").str.strip_prefix("z_").head(MAX_DRIVERS).str.join(",").alias("drivers"))
+    )
+    scored = (
+        z.with_row_index("row")
+        .with_columns(anomaly_score=pl.Series(scores), threshold=pl.lit(threshold))
+        .with_columns(is_anomaly=pl.col("anomaly_score") > pl.col("threshold"))
+        .join(drivers.with_columns(pl.col("row").cast(pl.UInt32)), on="row", how="left")
+        .with_columns(drivers=pl.col("drivers").fill_null(""), severity=severity_expr(threshold_quantile))
+    )
+    return scored.select(list(ANOMALY_SCHEMA)).cast(ANOMALY_SCHEMA).sort("store_id", "sale_date")

@@ -1,0 +1,71 @@
+"""dbt wired in three steps: one DbtProject, one @dbt_assets streaming `dbt build`, a thin translator."""
+
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+
+from chainsync.settings import get_settings
+from pipelines.defs.ingest.warehouse import build_fingerprint, change_fingerprint, ensure_schema, record_build
+from pipelines.resources import Warehouse
+
+DBT_STAGE = "dbt_build"
+
+dbt_project = DbtProject(project_dir=get_settings().dbt_project_dir, profiles_dir=get_settings().dbt_project_dir)
+# `dagster dev` re-parses on load; elsewhere (tests, the CLI, a fresh clone) parse once when the manifest is missing.
+dbt_project.prepare_if_dev()
+if not dbt_project.manifest_path.exists():
+    dbt_project.prepare()
+
+
+def _project_fingerprint() -> str:
+    """A hash of the dbt project's sources, so editing a model rebuilds even without new events."""
+    digest = hashlib.sha256()
+    root = dbt_project.project_dir
+    for path in sorted([*root.glob("models/**/*"), *root.glob("macros/**/*"), root / "dbt_project.yml"]):
+        if path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class ChainSyncDbtTranslator(DagsterDbtTranslator):
+    """Models are keyed by their dbt name (``fct_sales_daily``) and grouped by their top folder (staging,
+    marts). Sources map to the ingest assets through ``meta.dagster.asset_key`` in ``_pos__sources.yml``."""
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        if props["resource_type"] in ("model", "snapshot", "seed"):
+            return spec.replace_attributes(key=dg.AssetKey(props["name"]), group_name=str(props["fqn"][1]))
+        return spec
+
+
+translator = ChainSyncDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=translator)
+def chainsync_dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
+) -> Iterator[Any]:
+    """`dbt build` (models, data tests, unit tests) on the warehouse — skipped when nothing was landed since
+    the last successful build, which also skips everything downstream."""
+    with warehouse.get_connection() as con:
+        ensure_schema(con)
+        fingerprint = f"{change_fingerprint(con)}:{_project_fingerprint()}"
+        unchanged = build_fingerprint(con, DBT_STAGE) == fingerprint
+    if unchanged:
+        context.log.info("No new events or catalog changes since the last dbt build; skipping.")
+        return
+    with warehouse.dbt_env():
+        yield from dbt.cli(["build"], context=context).stream()
+    with warehouse.get_connection() as con:
+        record_build(con, DBT_STAGE, fingerprint)
+
+
+assets = [chainsync_dbt_models]
