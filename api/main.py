@@ -17,6 +17,7 @@ from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
 from api.routes import api_router, root_router
 from api.routes.observability import app_version
+from api.writer import InboxWriter
 from chainsync.demo_seed import seed_demo_users
 from chainsync.ops_store import get_engine, schema_version
 from chainsync.settings import Settings, SettingsError, get_settings
@@ -51,7 +52,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             schema_version=schema_version(engine),
             demo_users_created=seeded,
         )
-        yield
+        app.state.writer = InboxWriter(engine)
+        app.state.writer.start()
+        try:
+            yield
+        finally:
+            await app.state.writer.stop()
 
     app = FastAPI(
         title="ChainSync Analytics API",

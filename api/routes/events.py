@@ -11,12 +11,11 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
-from api.deps import DeviceAuth, EngineDep, SettingsDep
+from api.deps import DeviceAuth, SettingsDep
 from api.errors import request_id
 from api.ingest import EnvelopeError, ItemResult, parse_envelope, validate_items
-from chainsync.ops_store.events import InboxRow, append_events
+from chainsync.ops_store.events import InboxRow
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -33,7 +32,6 @@ async def _ingest(
     event_type: Literal["sale", "inventory"],
     device: DeviceAuth,
     settings: SettingsDep,
-    engine: EngineDep,
 ) -> JSONResponse:
     rid = request_id(request)
     try:
@@ -46,8 +44,8 @@ async def _ingest(
     )
     if valid:
         rows = [InboxRow.from_event(event) for _, event in valid]
-        # Blocking SQLite write (WAL, synchronous=FULL) off the event loop; returns after COMMIT.
-        statuses = await run_in_threadpool(append_events, engine, rows)
+        # Group commit with other requests in flight (api.writer); returns after COMMIT.
+        statuses = await request.app.state.writer.append(rows)
         for (result, _), outcome in zip(valid, statuses, strict=True):
             result.status = outcome
 
@@ -84,14 +82,10 @@ def _single_response(result: ItemResult, event_type: str, rid: str | None) -> JS
 
 
 @router.post("/sales", summary="Ingest sale events", description=_BODY_DOC)
-async def ingest_sales(
-    request: Request, device: DeviceAuth, settings: SettingsDep, engine: EngineDep
-) -> JSONResponse:
-    return await _ingest(request, "sale", device, settings, engine)
+async def ingest_sales(request: Request, device: DeviceAuth, settings: SettingsDep) -> JSONResponse:
+    return await _ingest(request, "sale", device, settings)
 
 
 @router.post("/inventory", summary="Ingest inventory events", description=_BODY_DOC)
-async def ingest_inventory(
-    request: Request, device: DeviceAuth, settings: SettingsDep, engine: EngineDep
-) -> JSONResponse:
-    return await _ingest(request, "inventory", device, settings, engine)
+async def ingest_inventory(request: Request, device: DeviceAuth, settings: SettingsDep) -> JSONResponse:
+    return await _ingest(request, "inventory", device, settings)

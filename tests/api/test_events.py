@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from api.routes import events as events_route
+from chainsync.ops_store import events as inbox
 from chainsync.ops_store.events import append_in_transaction, count_events
 from chainsync.ops_store.tables import event_inbox
 from tests.api.conftest import TestClient, bearer, inventory_event, sale_event
@@ -229,7 +229,7 @@ def test_nothing_is_half_written_when_the_transaction_fails(client, device_keys,
             append_in_transaction(conn, rows)  # rows are inserted inside the transaction ...
             raise RuntimeError("disk on fire")  # ... which then fails before COMMIT
 
-    monkeypatch.setattr(events_route, "append_events", failing_append)
+    monkeypatch.setattr(inbox, "append_events", failing_append)
     resp = client.post(
         SALES, json={"events": [sale_event() for _ in range(4)]}, headers=key_header(device_keys["S001"])
     )
