@@ -44,8 +44,18 @@ class PipelineConfig(dg.ConfigurableResource):
         return Path(self.serving_dir)
 
 
+def frame_of(con: Any, sql: str) -> pl.DataFrame:
+    """``sql``'s result on a DuckDB connection as a polars frame (through Arrow)."""
+    return pl.from_arrow(con.execute(sql).to_arrow_table())  # type: ignore[return-value]
+
+
 class Warehouse(DuckDBResource):
     """The DuckDB warehouse the pipeline owns; dbt runs against the same file."""
+
+    def read_frame(self, sql: str) -> pl.DataFrame:
+        """Run ``sql`` and return the result as a polars frame (through Arrow)."""
+        with self.get_connection() as con:
+            return frame_of(con, sql)
 
     def replace_table(self, table: str, frame: pl.DataFrame) -> None:
         """Replace ``table`` (schema-qualified) with ``frame``; DuckDB scans the frame through Arrow."""

@@ -34,11 +34,14 @@ def _instance():  # type: ignore[no-untyped-def]
     return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
 
 
-def run_pipeline(settings: Settings, selection: str | None = None, console: Console | None = None) -> PipelineResult:
+def run_pipeline(
+    settings: Settings, selection: str | None = None, console: Console | None = None, log_level: str = "WARNING"
+) -> PipelineResult:
     """Materialize ``selection`` (a Dagster asset selection string, default everything) for ``settings``.
 
     Incremental: only events above the warehouse watermark are read, and when nothing changed the dbt build
-    and everything after it are skipped."""
+    and everything after it are skipped. Dagster's own log lines below ``log_level`` are hidden; ``console``
+    gets a per-asset summary."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
     import dagster as dg
@@ -52,10 +55,15 @@ def run_pipeline(settings: Settings, selection: str | None = None, console: Cons
     if selection:
         asset_keys = list(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
     with _instance() as instance:
-        result = job.execute_in_process(instance=instance, asset_selection=asset_keys, raise_on_error=False)
-    summary = _summarize(result, time.perf_counter() - started)
-    if console is not None:
-        _print_summary(console, summary, result)
+        result = job.execute_in_process(
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            instance=instance,
+            asset_selection=asset_keys,
+            raise_on_error=False,
+        )
+        summary = _summarize(result, time.perf_counter() - started)
+        if console is not None:
+            _print_summary(console, summary, result, instance.all_logs(result.run_id))
     return summary
 
 
@@ -78,14 +86,15 @@ def _summarize(result: Any, seconds: float) -> PipelineResult:
     return summary
 
 
-def _print_summary(console: Console, summary: PipelineResult, result: Any) -> None:
+def _print_summary(console: Console, summary: PipelineResult, result: Any, logs: Any) -> None:
     import dagster as dg
     from rich.table import Table
 
     step_times: dict[str, list[float]] = defaultdict(list)
-    for event in result.all_events:
-        if event.step_key and event.event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS):
-            step_times[event.step_key].append(event.timestamp)
+    for entry in logs:
+        event = entry.dagster_event
+        if event and event.step_key and event.event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS):
+            step_times[event.step_key].append(entry.timestamp)
     table = Table(title=f"pipeline run {summary.run_id[:8]}", show_lines=False)
     table.add_column("asset")
     table.add_column("status")

@@ -19,8 +19,7 @@ def sales_anomalies(
     if not pipeline_config.ai_analytics_enabled:
         warehouse.replace_table("analytics.sales_anomalies", empty_anomalies())
         return dg.MaterializeResult(metadata={"rows": 0, "disabled": True})
-    with warehouse.get_connection() as con:
-        features = con.execute(FEATURES_SQL).pl()
+    features = warehouse.read_frame(FEATURES_SQL)
     scored = score_sales_anomalies(features, threshold_quantile=pipeline_config.anomaly_threshold_quantile)
     warehouse.replace_table("analytics.sales_anomalies", scored)
     flagged = int(scored["is_anomaly"].sum()) if scored.height else 0

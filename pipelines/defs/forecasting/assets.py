@@ -19,8 +19,7 @@ def demand_forecast(
     if not pipeline_config.ai_analytics_enabled:
         warehouse.replace_table("analytics.demand_forecast", empty_forecast())
         return dg.MaterializeResult(metadata={"rows": 0, "disabled": True})
-    with warehouse.get_connection() as con:
-        history = con.execute(history_sql()).pl()
+    history = warehouse.read_frame(history_sql())
     series = history.select("store_id", "product_id").n_unique() if history.height else 0
     context.log.info(f"forecasting {series} series, {history.height} history rows")
     forecast = forecast_demand(history, horizon=pipeline_config.forecast_horizon_days)

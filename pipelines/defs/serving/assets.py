@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from chainsync.serving import publish_snapshot
-from pipelines.resources import PipelineConfig, Warehouse
+from pipelines.resources import PipelineConfig, Warehouse, frame_of
 
 # Snapshot table name -> warehouse relation.
 SNAPSHOT_TABLES: dict[str, str] = {
@@ -31,7 +31,7 @@ def serving_snapshot(
     context: dg.AssetExecutionContext, warehouse: Warehouse, pipeline_config: PipelineConfig
 ) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        tables = {name: con.execute(f"select * from {relation}").pl() for name, relation in SNAPSHOT_TABLES.items()}
+        tables = {name: frame_of(con, f"select * from {relation}") for name, relation in SNAPSHOT_TABLES.items()}
         events_seq = int(con.execute("select coalesce(max(last_seq), 0) from meta.watermarks").fetchone()[0])  # type: ignore[index]
     snapshot = publish_snapshot(
         pipeline_config.serving_dir_path,
