@@ -107,6 +107,7 @@ class ImportSummary:
 def _connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     # Pydantic writes UTC as 'Z' and drops the fraction when it is zero.
     con.execute(
         """
@@ -183,7 +184,7 @@ def _append_stream(
     model = EVENT_MODELS[event_type]
     checked = 0
     applied = duplicate = 0
-    reader = con.execute(sql).fetch_record_batch(batch_size)
+    reader = con.sql(sql).to_arrow_reader(batch_size)
     for rows in _batches(reader, event_type):
         # Cheap guard against drift between the Parquet columns and the event models.
         for row in rows[: max(0, _VALIDATE_FIRST - checked)]:
@@ -225,7 +226,7 @@ def import_generated(
     con = _connect()
     sales = f"read_parquet('{_sql_path(path / 'sales_lines' / '*.parquet')}')"
     counts = {
-        "sale": con.execute(f"SELECT count(DISTINCT event_id) FROM {sales}").fetchone()[0],  # type: ignore[index]
+        "sale": con.sql(f"SELECT count(DISTINCT event_id) FROM {sales}").fetchall()[0][0],
     }
     sources = {"inventory": "inventory.parquet", "security": "security.parquet", "sync": "sync.parquet"}
     for event_type, file in sources.items():
@@ -280,7 +281,7 @@ def import_daily_sales_csv(
     duplicates), device and cashier ``import``, ``occurred_at`` at noon UTC of the date, and one line with
     ``quantity = units`` and ``unit_price_cents = round(revenue_cents / units)``. Rows with a missing or
     unparsable value, ``units <= 0``, fractional units, negative revenue or an invalid id are skipped and
-    counted by reason. Stores and products not yet in the catalog are added with placeholder names."""
+    counted by reason, as is a repeat of a (store, product, date) already seen in the file. Stores and products not yet in the catalog are added with placeholder names."""
     t0 = time.perf_counter()
     csv_path = Path(csv_path)
     raw = _read_csv(csv_path)
@@ -323,7 +324,14 @@ def import_daily_sales_csv(
         .when(~id_ok).then(pl.lit("invalid store or product id"))
         .when((pl.col("units") > MAX_QUANTITY) | (pl.col("unit_price") > MAX_CENTS)).then(pl.lit("value out of range"))
     )
-    frame = frame.with_columns(reason.alias("reason"))
+    # A key seen earlier in the file would become a second event with the same id: keep the first.
+    repeated = pl.struct("store_id", "product_id", "date").is_first_distinct().not_()
+    frame = frame.with_columns(reason.alias("reason")).with_columns(
+        pl.when(pl.col("reason").is_null() & repeated.over("reason"))
+        .then(pl.lit("repeated store, product and date"))
+        .otherwise(pl.col("reason"))
+        .alias("reason")
+    )
     skipped = frame.filter(pl.col("reason").is_not_null()).group_by("reason").len()
     summary.skipped = dict(skipped.iter_rows())
     good = frame.filter(pl.col("reason").is_null())
