@@ -1,0 +1,60 @@
+"""Tier 1: the definitions load, with every asset, check, resource and sensor the graph promises."""
+
+import dagster as dg
+
+from chainsync.settings import Settings
+from pipelines.definitions import build_definitions, defs
+
+RAW = ["raw_stores", "raw_products", "raw_sales_events", "raw_inventory_events", "raw_security_events", "raw_sync_events"]
+STAGING = [
+    "stg_pos__sale_lines",
+    "stg_pos__inventory_movements",
+    "stg_pos__security_events",
+    "stg_pos__sync_sessions",
+    "stg_pos__stores",
+    "stg_pos__products",
+]
+MARTS = ["fct_sales_daily", "dim_store", "dim_product", "fct_stock_levels", "fct_security_events", "fct_sync_sessions"]
+ANALYTICS = ["demand_forecast", "sales_anomalies", "serving_snapshot"]
+
+
+def test_lazy_definitions_load(settings: Settings) -> None:
+    loaded = defs()
+    assert isinstance(loaded, dg.Definitions)
+    loaded.resolve_all_job_defs()
+
+
+def test_every_asset_exists_in_its_group(settings: Settings) -> None:
+    graph = build_definitions(settings).resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert set(RAW + STAGING + MARTS + ANALYTICS) <= keys
+    groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert {groups[k] for k in RAW} == {"ingest"}
+    assert {groups[k] for k in STAGING} == {"staging"}
+    assert {groups[k] for k in MARTS} == {"marts"}
+
+
+def test_dbt_sources_map_to_ingest_assets(settings: Settings) -> None:
+    graph = build_definitions(settings).resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("stg_pos__sale_lines")).parent_keys}
+    assert parents == {"raw_sales_events"}
+    downstream = {k.to_user_string() for k in graph.get(dg.AssetKey("fct_sales_daily")).child_keys}
+    assert {"demand_forecast", "sales_anomalies", "serving_snapshot"} <= downstream
+
+
+def test_dbt_tests_and_gx_suite_are_asset_checks(settings: Settings) -> None:
+    graph = build_definitions(settings).resolve_asset_graph()
+    checks = {k.to_user_string() for k in graph.asset_check_keys}
+    assert "fct_sales_daily:unique_fct_sales_daily_sales_daily_id" in checks
+    assert "dim_store:unique_dim_store_store_id" in checks
+    assert "stg_pos__sale_lines:accepted_values_stg_pos__sale_lines_sale_kind__sale__refund__void" in checks
+    gx_key = dg.AssetCheckKey(dg.AssetKey("raw_sales_events"), "raw_sale_lines_expectations")
+    assert gx_key in graph.asset_check_keys
+    assert graph.get_check_spec(gx_key).blocking
+
+
+def test_resources_and_sensor(settings: Settings) -> None:
+    loaded = build_definitions(settings)
+    assert {"ops_store", "warehouse", "dbt", "pipeline_config"} <= set(loaded.resources or {})
+    assert loaded.resources["warehouse"].database == str(settings.warehouse)  # type: ignore[index]
+    assert [s.name for s in loaded.sensors or []] == ["new_events_sensor"]

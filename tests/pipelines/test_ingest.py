@@ -1,0 +1,162 @@
+"""Tier 2: the ingest assets and their great-expectations check on a real SQLite ops store and DuckDB file."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import duckdb
+import pytest
+from sqlalchemy import Engine
+
+from chainsync.ops_store.events import InboxRow, append_events, max_seq
+from chainsync.settings import Settings
+from pipelines.defs.ingest.assets import raw_products, raw_sales_events, raw_stores
+from pipelines.defs.ingest.checks import raw_sale_lines_expectations, validate_sale_lines
+from pipelines.defs.ingest.warehouse import ensure_schema, land_events, refresh_catalog, watermarks
+from pipelines.resources import OpsStoreResource, Warehouse
+from tests.pipelines.chain import append, other_events, sale_events
+from tests.pipelines.conftest import START
+
+
+def _resources(settings: Settings) -> dict[str, object]:
+    return {"ops_store": OpsStoreResource(url=settings.ops_store), "warehouse": Warehouse(database=str(settings.warehouse))}
+
+
+def _land_all(settings: Settings, engine: Engine) -> dict[str, int]:
+    """Call the ingest asset functions directly, as Dagster would, and return the events landed."""
+    resources = _resources(settings)
+    for asset in (raw_stores, raw_products):
+        asset(**resources)  # type: ignore[operator]
+    result = raw_sales_events(context=dg.build_asset_context(), **resources)  # type: ignore[operator]
+    return {k: v for k, v in result.metadata.items() if isinstance(v, int)}  # type: ignore[union-attr]
+
+
+def test_ingest_lands_only_events_above_the_watermark(settings: Settings, ops_engine: Engine, catalog) -> None:  # type: ignore[no-untyped-def]
+    stores, prices = catalog
+    first = sale_events(stores, prices, START, days=5, seed=1)
+    append(ops_engine, first)
+    landed = _land_all(settings, ops_engine)
+    assert landed["events_landed"] == len(first)
+    assert landed["watermark"] == max_seq(ops_engine)
+    assert landed["sale_lines_quarantined"] == 0
+
+    second = sale_events(stores, prices, START + timedelta(days=5), days=2, seed=2)
+    append(ops_engine, second)
+    landed = _land_all(settings, ops_engine)
+    assert landed["events_landed"] == len(second)
+    assert landed["watermark_before"] == len(first)
+
+    assert _land_all(settings, ops_engine)["events_landed"] == 0  # nothing new: nothing landed
+
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        assert con.execute("select count(*), count(distinct event_id) from raw.sales_events").fetchone() == (
+            len(first) + len(second),
+            len(first) + len(second),
+        )
+        lines = sum(len(e.lines) for e in first + second)
+        assert con.execute("select count(*) from raw.sale_lines").fetchone() == (lines,)
+        assert watermarks(con)["sale"] == max_seq(ops_engine)
+
+
+def test_other_event_types_land_with_their_own_watermarks(settings: Settings, ops_engine: Engine, catalog) -> None:  # type: ignore[no-untyped-def]
+    stores, prices = catalog
+    append(ops_engine, sale_events(stores, prices, START, days=1, seed=1))
+    others = other_events(stores, prices, START, days=14, seed=1)
+    append(ops_engine, others)
+    with duckdb.connect(str(settings.warehouse)) as con:
+        ensure_schema(con)
+        counts = {t: land_events(con, ops_engine, t).events for t in ("inventory", "security", "sync")}
+        assert sum(counts.values()) == len(others)
+        assert counts["inventory"] == 2 * len(stores) * len(prices)
+        assert "sale" not in watermarks(con)  # sales were not landed yet; their watermark is untouched
+        assert land_events(con, ops_engine, "sync").events == 0
+
+
+def _raw_sale(store: str, product: str, **line: object) -> InboxRow:
+    occurred = line.pop("occurred_at", datetime(2026, 1, 2, 10, tzinfo=UTC))
+    payload = {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": occurred.isoformat(),  # type: ignore[attr-defined]
+        "store_id": store,
+        "device_id": "T1",
+        "transaction_id": f"tx-{uuid.uuid4().hex[:8]}",
+        "kind": line.pop("kind", "sale"),
+        "cashier_id": "C1",
+        "payment_type": "card",
+        "lines": [{"product_id": product, "quantity": 1, "unit_price_cents": 500, "discount_cents": 0, **line}],
+    }
+    return InboxRow(payload["event_id"], "sale", store, "T1", occurred, json.dumps(payload))  # type: ignore[arg-type]
+
+
+def test_bad_lines_are_quarantined_with_a_reason(settings: Settings, ops_engine: Engine, catalog) -> None:  # type: ignore[no-untyped-def]
+    # Rows written past the API's validation (an old importer, a manual fix) must not reach the marts.
+    stores, prices = catalog
+    product = next(iter(prices))
+    received = datetime(2026, 1, 2, 12, tzinfo=UTC)
+    rows = [
+        _raw_sale(stores[0], product),
+        _raw_sale(stores[0], "P-UNKNOWN"),
+        _raw_sale("S-UNKNOWN", product),
+        _raw_sale(stores[0], product, quantity=0),
+        _raw_sale(stores[0], product, discount_cents=900),
+        _raw_sale(stores[0], product, kind="gift"),
+        _raw_sale(stores[0], product, unit_price_cents=None),
+        _raw_sale(stores[0], product, occurred_at=datetime(2026, 3, 1, tzinfo=UTC)),
+    ]
+    append_events(ops_engine, rows, received_at=received)
+    landed = _land_all(settings, ops_engine)
+    assert landed["sale_lines_landed"] == 1
+    assert landed["sale_lines_quarantined"] == 7
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        reasons = dict(con.execute("select reason, count(*) from raw.sale_lines_quarantine group by 1").fetchall())
+    assert reasons == {
+        "unknown product": 1,
+        "unknown store": 1,
+        "non-positive quantity": 1,
+        "discount exceeds amount": 1,
+        "unknown kind": 1,
+        "missing field": 1,
+        "occurred_at in the future": 1,
+    }
+
+    # The blocking GX check passes on what was kept and reports the quarantine.
+    check = raw_sale_lines_expectations(warehouse=Warehouse(database=str(settings.warehouse)))  # type: ignore[operator]
+    assert check.passed
+    assert check.metadata["quarantined_in_batch"].value == 7
+    assert check.metadata["lines_validated"].value == 1
+
+
+def test_gx_suite_fails_on_bad_lines() -> None:
+    import pandas as pd
+
+    good = {
+        "event_id": "e1", "line_no": 1, "transaction_id": "t1", "kind": "sale", "cashier_id": "c", "payment_type": "card",
+        "product_id": "P1", "quantity": 2, "unit_price_cents": 100, "discount_cents": 0,
+        "occurred_at": pd.Timestamp("2026-01-01"), "store_id": "S1", "device_id": "T1",
+        "received_at": pd.Timestamp("2026-01-01"), "seq": 1,
+    }
+    assert validate_sale_lines(pd.DataFrame([good]), ["S1"], ["P1"])["success"]
+    bad = pd.DataFrame([good, {**good, "line_no": 2, "quantity": 0, "store_id": "S9", "kind": "gift"}])
+    outcome = validate_sale_lines(bad, ["S1"], ["P1"])
+    assert not outcome["success"]
+    failed = " ".join(outcome["failed"])
+    assert "quantity" in failed and "store_id" in failed and "kind" in failed
+
+
+@pytest.mark.parametrize("change", [False, True])
+def test_catalog_refresh_only_when_changed(settings: Settings, ops_engine: Engine, catalog, change: bool) -> None:  # type: ignore[no-untyped-def]
+    from chainsync.ops_store.catalog import upsert_stores
+    from chainsync.ops_store.tables import stores as stores_table
+
+    with duckdb.connect(str(settings.warehouse)) as con:
+        ensure_schema(con)
+        assert refresh_catalog(con, ops_engine, stores_table) == (2, True)
+        if change:
+            upsert_stores(ops_engine, [{"store_id": "S99", "name": "New", "region": "South", "city": "Bergen",
+                                        "opened_on": None, "timezone": "UTC"}])
+        rows, changed = refresh_catalog(con, ops_engine, stores_table)
+        assert changed is change
+        assert con.execute("select count(*) from raw.stores").fetchone() == (rows,)
