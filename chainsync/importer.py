@@ -82,7 +82,9 @@ class ImportSummary:
             f"({self.events_per_second:,.0f}/s)"
         )
         if self.skipped:
-            text += "; skipped " + ", ".join(f"{n:,} ({reason})" for reason, n in sorted(self.skipped.items()))
+            text += "; skipped " + ", ".join(
+                f"{n:,} ({reason})" for reason, n in sorted(self.skipped.items())
+            )
         return text
 
     def __rich__(self) -> Table:
@@ -163,7 +165,11 @@ def _batches(reader: pa.RecordBatchReader, event_type: str) -> Iterator[list[Inb
         yield [
             InboxRow(event_id=e, event_type=event_type, store_id=s, device_id=d, occurred_at=t, payload=p)
             for e, t, s, d, p in zip(
-                cols["event_id"], cols["occurred_at"], cols["store_id"], cols["device_id"], cols["payload"],
+                cols["event_id"],
+                cols["occurred_at"],
+                cols["store_id"],
+                cols["device_id"],
+                cols["payload"],
                 strict=True,
             )
         ]
@@ -212,11 +218,20 @@ def import_generated(
     products, then append every sale transaction, inventory, security and sync event."""
     t0 = time.perf_counter()
     path = Path(path)
-    required = ["manifest.json", "stores.parquet", "products.parquet", "inventory.parquet", "security.parquet",
-                "sync.parquet", "sales_lines"]
+    required = [
+        "manifest.json",
+        "stores.parquet",
+        "products.parquet",
+        "inventory.parquet",
+        "security.parquet",
+        "sync.parquet",
+        "sales_lines",
+    ]
     missing = [name for name in required if not (path / name).exists()]
     if missing:
-        raise ImportFormatError(f"{path} is not a generated chain: missing {', '.join(missing)}", param_hint="PATH")
+        raise ImportFormatError(
+            f"{path} is not a generated chain: missing {', '.join(missing)}", param_hint="PATH"
+        )
     summary = ImportSummary(source=path)
 
     stores = pl.read_parquet(path / "stores.parquet").with_columns(pl.col("opened_on").cast(pl.String))
@@ -232,12 +247,28 @@ def import_generated(
     for event_type, file in sources.items():
         counts[event_type] = pl.scan_parquet(path / file).select(pl.len()).collect().item()
 
-    _append_stream(engine, con, _sale_sql(sales), "sale", summary, batch_size=batch_size, total=counts["sale"],
-                   progress=progress)
+    _append_stream(
+        engine,
+        con,
+        _sale_sql(sales),
+        "sale",
+        summary,
+        batch_size=batch_size,
+        total=counts["sale"],
+        progress=progress,
+    )
     for event_type, file in sources.items():
         sql = _flat_sql(EVENT_MODELS[event_type], f"read_parquet('{_sql_path(path / file)}')")
-        _append_stream(engine, con, sql, event_type, summary, batch_size=batch_size, total=counts[event_type],
-                       progress=progress)
+        _append_stream(
+            engine,
+            con,
+            sql,
+            event_type,
+            summary,
+            batch_size=batch_size,
+            total=counts[event_type],
+            progress=progress,
+        )
     con.close()
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -281,12 +312,18 @@ def import_daily_sales_csv(
     duplicates), device and cashier ``import``, ``occurred_at`` at noon UTC of the date, and one line with
     ``quantity = units`` and ``unit_price_cents = round(revenue_cents / units)``. Rows with a missing or
     unparsable value, ``units <= 0``, fractional units, negative revenue or an invalid id are skipped and
-    counted by reason, as is a repeat of a (store, product, date) already seen in the file. Stores and products not yet in the catalog are added with placeholder names."""
+    counted by reason, as is a repeat of a (store, product, date) already seen in the file. Stores and
+    products not yet in the catalog are added with placeholder names."""
     t0 = time.perf_counter()
     csv_path = Path(csv_path)
     raw = _read_csv(csv_path)
-    wanted = {"--store-col": store_col, "--product-col": product_col, "--date-col": date_col,
-              "--units-col": units_col, "--revenue-col": revenue_col}
+    wanted = {
+        "--store-col": store_col,
+        "--product-col": product_col,
+        "--date-col": date_col,
+        "--units-col": units_col,
+        "--revenue-col": revenue_col,
+    }
     for option, column in wanted.items():
         if column not in raw.columns:
             raise ImportFormatError(
@@ -310,19 +347,29 @@ def import_daily_sales_csv(
         ((pl.col("revenue") / pl.col("units")) + 0.5).floor().alias("unit_price"),
     )
     blank = pl.any_horizontal(
-        pl.col(c).is_null() | (pl.col(c) == "") for c in ("store_id", "product_id", "date_text", "units_text",
-                                                          "revenue_text")
+        pl.col(c).is_null() | (pl.col(c) == "")
+        for c in ("store_id", "product_id", "date_text", "units_text", "revenue_text")
     )
-    id_ok = pl.col("store_id").str.contains(_ID_RE.pattern) & pl.col("product_id").str.contains(_ID_RE.pattern)
+    id_ok = pl.col("store_id").str.contains(_ID_RE.pattern) & pl.col("product_id").str.contains(
+        _ID_RE.pattern
+    )
     reason = (
-        pl.when(blank).then(pl.lit("missing value"))
-        .when(pl.col("date").is_null()).then(pl.lit("unparsable date"))
-        .when(pl.col("units").is_null() | pl.col("revenue").is_null()).then(pl.lit("unparsable number"))
-        .when(pl.col("units") <= 0).then(pl.lit("units <= 0"))
-        .when(pl.col("units") != pl.col("units").round()).then(pl.lit("fractional units"))
-        .when(pl.col("revenue") < 0).then(pl.lit("negative revenue"))
-        .when(~id_ok).then(pl.lit("invalid store or product id"))
-        .when((pl.col("units") > MAX_QUANTITY) | (pl.col("unit_price") > MAX_CENTS)).then(pl.lit("value out of range"))
+        pl.when(blank)
+        .then(pl.lit("missing value"))
+        .when(pl.col("date").is_null())
+        .then(pl.lit("unparsable date"))
+        .when(pl.col("units").is_null() | pl.col("revenue").is_null())
+        .then(pl.lit("unparsable number"))
+        .when(pl.col("units") <= 0)
+        .then(pl.lit("units <= 0"))
+        .when(pl.col("units") != pl.col("units").round())
+        .then(pl.lit("fractional units"))
+        .when(pl.col("revenue") < 0)
+        .then(pl.lit("negative revenue"))
+        .when(~id_ok)
+        .then(pl.lit("invalid store or product id"))
+        .when((pl.col("units") > MAX_QUANTITY) | (pl.col("unit_price") > MAX_CENTS))
+        .then(pl.lit("value out of range"))
     )
     # A key seen earlier in the file would become a second event with the same id: keep the first.
     repeated = pl.struct("store_id", "product_id", "date").is_first_distinct().not_()
@@ -340,11 +387,15 @@ def import_daily_sales_csv(
     event_ids = [str(uuid.uuid5(DAILY_SALES_NAMESPACE, key)) for key in keys.to_series()]
     lines = good.select(
         pl.Series("event_id", event_ids, dtype=pl.String),
-        pl.concat_str(pl.lit("IMP-"), pl.col("date").dt.strftime("%Y%m%d"), pl.lit("-"),
-                      pl.Series(event_ids).str.replace_all("-", "").str.slice(0, 16)).alias("transaction_id"),
-        (pl.col("date").cast(pl.Datetime("us")) + pl.duration(hours=12)).dt.replace_time_zone("UTC").alias(
-            "occurred_at"
-        ),
+        pl.concat_str(
+            pl.lit("IMP-"),
+            pl.col("date").dt.strftime("%Y%m%d"),
+            pl.lit("-"),
+            pl.Series(event_ids).str.replace_all("-", "").str.slice(0, 16),
+        ).alias("transaction_id"),
+        (pl.col("date").cast(pl.Datetime("us")) + pl.duration(hours=12))
+        .dt.replace_time_zone("UTC")
+        .alias("occurred_at"),
         "store_id",
         pl.lit(IMPORT_DEVICE).alias("device_id"),
         pl.lit(IMPORT_DEVICE).alias("cashier_id"),
@@ -361,8 +412,16 @@ def import_daily_sales_csv(
 
     con = _connect()
     con.register("daily_sales_lines", lines.to_arrow())
-    _append_stream(engine, con, _sale_sql("daily_sales_lines"), "sale", summary, batch_size=batch_size,
-                   total=lines.select(pl.col("event_id").n_unique()).item(), progress=progress)
+    _append_stream(
+        engine,
+        con,
+        _sale_sql("daily_sales_lines"),
+        "sale",
+        summary,
+        batch_size=batch_size,
+        total=lines.select(pl.col("event_id").n_unique()).item(),
+        progress=progress,
+    )
     con.close()
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -379,13 +438,31 @@ def _add_missing_catalog(engine: Engine, lines: pl.DataFrame) -> tuple[int, int]
     new_products = prices.filter(~pl.col("product_id").is_in(list(known_products))).sort("product_id")
     n_stores = upsert_stores(
         engine,
-        [{"store_id": s, "name": f"Imported store {s}", "region": "unknown", "city": "unknown", "opened_on": None,
-          "timezone": "UTC"} for s in new_stores],
+        [
+            {
+                "store_id": s,
+                "name": f"Imported store {s}",
+                "region": "unknown",
+                "city": "unknown",
+                "opened_on": None,
+                "timezone": "UTC",
+            }
+            for s in new_stores
+        ],
     )
     n_products = upsert_products(
         engine,
-        [{"product_id": p, "name": f"Imported product {p}", "category": "unknown", "unit_cost_cents": 0,
-          "price_cents": int(price), "lead_time_days": 7, "is_active": True}
-         for p, price in new_products.iter_rows()],
+        [
+            {
+                "product_id": p,
+                "name": f"Imported product {p}",
+                "category": "unknown",
+                "unit_cost_cents": 0,
+                "price_cents": int(price),
+                "lead_time_days": 7,
+                "is_active": True,
+            }
+            for p, price in new_products.iter_rows()
+        ],
     )
     return n_stores, n_products

@@ -15,7 +15,12 @@ from typer.testing import CliRunner
 
 from chainsync.cli import app
 from chainsync.generator import generate_chain
-from chainsync.importer import DAILY_SALES_NAMESPACE, ImportFormatError, import_daily_sales_csv, import_generated
+from chainsync.importer import (
+    DAILY_SALES_NAMESPACE,
+    ImportFormatError,
+    import_daily_sales_csv,
+    import_generated,
+)
 from chainsync.ops_store import get_engine
 from chainsync.ops_store.catalog import count_rows, upsert_stores
 from chainsync.ops_store.events import count_events, iter_events_after
@@ -64,7 +69,11 @@ def test_import_generated_chain(settings: Settings, chain: Path) -> None:
         _, _, store_id, device_id, occurred_at, _, payload = by_id[event_id[0]]
         event = SaleEvent.model_validate_json(payload)
         assert event.model_dump_json() == payload
-        assert (store_id, device_id) == (event.store_id, event.device_id) == (group["store_id"][0], group["device_id"][0])
+        assert (
+            (store_id, device_id)
+            == (event.store_id, event.device_id)
+            == (group["store_id"][0], group["device_id"][0])
+        )
         assert event.occurred_at == group["occurred_at"][0]
         assert occurred_at == group["occurred_at"][0].replace(tzinfo=None)
         assert [line.model_dump() for line in event.lines] == group.select(
@@ -106,8 +115,19 @@ S001,P0003,2024-01-09,-2,500
 
 def test_import_daily_sales_csv(settings: Settings, tmp_path: Path) -> None:
     engine = get_engine(settings.ops_store)
-    upsert_stores(engine, [{"store_id": "S001", "name": "Main Street", "region": "West", "city": "Reno",
-                            "opened_on": "2020-01-01", "timezone": "America/Los_Angeles"}])
+    upsert_stores(
+        engine,
+        [
+            {
+                "store_id": "S001",
+                "name": "Main Street",
+                "region": "West",
+                "city": "Reno",
+                "opened_on": "2020-01-01",
+                "timezone": "America/Los_Angeles",
+            }
+        ],
+    )
     path = tmp_path / "daily.csv"
     path.write_text(TINY_CSV)
 
@@ -115,7 +135,10 @@ def test_import_daily_sales_csv(settings: Settings, tmp_path: Path) -> None:
 
     assert summary.applied == {"sale": 3} and summary.duplicate == {"sale": 0}
     assert summary.skipped == {
-        "units <= 0": 2, "missing value": 1, "unparsable date": 1, "repeated store, product and date": 1
+        "units <= 0": 2,
+        "missing value": 1,
+        "unparsable date": 1,
+        "repeated store, product and date": 1,
     }
     events = {row[0]: SaleEvent.model_validate_json(row[6]) for row in _all_events(engine, "sale")}
     first = events[str(uuid.uuid5(DAILY_SALES_NAMESPACE, "S001|P0001|2024-01-05"))]
@@ -164,7 +187,9 @@ def test_walmart_weekly_sales(settings: Settings, tmp_path: Path) -> None:
     with zipfile.ZipFile(WALMART) as z:
         raw = pl.read_csv(z.read("train.csv"), n_rows=3000)
     mapped = raw.select(
-        "Store", "Dept", "Date",
+        "Store",
+        "Dept",
+        "Date",
         (pl.col("Weekly_Sales") / 20).round().cast(pl.Int64).alias("units"),
         (pl.col("Weekly_Sales") * 100).round().cast(pl.Int64).alias("revenue_cents"),
     )
@@ -172,8 +197,16 @@ def test_walmart_weekly_sales(settings: Settings, tmp_path: Path) -> None:
     mapped.write_csv(path)
     engine = get_engine(settings.ops_store)
 
-    summary = import_daily_sales_csv(engine, path, store_col="Store", product_col="Dept", date_col="Date",
-                                     units_col="units", revenue_col="revenue_cents", batch_size=1000)
+    summary = import_daily_sales_csv(
+        engine,
+        path,
+        store_col="Store",
+        product_col="Dept",
+        date_col="Date",
+        units_col="units",
+        revenue_col="revenue_cents",
+        batch_size=1000,
+    )
 
     kept = mapped.filter(pl.col("units") > 0)
     assert summary.applied == {"sale": kept.height}

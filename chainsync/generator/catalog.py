@@ -45,8 +45,12 @@ class Category:
 
 
 CATEGORIES: list[Category] = [
-    Category("Grocery", (99, 1299), 0.05, 350, 0.6, ("Pasta", "Rice", "Cereal", "Coffee", "Olive Oil", "Flour")),
-    Category("Beverages", (79, 2499), 0.25, 200, 0.8, ("Sparkling Water", "Cola", "Orange Juice", "Iced Tea")),
+    Category(
+        "Grocery", (99, 1299), 0.05, 350, 0.6, ("Pasta", "Rice", "Cereal", "Coffee", "Olive Oil", "Flour")
+    ),
+    Category(
+        "Beverages", (79, 2499), 0.25, 200, 0.8, ("Sparkling Water", "Cola", "Orange Juice", "Iced Tea")
+    ),
     Category("Snacks", (99, 699), 0.10, 30, 0.5, ("Potato Chips", "Pretzels", "Granola Bar", "Cookies")),
     Category("Dairy", (89, 899), 0.05, 100, 0.4, ("Milk", "Yogurt", "Cheddar", "Butter", "Cream Cheese")),
     Category("Produce", (49, 799), 0.15, 190, 0.9, ("Apples", "Bananas", "Tomatoes", "Avocados", "Lettuce")),
@@ -128,7 +132,9 @@ def build_catalog(rng: np.random.Generator, n_stores: int, n_products: int, days
 
     # --- products -----------------------------------------------------------------------------
     n_cat = len(CATEGORIES)
-    category_idx = np.concatenate([np.arange(min(n_cat, n_products)), rng.integers(0, n_cat, max(0, n_products - n_cat))])
+    category_idx = np.concatenate(
+        [np.arange(min(n_cat, n_products)), rng.integers(0, n_cat, max(0, n_products - n_cat))]
+    )
     lo = np.array([c.price_range[0] for c in CATEGORIES])[category_idx]
     hi = np.array([c.price_range[1] for c in CATEGORIES])[category_idx]
     current_price = _round_price(np.exp(rng.uniform(np.log(lo), np.log(hi))))
@@ -136,7 +142,9 @@ def build_catalog(rng: np.random.Generator, n_stores: int, n_products: int, days
     lead_time = rng.choice(np.array([3, 5, 7, 10, 14]), n_products, p=[0.2, 0.25, 0.3, 0.15, 0.1])
     slow_mover = rng.random(n_products) < SLOW_MOVER_SHARE
     case_pack = np.where(slow_mover, 1, rng.choice(np.array([6, 12, 24]), n_products))
-    basket_extra = np.array([c.basket_extra for c in CATEGORIES])[category_idx] * rng.uniform(0.5, 1.5, n_products)
+    basket_extra = np.array([c.basket_extra for c in CATEGORIES])[category_idx] * rng.uniform(
+        0.5, 1.5, n_products
+    )
     basket_extra[slow_mover] = 0.0
     is_active = rng.random(n_products) >= 0.03
     active = np.ones((n_products, n_days), dtype=bool)
@@ -144,7 +152,12 @@ def build_catalog(rng: np.random.Generator, n_stores: int, n_products: int, days
         active[p, rng.integers(n_days // 3, n_days) :] = False
     names = [
         f"{BRANDS[b]} {CATEGORIES[c].items[i % len(CATEGORIES[c].items)]}"
-        for b, c, i in zip(rng.integers(0, len(BRANDS), n_products), category_idx, rng.integers(0, 100, n_products), strict=True)
+        for b, c, i in zip(
+            rng.integers(0, len(BRANDS), n_products),
+            category_idx,
+            rng.integers(0, 100, n_products),
+            strict=True,
+        )
     ]
     products = pl.DataFrame(
         {
@@ -163,7 +176,9 @@ def build_catalog(rng: np.random.Generator, n_stores: int, n_products: int, days
     n_changes = rng.poisson(0.8 * n_days / 365, n_products)
     change_p = np.repeat(np.arange(n_products), n_changes)
     change_d = rng.integers(1, n_days, change_p.size)
-    np.add.at(log_steps, (change_p, change_d), np.log(np.clip(1 + rng.normal(0.04, 0.03, change_p.size), 0.9, 1.15)))
+    np.add.at(
+        log_steps, (change_p, change_d), np.log(np.clip(1 + rng.normal(0.04, 0.03, change_p.size), 0.9, 1.15))
+    )
     cum = np.cumsum(log_steps, axis=1)
     price = _round_price(current_price[:, None] * np.exp(cum - cum[:, -1:]))
 
@@ -192,7 +207,20 @@ def build_catalog(rng: np.random.Generator, n_stores: int, n_products: int, days
     trend_rate = rng.normal(0.03, 0.08, (n_stores, n_cat))
 
     # --- people and devices ---------------------------------------------------------------------
-    first_names = ("Ana", "Ben", "Chloe", "Dev", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jade", "Kofi", "Lena")
+    first_names = (
+        "Ana",
+        "Ben",
+        "Chloe",
+        "Dev",
+        "Eli",
+        "Fatima",
+        "Gus",
+        "Hana",
+        "Ivan",
+        "Jade",
+        "Kofi",
+        "Lena",
+    )
     last_names = ("Smith", "Garcia", "Chen", "Okafor", "Novak", "Patel", "Reyes", "Kim", "Muller", "Brown")
     cashier_store = np.repeat(np.arange(n_stores), n_cashiers)
     cashier_no = np.concatenate([np.arange(1, k + 1) for k in n_cashiers])
@@ -214,7 +242,9 @@ def build_catalog(rng: np.random.Generator, n_stores: int, n_products: int, days
     )
     device_rows = []
     for s, sid in enumerate(store_ids):
-        device_rows += [(f"{sid}-T{t:02d}", sid, "pos_terminal", f"Till {t}") for t in range(1, n_terminals[s] + 1)]
+        device_rows += [
+            (f"{sid}-T{t:02d}", sid, "pos_terminal", f"Till {t}") for t in range(1, n_terminals[s] + 1)
+        ]
         device_rows.append((f"{sid}-H01", sid, "handheld", "Back-office handheld"))
     devices = pl.DataFrame(device_rows, schema=["device_id", "store_id", "kind", "label"], orient="row")
 

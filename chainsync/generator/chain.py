@@ -41,7 +41,9 @@ MEAN_BASKET_LINES = 2.6
 REFUND_RATE, VOID_RATE = 0.018, 0.010
 PROMO_ELASTICITY = 3.0  # 20 % off sells 1.6 times as much
 COUNT_EVERY_DAYS = 28  # cycle counts: every product of a store is counted every four weeks
-SHORT_DELIVERY_RATE = 0.06  # share of deliveries the supplier fills only partly (the cause of most stock-outs)
+SHORT_DELIVERY_RATE = (
+    0.06  # share of deliveries the supplier fills only partly (the cause of most stock-outs)
+)
 REFUND_ABUSE_PER_DAY = 6.0
 
 
@@ -70,8 +72,8 @@ class GenerationSummary:
             f"Generated {self.stores} stores × {self.products} products × {self.days} days "
             f"({self.start} … {self.end}, seed {self.seed}) in {self.seconds:.1f} s → {self.out_dir}\n"
             f"  sale lines {self.sale_lines:,} in {self.sale_transactions:,} transactions; "
-            f"inventory {self.inventory_events:,}; security {self.security_events:,}; sync {self.sync_events:,}; "
-            f"planted anomalies {self.anomalies}"
+            f"inventory {self.inventory_events:,}; security {self.security_events:,}; "
+            f"sync {self.sync_events:,}; planted anomalies {self.anomalies}"
         )
 
     def __rich__(self) -> Table:
@@ -105,6 +107,10 @@ class _Plan:
     truth: list[dict]
 
 
+def day_of(epoch_seconds: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=int(epoch_seconds // 86_400))
+
+
 def _plan_anomalies(rng, cat: Catalog, open_sd, holiday, day_epoch, offsets) -> _Plan:
     n_stores, n_days = open_sd.shape
     factor = np.ones((n_stores, n_days))
@@ -124,8 +130,15 @@ def _plan_anomalies(rng, cat: Catalog, open_sd, holiday, day_epoch, offsets) -> 
             factor[s, d] = mult
             start = int(day_epoch[d] - offsets[s, d])
             what = "spike: about 3.5x the usual sales" if mult > 1 else "drop: sales fell to about 15 %"
-            truth.append(_truth(kind, store=sid[s], start=start, end=start + 86_400,
-                                description=f"store-day sales {what} on {date(1970, 1, 1) + timedelta(days=int(day_epoch[d] // 86_400))}"))
+            truth.append(
+                _truth(
+                    kind,
+                    store=sid[s],
+                    start=start,
+                    end=start + 86_400,
+                    description=f"store-day sales {what} on {day_of(day_epoch[d])}",
+                )
+            )
 
     abuse = None
     if n_days >= 40:
@@ -134,12 +147,19 @@ def _plan_anomalies(rng, cat: Catalog, open_sd, holiday, day_epoch, offsets) -> 
         first = int(rng.integers(max(cat.first_day[s], n_days // 3), n_days - 22))
         abuse = (s, c, first, first + 20)
         cashier_id = f"{sid[s]}-C{c + 1:02d}"
-        truth.append(_truth("refund_abuse", store=sid[s], cashier=cashier_id,
-                            start=int(day_epoch[first] - offsets[s, first]),
-                            end=int(day_epoch[first + 21] - offsets[s, first + 20]) if first + 21 < n_days
-                            else int(day_epoch[first + 20] - offsets[s, first + 20] + 86_400),
-                            description=f"cashier {cashier_id} rings up about {REFUND_ABUSE_PER_DAY:.0f} "
-                            "unbacked cash refunds a shift for three weeks"))
+        truth.append(
+            _truth(
+                "refund_abuse",
+                store=sid[s],
+                cashier=cashier_id,
+                start=int(day_epoch[first] - offsets[s, first]),
+                end=int(day_epoch[first + 21] - offsets[s, first + 20])
+                if first + 21 < n_days
+                else int(day_epoch[first + 20] - offsets[s, first + 20] + 86_400),
+                description=f"cashier {cashier_id} rings up about {REFUND_ABUSE_PER_DAY:.0f} "
+                "unbacked cash refunds a shift for three weeks",
+            )
+        )
 
     shrink: list[tuple[int, int, int, int]] = []
     fast = np.flatnonzero(~cat.slow_mover & cat.active.all(axis=1))
@@ -155,11 +175,17 @@ def _plan_anomalies(rng, cat: Catalog, open_sd, holiday, day_epoch, offsets) -> 
             continue
         c = int(rng.choice(counts))
         shrink.append((s, p, c - 20, c))
-        truth.append(_truth("shrinkage", store=sid[s], product=cat.products["product_id"][p],
-                            start=int(day_epoch[c - 20] - offsets[s, c - 20]),
-                            end=int(day_epoch[c] - offsets[s, c] + 8 * 3600),
-                            description="stock disappears without a record for three weeks; the cycle count "
-                            "finds far less than the books expect"))
+        truth.append(
+            _truth(
+                "shrinkage",
+                store=sid[s],
+                product=cat.products["product_id"][p],
+                start=int(day_epoch[c - 20] - offsets[s, c - 20]),
+                end=int(day_epoch[c] - offsets[s, c] + 8 * 3600),
+                description="stock disappears without a record for three weeks; the cycle count "
+                "finds far less than the books expect",
+            )
+        )
     return _Plan(factor, abuse, shrink, truth)
 
 
@@ -173,7 +199,9 @@ class _MonthBuffer:
         self.days: list[int] = []
         self.n_tx = 0
 
-    def add_day(self, day: int, tx: dict[str, np.ndarray], lines: dict[str, np.ndarray], inv: dict[str, np.ndarray]) -> None:
+    def add_day(
+        self, day: int, tx: dict[str, np.ndarray], lines: dict[str, np.ndarray], inv: dict[str, np.ndarray]
+    ) -> None:
         lines = dict(lines, tx=lines["tx"] + self.n_tx)
         self.tx.append(tx)
         self.days.append(day)
@@ -251,8 +279,9 @@ def generate_chain(
         sales = _sale_frame(mrng, cat, buf, day_epoch, offsets, day_labels)
         table = sales.to_arrow()
         sale_schema = sale_schema or table.schema
-        pq.write_table(table.cast(sale_schema), out_dir / "sales_lines" / f"part-{part:03d}.parquet",
-                       compression="zstd")
+        pq.write_table(
+            table.cast(sale_schema), out_dir / "sales_lines" / f"part-{part:03d}.parquet", compression="zstd"
+        )
         summary.sale_lines += sales.height
         summary.sale_transactions += buf.n_tx
         inv = _inventory_frame(mrng, cat, _MonthBuffer._cat(buf.inv), day_epoch, offsets).to_arrow()
@@ -290,7 +319,9 @@ def generate_chain(
         review = ((d + review_offset) % cat.lead_time[None, :] == 0) & open_sd[:, d, None] & ~opening[:, None]
         need = review & (stock <= reorder_point) & (target > stock)
         qty = -(-(target - stock) // cat.case_pack[None, :]) * cat.case_pack[None, :]
-        fill = np.where(drng.random(stock.shape) < SHORT_DELIVERY_RATE, drng.uniform(0, 0.5, stock.shape), 1.0)
+        fill = np.where(
+            drng.random(stock.shape) < SHORT_DELIVERY_RATE, drng.uniform(0, 0.5, stock.shape), 1.0
+        )
         qty = np.where(need, np.floor(qty * fill).astype(np.int64), 0)
         rs, rp = np.nonzero(qty > 0)
         inv_blocks.append(_inv_block(0, rs, rp, d, qty[rs, rp], 6 * 3600, drng))
@@ -346,8 +377,12 @@ def generate_chain(
     if progress and task is not None:
         progress.advance(task)
 
-    for name, frame in (("stores", cat.stores), ("products", cat.products), ("cashiers", cat.cashiers),
-                        ("devices", cat.devices)):
+    for name, frame in (
+        ("stores", cat.stores),
+        ("products", cat.products),
+        ("cashiers", cat.cashiers),
+        ("devices", cat.devices),
+    ):
         pq.write_table(frame.to_arrow(), out_dir / f"{name}.parquet", compression="zstd")
     truth = _ground_truth(plan.truth)
     pq.write_table(truth.to_arrow(), out_dir / "ground_truth.parquet", compression="zstd")
@@ -372,8 +407,14 @@ def generate_chain(
     manifest = {
         "format_version": FORMAT_VERSION,
         "generator": "chainsync.generator",
-        "params": {"stores": stores, "products": products, "days": days, "seed": seed,
-                   "start": start.isoformat(), "end": end.isoformat()},
+        "params": {
+            "stores": stores,
+            "products": products,
+            "days": days,
+            "seed": seed,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+        },
         "seed": seed,
         "row_counts": summary.counts,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -384,7 +425,9 @@ def generate_chain(
     return summary
 
 
-def _inv_block(kind: int, s: np.ndarray, p: np.ndarray, d: int, value: np.ndarray, hour_sec: int, rng) -> dict:
+def _inv_block(
+    kind: int, s: np.ndarray, p: np.ndarray, d: int, value: np.ndarray, hour_sec: int, rng
+) -> dict:
     n = s.size
     return {
         "kind": np.full(n, kind, np.int8),
@@ -403,7 +446,9 @@ def _transactions(rng, cat: Catalog, plan: _Plan, d: int, line_s, line_p, q):
     and line columns (tx index, product, quantity, unit price, discount)."""
     n_stores = cat.n_terminals.size
     lines_per_store = np.bincount(line_s, minlength=n_stores)
-    n_tx = np.where(lines_per_store > 0, np.maximum(1, np.round(lines_per_store / MEAN_BASKET_LINES)), 0).astype(np.int64)
+    n_tx = np.where(
+        lines_per_store > 0, np.maximum(1, np.round(lines_per_store / MEAN_BASKET_LINES)), 0
+    ).astype(np.int64)
     tx_base = np.cumsum(n_tx) - n_tx
     key = tx_base[line_s] + (rng.random(line_s.size) * n_tx[line_s]).astype(np.int64)
     used, line_tx = np.unique(key, return_inverse=True)
@@ -417,8 +462,14 @@ def _transactions(rng, cat: Catalog, plan: _Plan, d: int, line_s, line_p, q):
     start, width = on_duty_window(cat.n_cashiers[tx_store], np.full(n, d))
     cashier = (start + (rng.random(n) * width).astype(np.int64)) % cat.n_cashiers[tx_store]
     payment = rng.choice(len(PAYMENT_TYPES), n, p=PAYMENT_SHARES)
-    tx = {"store": tx_store, "sec": sec, "device": device, "cashier": cashier,
-          "kind": np.zeros(n, np.int8), "payment": payment}
+    tx = {
+        "store": tx_store,
+        "sec": sec,
+        "device": device,
+        "cashier": cashier,
+        "kind": np.zeros(n, np.int8),
+        "payment": payment,
+    }
     lines = {"tx": line_tx, "product": line_p, "quantity": q, "price": price, "discount": discount}
     if n == 0:
         return _finish(tx, lines)
@@ -428,17 +479,21 @@ def _transactions(rng, cat: Catalog, plan: _Plan, d: int, line_s, line_p, q):
     void_map = np.full(n, -1)
     void_map[void_tx] = n + np.arange(void_tx.size)
     copy = np.flatnonzero(void_map[line_tx] >= 0)
-    tx = _append(tx, {k: v[void_tx] for k, v in tx.items()}, sec_shift=-rng.integers(60, 300, void_tx.size),
-                 kind=2)
-    lines = {k: np.concatenate([v, void_map[line_tx[copy]] if k == "tx" else v[copy]]) for k, v in lines.items()}
+    tx = _append(
+        tx, {k: v[void_tx] for k, v in tx.items()}, sec_shift=-rng.integers(60, 300, void_tx.size), kind=2
+    )
+    lines = {
+        k: np.concatenate([v, void_map[line_tx[copy]] if k == "tx" else v[copy]]) for k, v in lines.items()
+    }
 
     # Refunds: one earlier purchase brought back, at any till and time.
     n_ref = rng.binomial(lines_per_store, REFUND_RATE)
     ref_store = np.repeat(np.arange(n_stores), n_ref)
     store_line0 = np.cumsum(lines_per_store) - lines_per_store
     src = store_line0[ref_store] + (rng.random(ref_store.size) * lines_per_store[ref_store]).astype(np.int64)
-    tx, lines = _add_single_lines(rng, cat, d, tx, lines, ref_store, line_p[src], q[src], price[src],
-                                  discount[src], None)
+    tx, lines = _add_single_lines(
+        rng, cat, d, tx, lines, ref_store, line_p[src], q[src], price[src], discount[src], None
+    )
 
     # Planted refund abuse: one cashier refunding pricey items to cash on every shift of a few weeks.
     if plan.abuse and plan.abuse[2] <= d <= plan.abuse[3]:
@@ -449,8 +504,19 @@ def _transactions(rng, cat: Catalog, plan: _Plan, d: int, line_s, line_p, q):
         if k:
             w = cat.price[:, d] * cat.active[:, d]
             p = rng.choice(cat.price.shape[0], k, p=w / w.sum())
-            tx, lines = _add_single_lines(rng, cat, d, tx, lines, np.full(k, s), p, np.ones(k, np.int64),
-                                          cat.price[p, d], np.zeros(k, np.int64), c)
+            tx, lines = _add_single_lines(
+                rng,
+                cat,
+                d,
+                tx,
+                lines,
+                np.full(k, s),
+                p,
+                np.ones(k, np.int64),
+                cat.price[p, d],
+                np.zeros(k, np.int64),
+                c,
+            )
     return _finish(tx, lines)
 
 
@@ -464,17 +530,32 @@ def _add_single_lines(rng, cat, d, tx, lines, store, product, qty, price, discou
     else:
         cash = np.full(k, cashier)
         payment = rng.choice(np.array([1, 3]), k, p=[0.75, 0.25])  # cash or gift card
-    new_tx = {"store": store, "sec": _shop_seconds(rng, k),
-              "device": (rng.random(k) * cat.n_terminals[store]).astype(np.int64), "cashier": cash,
-              "kind": np.ones(k, np.int8), "payment": payment}
+    new_tx = {
+        "store": store,
+        "sec": _shop_seconds(rng, k),
+        "device": (rng.random(k) * cat.n_terminals[store]).astype(np.int64),
+        "cashier": cash,
+        "kind": np.ones(k, np.int8),
+        "payment": payment,
+    }
     tx = {key: np.concatenate([tx[key], new_tx[key]]) for key in tx}
-    new_lines = {"tx": n0 + np.arange(k), "product": product, "quantity": qty, "price": price, "discount": discount}
+    new_lines = {
+        "tx": n0 + np.arange(k),
+        "product": product,
+        "quantity": qty,
+        "price": price,
+        "discount": discount,
+    }
     lines = {key: np.concatenate([lines[key], new_lines[key]]) for key in lines}
     return tx, lines
 
 
 def _append(tx, extra, *, sec_shift, kind):
-    extra = dict(extra, sec=np.maximum(OPEN_HOUR * 3600, extra["sec"] + sec_shift), kind=np.full(extra["store"].size, kind, np.int8))
+    extra = dict(
+        extra,
+        sec=np.maximum(OPEN_HOUR * 3600, extra["sec"] + sec_shift),
+        kind=np.full(extra["store"].size, kind, np.int8),
+    )
     return {k: np.concatenate([tx[k], extra[k]]) for k in tx}
 
 
@@ -500,7 +581,9 @@ def _finish(tx, lines):
 
 
 def _sale_frame(rng, cat: Catalog, buf: _MonthBuffer, day_epoch, offsets, day_labels) -> pl.DataFrame:
-    tx_days = np.concatenate([np.full(t["store"].size, _day, np.int64) for t, _day in zip(buf.tx, buf.days, strict=True)])
+    tx_days = np.concatenate(
+        [np.full(t["store"].size, _day, np.int64) for t, _day in zip(buf.tx, buf.days, strict=True)]
+    )
     tx = _MonthBuffer._cat(buf.tx)
     lines = _MonthBuffer._cat(buf.lines)
     store_ids = cat.stores["store_id"]
@@ -519,13 +602,17 @@ def _sale_frame(rng, cat: Catalog, buf: _MonthBuffer, day_epoch, offsets, day_la
         }
     ).select(
         "event_id",
-        pl.concat_str("store_id", pl.lit("-"), "day", pl.lit("-"), pl.col("number").cast(pl.String).str.zfill(5)).alias(
-            "transaction_id"
-        ),
+        pl.concat_str(
+            "store_id", pl.lit("-"), "day", pl.lit("-"), pl.col("number").cast(pl.String).str.zfill(5)
+        ).alias("transaction_id"),
         pl.from_epoch("ts", time_unit="s").dt.replace_time_zone("UTC").alias("occurred_at"),
         "store_id",
-        pl.concat_str("store_id", pl.lit("-T"), pl.col("device").cast(pl.String).str.zfill(2)).alias("device_id"),
-        pl.concat_str("store_id", pl.lit("-C"), pl.col("cashier").cast(pl.String).str.zfill(2)).alias("cashier_id"),
+        pl.concat_str("store_id", pl.lit("-T"), pl.col("device").cast(pl.String).str.zfill(2)).alias(
+            "device_id"
+        ),
+        pl.concat_str("store_id", pl.lit("-C"), pl.col("cashier").cast(pl.String).str.zfill(2)).alias(
+            "cashier_id"
+        ),
         "kind",
         "payment_type",
     )
@@ -545,30 +632,48 @@ def _sale_frame(rng, cat: Catalog, buf: _MonthBuffer, day_epoch, offsets, day_la
 def _inventory_frame(rng, cat: Catalog, inv: dict[str, np.ndarray], day_epoch, offsets) -> pl.DataFrame:
     s, d = inv["store"], inv["day"]
     is_count = inv["kind"] == 3
-    frame = pl.DataFrame(
-        {
-            "ts": day_epoch[d] + inv["sec"] - offsets[s, d],
-            "store_id": cat.stores["store_id"].gather(s),
-            "product_id": cat.products["product_id"].gather(inv["product"]),
-            "kind": pl.Series(INVENTORY_KINDS).gather(inv["kind"]),
-            "value": inv["value"],
-            "is_count": is_count,
-        }
-    ).with_columns(
-        pl.from_epoch("ts", time_unit="s").dt.replace_time_zone("UTC").alias("occurred_at"),
-        pl.concat_str("store_id", pl.lit("-H01")).alias("device_id"),
-        pl.when(pl.col("is_count")).then(None).otherwise(pl.col("value")).alias("quantity_delta"),
-        pl.when(pl.col("is_count")).then(pl.col("value")).otherwise(None).alias("counted_level"),
-    ).sort("occurred_at", "store_id", "product_id", "kind")
+    frame = (
+        pl.DataFrame(
+            {
+                "ts": day_epoch[d] + inv["sec"] - offsets[s, d],
+                "store_id": cat.stores["store_id"].gather(s),
+                "product_id": cat.products["product_id"].gather(inv["product"]),
+                "kind": pl.Series(INVENTORY_KINDS).gather(inv["kind"]),
+                "value": inv["value"],
+                "is_count": is_count,
+            }
+        )
+        .with_columns(
+            pl.from_epoch("ts", time_unit="s").dt.replace_time_zone("UTC").alias("occurred_at"),
+            pl.concat_str("store_id", pl.lit("-H01")).alias("device_id"),
+            pl.when(pl.col("is_count")).then(None).otherwise(pl.col("value")).alias("quantity_delta"),
+            pl.when(pl.col("is_count")).then(pl.col("value")).otherwise(None).alias("counted_level"),
+        )
+        .sort("occurred_at", "store_id", "product_id", "kind")
+    )
     frame = frame.with_columns(uuid4_strings(rng, frame.height))
-    return frame.select("event_id", "occurred_at", "store_id", "device_id", "product_id", "kind", "quantity_delta",
-                        "counted_level")
+    return frame.select(
+        "event_id",
+        "occurred_at",
+        "store_id",
+        "device_id",
+        "product_id",
+        "kind",
+        "quantity_delta",
+        "counted_level",
+    )
 
 
 def _ground_truth(rows: list[dict]) -> pl.DataFrame:
     schema = {
-        "anomaly_id": pl.String, "anomaly_type": pl.String, "store_id": pl.String, "product_id": pl.String,
-        "cashier_id": pl.String, "source_ip": pl.String, "start_at": pl.Int64, "end_at": pl.Int64,
+        "anomaly_id": pl.String,
+        "anomaly_type": pl.String,
+        "store_id": pl.String,
+        "product_id": pl.String,
+        "cashier_id": pl.String,
+        "source_ip": pl.String,
+        "start_at": pl.Int64,
+        "end_at": pl.Int64,
         "description": pl.String,
     }
     data = [dict(r, anomaly_id=f"A{i + 1:03d}") for i, r in enumerate(rows)]
@@ -576,4 +681,3 @@ def _ground_truth(rows: list[dict]) -> pl.DataFrame:
     return frame.with_columns(
         pl.from_epoch(c, time_unit="s").dt.replace_time_zone("UTC") for c in ("start_at", "end_at")
     )
-

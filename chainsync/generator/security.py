@@ -28,16 +28,26 @@ USER_AGENTS = [
     "python-requests/2.31.0",
     "curl/8.4.0",
 ]
-DETAILS = [None, "invalid password", "unknown user", "wrong one-time code", "role manager required",
-           "too many attempts", "ip blocked after repeated failures", "local PIN rejected"]
+DETAILS = [
+    None,
+    "invalid password",
+    "unknown user",
+    "wrong one-time code",
+    "role manager required",
+    "too many attempts",
+    "ip blocked after repeated failures",
+    "local PIN rejected",
+]
 
 
 class _Rows:
     """Column buffers for security events; appended block by block, never row by row."""
 
     def __init__(self) -> None:
-        self.cols: dict[str, list[np.ndarray]] = {k: [] for k in
-            ("store", "day", "sec", "kind", "user", "ip", "agent", "outcome", "detail", "device")}
+        self.cols: dict[str, list[np.ndarray]] = {
+            k: []
+            for k in ("store", "day", "sec", "kind", "user", "ip", "agent", "outcome", "detail", "device")
+        }
 
     def add(self, **arrays: np.ndarray | int) -> None:
         n = max(np.size(v) for v in arrays.values())
@@ -81,16 +91,32 @@ def security_events(
     rows.add(**pos, sec=login_sec, kind=_K["login_success"], outcome=0, detail=0)
     rows.add(**pos, sec=logout_sec, kind=_K["logout"], outcome=0, detail=0)
     typo = rng.random(s.size) < 0.04
-    rows.add(**{k: v[typo] for k, v in pos.items() if np.ndim(v)}, agent=0,
-             sec=login_sec[typo] - rng.integers(20, 120, typo.sum()), kind=_K["login_failure"], outcome=1, detail=1)
+    rows.add(
+        **{k: v[typo] for k, v in pos.items() if np.ndim(v)},
+        agent=0,
+        sec=login_sec[typo] - rng.integers(20, 120, typo.sum()),
+        kind=_K["login_failure"],
+        outcome=1,
+        detail=1,
+    )
     pin = rng.random(s.size) < 0.01
-    rows.add(**{k: v[pin] for k, v in pos.items() if np.ndim(v)}, agent=0,
-             sec=login_sec[pin] + rng.integers(600, 20_000, pin.sum()), kind=_K["device_login_failure"],
-             outcome=1, detail=7)
+    rows.add(
+        **{k: v[pin] for k, v in pos.items() if np.ndim(v)},
+        agent=0,
+        sec=login_sec[pin] + rng.integers(600, 20_000, pin.sum()),
+        kind=_K["device_login_failure"],
+        outcome=1,
+        detail=7,
+    )
     denied = rng.random(s.size) < 0.003
-    rows.add(**{k: v[denied] for k, v in pos.items() if np.ndim(v)}, agent=0,
-             sec=login_sec[denied] + rng.integers(600, 20_000, denied.sum()), kind=_K["authorization_denied"],
-             outcome=2, detail=4)
+    rows.add(
+        **{k: v[denied] for k, v in pos.items() if np.ndim(v)},
+        agent=0,
+        sec=login_sec[denied] + rng.integers(600, 20_000, denied.sum()),
+        kind=_K["authorization_denied"],
+        outcome=2,
+        detail=4,
+    )
 
     # --- managers: web login with a second factor on weekdays ------------------------------------
     weekday = (day_epoch // 86400 + 3) % 7 < 5  # 1970-01-01 was a Thursday
@@ -100,16 +126,36 @@ def security_events(
     mgr_cols = dict(store=ms, day=md, user=-2, device=-1, agent=1, ip=-2)
     rows.add(**mgr_cols, sec=msec, kind=_K["login_success"], outcome=0, detail=0)
     fail2fa = rng.random(ms.size) < 0.02
-    rows.add(store=ms[fail2fa], day=md[fail2fa], user=-2, device=-1, agent=1, ip=-2, sec=msec[fail2fa] + 20,
-             kind=_K["2fa_failure"], outcome=1, detail=3)
+    rows.add(
+        store=ms[fail2fa],
+        day=md[fail2fa],
+        user=-2,
+        device=-1,
+        agent=1,
+        ip=-2,
+        sec=msec[fail2fa] + 20,
+        kind=_K["2fa_failure"],
+        outcome=1,
+        detail=3,
+    )
     rows.add(**mgr_cols, sec=msec + 45, kind=_K["2fa_success"], outcome=0, detail=0)
 
     # --- after-hours access: a cashier logging in at night on a handful of days ----------------------
     n_night = max(2, n_days // 60)
     pick = rng.integers(0, s_idx.size, n_night) if s_idx.size else np.zeros(0, np.int64)
     ns = s_idx[pick]
-    rows.add(store=ns, day=d_idx[pick], user=cashier_base[ns] + rng.integers(0, cat.n_cashiers[ns]), device=0,
-             agent=0, ip=0, sec=rng.integers(3600, 4 * 3600, n_night), kind=_K["login_success"], outcome=0, detail=0)
+    rows.add(
+        store=ns,
+        day=d_idx[pick],
+        user=cashier_base[ns] + rng.integers(0, cat.n_cashiers[ns]),
+        device=0,
+        agent=0,
+        ip=0,
+        sec=rng.integers(3600, 4 * 3600, n_night),
+        kind=_K["login_success"],
+        outcome=0,
+        detail=0,
+    )
 
     sec_rows = rows.concat()
     extra_users: list[str] = []
@@ -126,15 +172,27 @@ def security_events(
     extra_users += ["admin", "root", "manager"]
     bf = dict(store=bf_store, day=bf_day, device=-1, agent=2, ip=-10)
     rows2 = _Rows()
-    rows2.add(**bf, user=-10 - rng.choice(3, n_bf, p=[0.8, 0.1, 0.1]), sec=bf_sec, kind=_K["login_failure"],
-              outcome=1, detail=1)
+    rows2.add(
+        **bf,
+        user=-10 - rng.choice(3, n_bf, p=[0.8, 0.1, 0.1]),
+        sec=bf_sec,
+        kind=_K["login_failure"],
+        outcome=1,
+        detail=1,
+    )
     rows2.add(**bf, user=-10, sec=bf_sec[50::25] + 1, kind=_K["rate_limited"], outcome=3, detail=5)
     rows2.add(**bf, user=-10, sec=bf_sec[-1:] + 2, kind=_K["ip_blocked"], outcome=3, detail=6)
+    bf_minutes = int(bf_sec[-1] - bf_sec[0]) // 60 + 1
     start_utc = day_epoch[bf_day] + bf_sec[0] - offsets[bf_store, bf_day]
     ground_truth.append(
-        _truth("brute_force_ip", store=cat.stores["store_id"][bf_store], ip=bf_ip, start=start_utc,
-               end=start_utc + int(bf_sec[-1] - bf_sec[0]) + 2,
-               description=f"{n_bf} failed logins from {bf_ip} in {int(bf_sec[-1] - bf_sec[0]) // 60 + 1} minutes")
+        _truth(
+            "brute_force_ip",
+            store=cat.stores["store_id"][bf_store],
+            ip=bf_ip,
+            start=start_utc,
+            end=start_utc + int(bf_sec[-1] - bf_sec[0]) + 2,
+            description=f"{n_bf} failed logins from {bf_ip} in {bf_minutes} minutes",
+        )
     )
 
     # --- planted: credential stuffing, many usernames from a few IPs ---------------------------------
@@ -153,17 +211,31 @@ def security_events(
     cs_sec = cs_sec + offsets[cs_store, cs_day] - offsets[0, cs_day]
     outcome_fail = np.ones(n_cs, dtype=np.int64)
     outcome_fail[rng.choice(n_cs, 2, replace=False)] = 0
-    rows2.add(store=cs_store, day=cs_day, device=-1, agent=3, ip=-10 - (ip0 + cs_ip),
-              user=-10 - (user0 + rng.integers(0, n_names, n_cs)), sec=cs_sec,
-              kind=np.where(outcome_fail == 1, _K["login_failure"], _K["login_success"]),
-              outcome=outcome_fail, detail=np.where(outcome_fail == 1, 2, 0))
+    rows2.add(
+        store=cs_store,
+        day=cs_day,
+        device=-1,
+        agent=3,
+        ip=-10 - (ip0 + cs_ip),
+        user=-10 - (user0 + rng.integers(0, n_names, n_cs)),
+        sec=cs_sec,
+        kind=np.where(outcome_fail == 1, _K["login_failure"], _K["login_success"]),
+        outcome=outcome_fail,
+        detail=np.where(outcome_fail == 1, 2, 0),
+    )
     for i, ip in enumerate(cs_ips):
         mine = cs_ip == i
         t = day_epoch[cs_day] + cs_sec[mine] - offsets[cs_store[mine], cs_day]
         ground_truth.append(
-            _truth("credential_stuffing", store=None, ip=ip, start=int(t.min()), end=int(t.max()),
-                   description=f"credential stuffing from {ip}: {int(mine.sum())} logins over many usernames "
-                   f"(one of {len(cs_ips)} IPs of the campaign)")
+            _truth(
+                "credential_stuffing",
+                store=None,
+                ip=ip,
+                start=int(t.min()),
+                end=int(t.max()),
+                description=f"credential stuffing from {ip}: {int(mine.sum())} logins over many usernames "
+                f"(one of {len(cs_ips)} IPs of the campaign)",
+            )
         )
 
     extra = rows2.concat()
@@ -171,9 +243,19 @@ def security_events(
     return _to_frame(rng, cat, allr, day_epoch, offsets, day_labels, extra_users, extra_ips)
 
 
-def _truth(kind: str, *, store=None, product=None, cashier=None, ip=None, start: int, end: int, description: str) -> dict:
-    return {"anomaly_type": kind, "store_id": store, "product_id": product, "cashier_id": cashier,
-            "source_ip": ip, "start_at": int(start), "end_at": int(end), "description": description}
+def _truth(
+    kind: str, *, store=None, product=None, cashier=None, ip=None, start: int, end: int, description: str
+) -> dict:
+    return {
+        "anomaly_type": kind,
+        "store_id": store,
+        "product_id": product,
+        "cashier_id": cashier,
+        "source_ip": ip,
+        "start_at": int(start),
+        "end_at": int(end),
+        "description": description,
+    }
 
 
 def _to_frame(rng, cat, r, day_epoch, offsets, day_labels, extra_users, extra_ips) -> pl.DataFrame:
@@ -201,22 +283,38 @@ def _to_frame(rng, cat, r, day_epoch, offsets, day_labels, extra_users, extra_ip
         .then(cashier_user.gather(np.maximum(r["user"], 0)))
         .when(pl.col("user") == -2)
         .then(pl.concat_str(pl.lit("manager."), pl.col("store_id").str.to_lowercase()))
-        .otherwise(pl.Series(extra_users or [""]).gather(np.clip(-10 - r["user"], 0, max(len(extra_users) - 1, 0)))),
+        .otherwise(
+            pl.Series(extra_users or [""]).gather(np.clip(-10 - r["user"], 0, max(len(extra_users) - 1, 0)))
+        ),
         source_ip=pl.when(pl.col("ip") >= 0)
         .then(pl.concat_str(lan, (pl.col("ip") + 11).cast(pl.String)))
         .when(pl.col("ip") == -2)
         .then(pl.concat_str(lan, pl.lit("5")))
-        .otherwise(pl.Series(extra_ips or [""]).gather(np.clip(-10 - r["ip"], 0, max(len(extra_ips) - 1, 0)))),
+        .otherwise(
+            pl.Series(extra_ips or [""]).gather(np.clip(-10 - r["ip"], 0, max(len(extra_ips) - 1, 0)))
+        ),
         device_id=pl.when(pl.col("device") >= 0)
-        .then(pl.concat_str(pl.col("store_id"), pl.lit("-T"), (pl.col("device") + 1).cast(pl.String).str.zfill(2)))
+        .then(
+            pl.concat_str(
+                pl.col("store_id"), pl.lit("-T"), (pl.col("device") + 1).cast(pl.String).str.zfill(2)
+            )
+        )
         .otherwise(pl.lit("api")),
         occurred_at=pl.from_epoch(pl.col("ts"), time_unit="s").dt.replace_time_zone("UTC"),
     )
     frame = frame.sort("occurred_at", "store_id", "device_id", "kind", "username", maintain_order=True)
     frame = frame.with_columns(uuid4_strings(rng, n))
     return frame.select(
-        "event_id", "occurred_at", "store_id", "device_id", "kind", "username", "source_ip", "user_agent",
-        "outcome", "detail",
+        "event_id",
+        "occurred_at",
+        "store_id",
+        "device_id",
+        "kind",
+        "username",
+        "source_ip",
+        "user_agent",
+        "outcome",
+        "detail",
     )
 
 
@@ -246,7 +344,9 @@ def sync_events(
     end = start + (hours * 3600).astype(np.int64)
     # Uploads: what the device rang up while offline (terminals) or a few stock scans (handhelds).
     tx_per_hour = cat.store_size[s] * 180 / 2.6 / (CLOSE_HOUR - OPEN_HOUR) / cat.n_terminals[s]
-    received = rng.poisson(np.where(is_handheld[dv], 2.0, tx_per_hour) * np.minimum(hours, CLOSE_HOUR - start / 3600))
+    received = rng.poisson(
+        np.where(is_handheld[dv], 2.0, tx_per_hour) * np.minimum(hours, CLOSE_HOUR - start / 3600)
+    )
     duplicate = rng.binomial(received, 0.03)
     rejected = rng.binomial(received - duplicate, 0.004)
     conflict = rng.binomial(received - duplicate - rejected, 0.003)
@@ -255,28 +355,43 @@ def sync_events(
     skew = np.round(rng.normal(0, skew_sd[dv])).astype(np.int64)
     ts_end = day_epoch[dd] + end - offsets[s, dd]
     ts_start = day_epoch[dd] + start - offsets[s, dd]
-    frame = pl.DataFrame(
-        {
-            "occurred_at": ts_end,
-            "store_id": devices["store_id"].gather(dv),
-            "device_id": devices["device_id"].gather(dv),
-            "day": day_labels.gather(dd),
-            "offline_since": ts_start,
-            "items_received": received,
-            "items_applied": applied,
-            "items_duplicate": duplicate,
-            "items_rejected": rejected,
-            "items_conflict": conflict,
-            "duration_ms": duration,
-            "clock_skew_seconds": skew,
-        }
-    ).with_columns(
-        pl.from_epoch("occurred_at", time_unit="s").dt.replace_time_zone("UTC"),
-        pl.from_epoch("offline_since", time_unit="s").dt.replace_time_zone("UTC"),
-        session_id=pl.concat_str("device_id", pl.lit("-"), "day"),
-    ).sort("occurred_at", "device_id")
+    frame = (
+        pl.DataFrame(
+            {
+                "occurred_at": ts_end,
+                "store_id": devices["store_id"].gather(dv),
+                "device_id": devices["device_id"].gather(dv),
+                "day": day_labels.gather(dd),
+                "offline_since": ts_start,
+                "items_received": received,
+                "items_applied": applied,
+                "items_duplicate": duplicate,
+                "items_rejected": rejected,
+                "items_conflict": conflict,
+                "duration_ms": duration,
+                "clock_skew_seconds": skew,
+            }
+        )
+        .with_columns(
+            pl.from_epoch("occurred_at", time_unit="s").dt.replace_time_zone("UTC"),
+            pl.from_epoch("offline_since", time_unit="s").dt.replace_time_zone("UTC"),
+            session_id=pl.concat_str("device_id", pl.lit("-"), "day"),
+        )
+        .sort("occurred_at", "device_id")
+    )
     frame = frame.with_columns(uuid4_strings(rng, frame.height))
     return frame.select(
-        "event_id", "occurred_at", "store_id", "device_id", "session_id", "offline_since", "items_received",
-        "items_applied", "items_duplicate", "items_rejected", "items_conflict", "duration_ms", "clock_skew_seconds",
+        "event_id",
+        "occurred_at",
+        "store_id",
+        "device_id",
+        "session_id",
+        "offline_since",
+        "items_received",
+        "items_applied",
+        "items_duplicate",
+        "items_rejected",
+        "items_conflict",
+        "duration_ms",
+        "clock_skew_seconds",
     )

@@ -43,7 +43,9 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(chain: Path, 
     again = generate_chain(tmp_path / "again", seed=7, **SMALL)
     assert _files(chain) == _files(tmp_path / "again")
     m1, m2 = (json.loads((p / "manifest.json").read_text()) for p in (chain, tmp_path / "again"))
-    assert {k: v for k, v in m1.items() if k != "generated_at"} == {k: v for k, v in m2.items() if k != "generated_at"}
+    assert {k: v for k, v in m1.items() if k != "generated_at"} == {
+        k: v for k, v in m2.items() if k != "generated_at"
+    }
     assert again.sale_lines == m1["row_counts"]["sales_lines"]
 
     generate_chain(tmp_path / "other", seed=8, **SMALL)
@@ -88,13 +90,19 @@ def test_catalog_ids_and_event_ids_are_unique(chain: Path, sales: pl.DataFrame) 
     assert (per_tx["transaction_id"] == 1).all()
     assert sales["transaction_id"].n_unique() == per_tx.height
     # line numbers are 1..n within each transaction
-    assert per_tx.select(pl.col("line_no").list.eval(pl.element() == pl.int_range(1, pl.len() + 1)).list.all()).to_series().all()
+    assert (
+        per_tx.select(pl.col("line_no").list.eval(pl.element() == pl.int_range(1, pl.len() + 1)).list.all())
+        .to_series()
+        .all()
+    )
     ids = [per_tx["event_id"]]
     for name in ("inventory", "security", "sync"):
         ids.append(pl.read_parquet(chain / f"{name}.parquet")["event_id"])
     all_ids = pl.concat(ids)
     assert all_ids.is_unique().all()
-    assert all_ids.str.contains(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$").all()
+    assert all_ids.str.contains(
+        r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+    ).all()
 
 
 def test_rows_validate_against_the_event_schemas(chain: Path, sales: pl.DataFrame) -> None:
@@ -102,8 +110,16 @@ def test_rows_validate_against_the_event_schemas(chain: Path, sales: pl.DataFram
     tx = (
         sales.filter(pl.col("event_id").is_in(sample_ids.implode()))
         .sort("line_no")
-        .group_by("event_id", "occurred_at", "store_id", "device_id", "transaction_id", "kind", "cashier_id",
-                  "payment_type")
+        .group_by(
+            "event_id",
+            "occurred_at",
+            "store_id",
+            "device_id",
+            "transaction_id",
+            "kind",
+            "cashier_id",
+            "payment_type",
+        )
         .agg(pl.struct("product_id", "quantity", "unit_price_cents", "discount_cents").alias("lines"))
     )
     assert tx.height > 200
@@ -144,7 +160,9 @@ def test_slow_movers_sell_only_a_few_units_a_week(chain: Path, sales: pl.DataFra
         sales.filter(pl.col("kind") == "sale")
         .group_by("store_id", "product_id")
         .agg(pl.col("local_day").n_unique().alias("selling_days"), pl.col("quantity").sum().alias("units"))
-        .with_columns(zero_share=1 - pl.col("selling_days") / open_days, per_week=pl.col("units") / open_days * 7)
+        .with_columns(
+            zero_share=1 - pl.col("selling_days") / open_days, per_week=pl.col("units") / open_days * 7
+        )
     )
     slow = per_product.filter(pl.col("per_week") < 4)
     assert slow.height >= 3
@@ -156,8 +174,12 @@ def _stock_ledger(chain: Path, sales: pl.DataFrame) -> pl.DataFrame:
     """Every stock movement and count per store-product in time order, with the running book level."""
     inv = pl.read_parquet(chain / "inventory.parquet")
     sold = sales.filter(pl.col("kind") == "sale").select(
-        "occurred_at", "store_id", "product_id", pl.lit("sale").alias("kind"),
-        (-pl.col("quantity").cast(pl.Int64)).alias("quantity_delta"), pl.lit(None, pl.Int64).alias("counted_level"),
+        "occurred_at",
+        "store_id",
+        "product_id",
+        pl.lit("sale").alias("kind"),
+        (-pl.col("quantity").cast(pl.Int64)).alias("quantity_delta"),
+        pl.lit(None, pl.Int64).alias("counted_level"),
     )
     moves = pl.concat([inv.select(sold.columns), sold]).sort("store_id", "product_id", "occurred_at")
     return moves.with_columns(
@@ -166,14 +188,15 @@ def _stock_ledger(chain: Path, sales: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(book=pl.col("opening") + pl.col("movement"))
 
 
-def test_inventory_is_consistent_with_sales_and_stock_outs_happen(chain: Path, sales: pl.DataFrame,
-                                                                  truth: pl.DataFrame) -> None:
+def test_inventory_is_consistent_with_sales_and_stock_outs_happen(
+    chain: Path, sales: pl.DataFrame, truth: pl.DataFrame
+) -> None:
     ledger = _stock_ledger(chain, sales)
     shrink = truth.filter(pl.col("anomaly_type") == "shrinkage").select("store_id", "product_id")
     normal = ledger.join(shrink, on=["store_id", "product_id"], how="anti")
     counts = normal.filter(pl.col("kind") == "count")
     assert counts.height > 200
-    # Between counts, stock changes only by receipts, recorded shrinkage and sales: every count matches the books.
+    # Between counts, only receipts, recorded shrinkage and sales move stock: each count matches the books.
     assert (counts["counted_level"] == counts["book"]).all()
     # Nothing is ever sold from an empty shelf ...
     assert normal["book"].min() == 0
@@ -188,7 +211,8 @@ def test_planted_shrinkage_shows_in_the_counts(chain: Path, sales: pl.DataFrame,
     assert planted.height >= 1
     for row in planted.iter_rows(named=True):
         counts = ledger.filter(
-            (pl.col("store_id") == row["store_id"]) & (pl.col("product_id") == row["product_id"])
+            (pl.col("store_id") == row["store_id"])
+            & (pl.col("product_id") == row["product_id"])
             & (pl.col("kind") == "count")
         )
         at_end = counts.filter(pl.col("occurred_at").is_between(row["start_at"], row["end_at"]))
@@ -201,7 +225,9 @@ def test_planted_sales_spikes_and_drops_are_visible(sales: pl.DataFrame, truth: 
     revenue = (
         sales.filter(pl.col("kind") == "sale")
         .group_by("store_id", "local_day")
-        .agg((pl.col("quantity") * pl.col("unit_price_cents") - pl.col("discount_cents")).sum().alias("cents"))
+        .agg(
+            (pl.col("quantity") * pl.col("unit_price_cents") - pl.col("discount_cents")).sum().alias("cents")
+        )
         .with_columns(weekday=pl.col("local_day").dt.weekday())
     )
     for kind in ("sales_spike", "sales_drop"):
@@ -212,7 +238,9 @@ def test_planted_sales_spikes_and_drops_are_visible(sales: pl.DataFrame, truth: 
             store = revenue.filter(pl.col("store_id") == row["store_id"])
             that = store.filter(pl.col("local_day") == day)["cents"].sum()
             weekday = day.isoweekday()
-            usual = store.filter((pl.col("weekday") == weekday) & (pl.col("local_day") != day))["cents"].median()
+            usual = store.filter((pl.col("weekday") == weekday) & (pl.col("local_day") != day))[
+                "cents"
+            ].median()
             if kind == "sales_spike":
                 assert that > 2.0 * usual, (row, that, usual)
             else:
@@ -222,7 +250,8 @@ def test_planted_sales_spikes_and_drops_are_visible(sales: pl.DataFrame, truth: 
 def test_planted_refund_abuse_stands_out(sales: pl.DataFrame, truth: pl.DataFrame) -> None:
     (row,) = truth.filter(pl.col("anomaly_type") == "refund_abuse").iter_rows(named=True)
     window = sales.filter(
-        pl.col("occurred_at").is_between(row["start_at"], row["end_at"]) & (pl.col("store_id") == row["store_id"])
+        pl.col("occurred_at").is_between(row["start_at"], row["end_at"])
+        & (pl.col("store_id") == row["store_id"])
     )
     rate = (
         window.group_by("cashier_id")
@@ -231,7 +260,11 @@ def test_planted_refund_abuse_stands_out(sales: pl.DataFrame, truth: pl.DataFram
     )
     assert rate["cashier_id"][0] == row["cashier_id"]
     assert rate["refund_rate"][0] > 5 * rate["refund_rate"][1:].median()
-    overall = sales.filter(pl.col("cashier_id") != row["cashier_id"]).select((pl.col("kind") == "refund").mean()).item()
+    overall = (
+        sales.filter(pl.col("cashier_id") != row["cashier_id"])
+        .select((pl.col("kind") == "refund").mean())
+        .item()
+    )
     assert 0.005 < overall < 0.05  # normal refunds: about 2 % of lines
 
 
@@ -243,12 +276,20 @@ def test_planted_attacks_are_visible_in_security_events(chain: Path, truth: pl.D
     span = failures["occurred_at"].max() - failures["occurred_at"].min()
     assert span.total_seconds() <= 30 * 60
     assert failures["occurred_at"].min() >= bf["start_at"] and failures["occurred_at"].max() <= bf["end_at"]
-    assert security.filter((pl.col("source_ip") == bf["source_ip"]) & (pl.col("kind") == "ip_blocked")).height == 1
+    assert (
+        security.filter((pl.col("source_ip") == bf["source_ip"]) & (pl.col("kind") == "ip_blocked")).height
+        == 1
+    )
 
     stuffing = truth.filter(pl.col("anomaly_type") == "credential_stuffing")
     assert stuffing.height >= 3
-    by_ip = security.filter(pl.col("source_ip").is_in(stuffing["source_ip"].implode())).group_by("source_ip").agg(
-        pl.col("username").n_unique().alias("users"), (pl.col("kind") == "login_failure").mean().alias("fail")
+    by_ip = (
+        security.filter(pl.col("source_ip").is_in(stuffing["source_ip"].implode()))
+        .group_by("source_ip")
+        .agg(
+            pl.col("username").n_unique().alias("users"),
+            (pl.col("kind") == "login_failure").mean().alias("fail"),
+        )
     )
     assert (by_ip["users"] >= 50).all() and (by_ip["fail"] > 0.9).all()
     # Ordinary users: store LAN addresses, few failures each.
