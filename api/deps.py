@@ -13,17 +13,19 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from api.security import ALL_STORES, InvalidToken, PrincipalRole, decode_access_token
 from chainsync.ops_store.users import DEVICE_KEY_PREFIX, verify_device_key
 from chainsync.settings import Settings
 
 
-def get_app_settings(request: Request) -> Settings:
+# ``async`` so FastAPI calls them on the event loop instead of a worker thread (they only read state).
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_ops_engine(request: Request) -> Engine:
+async def get_ops_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
@@ -64,7 +66,7 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers=_UNAUTHENTICATED)
 
 
-def get_current_principal(
+async def get_current_principal(
     settings: SettingsDep,
     engine: EngineDep,
     bearer: Annotated[str | None, Depends(_bearer)],
@@ -76,7 +78,7 @@ def get_current_principal(
     if not credential:
         raise _unauthorized("Not authenticated")
     if credential.startswith(DEVICE_KEY_PREFIX):
-        key = verify_device_key(engine, credential)
+        key = await run_in_threadpool(verify_device_key, engine, credential)  # a database read
         if key is None:
             raise _unauthorized("Invalid API key")
         return Principal(
@@ -102,7 +104,7 @@ class RequireRole:
     def __init__(self, *roles: PrincipalRole) -> None:
         self.roles = frozenset(roles)
 
-    def __call__(self, principal: CurrentPrincipal) -> Principal:
+    async def __call__(self, principal: CurrentPrincipal) -> Principal:
         if principal.role not in self.roles:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"Requires role {' or '.join(sorted(self.roles))}")
         return principal

@@ -31,7 +31,7 @@ Horizon = Annotated[int, AfterValidator(_check_horizon)]
 StoreId = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 
 
-def require_ai_enabled(settings: SettingsDep) -> None:
+async def require_ai_enabled(settings: SettingsDep) -> None:
     if not settings.ai_analytics_enabled:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "AI analytics disabled")
 
