@@ -234,8 +234,7 @@ def generate_chain(
     start = end - timedelta(days=days - 1)
     day_list = [start + timedelta(days=i) for i in range(days)]
     out_dir = Path(out_dir)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    _clear_output(out_dir)
     (out_dir / "sales_lines").mkdir(parents=True)
 
     rng = np.random.default_rng([seed, 0])
@@ -423,6 +422,33 @@ def generate_chain(
     if progress and task is not None:
         progress.advance(task)
     return summary
+
+
+OUTPUT_FILES = [
+    "manifest.json",
+    "stores.parquet",
+    "products.parquet",
+    "cashiers.parquet",
+    "devices.parquet",
+    "inventory.parquet",
+    "security.parquet",
+    "sync.parquet",
+    "ground_truth.parquet",
+]
+
+
+def _clear_output(out_dir: Path) -> None:
+    """Remove a previous chain from ``out_dir``; refuse to touch a directory holding anything else."""
+    if not out_dir.exists():
+        return
+    foreign = [p.name for p in out_dir.iterdir() if p.name not in OUTPUT_FILES and p.name != "sales_lines"]
+    if foreign:
+        raise FileExistsError(
+            f"{out_dir} holds files that are not a generated chain: {', '.join(sorted(foreign))}"
+        )
+    shutil.rmtree(out_dir / "sales_lines", ignore_errors=True)
+    for name in OUTPUT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def _inv_block(

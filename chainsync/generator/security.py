@@ -50,7 +50,8 @@ class _Rows:
         }
 
     def add(self, **arrays: np.ndarray | int) -> None:
-        n = max(np.size(v) for v in arrays.values())
+        sizes = [np.size(v) for v in arrays.values() if np.ndim(v)]
+        n = max(sizes) if sizes else 1
         for key in self.cols:
             value = arrays.get(key, -1)
             self.cols[key].append(np.broadcast_to(np.asarray(value, dtype=np.int64), (n,)).copy())

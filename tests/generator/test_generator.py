@@ -324,3 +324,15 @@ def test_prices_change_and_promotions_discount(sales: pl.DataFrame) -> None:
     assert promo.height > 0.02 * sales.height
     share = (promo["discount_cents"] / (promo["quantity"] * promo["unit_price_cents"])).round(2)
     assert set(share.unique()) <= {0.1, 0.15, 0.2, 0.25, 0.3}
+
+
+def test_refuses_to_overwrite_a_directory_that_is_not_a_chain(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        generate_chain(tmp_path, seed=1, stores=1, products=5, days=28, end=date(2025, 1, 31))
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    # A previous chain is replaced.
+    generate_chain(tmp_path / "chain", seed=1, stores=1, products=5, days=28, end=date(2025, 1, 31))
+    (tmp_path / "chain" / "sales_lines" / "part-999.parquet").write_bytes(b"stale")
+    generate_chain(tmp_path / "chain", seed=1, stores=1, products=5, days=28, end=date(2025, 1, 31))
+    assert not (tmp_path / "chain" / "sales_lines" / "part-999.parquet").exists()
