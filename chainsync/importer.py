@@ -43,6 +43,8 @@ DAILY_SALES_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://chainsync.exampl
 IMPORT_DEVICE = "import"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _TIMESTAMP_FIELDS = {"occurred_at", "offline_since"}
+# The inbox stores UTC wall time; handing it over naive spares a timezone conversion per row.
+_INBOX_TIME = "occurred_at AT TIME ZONE 'UTC' AS inbox_occurred_at"
 _VALIDATE_FIRST = 200  # payloads per event type checked against the models before anything is written
 
 
@@ -147,14 +149,14 @@ def _sale_sql(source: str) -> str:
             FROM {source}
             GROUP BY event_id
         )
-        SELECT event_id, occurred_at, store_id, device_id, to_json({_struct(SaleEvent)}) AS payload
+        SELECT event_id, {_INBOX_TIME}, store_id, device_id, to_json({_struct(SaleEvent)}) AS payload
         FROM tx ORDER BY occurred_at, event_id
     """
 
 
 def _flat_sql(model: type[EventBase], source: str) -> str:
     return f"""
-        SELECT event_id, occurred_at, store_id, device_id, to_json({_struct(model)}) AS payload
+        SELECT event_id, {_INBOX_TIME}, store_id, device_id, to_json({_struct(model)}) AS payload
         FROM {source} ORDER BY occurred_at, event_id
     """
 
@@ -166,7 +168,7 @@ def _batches(reader: pa.RecordBatchReader, event_type: str) -> Iterator[list[Inb
             InboxRow(event_id=e, event_type=event_type, store_id=s, device_id=d, occurred_at=t, payload=p)
             for e, t, s, d, p in zip(
                 cols["event_id"],
-                cols["occurred_at"],
+                cols["inbox_occurred_at"],
                 cols["store_id"],
                 cols["device_id"],
                 cols["payload"],
