@@ -513,7 +513,7 @@ def _transactions(rng, cat: Catalog, plan: _Plan, d: int, line_s, line_p, q):
     }
 
     # Refunds: one earlier purchase brought back, at any till and time.
-    n_ref = rng.binomial(lines_per_store, REFUND_RATE)
+    n_ref = rng.binomial(n_tx, REFUND_RATE)
     ref_store = np.repeat(np.arange(n_stores), n_ref)
     store_line0 = np.cumsum(lines_per_store) - lines_per_store
     src = store_line0[ref_store] + (rng.random(ref_store.size) * lines_per_store[ref_store]).astype(np.int64)

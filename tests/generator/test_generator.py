@@ -260,12 +260,16 @@ def test_planted_refund_abuse_stands_out(sales: pl.DataFrame, truth: pl.DataFram
     )
     assert rate["cashier_id"][0] == row["cashier_id"]
     assert rate["refund_rate"][0] > 5 * rate["refund_rate"][1:].median()
-    overall = (
+    kinds = (
         sales.filter(pl.col("cashier_id") != row["cashier_id"])
-        .select((pl.col("kind") == "refund").mean())
-        .item()
+        .group_by("event_id")
+        .agg(pl.col("kind").first())
     )
-    assert 0.005 < overall < 0.05  # normal refunds: about 2 % of lines
+    refund_share = kinds.select((pl.col("kind") == "refund").mean()).item()
+    void_share = kinds.select((pl.col("kind") == "void").mean()).item()
+    assert (
+        0.012 < refund_share < 0.03 and 0.005 < void_share < 0.02
+    )  # designed: 1.8 % and 1.0 % of transactions
 
 
 def test_planted_attacks_are_visible_in_security_events(chain: Path, truth: pl.DataFrame) -> None:
