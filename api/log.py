@@ -4,6 +4,7 @@ headers, bodies or query strings, and :func:`_redact` masks any field whose name
 from __future__ import annotations
 
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -11,7 +12,7 @@ import structlog
 _SECRET_WORDS = ("password", "token", "secret", "authorization", "api_key", "apikey", "cookie")
 
 
-def _redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in event:
         if any(word in key.lower() for word in _SECRET_WORDS):
             event[key] = "[redacted]"

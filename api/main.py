@@ -66,12 +66,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None if production else "/docs",
         redoc_url=None if production else "/redoc",
         openapi_url=None if production else "/openapi.json",
-        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes
+    )
     app.include_router(api_router)
     app.include_router(root_router)
     return app

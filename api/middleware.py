@@ -1,5 +1,6 @@
 """Request context: a request id on every response, one structured access log line, request metrics,
-and a generic JSON 500 for unexpected exceptions (logged with their traceback, never sent)."""
+the request body size limit (413, by Content-Length and by the streamed size), and a generic JSON 500 for
+unexpected exceptions (logged with their traceback, never sent)."""
 
 from __future__ import annotations
 
@@ -37,16 +38,45 @@ def route_template(scope: Scope, templates: dict[int, str]) -> str:
     return templates.get(id(route)) or getattr(route, "path", None) or "unmatched"
 
 
+class BodyTooLarge(Exception):
+    """The request body is larger than ``max_body_bytes`` (declared or streamed)."""
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
         self._templates: dict[int, str] | None = None
 
     def _route(self, scope: Scope) -> str:
         if self._templates is None:
             self._templates = route_templates(scope["app"])
         return route_template(scope, self._templates)
+
+    def _limited(self, receive: Receive) -> Receive:
+        """``receive`` that raises :class:`BodyTooLarge` once the streamed body passes the limit."""
+        limit = self.max_body_bytes
+        if limit is None:
+            return receive
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        return receive_limited
+
+    def _declared_too_large(self, scope: Scope) -> bool:
+        if self.max_body_bytes is None:
+            return False
+        declared = Headers(scope=scope).get("content-length", "")
+        return declared.isdigit() and int(declared) > self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +99,17 @@ class RequestContextMiddleware:
 
         with structlog.contextvars.bound_contextvars(request_id=rid):
             try:
-                await self.app(scope, receive, send_with_id)
+                if self._declared_too_large(scope):
+                    raise BodyTooLarge  # refused before reading a byte
+                await self.app(scope, self._limited(receive), send_with_id)
+            except BodyTooLarge:
+                if response_started:
+                    raise
+                response = JSONResponse(
+                    {"detail": f"Request body exceeds {self.max_body_bytes} bytes", "request_id": rid},
+                    status_code=413,
+                )
+                await response(scope, receive, send_with_id)
             except Exception:
                 log.exception("unhandled_error", method=scope["method"], route=self._route(scope))
                 if response_started:

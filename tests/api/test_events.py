@@ -213,6 +213,8 @@ def test_body_over_max_bytes_is_413_by_content_length_and_by_stream(
     headers = {**key_header(device_keys["S001"]), "Content-Type": "application/json"}
     resp = client.post(SALES, content=big, headers=headers)
     assert resp.status_code == 413
+    assert str(settings.max_body_bytes) in resp.json()["detail"]
+    assert resp.json()["request_id"] == resp.headers["X-Request-ID"]
 
     def chunks():  # no Content-Length: the limit must hold on the streamed size
         for start in range(0, len(big), 64 * 1024):
@@ -220,6 +222,7 @@ def test_body_over_max_bytes_is_413_by_content_length_and_by_stream(
 
     resp = client.post(SALES, content=chunks(), headers=headers)
     assert resp.status_code == 413
+    assert resp.json()["request_id"] == resp.headers["X-Request-ID"]
     assert count_events(engine) == 0
 
 
