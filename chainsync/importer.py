@@ -433,8 +433,8 @@ def _add_missing_catalog(engine: Engine, lines: pl.DataFrame) -> tuple[int, int]
     """Add stores and products the catalog does not know yet, with placeholder names (known ones are
     left untouched)."""
     with engine.connect() as conn:
-        known_stores = set(conn.execute(select(stores_table.c.store_id)).scalars())
-        known_products = set(conn.execute(select(products_table.c.product_id)).scalars())
+        known_stores: set[str] = set(conn.execute(select(stores_table.c.store_id)).scalars())
+        known_products: set[str] = set(conn.execute(select(products_table.c.product_id)).scalars())
     new_stores = sorted(set(lines["store_id"].unique()) - known_stores)
     prices = lines.group_by("product_id").agg(pl.col("unit_price_cents").median().round().cast(pl.Int64))
     new_products = prices.filter(~pl.col("product_id").is_in(list(known_products))).sort("product_id")

@@ -124,7 +124,7 @@ def security_events(
     mgr = open_sd & weekday[None, :]
     ms, md = np.nonzero(mgr)
     msec = 9 * 3600 + rng.integers(0, 3600, ms.size)
-    mgr_cols = dict(store=ms, day=md, user=-2, device=-1, agent=1, ip=-2)
+    mgr_cols: dict[str, np.ndarray | int] = dict(store=ms, day=md, user=-2, device=-1, agent=1, ip=-2)
     rows.add(**mgr_cols, sec=msec, kind=_K["login_success"], outcome=0, detail=0)
     fail2fa = rng.random(ms.size) < 0.02
     rows.add(
