@@ -98,10 +98,10 @@ class ImportSummary:
             table.add_row(t, f"{self.applied.get(t, 0):,}", f"{self.duplicate.get(t, 0):,}")
         for reason, n in sorted(self.skipped.items()):
             table.add_row(f"[yellow]skipped: {reason}[/]", f"{n:,}", "")
-        table.caption = (
-            f"catalog: {self.stores} stores, {self.products} products · {self.events:,} events in "
-            f"{self.seconds:.1f} s ({self.events_per_second:,.0f}/s)"
-        )
+        table.add_section()
+        table.add_row("all events", f"{sum(self.applied.values()):,}", f"{sum(self.duplicate.values()):,}")
+        table.add_row("catalog upserts", f"{self.stores} stores", f"{self.products} products")
+        table.add_row("time", f"{self.seconds:.1f} s", f"{self.events_per_second:,.0f} events/s")
         return table
 
 
