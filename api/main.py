@@ -15,6 +15,7 @@ from api.errors import install_error_handlers
 from api.log import configure_logging, get_logger
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
+from api.openapi import install_openapi
 from api.routes import api_router, root_router
 from api.routes.observability import app_version
 from api.writer import InboxWriter
@@ -75,4 +76,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(api_router)
     app.include_router(root_router)
+    install_openapi(app)
     return app

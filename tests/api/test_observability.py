@@ -122,3 +122,13 @@ def test_docs_only_outside_production(settings, monkeypatch, environment) -> Non
         expected = 404 if environment == "production" else 200
         assert c.get("/docs").status_code == expected
         assert c.get("/openapi.json").status_code == expected
+
+
+def test_openapi_documents_the_ingest_bodies_from_the_shared_models(client) -> None:
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/api/events/sales"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["oneOf"][0] == {"$ref": "#/components/schemas/SaleEvent"}
+    sale = spec["components"]["schemas"]["SaleEvent"]
+    assert {"event_id", "occurred_at", "store_id", "lines"} <= set(sale["properties"])
+    assert "SaleLine" in spec["components"]["schemas"]
+    assert "InventoryEvent" in spec["components"]["schemas"]
