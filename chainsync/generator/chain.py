@@ -357,6 +357,14 @@ def generate_chain(
         loss = np.minimum(stock[ds, dp], 1 + drng.poisson(0.5, ds.size))
         stock[ds, dp] -= loss
         inv_blocks.append(_inv_block(2, ds, dp, d, -loss, CLOSE_HOUR * 3600, drng))
+        # Rare recorded corrections (goods found in the back room, a mis-scanned delivery).
+        fixed = (drng.random(stock.shape) < 0.001) & open_sd[:, d, None]
+        fs, fp = np.nonzero(fixed)
+        delta = (1 + drng.poisson(1.0, fs.size)) * np.where(drng.random(fs.size) < 0.5, 1, -1)
+        delta = np.maximum(delta, -stock[fs, fp])
+        fs, fp, delta = fs[delta != 0], fp[delta != 0], delta[delta != 0]
+        stock[fs, fp] += delta
+        inv_blocks.append(_inv_block(1, fs, fp, d, delta, CLOSE_HOUR * 3600 + 1800, drng))
 
         tx, lines = _transactions(drng, cat, plan, d, line_cell // n_products, line_p, q)
         buf.add_day(d, tx, lines, {k: np.concatenate([b[k] for b in inv_blocks]) for k in inv_blocks[0]})

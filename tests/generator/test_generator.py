@@ -196,6 +196,7 @@ def test_inventory_is_consistent_with_sales_and_stock_outs_happen(
     normal = ledger.join(shrink, on=["store_id", "product_id"], how="anti")
     counts = normal.filter(pl.col("kind") == "count")
     assert counts.height > 200
+    assert set(ledger["kind"].unique()) == {"receipt", "adjustment", "shrinkage", "count", "sale"}
     # Between counts, only receipts, recorded shrinkage and sales move stock: each count matches the books.
     assert (counts["counted_level"] == counts["book"]).all()
     # Nothing is ever sold from an empty shelf ...
