@@ -61,9 +61,11 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Normally answered by RequestContextMiddleware; this is the backstop for the outermost layer.
     log.error("unhandled_error", error_type=type(exc).__name__)
+    rid = request_id(request)
     return JSONResponse(
-        {"detail": "Internal server error", "request_id": request_id(request)},
+        {"detail": "Internal server error", "request_id": rid},
         status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        headers={"X-Request-ID": rid} if rid else None,
     )
 
 

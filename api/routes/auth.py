@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
@@ -32,6 +32,7 @@ class TokenResponse(BaseModel):
 @router.post("/token", response_model=TokenResponse)
 def login(
     request: Request,
+    response: Response,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     settings: SettingsDep,
     engine: EngineDep,
@@ -58,4 +59,5 @@ def login(
     stores = [ALL_STORES] if user.role == "admin" else sorted(user.store_ids)
     token = create_access_token(settings, subject=user.username, role=user.role, stores=stores)
     log.info("login_success", username=user.username, role=user.role)
+    response.headers["Cache-Control"] = "no-store"  # RFC 6749 5.1: token responses are not cached
     return TokenResponse(access_token=token.token, expires_in=token.expires_in, role=user.role)

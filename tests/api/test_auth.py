@@ -35,6 +35,7 @@ def login(client: TestClient, username: str, password: str):  # type: ignore[no-
 def test_token_flow_returns_a_bearer_token_with_role_and_stores(client, users, settings) -> None:
     resp = login(client, "mona", PASSWORD)
     assert resp.status_code == 200
+    assert resp.headers["Cache-Control"] == "no-store"
     body = resp.json()
     assert body["token_type"] == "bearer"
     assert body["role"] == "manager"
