@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
@@ -19,6 +20,7 @@ router = APIRouter(prefix="/observability", tags=["observability"])
 metrics_router = APIRouter(tags=["observability"])
 
 
+@lru_cache(maxsize=1)
 def app_version() -> str:
     try:
         return version("chainsync")
