@@ -46,7 +46,7 @@ class PipelineConfig(dg.ConfigurableResource):
 
 def frame_of(con: Any, sql: str) -> pl.DataFrame:
     """``sql``'s result on a DuckDB connection as a polars frame (through Arrow)."""
-    return pl.from_arrow(con.execute(sql).to_arrow_table())  # type: ignore[return-value]
+    return pl.from_arrow(con.sql(sql).to_arrow_table())  # type: ignore[return-value]
 
 
 class Warehouse(DuckDBResource):

@@ -37,7 +37,8 @@ def _instance():  # type: ignore[no-untyped-def]
 def run_pipeline(
     settings: Settings, selection: str | None = None, console: Console | None = None, log_level: str = "WARNING"
 ) -> PipelineResult:
-    """Materialize ``selection`` (a Dagster asset selection string, default everything) for ``settings``.
+    """Materialize ``selection`` (Dagster asset selection syntax, e.g. ``key:raw_sales_events+`` or
+    ``group:ingest``, or a comma-separated list of those; default everything) for ``settings``.
 
     Incremental: only events above the warehouse watermark are read, and when nothing changed the dbt build
     and everything after it are skipped. Dagster's own log lines below ``log_level`` are hidden; ``console``
@@ -53,7 +54,12 @@ def run_pipeline(
     job = defs.resolve_implicit_global_asset_job_def()
     asset_keys = None
     if selection:
-        asset_keys = list(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph()))
+        # A comma-separated list is a union, as in `dagster asset materialize --select a,b`.
+        parts = [dg.AssetSelection.from_string(part.strip()) for part in selection.split(",") if part.strip()]
+        union = parts[0]
+        for part in parts[1:]:
+            union = union | part
+        asset_keys = list(union.resolve(defs.resolve_asset_graph()))
     with _instance() as instance:
         result = job.execute_in_process(
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},

@@ -55,7 +55,7 @@ def seed_catalog(engine: Engine, stores: int, products: int) -> tuple[list[str],
 def sale_events(
     store_ids: list[str], prices: dict[str, int], start: date, days: int, seed: int, per_day: int = 4
 ) -> list[SaleEvent]:
-    rng = random.Random(seed)
+    rng = random.Random(f"sale-events-{seed}")
     events: list[SaleEvent] = []
     products = sorted(prices)
     for d in range(days):
@@ -88,7 +88,7 @@ def sale_events(
 
 
 def other_events(store_ids: list[str], prices: dict[str, int], start: date, days: int, seed: int) -> list:  # type: ignore[type-arg]
-    rng = random.Random(seed + 1)
+    rng = random.Random(f"other-events-{seed}")
     events: list = []  # type: ignore[type-arg]
     for store in store_ids:
         base = datetime(start.year, start.month, start.day, 6, tzinfo=UTC)

@@ -1,0 +1,157 @@
+"""Tier 3: real materializations of the whole graph (ingest, GX, dbt build, statsforecast, pyod, snapshot)
+on a small chain, run once per module and then incrementally."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from sqlalchemy import Engine
+
+from chainsync.ops_store import get_engine
+from chainsync.ops_store.events import max_seq
+from chainsync.serving import current_snapshot
+from chainsync.settings import Settings
+from pipelines.run import PipelineResult, run_pipeline
+from tests.pipelines.chain import ChainTotals, append, other_events, sale_events, seed_catalog
+from tests.pipelines.conftest import START, make_settings
+
+pytestmark = pytest.mark.slow
+
+DAYS = 60
+SNAPSHOT_TABLES = {
+    "fct_sales_daily", "dim_store", "dim_product", "fct_stock_levels", "demand_forecast", "sales_anomalies",
+    "fct_security_events", "fct_sync_sessions",
+}
+
+
+@dataclass
+class Chain:
+    settings: Settings
+    engine: Engine
+    stores: list[str]
+    prices: dict[str, int]
+    totals: ChainTotals
+    first: PipelineResult
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    settings = make_settings(Path(tmp_path_factory.mktemp("pipeline")) / "data")
+    engine = get_engine(settings.ops_store)
+    stores, prices = seed_catalog(engine, stores=3, products=8)
+    sales = sale_events(stores, prices, START, days=DAYS, seed=7)
+    totals = ChainTotals()
+    for event in sales:
+        totals.add(event)
+    append(engine, sales)
+    append(engine, other_events(stores, prices, START, days=DAYS, seed=7))
+    first = run_pipeline(settings)
+    yield Chain(settings, engine, stores, prices, totals, first)
+    engine.dispose()
+
+
+def _warehouse(chain: Chain) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(chain.settings.warehouse), read_only=True)
+
+
+def _mart_totals(chain: Chain) -> tuple[int, int]:
+    with _warehouse(chain) as con:
+        return con.execute("select sum(units_sold), sum(net_revenue_cents) from marts.fct_sales_daily").fetchone()  # type: ignore[return-value]
+
+
+def test_full_materialization_publishes_every_table(chain: Chain) -> None:
+    assert chain.first.success, chain.first
+    assert chain.first.failed_checks == []  # GX suite and every dbt test passed
+    assert {"raw_sales_events", "fct_sales_daily", "demand_forecast", "sales_anomalies", "serving_snapshot"} <= set(
+        chain.first.materialized
+    )
+    snapshot = current_snapshot(chain.settings.serving)
+    assert snapshot is not None
+    assert set(snapshot.tables) == SNAPSHOT_TABLES
+    assert snapshot.manifest["run_id"] == chain.first.run_id
+    assert snapshot.manifest["pipeline"]["events_seq"] == max_seq(chain.engine)
+    assert snapshot.read("dim_store").height == 3
+    assert snapshot.read("fct_stock_levels").height == 3 * 8
+
+
+def test_marts_total_the_events_appended(chain: Chain) -> None:
+    assert _mart_totals(chain) == (chain.totals.units, chain.totals.net_revenue_cents)
+    sales = current_snapshot(chain.settings.serving).read("fct_sales_daily")  # type: ignore[union-attr]
+    assert sales["net_revenue_cents"].sum() == chain.totals.net_revenue_cents
+
+
+def test_forecast_covers_every_series_for_the_horizon(chain: Chain) -> None:
+    forecast = current_snapshot(chain.settings.serving).read("demand_forecast")  # type: ignore[union-attr]
+    horizon = chain.settings.forecast_horizon_days
+    series = forecast.select("store_id", "product_id").unique().height
+    assert series == len(chain.totals.series)
+    assert forecast.height == series * horizon
+    assert sorted(forecast["horizon_day"].unique().to_list()) == list(range(1, horizon + 1))
+    in_order = (
+        (pl.col("lo_95") <= pl.col("lo_80"))
+        & (pl.col("lo_80") <= pl.col("yhat"))
+        & (pl.col("yhat") <= pl.col("hi_80"))
+        & (pl.col("hi_80") <= pl.col("hi_95"))
+        & (pl.col("lo_95") >= 0)
+    )
+    assert forecast.filter(~in_order).is_empty()
+    assert (forecast["cutoff"] == START + timedelta(days=DAYS - 1)).all()
+
+
+def test_anomalies_score_every_store_day(chain: Chain) -> None:
+    anomalies = current_snapshot(chain.settings.serving).read("sales_anomalies")  # type: ignore[union-attr]
+    assert anomalies.height == 3 * DAYS
+    assert anomalies["threshold"].n_unique() == 1
+    assert set(anomalies["severity"].unique()) <= {"low", "medium", "high", "critical"}
+
+
+def test_second_run_without_new_events_changes_nothing(chain: Chain) -> None:
+    version = current_snapshot(chain.settings.serving).version  # type: ignore[union-attr]
+    before = _mart_totals(chain)
+    second = run_pipeline(chain.settings)
+    assert second.success
+    assert all(second.metadata[k].get("events_landed", 0) == 0 for k in second.materialized)
+    assert "serving_snapshot" not in second.materialized and "fct_sales_daily" not in second.materialized
+    assert second.seconds < 15
+    assert current_snapshot(chain.settings.serving).version == version  # type: ignore[union-attr]
+    assert _mart_totals(chain) == before
+
+
+def test_third_run_picks_up_exactly_the_new_events(chain: Chain) -> None:
+    before_seq = max_seq(chain.engine, "sale")  # each event type has its own watermark
+    new = sale_events(chain.stores, chain.prices, START + timedelta(days=DAYS), days=2, seed=8)
+    # An offline till syncing late: a sale on an old day, already built into the marts.
+    late = sale_events(chain.stores[:1], chain.prices, START + timedelta(days=10), days=1, seed=9, per_day=1)
+    for event in new + late:
+        chain.totals.add(event)
+    append(chain.engine, new + late)
+
+    third = run_pipeline(chain.settings)
+    assert third.success, third
+    sales_meta = third.metadata["raw_sales_events"]
+    assert sales_meta["events_landed"] == len(new) + len(late)
+    assert sales_meta["watermark_before"] == before_seq
+    assert sales_meta["watermark"] == max_seq(chain.engine)
+    assert _mart_totals(chain) == (chain.totals.units, chain.totals.net_revenue_cents)
+    snapshot = current_snapshot(chain.settings.serving)
+    assert snapshot is not None and snapshot.manifest["run_id"] == third.run_id
+    forecast = snapshot.read("demand_forecast")
+    assert (forecast["cutoff"] == START + timedelta(days=DAYS + 1)).all()
+
+
+def test_ai_disabled_publishes_empty_scores(chain: Chain) -> None:
+    disabled = chain.settings.model_copy(update={"ai_analytics_enabled": False})
+    result = run_pipeline(disabled, selection="demand_forecast,sales_anomalies,serving_snapshot")
+    assert result.success
+    snapshot = current_snapshot(chain.settings.serving)
+    assert snapshot is not None
+    assert snapshot.read("demand_forecast").is_empty()
+    assert snapshot.read("sales_anomalies").is_empty()
+    assert set(snapshot.read("demand_forecast").columns) >= {"store_id", "ds", "horizon_day", "yhat", "hi_95"}
+    assert snapshot.read("fct_sales_daily").height > 0
