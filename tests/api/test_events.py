@@ -270,3 +270,28 @@ def test_non_string_event_id_in_batch_is_reported_without_id(client: TestClient,
     result = resp.json()["results"][0]
     assert result["status"] == "rejected" and result["event_id"] is None
     assert result["errors"][0]["field"] == "event_id"
+
+
+def test_concurrent_retries_store_each_event_exactly_once(client, device_keys, engine) -> None:
+    """Eight terminals' requests in flight at once (grouped into shared commits by the inbox writer),
+    all carrying the same 30 events plus 10 of their own: each event is applied exactly once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shared = [sale_event() for _ in range(30)]
+
+    def post(_: int) -> dict:  # type: ignore[type-arg]
+        own = [sale_event() for _ in range(10)]
+        resp = client.post(SALES, json={"events": shared + own}, headers=key_header(device_keys["S001"]))
+        assert resp.status_code == 200
+        return resp.json()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        bodies = list(pool.map(post, range(8)))
+    applied_shared = {r["event_id"] for b in bodies for r in b["results"][:30] if r["status"] == "applied"}
+    assert applied_shared == {e["event_id"] for e in shared}
+    assert sum(b["applied"] for b in bodies) == 30 + 8 * 10
+    assert sum(b["duplicate"] for b in bodies) == 7 * 30
+    assert count_events(engine, "sale") == 30 + 8 * 10
+    with engine.connect() as conn:
+        seqs = list(conn.execute(select(event_inbox.c.seq).order_by(event_inbox.c.seq)).scalars())
+    assert seqs == list(range(1, 30 + 8 * 10 + 1))  # the watermark stays gap-free
