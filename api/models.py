@@ -29,7 +29,7 @@ class ForecastResponse(BaseModel):
     snapshot_created_at: datetime
     store_id: str
     horizon: int
-    products: list[ProductForecast]
+    series: list[ProductForecast]  # one per product, ordered by product_id
 
 
 class SalesAnomaly(BaseModel):

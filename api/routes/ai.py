@@ -74,7 +74,7 @@ def forecast(
             "snapshot_created_at": snapshot.created_at,
             "store_id": store_id,
             "horizon": horizon,
-            "products": series,
+            "series": series,
         }
     )
 

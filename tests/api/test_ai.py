@@ -32,8 +32,8 @@ def test_forecast_returns_exactly_what_the_snapshot_holds(client, tokens, snapsh
         .filter((pl.col("store_id") == "S002") & (pl.col("horizon_day") <= horizon))
         .sort("product_id", "ds")
     )
-    assert [p["product_id"] for p in body["products"]] == list(SNAPSHOT_PRODUCTS)
-    for product in body["products"]:
+    assert [p["product_id"] for p in body["series"]] == list(SNAPSHOT_PRODUCTS)
+    for product in body["series"]:
         rows = expected.filter(pl.col("product_id") == product["product_id"])
         assert len(product["points"]) == rows.height == horizon
         assert product["model"] == rows["model"][0]
@@ -49,8 +49,8 @@ def test_forecast_defaults_to_30_days_and_filters_one_product(client, tokens, sn
         FORECAST, params={"store_id": "S001", "product_id": "P002"}, headers=bearer(tokens["admin"])
     ).json()
     assert body["horizon"] == 30
-    assert [p["product_id"] for p in body["products"]] == ["P002"]
-    assert len(body["products"][0]["points"]) == 30
+    assert [p["product_id"] for p in body["series"]] == ["P002"]
+    assert len(body["series"][0]["points"]) == 30
 
 
 def test_forecast_rejects_other_horizons_and_requires_a_store(client, tokens, snapshot) -> None:
@@ -113,7 +113,7 @@ def test_a_new_snapshot_is_served_on_the_next_request(client, tokens, settings, 
     ).json()
     assert second["snapshot_version"] == newer.version != first["snapshot_version"]
     assert math.isclose(
-        second["products"][0]["points"][0]["yhat"], first["products"][0]["points"][0]["yhat"] + 100
+        second["series"][0]["points"][0]["yhat"], first["series"][0]["points"][0]["yhat"] + 100
     )
 
 
@@ -125,7 +125,7 @@ def test_nan_bounds_are_sent_as_null(client, tokens, settings) -> None:
     body = client.get(
         FORECAST, params={"store_id": "S001", "horizon": 7}, headers=bearer(tokens["admin"])
     ).json()
-    assert body["products"][0]["points"][0]["lo_95"] is None
+    assert body["series"][0]["points"][0]["lo_95"] is None
 
 
 def test_ai_disabled_is_503(settings, tokens, snapshot, monkeypatch) -> None:
