@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -38,7 +37,7 @@ class SalesAnomaly(BaseModel):
     anomaly_score: float
     threshold: float | None = None
     severity: str | None = None
-    drivers: Any = None
+    drivers: list[str] = []  # features behind the anomaly, strongest first
     net_revenue_cents: int | float | None = None
     transactions: int | float | None = None
     avg_basket_cents: int | float | None = None

@@ -87,14 +87,19 @@ def demand_forecast(
     return series
 
 
-def _drivers(value: Any) -> Any:
-    # The pipeline may store drivers as a JSON string or a list; answer with a list either way.
+def _drivers(value: Any) -> list[str]:
+    """The features behind an anomaly as a list. The pipeline writes them comma-joined, largest |z| first
+    (``"refund_rate,void_rate"``); a list column or a JSON array is accepted as well."""
+    if value is None:
+        return []
     if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return [value]
-    return value
+        if value.startswith("["):
+            try:
+                return [str(v) for v in json.loads(value)]
+            except ValueError:
+                pass
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [str(v) for v in value]
 
 
 def sales_anomalies(

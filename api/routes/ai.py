@@ -6,7 +6,7 @@ Managers see only the stores assigned to them. ``AI_ANALYTICS_ENABLED=false`` tu
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import AfterValidator
@@ -18,6 +18,7 @@ from chainsync.serving import Snapshot
 from chainsync.settings import Settings
 
 HORIZONS = (7, 14, 30, 90)
+Severity = Literal["low", "medium", "high", "critical"]  # as scored by the anomaly pipeline
 
 
 def _check_horizon(value: int) -> int:
@@ -85,7 +86,7 @@ def anomalies(
     settings: SettingsDep,
     store_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     since: Annotated[date | None, Query(description="Only store-days on or after this date.")] = None,
-    severity: Annotated[str | None, Query(min_length=1, max_length=16)] = None,
+    severity: Annotated[Severity | None, Query(description="Only this severity.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AnomaliesResponse:
     """Store-days flagged as anomalous in daily sales, newest first; managers see their stores only."""

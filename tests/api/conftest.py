@@ -149,8 +149,8 @@ def anomaly_frame() -> pl.DataFrame:
                     "anomaly_score": 0.9 + d / 100 if flagged else 0.1,
                     "threshold": 0.8,
                     "is_anomaly": flagged,
-                    "severity": ("high" if d == 10 else "medium") if flagged else None,
-                    "drivers": ["refund_rate", "void_rate"] if flagged else [],
+                    "severity": ("high" if d == 10 else "medium") if flagged else "low",
+                    "drivers": "refund_rate,void_rate" if flagged else None,  # as the pipeline writes it
                     "net_revenue_cents": 100_000 + d,
                     "transactions": 50 + d,
                     "avg_basket_cents": 2000.0 + d,

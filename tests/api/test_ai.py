@@ -166,4 +166,5 @@ def test_anomalies_admin_sees_all_and_filters_apply(client, tokens, snapshot) ->
     )
     assert client.get(ANOMALIES, params={"limit": 2}, headers=admin).json()["count"] == 2
     assert client.get(ANOMALIES, params={"limit": 0}, headers=admin).status_code == 422
+    assert client.get(ANOMALIES, params={"severity": "apocalyptic"}, headers=admin).status_code == 422
     assert client.get(ANOMALIES, params={"store_id": "S999"}, headers=admin).status_code == 404
