@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,10 @@ def _instance():  # type: ignore[no-untyped-def]
 
 
 def run_pipeline(
-    settings: Settings, selection: str | None = None, console: Console | None = None, log_level: str = "WARNING"
+    settings: Settings,
+    selection: str | None = None,
+    console: Console | None = None,
+    log_level: str = "WARNING",
 ) -> PipelineResult:
     """Materialize ``selection`` (Dagster asset selection syntax, e.g. ``key:raw_sales_events+`` or
     ``group:ingest``, or a comma-separated list of those; default everything) for ``settings``.
@@ -60,7 +64,10 @@ def run_pipeline(
         for part in parts[1:]:
             union = union | part
         asset_keys = list(union.resolve(defs.resolve_asset_graph()))
-    with _instance() as instance:
+    # dagster-dbt echoes dbt's log to stdout; keep it in a file so the console shows the summary only.
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with _instance() as instance, open(log_dir / "pipeline.log", "a") as log_file, redirect_stdout(log_file):
         result = job.execute_in_process(
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             instance=instance,
@@ -68,8 +75,9 @@ def run_pipeline(
             raise_on_error=False,
         )
         summary = _summarize(result, time.perf_counter() - started)
-        if console is not None:
-            _print_summary(console, summary, result, instance.all_logs(result.run_id))
+        logs = instance.all_logs(result.run_id)
+    if console is not None:
+        _print_summary(console, summary, result, logs)
     return summary
 
 
@@ -99,13 +107,25 @@ def _print_summary(console: Console, summary: PipelineResult, result: Any, logs:
     step_times: dict[str, list[float]] = defaultdict(list)
     for entry in logs:
         event = entry.dagster_event
-        if event and event.step_key and event.event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS):
+        if (
+            event
+            and event.step_key
+            and event.event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS)
+        ):
             step_times[event.step_key].append(entry.timestamp)
     table = Table(title=f"pipeline run {summary.run_id[:8]}", show_lines=False)
     table.add_column("asset")
     table.add_column("status")
     table.add_column("details", overflow="fold")
-    shown = {"rows", "events_landed", "sale_lines_landed", "sale_lines_quarantined", "series", "anomalies", "version"}
+    shown = {
+        "rows",
+        "events_landed",
+        "sale_lines_landed",
+        "sale_lines_quarantined",
+        "series",
+        "anomalies",
+        "version",
+    }
     for key in summary.materialized:
         details = ", ".join(f"{k}={v}" for k, v in summary.metadata[key].items() if k in shown)
         table.add_row(key, "[green]materialized[/]", details)
@@ -115,7 +135,9 @@ def _print_summary(console: Console, summary: PipelineResult, result: Any, logs:
         table.add_row(check_key, "[red]check failed[/]", "")
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
-            table.add_row(event.step_key or "", "[red]failed[/]", str(event.event_specific_data.error.message)[:300])
+            table.add_row(
+                event.step_key or "", "[red]failed[/]", str(event.event_specific_data.error.message)[:300]
+            )
     console.print(table)
     timings = ", ".join(f"{step} {t[-1] - t[0]:.1f}s" for step, t in step_times.items() if len(t) == 2)
     if timings:

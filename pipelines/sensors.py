@@ -20,7 +20,8 @@ def _landed_seq(warehouse: Warehouse) -> int | None:
     target=dg.AssetSelection.all(),
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Requests a run of the whole graph when the ops store's max seq passes the warehouse watermark.",
+    description="Requests a run of the whole graph when the ops store's max seq passes the warehouse "
+    "watermark.",
 )
 def new_events_sensor(
     context: dg.SensorEvaluationContext, ops_store: OpsStoreResource, warehouse: Warehouse

@@ -41,13 +41,32 @@ def seed_catalog(engine: Engine, stores: int, products: int) -> tuple[list[str],
     prices = {f"P{i:03d}": 199 + 150 * i for i in range(1, products + 1)}
     upsert_stores(
         engine,
-        [{"store_id": s, "name": f"Store {s}", "region": "North", "city": "Oslo", "opened_on": "2024-01-01",
-          "timezone": "UTC"} for s in store_ids],
+        [
+            {
+                "store_id": s,
+                "name": f"Store {s}",
+                "region": "North",
+                "city": "Oslo",
+                "opened_on": "2024-01-01",
+                "timezone": "UTC",
+            }
+            for s in store_ids
+        ],
     )
     upsert_products(
         engine,
-        [{"product_id": p, "name": f"Product {p}", "category": "grocery", "unit_cost_cents": price // 2,
-          "price_cents": price, "lead_time_days": 5, "is_active": True} for p, price in prices.items()],
+        [
+            {
+                "product_id": p,
+                "name": f"Product {p}",
+                "category": "grocery",
+                "unit_cost_cents": price // 2,
+                "price_cents": price,
+                "lead_time_days": 5,
+                "is_active": True,
+            }
+            for p, price in prices.items()
+        ],
     )
     return store_ids, prices
 
@@ -68,13 +87,19 @@ def sale_events(
                     qty = rng.randint(1, 4)
                     price = prices[product]
                     lines.append(
-                        SaleLine(product_id=product, quantity=qty, unit_price_cents=price,
-                                 discount_cents=rng.choice([0, 0, 0, price // 10]))
+                        SaleLine(
+                            product_id=product,
+                            quantity=qty,
+                            unit_price_cents=price,
+                            discount_cents=rng.choice([0, 0, 0, price // 10]),
+                        )
                     )
                 events.append(
                     SaleEvent(
                         event_id=uuid.UUID(int=rng.getrandbits(128)),
-                        occurred_at=datetime(day.year, day.month, day.day, 9 + t % 10, rng.randint(0, 59), tzinfo=UTC),
+                        occurred_at=datetime(
+                            day.year, day.month, day.day, 9 + t % 10, rng.randint(0, 59), tzinfo=UTC
+                        ),
                         store_id=store,
                         device_id=f"{store}-T1",
                         transaction_id=f"{store}-{d}-{t}-{seed}",
@@ -93,22 +118,55 @@ def other_events(store_ids: list[str], prices: dict[str, int], start: date, days
     for store in store_ids:
         base = datetime(start.year, start.month, start.day, 6, tzinfo=UTC)
         for product in prices:
-            events.append(InventoryEvent(event_id=uuid.UUID(int=rng.getrandbits(128)), occurred_at=base,
-                                         store_id=store, device_id=f"{store}-T1", product_id=product, kind="count",
-                                         counted_level=200))
-            events.append(InventoryEvent(event_id=uuid.UUID(int=rng.getrandbits(128)),
-                                         occurred_at=base + timedelta(days=days // 2), store_id=store,
-                                         device_id=f"{store}-T1", product_id=product, kind="receipt",
-                                         quantity_delta=48))
+            events.append(
+                InventoryEvent(
+                    event_id=uuid.UUID(int=rng.getrandbits(128)),
+                    occurred_at=base,
+                    store_id=store,
+                    device_id=f"{store}-T1",
+                    product_id=product,
+                    kind="count",
+                    counted_level=200,
+                )
+            )
+            events.append(
+                InventoryEvent(
+                    event_id=uuid.UUID(int=rng.getrandbits(128)),
+                    occurred_at=base + timedelta(days=days // 2),
+                    store_id=store,
+                    device_id=f"{store}-T1",
+                    product_id=product,
+                    kind="receipt",
+                    quantity_delta=48,
+                )
+            )
         for d in range(0, days, 7):
             at = base + timedelta(days=d, hours=3)
-            events.append(SecurityEvent(event_id=uuid.UUID(int=rng.getrandbits(128)), occurred_at=at, store_id=store,
-                                        device_id=f"{store}-T1", kind="device_login_failure", username="cashier",
-                                        outcome="failure"))
-            events.append(SyncEvent(event_id=uuid.UUID(int=rng.getrandbits(128)), occurred_at=at, store_id=store,
-                                    device_id=f"{store}-T1", session_id=f"sync-{store}-{d}",
-                                    offline_since=at - timedelta(minutes=30), items_received=10, items_applied=9,
-                                    items_duplicate=1, duration_ms=120))
+            events.append(
+                SecurityEvent(
+                    event_id=uuid.UUID(int=rng.getrandbits(128)),
+                    occurred_at=at,
+                    store_id=store,
+                    device_id=f"{store}-T1",
+                    kind="device_login_failure",
+                    username="cashier",
+                    outcome="failure",
+                )
+            )
+            events.append(
+                SyncEvent(
+                    event_id=uuid.UUID(int=rng.getrandbits(128)),
+                    occurred_at=at,
+                    store_id=store,
+                    device_id=f"{store}-T1",
+                    session_id=f"sync-{store}-{d}",
+                    offline_since=at - timedelta(minutes=30),
+                    items_received=10,
+                    items_applied=9,
+                    items_duplicate=1,
+                    duration_ms=120,
+                )
+            )
     return events
 
 

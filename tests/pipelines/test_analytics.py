@@ -39,7 +39,11 @@ def test_forecast_has_the_served_shape() -> None:
     assert forecast.group_by("store_id", "product_id").agg(pl.col("horizon_day").sort()).height == 4
     assert forecast["horizon_day"].min() == 1 and forecast["horizon_day"].max() == 30
     assert (forecast["cutoff"] == date(2025, 1, 1) + timedelta(days=119)).all()
-    assert forecast.select((pl.col("ds") - pl.col("cutoff")).dt.total_days() == pl.col("horizon_day")).to_series().all()
+    assert (
+        forecast.select((pl.col("ds") - pl.col("cutoff")).dt.total_days() == pl.col("horizon_day"))
+        .to_series()
+        .all()
+    )
     ordered = forecast.filter(
         (pl.col("lo_95") <= pl.col("lo_80"))
         & (pl.col("lo_80") <= pl.col("yhat"))
@@ -51,7 +55,9 @@ def test_forecast_has_the_served_shape() -> None:
 
 
 def test_forecast_of_nothing_is_empty() -> None:
-    empty = pl.DataFrame(schema={"store_id": pl.String, "product_id": pl.String, "ds": pl.Date, "y": pl.Float64})
+    empty = pl.DataFrame(
+        schema={"store_id": pl.String, "product_id": pl.String, "ds": pl.Date, "y": pl.Float64}
+    )
     assert forecast_demand(empty, horizon=90).is_empty()
 
 

@@ -5,7 +5,14 @@ import dagster as dg
 from chainsync.settings import Settings
 from pipelines.definitions import build_definitions, defs
 
-RAW = ["raw_stores", "raw_products", "raw_sales_events", "raw_inventory_events", "raw_security_events", "raw_sync_events"]
+RAW = [
+    "raw_stores",
+    "raw_products",
+    "raw_sales_events",
+    "raw_inventory_events",
+    "raw_security_events",
+    "raw_sync_events",
+]
 STAGING = [
     "stg_pos__sale_lines",
     "stg_pos__inventory_movements",
@@ -14,7 +21,14 @@ STAGING = [
     "stg_pos__stores",
     "stg_pos__products",
 ]
-MARTS = ["fct_sales_daily", "dim_store", "dim_product", "fct_stock_levels", "fct_security_events", "fct_sync_sessions"]
+MARTS = [
+    "fct_sales_daily",
+    "dim_store",
+    "dim_product",
+    "fct_stock_levels",
+    "fct_security_events",
+    "fct_sync_sessions",
+]
 ANALYTICS = ["demand_forecast", "sales_anomalies", "serving_snapshot"]
 
 

@@ -22,7 +22,10 @@ from tests.pipelines.conftest import START
 
 
 def _resources(settings: Settings) -> dict[str, object]:
-    return {"ops_store": OpsStoreResource(url=settings.ops_store), "warehouse": Warehouse(database=str(settings.warehouse))}
+    return {
+        "ops_store": OpsStoreResource(url=settings.ops_store),
+        "warehouse": Warehouse(database=str(settings.warehouse)),
+    }
 
 
 def _land_all(settings: Settings, engine: Engine) -> dict[str, int]:
@@ -34,7 +37,9 @@ def _land_all(settings: Settings, engine: Engine) -> dict[str, int]:
     return {k: v for k, v in result.metadata.items() if isinstance(v, int)}  # type: ignore[union-attr]
 
 
-def test_ingest_lands_only_events_above_the_watermark(settings: Settings, ops_engine: Engine, catalog) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_lands_only_events_above_the_watermark(
+    settings: Settings, ops_engine: Engine, catalog
+) -> None:  # type: ignore[no-untyped-def]
     stores, prices = catalog
     first = sale_events(stores, prices, START, days=5, seed=1)
     append(ops_engine, first)
@@ -61,7 +66,9 @@ def test_ingest_lands_only_events_above_the_watermark(settings: Settings, ops_en
         assert watermarks(con)["sale"] == max_seq(ops_engine)
 
 
-def test_other_event_types_land_with_their_own_watermarks(settings: Settings, ops_engine: Engine, catalog) -> None:  # type: ignore[no-untyped-def]
+def test_other_event_types_land_with_their_own_watermarks(
+    settings: Settings, ops_engine: Engine, catalog
+) -> None:  # type: ignore[no-untyped-def]
     stores, prices = catalog
     append(ops_engine, sale_events(stores, prices, START, days=1, seed=1))
     others = other_events(stores, prices, START, days=14, seed=1)
@@ -86,7 +93,9 @@ def _raw_sale(store: str, product: str, **line: object) -> InboxRow:
         "kind": line.pop("kind", "sale"),
         "cashier_id": "C1",
         "payment_type": "card",
-        "lines": [{"product_id": product, "quantity": 1, "unit_price_cents": 500, "discount_cents": 0, **line}],
+        "lines": [
+            {"product_id": product, "quantity": 1, "unit_price_cents": 500, "discount_cents": 0, **line}
+        ],
     }
     return InboxRow(payload["event_id"], "sale", store, "T1", occurred, json.dumps(payload))  # type: ignore[arg-type]
 
@@ -111,7 +120,9 @@ def test_bad_lines_are_quarantined_with_a_reason(settings: Settings, ops_engine:
     assert landed["sale_lines_landed"] == 1
     assert landed["sale_lines_quarantined"] == 7
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
-        reasons = dict(con.execute("select reason, count(*) from raw.sale_lines_quarantine group by 1").fetchall())
+        reasons = dict(
+            con.execute("select reason, count(*) from raw.sale_lines_quarantine group by 1").fetchall()
+        )
     assert reasons == {
         "unknown product": 1,
         "unknown store": 1,
@@ -133,10 +144,21 @@ def test_gx_suite_fails_on_bad_lines() -> None:
     import pandas as pd
 
     good = {
-        "event_id": "e1", "line_no": 1, "transaction_id": "t1", "kind": "sale", "cashier_id": "c", "payment_type": "card",
-        "product_id": "P1", "quantity": 2, "unit_price_cents": 100, "discount_cents": 0,
-        "occurred_at": pd.Timestamp("2026-01-01"), "store_id": "S1", "device_id": "T1",
-        "received_at": pd.Timestamp("2026-01-01"), "seq": 1,
+        "event_id": "e1",
+        "line_no": 1,
+        "transaction_id": "t1",
+        "kind": "sale",
+        "cashier_id": "c",
+        "payment_type": "card",
+        "product_id": "P1",
+        "quantity": 2,
+        "unit_price_cents": 100,
+        "discount_cents": 0,
+        "occurred_at": pd.Timestamp("2026-01-01"),
+        "store_id": "S1",
+        "device_id": "T1",
+        "received_at": pd.Timestamp("2026-01-01"),
+        "seq": 1,
     }
     assert validate_sale_lines(pd.DataFrame([good]), ["S1"], ["P1"])["success"]
     bad = pd.DataFrame([good, {**good, "line_no": 2, "quantity": 0, "store_id": "S9", "kind": "gift"}])
@@ -147,7 +169,9 @@ def test_gx_suite_fails_on_bad_lines() -> None:
 
 
 @pytest.mark.parametrize("change", [False, True])
-def test_catalog_refresh_only_when_changed(settings: Settings, ops_engine: Engine, catalog, change: bool) -> None:  # type: ignore[no-untyped-def]
+def test_catalog_refresh_only_when_changed(
+    settings: Settings, ops_engine: Engine, catalog, change: bool
+) -> None:  # type: ignore[no-untyped-def]
     from chainsync.ops_store.catalog import upsert_stores
     from chainsync.ops_store.tables import stores as stores_table
 
@@ -155,8 +179,19 @@ def test_catalog_refresh_only_when_changed(settings: Settings, ops_engine: Engin
         ensure_schema(con)
         assert refresh_catalog(con, ops_engine, stores_table) == (2, True)
         if change:
-            upsert_stores(ops_engine, [{"store_id": "S99", "name": "New", "region": "South", "city": "Bergen",
-                                        "opened_on": None, "timezone": "UTC"}])
+            upsert_stores(
+                ops_engine,
+                [
+                    {
+                        "store_id": "S99",
+                        "name": "New",
+                        "region": "South",
+                        "city": "Bergen",
+                        "opened_on": None,
+                        "timezone": "UTC",
+                    }
+                ],
+            )
         rows, changed = refresh_catalog(con, ops_engine, stores_table)
         assert changed is change
         assert con.execute("select count(*) from raw.stores").fetchone() == (rows,)

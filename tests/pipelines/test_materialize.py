@@ -25,8 +25,14 @@ pytestmark = pytest.mark.slow
 
 DAYS = 60
 SNAPSHOT_TABLES = {
-    "fct_sales_daily", "dim_store", "dim_product", "fct_stock_levels", "demand_forecast", "sales_anomalies",
-    "fct_security_events", "fct_sync_sessions",
+    "fct_sales_daily",
+    "dim_store",
+    "dim_product",
+    "fct_stock_levels",
+    "demand_forecast",
+    "sales_anomalies",
+    "fct_security_events",
+    "fct_sync_sessions",
 }
 
 
@@ -62,15 +68,21 @@ def _warehouse(chain: Chain) -> duckdb.DuckDBPyConnection:
 
 def _mart_totals(chain: Chain) -> tuple[int, int]:
     with _warehouse(chain) as con:
-        return con.execute("select sum(units_sold), sum(net_revenue_cents) from marts.fct_sales_daily").fetchone()  # type: ignore[return-value]
+        return con.execute(
+            "select sum(units_sold), sum(net_revenue_cents) from marts.fct_sales_daily"
+        ).fetchone()  # type: ignore[return-value]
 
 
 def test_full_materialization_publishes_every_table(chain: Chain) -> None:
     assert chain.first.success, chain.first
     assert chain.first.failed_checks == []  # GX suite and every dbt test passed
-    assert {"raw_sales_events", "fct_sales_daily", "demand_forecast", "sales_anomalies", "serving_snapshot"} <= set(
-        chain.first.materialized
-    )
+    assert {
+        "raw_sales_events",
+        "fct_sales_daily",
+        "demand_forecast",
+        "sales_anomalies",
+        "serving_snapshot",
+    } <= set(chain.first.materialized)
     snapshot = current_snapshot(chain.settings.serving)
     assert snapshot is not None
     assert set(snapshot.tables) == SNAPSHOT_TABLES

@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import polars as pl
 
-FEATURES = ("net_revenue_cents", "transactions", "avg_basket_cents", "refund_rate", "void_rate", "discount_rate")
+FEATURES = (
+    "net_revenue_cents",
+    "transactions",
+    "avg_basket_cents",
+    "refund_rate",
+    "void_rate",
+    "discount_rate",
+)
 DRIVER_Z = 3.0  # a feature drives an anomaly when its robust z-score exceeds this
 MAX_DRIVERS = 3
 
-ANOMALY_SCHEMA: dict[str, pl.DataType] = {
-    "store_id": pl.String(),
-    "sale_date": pl.Date(),
-    "anomaly_score": pl.Float64(),
-    "threshold": pl.Float64(),
-    "is_anomaly": pl.Boolean(),
-    "severity": pl.String(),
-    "drivers": pl.String(),
-    "net_revenue_cents": pl.Int64(),
-    "transactions": pl.Int64(),
-    "avg_basket_cents": pl.Float64(),
-    "refund_rate": pl.Float64(),
-    "void_rate": pl.Float64(),
-    "discount_rate": pl.Float64(),
-}
+ANOMALY_SCHEMA = pl.Schema(
+    {
+        "store_id": pl.String(),
+        "sale_date": pl.Date(),
+        "anomaly_score": pl.Float64(),
+        "threshold": pl.Float64(),
+        "is_anomaly": pl.Boolean(),
+        "severity": pl.String(),
+        "drivers": pl.String(),
+        "net_revenue_cents": pl.Int64(),
+        "transactions": pl.Int64(),
+        "avg_basket_cents": pl.Float64(),
+        "refund_rate": pl.Float64(),
+        "void_rate": pl.Float64(),
+        "discount_rate": pl.Float64(),
+    }
+)
 
 # Store-day features from the staging sale lines (voids live there; the sales mart excludes them).
 FEATURES_SQL = """
@@ -36,7 +45,8 @@ FEATURES_SQL = """
             store_id,
             sale_date,
             sum(case sale_kind when 'sale' then gross_cents - discount_cents
-                               when 'refund' then -(gross_cents - discount_cents) else 0 end) as net_revenue_cents,
+                               when 'refund' then -(gross_cents - discount_cents)
+                               else 0 end) as net_revenue_cents,
             count(distinct case when sale_kind = 'sale' then transaction_id end) as transactions,
             count(distinct case when sale_kind = 'refund' then transaction_id end) as refunds,
             count(distinct case when sale_kind = 'void' then transaction_id end) as voids,
@@ -89,12 +99,17 @@ def score_sales_anomalies(features: pl.DataFrame, *, threshold_quantile: float) 
         return empty_anomalies()
     from pyod.models.ecod import ECOD
 
-    filled = features.with_columns([pl.col(f).cast(pl.Float64).fill_null(0.0).fill_nan(0.0) for f in FEATURES])
+    filled = features.with_columns(
+        [pl.col(f).cast(pl.Float64).fill_null(0.0).fill_nan(0.0) for f in FEATURES]
+    )
     z = filled.with_columns(
         [
             (
                 (pl.col(f) - pl.col(f).median().over("store_id"))
-                / ((pl.col(f) - pl.col(f).median().over("store_id")).abs().median().over("store_id") * 1.4826 + 1e-9)
+                / (
+                    (pl.col(f) - pl.col(f).median().over("store_id")).abs().median().over("store_id") * 1.4826
+                    + 1e-9
+                )
             ).alias(f"z_{f}")
             for f in FEATURES
         ]
@@ -104,7 +119,7 @@ def score_sales_anomalies(features: pl.DataFrame, *, threshold_quantile: float) 
     detector = ECOD()
     detector.fit(matrix)
     scores = detector.decision_scores_
-    threshold = float(pl.Series(scores).quantile(threshold_quantile, interpolation="linear"))
+    threshold = float(pl.Series(scores).quantile(threshold_quantile, interpolation="linear") or 0.0)
     # Top drivers: names of features whose |z| passes DRIVER_Z, by |z| descending.
     drivers = (
         z.select(pl.int_range(pl.len()).alias("row"), *zcols)

@@ -1,12 +1,17 @@
 """dbt wired in three steps: one DbtProject, one @dbt_assets streaming `dbt build`, a thin translator."""
 
-
 import hashlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from chainsync.settings import get_settings
 from pipelines.defs.ingest.warehouse import build_fingerprint, change_fingerprint, ensure_schema, record_build
@@ -14,11 +19,14 @@ from pipelines.resources import Warehouse
 
 DBT_STAGE = "dbt_build"
 
-dbt_project = DbtProject(project_dir=get_settings().dbt_project_dir, profiles_dir=get_settings().dbt_project_dir)
-# `dagster dev` re-parses on load; elsewhere (tests, the CLI, a fresh clone) parse once when the manifest is missing.
+dbt_project = DbtProject(
+    project_dir=get_settings().dbt_project_dir, profiles_dir=get_settings().dbt_project_dir
+)
+# `dagster dev` re-parses on load; elsewhere (tests, the CLI, a fresh clone) parse once when the manifest
+# is missing.
 dbt_project.prepare_if_dev()
 if not dbt_project.manifest_path.exists():
-    dbt_project.prepare()
+    dbt_project.preparer.prepare(dbt_project)
 
 
 def _project_fingerprint() -> str:

@@ -30,7 +30,7 @@ def demand_forecast(
             "series": series,
             "horizon_days": pipeline_config.forecast_horizon_days,
             "cutoff": str(forecast["cutoff"].max()) if forecast.height else "",
-            "model": forecast["model"].first() if forecast.height else "",
+            "model": str(forecast["model"].first()) if forecast.height else "",
         }
     )
 

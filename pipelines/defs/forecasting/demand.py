@@ -13,19 +13,21 @@ SEASON = 7  # weekly seasonality of retail demand
 TRAIN_DAYS = 364
 MODEL_NAME = "OptimizedTheta"
 
-FORECAST_SCHEMA: dict[str, pl.DataType] = {
-    "store_id": pl.String(),
-    "product_id": pl.String(),
-    "ds": pl.Date(),
-    "horizon_day": pl.Int32(),
-    "yhat": pl.Float64(),
-    "lo_80": pl.Float64(),
-    "hi_80": pl.Float64(),
-    "lo_95": pl.Float64(),
-    "hi_95": pl.Float64(),
-    "model": pl.String(),
-    "cutoff": pl.Date(),
-}
+FORECAST_SCHEMA = pl.Schema(
+    {
+        "store_id": pl.String(),
+        "product_id": pl.String(),
+        "ds": pl.Date(),
+        "horizon_day": pl.Int32(),
+        "yhat": pl.Float64(),
+        "lo_80": pl.Float64(),
+        "hi_80": pl.Float64(),
+        "lo_95": pl.Float64(),
+        "hi_95": pl.Float64(),
+        "model": pl.String(),
+        "cutoff": pl.Date(),
+    }
+)
 
 
 def empty_forecast() -> pl.DataFrame:
@@ -62,11 +64,17 @@ def forecast_demand(history: pl.DataFrame, *, horizon: int, n_jobs: int = -1) ->
         fallback_model=SeasonalNaive(season_length=SEASON, alias=name),
     )
     raw = sf.forecast(df=frame, h=horizon, level=list(LEVELS))
-    clip = [pl.col(c).clip(lower_bound=0.0) for c in (name, f"{name}-lo-80", f"{name}-hi-80", f"{name}-lo-95", f"{name}-hi-95")]
+    clip = [
+        pl.col(c).clip(lower_bound=0.0)
+        for c in (name, f"{name}-lo-80", f"{name}-hi-80", f"{name}-lo-95", f"{name}-hi-95")
+    ]
     out = (
         raw.select("unique_id", "ds", *clip)
         .with_columns(
-            pl.col("unique_id").str.split_exact("|", 1).struct.rename_fields(["store_id", "product_id"]).alias("key")
+            pl.col("unique_id")
+            .str.split_exact("|", 1)
+            .struct.rename_fields(["store_id", "product_id"])
+            .alias("key")
         )
         .unnest("key")
         .with_columns(
@@ -105,13 +113,16 @@ def history_sql(train_days: int = TRAIN_DAYS) -> str:
         ),
         grid as (
             select store_id, product_id,
-                   cast(unnest(generate_series(first_day, (select cutoff from cutoff), interval 1 day)) as date) as ds
+                   cast(unnest(generate_series(first_day, (select cutoff from cutoff), interval 1 day))
+                        as date) as ds
             from series
         )
         select grid.store_id, grid.product_id, grid.ds, greatest(coalesce(daily.units_sold, 0), 0) as y
         from grid
         left join daily
-          on daily.store_id = grid.store_id and daily.product_id = grid.product_id and daily.sale_date = grid.ds
+          on daily.store_id = grid.store_id
+         and daily.product_id = grid.product_id
+         and daily.sale_date = grid.ds
         order by 1, 2, 3
     """
 

@@ -1,6 +1,5 @@
 """Raw landing assets: ops-store events and catalog copied into the warehouse's ``raw`` schema."""
 
-
 import dagster as dg
 
 from chainsync.ops_store.tables import products, stores
@@ -30,7 +29,9 @@ raw_products = _catalog_asset(
 
 def _events_asset(name: str, event_type: str, description: str, deps: list) -> dg.AssetsDefinition:  # type: ignore[type-arg]
     @dg.asset(name=name, group_name=GROUP, kinds=KINDS, deps=deps, description=description)
-    def _asset(context: dg.AssetExecutionContext, ops_store: OpsStoreResource, warehouse: Warehouse) -> dg.MaterializeResult:
+    def _asset(
+        context: dg.AssetExecutionContext, ops_store: OpsStoreResource, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
             ensure_schema(con)
             result = land_events(con, ops_store.engine(), event_type)
@@ -61,4 +62,11 @@ raw_sync_events = _events_asset(
     "raw_sync_events", "sync", "New offline-sync session events (raw.sync_events), by seq watermark.", []
 )
 
-assets = [raw_stores, raw_products, raw_sales_events, raw_inventory_events, raw_security_events, raw_sync_events]
+assets = [
+    raw_stores,
+    raw_products,
+    raw_sales_events,
+    raw_inventory_events,
+    raw_security_events,
+    raw_sync_events,
+]

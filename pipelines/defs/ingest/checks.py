@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 CHECK_STAGE = "gx:raw_sale_lines"
 
 
+def _target(kwargs: dict[str, Any]) -> object:
+    return kwargs.get("column") or kwargs.get("column_list")
+
+
 def validate_sale_lines(lines: pd.DataFrame, store_ids: list[str], product_ids: list[str]) -> dict[str, Any]:
     """Run the sale-lines suite on ``lines`` with an ephemeral GX context.
 
@@ -25,8 +29,10 @@ def validate_sale_lines(lines: pd.DataFrame, store_ids: list[str], product_ids: 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (
         context.data_sources.add_pandas("warehouse")
         .add_dataframe_asset("raw_sale_lines")
@@ -36,12 +42,16 @@ def validate_sale_lines(lines: pd.DataFrame, store_ids: list[str], product_ids: 
     suite = gx.ExpectationSuite(name="raw_sale_lines")
     for column in ("event_id", "transaction_id", "store_id", "product_id", "occurred_at", "seq"):
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=MAX_QUANTITY))
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=MAX_QUANTITY)
+    )
     suite.add_expectation(
         gxe.ExpectColumnValuesToBeBetween(column="unit_price_cents", min_value=0, max_value=MAX_CENTS)
     )
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="discount_cents", min_value=0))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["sale", "refund", "void"]))
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["sale", "refund", "void"])
+    )
     suite.add_expectation(
         gxe.ExpectColumnValuesToBeInSet(
             column="payment_type", value_set=["cash", "card", "mobile", "gift_card", "other"]
@@ -52,9 +62,9 @@ def validate_sale_lines(lines: pd.DataFrame, store_ids: list[str], product_ids: 
     suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["event_id", "line_no"]))
     result = batch.validate(suite)
     failed = [
-        f"{r.expectation_config.type}({r.expectation_config.kwargs.get('column') or r.expectation_config.kwargs.get('column_list')})"
+        f"{r.expectation_config.type}({_target(r.expectation_config.kwargs)})"
         for r in result.results
-        if not r.success
+        if not r.success and r.expectation_config is not None
     ]
     return {"success": bool(result.success), "evaluated": len(result.results), "failed": failed}
 
@@ -68,7 +78,8 @@ def validate_sale_lines(lines: pd.DataFrame, store_ids: list[str], product_ids: 
 def raw_sale_lines_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
     with warehouse.get_connection() as con:
         batch = con.execute(
-            "select from_seq, to_seq from meta.ingest_batches where source = 'sale' order by to_seq desc limit 1"
+            "select from_seq, to_seq from meta.ingest_batches where source = 'sale'"
+            " order by to_seq desc limit 1"
         ).fetchone()
         quarantined_total = int(con.execute("select count(*) from raw.sale_lines_quarantine").fetchone()[0])  # type: ignore[index]
         if batch is None or build_fingerprint(con, CHECK_STAGE) == str(batch[1]):
@@ -82,7 +93,8 @@ def raw_sale_lines_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
         ).df()
         quarantined = int(
             con.execute(
-                "select count(*) from raw.sale_lines_quarantine where seq > ? and seq <= ?", [from_seq, to_seq]
+                "select count(*) from raw.sale_lines_quarantine where seq > ? and seq <= ?",
+                [from_seq, to_seq],
             ).fetchone()[0]  # type: ignore[index]
         )
         store_ids = [r[0] for r in con.execute("select store_id from raw.stores").fetchall()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -45,7 +46,10 @@ _SALE_PAYLOAD_SHAPE = (
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the raw/meta/analytics schemas and landing tables if absent (idempotent)."""
-    con.execute("create schema if not exists raw; create schema if not exists meta; create schema if not exists analytics")
+    con.execute(
+        "create schema if not exists raw; create schema if not exists meta;"
+        " create schema if not exists analytics"
+    )
     con.execute(
         "create table if not exists meta.watermarks (source varchar primary key, last_seq bigint not null,"
         " updated_at timestamp not null)"
@@ -56,17 +60,22 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         " landed_at timestamp not null)"
     )
     con.execute(
-        "create table if not exists meta.catalog_state (source varchar primary key, fingerprint varchar not null,"
+        "create table if not exists meta.catalog_state (source varchar primary key,"
+        " fingerprint varchar not null,"
         " row_count bigint not null, updated_at timestamp not null)"
     )
     con.execute(
-        "create table if not exists meta.build_state (stage varchar primary key, fingerprint varchar not null,"
+        "create table if not exists meta.build_state (stage varchar primary key,"
+        " fingerprint varchar not null,"
         " updated_at timestamp not null)"
     )
     for table in EVENT_TABLES.values():
         con.execute(f"create table if not exists {table} ({_EVENT_COLUMNS})")
     con.execute(f"create table if not exists raw.sale_lines ({_SALE_LINE_COLUMNS})")
-    con.execute(f"create table if not exists raw.sale_lines_quarantine ({_SALE_LINE_COLUMNS}, reason varchar not null)")
+    con.execute(
+        "create table if not exists raw.sale_lines_quarantine"
+        f" ({_SALE_LINE_COLUMNS}, reason varchar not null)"
+    )
     con.execute(
         "create table if not exists raw.stores (store_id varchar, name varchar, region varchar, city varchar,"
         " opened_on varchar, timezone varchar, updated_at timestamp)"
@@ -103,8 +112,8 @@ class LandingResult:
     quarantined: int = 0
     quarantine_reasons: dict[str, int] | None = None
 
-    def metadata(self) -> dict[str, object]:
-        meta: dict[str, object] = {
+    def metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
             "events_landed": self.events,
             "watermark_before": self.from_seq,
             "watermark": self.to_seq,
@@ -141,7 +150,10 @@ def land_events(con: duckdb.DuckDBPyConnection, engine: Engine, event_type: str)
         last = after
         for chunk in iter_events_after(engine, event_type, after):
             batch = pa.Table.from_arrays(
-                [pa.array(col, type=f.type) for col, f in zip(zip(*chunk, strict=True), _ARROW_SCHEMA, strict=True)],
+                [
+                    pa.array(col, type=f.type)
+                    for col, f in zip(zip(*chunk, strict=True), _ARROW_SCHEMA, strict=True)
+                ],
                 schema=_ARROW_SCHEMA,
             )
             con.register("events_chunk", batch)
@@ -184,7 +196,8 @@ def _flatten_sale_lines(con: duckdb.DuckDBPyConnection, result: LandingResult) -
             from events
         ),
         flat as (
-            select event_id, line_no::integer as line_no, p.transaction_id, p.kind, p.cashier_id, p.payment_type,
+            select event_id, line_no::integer as line_no, p.transaction_id, p.kind, p.cashier_id,
+                   p.payment_type,
                    line.product_id, line.quantity, line.unit_price_cents,
                    coalesce(line.discount_cents, 0) as discount_cents,
                    occurred_at, store_id, device_id, received_at, seq
@@ -198,7 +211,8 @@ def _flatten_sale_lines(con: duckdb.DuckDBPyConnection, result: LandingResult) -
                 when kind not in ('sale', 'refund', 'void') then 'unknown kind'
                 when quantity <= 0 then 'non-positive quantity'
                 when unit_price_cents < 0 or unit_price_cents > {MAX_CENTS} then 'unit price out of bounds'
-                when discount_cents < 0 or discount_cents > quantity * unit_price_cents then 'discount exceeds amount'
+                when discount_cents < 0 or discount_cents > quantity * unit_price_cents
+                     then 'discount exceeds amount'
                 when s.store_id is null then 'unknown store'
                 when pr.product_id is null then 'unknown product'
                 when occurred_at > received_at + {MAX_CLOCK_AHEAD} then 'occurred_at in the future'
@@ -211,9 +225,7 @@ def _flatten_sale_lines(con: duckdb.DuckDBPyConnection, result: LandingResult) -
     con.execute("insert into raw.sale_lines select * exclude (reason) from new_lines where reason is null")
     con.execute("insert into raw.sale_lines_quarantine select * from new_lines where reason is not null")
     counts = dict(
-        con.execute(
-            "select coalesce(reason, 'ok'), count(*) from new_lines group by all"
-        ).fetchall()
+        con.execute("select coalesce(reason, 'ok'), count(*) from new_lines group by all").fetchall()
     )
     con.execute("drop table new_lines")
     kept = int(counts.pop("ok", 0))
@@ -238,11 +250,18 @@ def refresh_catalog(con: duckdb.DuckDBPyConnection, engine: Engine, table: Table
         names = list(result.keys())
         rows = [tuple(r) for r in result]
     digest = hashlib.sha256(repr(rows).encode()).hexdigest()
-    state = con.execute("select fingerprint from meta.catalog_state where source = ?", [table.name]).fetchone()
+    state = con.execute(
+        "select fingerprint from meta.catalog_state where source = ?", [table.name]
+    ).fetchone()
     if state and state[0] == digest:
         return len(rows), False
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
-    arrow = pa.table({n: pa.array(list(c)) if rows else pa.array([], pa.string()) for n, c in zip(names, columns, strict=True)})
+    columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+    arrow = pa.table(
+        {
+            n: pa.array(list(c)) if rows else pa.array([], pa.string())
+            for n, c in zip(names, columns, strict=True)
+        }
+    )
     con.execute("begin transaction")
     try:
         con.execute(f"delete from raw.{table.name}")
@@ -251,7 +270,8 @@ def refresh_catalog(con: duckdb.DuckDBPyConnection, engine: Engine, table: Table
             con.execute(f"insert into raw.{table.name} by name select * from catalog_rows")
             con.unregister("catalog_rows")
         con.execute(
-            "insert or replace into meta.catalog_state values (?, ?, ?, ?)", [table.name, digest, len(rows), _utcnow()]
+            "insert or replace into meta.catalog_state values (?, ?, ?, ?)",
+            [table.name, digest, len(rows), _utcnow()],
         )
         con.execute("commit")
     except BaseException:

@@ -1,4 +1,5 @@
-"""The serving snapshot: marts and scores published as one immutable Parquet set for the API and dashboards."""
+"""The serving snapshot: marts and scores published as one immutable Parquet set for the API and
+dashboards."""
 
 from datetime import UTC, datetime
 
@@ -31,7 +32,9 @@ def serving_snapshot(
     context: dg.AssetExecutionContext, warehouse: Warehouse, pipeline_config: PipelineConfig
 ) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        tables = {name: frame_of(con, f"select * from {relation}") for name, relation in SNAPSHOT_TABLES.items()}
+        tables = {
+            name: frame_of(con, f"select * from {relation}") for name, relation in SNAPSHOT_TABLES.items()
+        }
         events_seq = int(con.execute("select coalesce(max(last_seq), 0) from meta.watermarks").fetchone()[0])  # type: ignore[index]
     snapshot = publish_snapshot(
         pipeline_config.serving_dir_path,

@@ -1,5 +1,6 @@
 -- Current on-hand per store x product: the last shelf count, plus stock movements since it, minus units
--- sold since it (a refund puts units back). Pairs never counted start from zero.
+-- sold since it. Refunded goods go back to the supplier and voided goods never left the shelf, so neither
+-- moves stock. Pairs never counted start from zero.
 
 with movements as (
     select * from {{ ref('stg_pos__inventory_movements') }}
@@ -28,7 +29,7 @@ sales_since as (
     select
         l.store_id,
         l.product_id,
-        sum(case l.sale_kind when 'sale' then l.quantity when 'refund' then -l.quantity else 0 end) as units_sold,
+        sum(case when l.sale_kind = 'sale' then l.quantity else 0 end) as units_sold,
         max(l.occurred_at) as last_sale_at
     from sale_lines as l
     left join last_counts as c using (store_id, product_id)
