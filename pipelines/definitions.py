@@ -13,6 +13,7 @@ from pipelines.defs.ingest import assets as ingest
 from pipelines.defs.ingest import checks as ingest_checks
 from pipelines.defs.serving import assets as serving
 from pipelines.resources import build_resources
+from pipelines.schedules import schedules
 from pipelines.sensors import sensors
 
 
@@ -22,6 +23,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[*ingest.assets, *dbt.assets, *forecasting.assets, *anomalies.assets, *serving.assets],
         asset_checks=ingest_checks.checks,
         sensors=sensors,
+        schedules=schedules,
         resources=build_resources(settings),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import defaultdict
@@ -26,6 +27,19 @@ class PipelineResult:
     skipped: list[str] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class _QuietSkippedChecks(logging.Filter):
+    """Drop Dagster's note that a skipped dbt step emitted no check results: on a run with nothing new
+    the whole dbt build is skipped on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Blocking asset check")
+
+
+_ACTIVE_EXECUTION_LOGGER = logging.getLogger("dagster._core.execution.plan.active")
+if not any(isinstance(f, _QuietSkippedChecks) for f in _ACTIVE_EXECUTION_LOGGER.filters):
+    _ACTIVE_EXECUTION_LOGGER.addFilter(_QuietSkippedChecks())
 
 
 def _instance():  # type: ignore[no-untyped-def]
