@@ -9,20 +9,19 @@ rejected.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from functools import lru_cache
+from typing import Annotated, Any, Literal
 
 import pydantic_core
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from api.errors import field_errors
 from chainsync.schemas.events import EventBase, InventoryEvent, SaleEvent
 
 ItemOutcome = Literal["applied", "duplicate", "rejected"]
 
-ADAPTERS: dict[str, TypeAdapter[Any]] = {
-    "sale": TypeAdapter(SaleEvent),
-    "inventory": TypeAdapter(InventoryEvent),
-}
+MODELS: dict[str, type[EventBase]] = {"sale": SaleEvent, "inventory": InventoryEvent}
+ADAPTERS: dict[str, TypeAdapter[Any]] = {name: TypeAdapter(model) for name, model in MODELS.items()}
 
 
 class EnvelopeError(Exception):
@@ -43,6 +42,32 @@ class ItemResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "event_id": self.event_id, "status": self.status, "errors": self.errors}
+
+
+@lru_cache(maxsize=8)
+def _whole_body_adapter(event_type: str, batch_limit: int) -> TypeAdapter[Any]:
+    model = MODELS[event_type]
+    batch = create_model(
+        f"{model.__name__}Batch",
+        __config__=ConfigDict(extra="forbid"),
+        events=(Annotated[list[model], Field(min_length=1, max_length=batch_limit)], ...),  # type: ignore[valid-type,arg-type]
+    )
+    # One event, or {"events": [...]}; left to right, so a valid body is validated once.
+    body: Any = Annotated[batch | model, Field(union_mode="left_to_right")]
+    return TypeAdapter(body)
+
+
+def validate_whole_body(raw: bytes, event_type: str, batch_limit: int) -> tuple[list[EventBase], bool] | None:
+    """Fast path for the common case: the whole body is valid. One pass of pydantic's JSON validator over
+    the raw bytes; returns ``(events, is_batch)``, or None when anything is wrong, in which case the caller
+    takes the item-by-item path (:func:`parse_envelope`, :func:`validate_items`) to say what and where."""
+    try:
+        value = _whole_body_adapter(event_type, batch_limit).validate_json(raw)
+    except ValidationError:
+        return None
+    if isinstance(value, EventBase):
+        return [value], False
+    return list(value.events), True
 
 
 def parse_envelope(raw: bytes, batch_limit: int) -> tuple[list[Any], bool]:
@@ -105,21 +130,37 @@ def validate_items(
         except ValidationError as exc:
             result.errors = field_errors(list(exc.errors(include_url=False)))
             continue
-        result.event_id = str(event.event_id)
-        if event.store_id != store_id:
-            result.errors.append(
-                {
-                    "field": "store_id",
-                    "message": f"does not match the store this device key is bound to ({store_id})",
-                }
-            )
-        if event.device_id != device_id:
-            result.errors.append(
-                {
-                    "field": "device_id",
-                    "message": f"does not match the device this key is bound to ({device_id})",
-                }
-            )
-        if not result.errors:
+        if _identity_ok(result, event, store_id=store_id, device_id=device_id):
             valid.append((result, event))
     return results, valid
+
+
+def check_identities(
+    events: list[EventBase], *, store_id: str, device_id: str
+) -> tuple[list[ItemResult], list[tuple[ItemResult, EventBase]]]:
+    """Results for events already known valid (the fast path): only the key's identity is checked."""
+    results: list[ItemResult] = []
+    valid: list[tuple[ItemResult, EventBase]] = []
+    for index, event in enumerate(events):
+        result = ItemResult(index=index, event_id=None)
+        results.append(result)
+        if _identity_ok(result, event, store_id=store_id, device_id=device_id):
+            valid.append((result, event))
+    return results, valid
+
+
+def _identity_ok(result: ItemResult, event: EventBase, *, store_id: str, device_id: str) -> bool:
+    """Reject (into ``result``) an event claiming another store or device than the key's."""
+    result.event_id = str(event.event_id)
+    if event.store_id != store_id:
+        result.errors.append(
+            {
+                "field": "store_id",
+                "message": f"does not match the store this device key is bound to ({store_id})",
+            }
+        )
+    if event.device_id != device_id:
+        result.errors.append(
+            {"field": "device_id", "message": f"does not match the device this key is bound to ({device_id})"}
+        )
+    return not result.errors

@@ -14,7 +14,14 @@ from fastapi.responses import JSONResponse
 
 from api.deps import DeviceAuth, SettingsDep
 from api.errors import request_id
-from api.ingest import EnvelopeError, ItemResult, parse_envelope, validate_items
+from api.ingest import (
+    EnvelopeError,
+    ItemResult,
+    check_identities,
+    parse_envelope,
+    validate_items,
+    validate_whole_body,
+)
 from chainsync.ops_store.events import InboxRow
 
 router = APIRouter(prefix="/events", tags=["events"])
@@ -34,14 +41,18 @@ async def _ingest(
     settings: SettingsDep,
 ) -> JSONResponse:
     rid = request_id(request)
-    try:
-        items, is_batch = parse_envelope(await request.body(), settings.ingest_batch_limit)
-    except EnvelopeError as exc:
-        return JSONResponse({"detail": exc.detail, "request_id": rid}, status_code=exc.status_code)
-
-    results, valid = validate_items(
-        items, event_type, store_id=device.device_store, device_id=device.device_id or ""
-    )
+    raw = await request.body()
+    store_id, device_id = device.device_store, device.device_id or ""
+    fast = validate_whole_body(raw, event_type, settings.ingest_batch_limit)
+    if fast is not None:
+        events, is_batch = fast
+        results, valid = check_identities(events, store_id=store_id, device_id=device_id)
+    else:
+        try:
+            items, is_batch = parse_envelope(raw, settings.ingest_batch_limit)
+        except EnvelopeError as exc:
+            return JSONResponse({"detail": exc.detail, "request_id": rid}, status_code=exc.status_code)
+        results, valid = validate_items(items, event_type, store_id=store_id, device_id=device_id)
     if valid:
         rows = [InboxRow.from_event(event) for _, event in valid]
         # Group commit with other requests in flight (api.writer); returns after COMMIT.

@@ -1,0 +1,78 @@
+"""api/ingest.py: the whole-body fast path must accept exactly what the item-by-item path accepts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from api.ingest import parse_envelope, validate_items, validate_whole_body
+from tests.api.conftest import inventory_event, sale_event
+
+LIMIT = 10
+
+BAD_SALES = [
+    {"surprise": 1},
+    {"lines": [{"product_id": "P1", "quantity": True, "unit_price_cents": 100}]},
+    {"lines": [{"product_id": "P1", "quantity": 1.0, "unit_price_cents": 100}]},
+    {"lines": [{"product_id": "P1", "quantity": "2", "unit_price_cents": 100}]},
+    {"lines": [{"product_id": "P1", "quantity": 1, "unit_price_cents": 10**30}]},
+    {"lines": [{"product_id": "P1", "quantity": 2, "unit_price_cents": 100, "discount_cents": 201}]},
+    {"occurred_at": "2026-11-27T10:15:00"},
+    {"occurred_at": 1795842398},
+    {"event_id": "not-a-uuid"},
+    {"event_id": 12345},
+    {"store_id": "bad id with spaces"},
+    {"store_id": None},
+    {"kind": "theft"},
+    {"lines": []},
+    {"event_type": "inventory"},
+]
+
+
+def both_paths(raw: bytes, event_type: str = "sale"):  # type: ignore[no-untyped-def]
+    fast = validate_whole_body(raw, event_type, LIMIT)
+    items, _ = parse_envelope(raw, LIMIT)
+    results, valid = validate_items(items, event_type, store_id="S001", device_id="POS-01")
+    return fast, results, valid
+
+
+@pytest.mark.parametrize("overrides", BAD_SALES)
+@pytest.mark.parametrize("batched", [False, True])
+def test_fast_path_refuses_whatever_the_item_path_rejects(overrides, batched) -> None:
+    event = sale_event(**overrides)
+    body = {"events": [sale_event(), event]} if batched else event
+    fast, results, _ = both_paths(json.dumps(body).encode())
+    assert fast is None
+    assert any(r.status == "rejected" and r.errors for r in results)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_fast_path_accepts_what_the_item_path_accepts_with_the_same_events(batched) -> None:
+    events = [sale_event(), sale_event(occurred_at="2026-11-27T23:59:59.123456-05:00")]
+    raw = json.dumps({"events": events} if batched else events[0]).encode()
+    fast, results, valid = both_paths(raw)
+    assert fast is not None
+    fast_events, is_batch = fast
+    assert is_batch is batched
+    assert [e.payload_json() for e in fast_events] == [e.payload_json() for _, e in valid]
+    assert all(not r.errors for r in results)
+
+
+def test_fast_path_refuses_nan_oversize_and_odd_envelopes() -> None:
+    good = json.dumps(sale_event())
+    for raw in (
+        good.replace('"quantity": 2', '"quantity": NaN'),
+        json.dumps({"events": [sale_event() for _ in range(LIMIT + 1)]}),
+        json.dumps({"events": []}),
+        json.dumps({"events": [sale_event()], "extra": 1}),
+        json.dumps([sale_event()]),
+        "{not json",
+    ):
+        assert validate_whole_body(raw.encode(), "sale", LIMIT) is None, raw[:60]
+
+
+def test_fast_path_per_event_type() -> None:
+    raw = json.dumps(inventory_event()).encode()
+    assert validate_whole_body(raw, "inventory", LIMIT) is not None
+    assert validate_whole_body(raw, "sale", LIMIT) is None
