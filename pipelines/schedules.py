@@ -1,5 +1,5 @@
-"""Time-based runs: the new-events sensor keeps the marts fresh; a nightly run refreshes everything once a
-day even when no events arrived (the forecast's cutoff and the anomaly threshold move with the calendar)."""
+"""Time-based runs: the new-events sensor keeps the marts fresh; a nightly run is the safety net when the
+sensor is off (it lands whatever arrived and rebuilds only when something did)."""
 
 import dagster as dg
 

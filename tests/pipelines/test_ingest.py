@@ -195,3 +195,23 @@ def test_catalog_refresh_only_when_changed(
         rows, changed = refresh_catalog(con, ops_engine, stores_table)
         assert changed is change
         assert con.execute("select count(*) from raw.stores").fetchone() == (rows,)
+
+
+def test_sensor_requests_a_run_only_for_unlanded_events(
+    settings: Settings, ops_engine: Engine, catalog
+) -> None:  # type: ignore[no-untyped-def]
+    from pipelines.sensors import new_events_sensor
+
+    stores, prices = catalog
+    resources = _resources(settings)
+    with duckdb.connect(str(settings.warehouse)) as con:
+        ensure_schema(con)
+    assert isinstance(new_events_sensor(dg.build_sensor_context(resources=resources)), dg.SkipReason)
+
+    append(ops_engine, sale_events(stores, prices, START, days=1, seed=3))
+    result = new_events_sensor(dg.build_sensor_context(resources=resources))
+    assert isinstance(result, dg.SensorResult) and len(result.run_requests or []) == 1
+    assert result.cursor == str(max_seq(ops_engine))
+
+    _land_all(settings, ops_engine)
+    assert isinstance(new_events_sensor(dg.build_sensor_context(resources=resources)), dg.SkipReason)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -13,17 +13,20 @@ import polars as pl
 import pytest
 from sqlalchemy import Engine
 
+from chainsync.generator import generate_chain
+from chainsync.importer import import_generated
 from chainsync.ops_store import get_engine
 from chainsync.ops_store.events import max_seq
 from chainsync.serving import current_snapshot
 from chainsync.settings import Settings
 from pipelines.run import PipelineResult, run_pipeline
-from tests.pipelines.chain import ChainTotals, append, other_events, sale_events, seed_catalog
-from tests.pipelines.conftest import START, make_settings
+from tests.pipelines.chain import ChainTotals, append, sale_events
+from tests.pipelines.conftest import make_settings
 
 pytestmark = pytest.mark.slow
 
-DAYS = 60
+STORES, PRODUCTS, DAYS = 3, 12, 60
+END = date(2026, 3, 1)
 SNAPSHOT_TABLES = {
     "fct_sales_daily",
     "dim_store",
@@ -43,22 +46,46 @@ class Chain:
     stores: list[str]
     prices: dict[str, int]
     totals: ChainTotals
+    store_days: int
+    last_day: date
     first: PipelineResult
+
+
+def _expected(chain_dir: Path) -> tuple[ChainTotals, int, date]:
+    """Totals over the generated sale lines (refunds subtract, voids excluded), store-days, last sale day."""
+    lines = pl.read_parquet(chain_dir / "sales_lines" / "*.parquet").with_columns(
+        sign=pl.when(pl.col("kind") == "sale").then(1).when(pl.col("kind") == "refund").then(-1).otherwise(0),
+        day=pl.col("occurred_at").dt.date(),
+    )
+    counted = lines.filter(pl.col("kind") != "void")
+    totals = ChainTotals(
+        units=int((counted["sign"] * counted["quantity"]).sum()),
+        net_revenue_cents=int(
+            (
+                counted["sign"]
+                * (counted["quantity"] * counted["unit_price_cents"] - counted["discount_cents"])
+            ).sum()
+        ),
+        series=set(counted.select("store_id", "product_id").unique().iter_rows()),
+    )
+    store_days = lines.select("store_id", "day").unique().height
+    return totals, store_days, counted["day"].max()  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    settings = make_settings(Path(tmp_path_factory.mktemp("pipeline")) / "data")
+    root = Path(tmp_path_factory.mktemp("pipeline"))
+    settings = make_settings(root / "data")
     engine = get_engine(settings.ops_store)
-    stores, prices = seed_catalog(engine, stores=3, products=8)
-    sales = sale_events(stores, prices, START, days=DAYS, seed=7)
-    totals = ChainTotals()
-    for event in sales:
-        totals.add(event)
-    append(engine, sales)
-    append(engine, other_events(stores, prices, START, days=DAYS, seed=7))
+    generate_chain(root / "chain", stores=STORES, products=PRODUCTS, days=DAYS, seed=7, end=END)
+    imported = import_generated(engine, root / "chain")
+    assert not any(imported.skipped.values()), imported.skipped
+    totals, store_days, last_day = _expected(root / "chain")
+    catalog = pl.read_parquet(root / "chain" / "products.parquet")
+    prices = dict(zip(catalog["product_id"], catalog["price_cents"], strict=True))
+    stores = pl.read_parquet(root / "chain" / "stores.parquet")["store_id"].to_list()
     first = run_pipeline(settings)
-    yield Chain(settings, engine, stores, prices, totals, first)
+    yield Chain(settings, engine, stores, prices, totals, store_days, last_day, first)
     engine.dispose()
 
 
@@ -88,8 +115,10 @@ def test_full_materialization_publishes_every_table(chain: Chain) -> None:
     assert set(snapshot.tables) == SNAPSHOT_TABLES
     assert snapshot.manifest["run_id"] == chain.first.run_id
     assert snapshot.manifest["pipeline"]["events_seq"] == max_seq(chain.engine)
-    assert snapshot.read("dim_store").height == 3
-    assert snapshot.read("fct_stock_levels").height == 3 * 8
+    assert snapshot.read("dim_store").height == STORES
+    assert snapshot.read("dim_product").height == PRODUCTS
+    assert snapshot.read("fct_stock_levels").height > 0
+    assert snapshot.read("fct_security_events").height > 0
 
 
 def test_marts_total_the_events_appended(chain: Chain) -> None:
@@ -113,12 +142,12 @@ def test_forecast_covers_every_series_for_the_horizon(chain: Chain) -> None:
         & (pl.col("lo_95") >= 0)
     )
     assert forecast.filter(~in_order).is_empty()
-    assert (forecast["cutoff"] == START + timedelta(days=DAYS - 1)).all()
+    assert (forecast["cutoff"] == chain.last_day).all()
 
 
 def test_anomalies_score_every_store_day(chain: Chain) -> None:
     anomalies = current_snapshot(chain.settings.serving).read("sales_anomalies")  # type: ignore[union-attr]
-    assert anomalies.height == 3 * DAYS
+    assert anomalies.height == chain.store_days
     assert anomalies["threshold"].n_unique() == 1
     assert set(anomalies["severity"].unique()) <= {"low", "medium", "high", "critical"}
 
@@ -137,9 +166,9 @@ def test_second_run_without_new_events_changes_nothing(chain: Chain) -> None:
 
 def test_third_run_picks_up_exactly_the_new_events(chain: Chain) -> None:
     before_seq = max_seq(chain.engine, "sale")  # each event type has its own watermark
-    new = sale_events(chain.stores, chain.prices, START + timedelta(days=DAYS), days=2, seed=8)
+    new = sale_events(chain.stores, chain.prices, chain.last_day + timedelta(days=1), days=2, seed=8)
     # An offline till syncing late: a sale on an old day, already built into the marts.
-    late = sale_events(chain.stores[:1], chain.prices, START + timedelta(days=10), days=1, seed=9, per_day=1)
+    late = sale_events(chain.stores[:1], chain.prices, END - timedelta(days=30), days=1, seed=9, per_day=1)
     for event in new + late:
         chain.totals.add(event)
     append(chain.engine, new + late)
@@ -154,7 +183,7 @@ def test_third_run_picks_up_exactly_the_new_events(chain: Chain) -> None:
     snapshot = current_snapshot(chain.settings.serving)
     assert snapshot is not None and snapshot.manifest["run_id"] == third.run_id
     forecast = snapshot.read("demand_forecast")
-    assert (forecast["cutoff"] == START + timedelta(days=DAYS + 1)).all()
+    assert (forecast["cutoff"] == chain.last_day + timedelta(days=2)).all()
 
 
 def test_ai_disabled_publishes_empty_scores(chain: Chain) -> None:
