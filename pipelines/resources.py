@@ -66,6 +66,12 @@ class Warehouse(DuckDBResource):
             con.execute(f"create or replace table {table} as select * from frame")
             con.unregister("frame")
 
+    @property
+    def dbt_target_path(self) -> Path:
+        """Where dbt runs on this warehouse keep their artifacts (beside the warehouse file, one folder
+        reused by every run, so partial parsing stays warm and the repository stays clean)."""
+        return Path(self.database).resolve().parent / "dbt_target"
+
     @contextmanager
     def dbt_env(self) -> Iterator[None]:
         """Point ``profiles.yml`` at this warehouse for the dbt subprocesses started inside the block."""

@@ -71,7 +71,7 @@ def chainsync_dbt_models(
         context.log.info("No new events or catalog changes since the last dbt build; skipping.")
         return
     with warehouse.dbt_env():
-        yield from dbt.cli(["build"], context=context).stream()
+        yield from dbt.cli(["build"], context=context, target_path=warehouse.dbt_target_path).stream()
     with warehouse.get_connection() as con:
         record_build(con, DBT_STAGE, fingerprint)
 
