@@ -33,6 +33,14 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[Engine, Depends(get_ops_engine)]
 
 
+class AccessDenied(HTTPException):
+    """403 for an authenticated caller; recorded as an ``authorization_denied`` security event."""
+
+    def __init__(self, detail: str, *, subject: str) -> None:
+        super().__init__(status.HTTP_403_FORBIDDEN, detail)
+        self.subject = subject
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling. ``stores`` is None when every store is visible (admins)."""
@@ -47,7 +55,7 @@ class Principal:
 
     def require_store(self, store_id: str) -> None:
         if not self.can_see(store_id):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"Store {store_id} is not assigned to you")
+            raise AccessDenied(f"Store {store_id} is not assigned to you", subject=self.subject)
 
     @property
     def device_store(self) -> str:
@@ -106,7 +114,7 @@ class RequireRole:
 
     async def __call__(self, principal: CurrentPrincipal) -> Principal:
         if principal.role not in self.roles:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"Requires role {' or '.join(sorted(self.roles))}")
+            raise AccessDenied(f"Requires role {' or '.join(sorted(self.roles))}", subject=principal.subject)
         return principal
 
 

@@ -3,15 +3,20 @@ list ``{"field", "message"}`` pairs; unexpected exceptions never show a stack tr
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.deps import AccessDenied
 from api.log import get_logger
+from api.middleware import route_template_of
+from api.queries.audit import record_security_event
 
 log = get_logger("api.errors")
 
@@ -51,6 +56,28 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _access_denied(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AccessDenied)
+    settings = request.app.state.settings
+    if settings.security_audit_enabled:
+        subject = exc.subject
+        await run_in_threadpool(
+            partial(
+                record_security_event,
+                request.app.state.engine,
+                kind="authorization_denied",
+                outcome="denied",
+                username=None if subject.startswith("device:") else subject,
+                source_ip=request.client.host if request.client else None,
+                user_agent=request.headers.get("user-agent"),
+                detail=f"{request.method} {route_template_of(request.scope)} by {subject}: {exc.detail}"[
+                    :1024
+                ],
+            )
+        )
+    return await _http_exception(request, exc)
+
+
 async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError | ValidationError)
     errors = field_errors(list(exc.errors()))
@@ -70,6 +97,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AccessDenied, _access_denied)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(Exception, _unexpected)

@@ -38,6 +38,11 @@ def route_template(scope: Scope, templates: dict[int, str]) -> str:
     return templates.get(id(route)) or getattr(route, "path", None) or "unmatched"
 
 
+def route_template_of(scope: Scope) -> str:
+    """The full route template of a request being handled (for messages; cached by the middleware)."""
+    return route_template(scope, route_templates(scope["app"]))
+
+
 class BodyTooLarge(Exception):
     """The request body is larger than ``max_body_bytes`` (declared or streamed)."""
 

@@ -202,3 +202,27 @@ def test_missing_secret_outside_demo_mode_fails_startup_clearly(settings, monkey
     app = create_app(get_settings())
     with pytest.raises(RuntimeError, match="CHAINSYNC_JWT_SECRET"), TestClient(app):
         pass
+
+
+def test_authorization_denials_are_audited(client, tokens, device_keys, engine) -> None:
+    client.get("/metrics", headers=bearer(tokens["manager"]))
+    client.get("/api/ai/forecast", params={"store_id": "S003"}, headers=bearer(tokens["manager"]))
+    client.post("/api/events/sales", json={}, headers=bearer(tokens["admin"]))
+    client.get("/api/ai/anomalies", headers={"X-API-Key": device_keys["S001"]})
+    with engine.connect() as conn:
+        payloads = list(
+            conn.execute(
+                select(event_inbox.c.payload)
+                .where(event_inbox.c.event_type == "security")
+                .order_by(event_inbox.c.seq)
+            ).scalars()
+        )
+    assert len(payloads) == 4, payloads
+    assert all('"kind":"authorization_denied"' in p and '"outcome":"denied"' in p for p in payloads)
+    assert '"username":"mona"' in payloads[0] and "GET /metrics" in payloads[0]
+    assert "Store S003 is not assigned" in payloads[1]
+    assert "POST /api/events/sales by alice" in payloads[2]
+    assert "device:S001/POS-01" in payloads[3] and '"username"' not in payloads[3].replace(
+        '"username":null', ""
+    )
+    assert all(tokens["manager"] not in p and tokens["admin"] not in p for p in payloads)

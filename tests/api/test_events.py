@@ -147,7 +147,8 @@ def test_user_tokens_even_admin_get_403(client, tokens, engine) -> None:
     for role in ("admin", "manager", "cashier"):
         resp = client.post(SALES, json=sale_event(), headers=bearer(tokens[role]))
         assert resp.status_code == 403, role
-    assert count_events(engine) == 0
+    assert count_events(engine, "sale") == 0
+    assert count_events(engine, "security") == 3  # each denial is audited
 
 
 def test_revoked_or_unknown_key_is_401(client, device_keys, engine) -> None:
