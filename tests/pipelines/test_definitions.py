@@ -21,6 +21,7 @@ STAGING = [
     "stg_pos__stores",
     "stg_pos__products",
 ]
+INTERMEDIATE = ["int_sale_lines_localized"]
 MARTS = [
     "fct_sales_daily",
     "dim_store",
@@ -41,10 +42,11 @@ def test_lazy_definitions_load(settings: Settings) -> None:
 def test_every_asset_exists_in_its_group(settings: Settings) -> None:
     graph = build_definitions(settings).resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert set(RAW + STAGING + MARTS + ANALYTICS) <= keys
+    assert set(RAW + STAGING + INTERMEDIATE + MARTS + ANALYTICS) <= keys
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert {groups[k] for k in RAW} == {"ingest"}
     assert {groups[k] for k in STAGING} == {"staging"}
+    assert {groups[k] for k in INTERMEDIATE} == {"intermediate"}
     assert {groups[k] for k in MARTS} == {"marts"}
 
 

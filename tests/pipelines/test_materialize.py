@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
@@ -44,6 +45,7 @@ class Chain:
     settings: Settings
     engine: Engine
     stores: list[str]
+    zones: dict[str, str]
     prices: dict[str, int]
     totals: ChainTotals
     store_days: int
@@ -52,10 +54,19 @@ class Chain:
 
 
 def _expected(chain_dir: Path) -> tuple[ChainTotals, int, date]:
-    """Totals over the generated sale lines (refunds subtract, voids excluded), store-days, last sale day."""
-    lines = pl.read_parquet(chain_dir / "sales_lines" / "*.parquet").with_columns(
-        sign=pl.when(pl.col("kind") == "sale").then(1).when(pl.col("kind") == "refund").then(-1).otherwise(0),
-        day=pl.col("occurred_at").dt.date(),
+    """Totals over the generated sale lines (refunds subtract, voids excluded), store-days and the last
+    sale day, on each store's local business day."""
+    zones = dict(pl.read_parquet(chain_dir / "stores.parquet").select("store_id", "timezone").iter_rows())
+    lines = pl.read_parquet(chain_dir / "sales_lines" / "*.parquet")
+    lines = pl.concat(
+        [
+            lines.filter(pl.col("store_id") == store).with_columns(
+                day=pl.col("occurred_at").dt.convert_time_zone(zone).dt.date()
+            )
+            for store, zone in zones.items()
+        ]
+    ).with_columns(
+        sign=pl.when(pl.col("kind") == "sale").then(1).when(pl.col("kind") == "refund").then(-1).otherwise(0)
     )
     counted = lines.filter(pl.col("kind") != "void")
     totals = ChainTotals(
@@ -83,9 +94,11 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     totals, store_days, last_day = _expected(root / "chain")
     catalog = pl.read_parquet(root / "chain" / "products.parquet")
     prices = dict(zip(catalog["product_id"], catalog["price_cents"], strict=True))
-    stores = pl.read_parquet(root / "chain" / "stores.parquet")["store_id"].to_list()
+    store_frame = pl.read_parquet(root / "chain" / "stores.parquet")
+    stores = store_frame["store_id"].to_list()
+    zones = dict(store_frame.select("store_id", "timezone").iter_rows())
     first = run_pipeline(settings)
-    yield Chain(settings, engine, stores, prices, totals, store_days, last_day, first)
+    yield Chain(settings, engine, stores, zones, prices, totals, store_days, last_day, first)
     engine.dispose()
 
 
@@ -183,7 +196,10 @@ def test_third_run_picks_up_exactly_the_new_events(chain: Chain) -> None:
     snapshot = current_snapshot(chain.settings.serving)
     assert snapshot is not None and snapshot.manifest["run_id"] == third.run_id
     forecast = snapshot.read("demand_forecast")
-    assert (forecast["cutoff"] == chain.last_day + timedelta(days=2)).all()
+    local_days = [
+        e.occurred_at.astimezone(ZoneInfo(chain.zones[e.store_id])).date() for e in new if e.kind != "void"
+    ]
+    assert (forecast["cutoff"] == max(local_days)).all()
 
 
 def test_ai_disabled_publishes_empty_scores(chain: Chain) -> None:

@@ -9,7 +9,7 @@ from pipelines.resources import PipelineConfig, Warehouse
 @dg.asset(
     group_name="anomalies",
     kinds={"pyod", "duckdb"},
-    deps=[dg.AssetKey("stg_pos__sale_lines"), dg.AssetKey("fct_sales_daily")],
+    deps=[dg.AssetKey("int_sale_lines_localized"), dg.AssetKey("fct_sales_daily")],
     description="Store-day sales anomalies (net revenue, transactions, basket, refund/void/discount rates) "
     "scored by ECOD; threshold = anomaly_threshold_quantile of the raw scores (analytics.sales_anomalies).",
 )

@@ -33,12 +33,12 @@ ANOMALY_SCHEMA = pl.Schema(
     }
 )
 
-# Store-day features from the staging sale lines (voids live there; the sales mart excludes them).
+# Store-day features (store-local days) from the sale lines; voids live there, the sales mart excludes them.
 FEATURES_SQL = """
     with lines as (
         select store_id, sale_date, transaction_id, sale_kind,
                quantity * unit_price_cents as gross_cents, discount_cents
-        from staging.stg_pos__sale_lines
+        from intermediate.int_sale_lines_localized
     ),
     daily as (
         select

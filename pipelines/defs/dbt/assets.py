@@ -2,6 +2,7 @@
 
 import hashlib
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -22,22 +23,36 @@ DBT_STAGE = "dbt_build"
 dbt_project = DbtProject(
     project_dir=get_settings().dbt_project_dir, profiles_dir=get_settings().dbt_project_dir
 )
-# `dagster dev` re-parses on load; elsewhere (tests, the CLI, a fresh clone) parse once when the manifest
-# is missing.
-dbt_project.prepare_if_dev()
-if not dbt_project.manifest_path.exists():
-    dbt_project.preparer.prepare(dbt_project)
+
+
+def _project_files() -> list[Path]:
+    root = dbt_project.project_dir
+    files = [*root.glob("models/**/*"), *root.glob("macros/**/*"), root / "dbt_project.yml"]
+    return sorted(p for p in files if p.is_file())
 
 
 def _project_fingerprint() -> str:
     """A hash of the dbt project's sources, so editing a model rebuilds even without new events."""
     digest = hashlib.sha256()
-    root = dbt_project.project_dir
-    for path in sorted([*root.glob("models/**/*"), *root.glob("macros/**/*"), root / "dbt_project.yml"]):
-        if path.is_file():
-            digest.update(path.relative_to(root).as_posix().encode())
-            digest.update(path.read_bytes())
+    for path in _project_files():
+        digest.update(path.relative_to(dbt_project.project_dir).as_posix().encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _manifest_is_stale() -> bool:
+    manifest = dbt_project.manifest_path
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    return any(path.stat().st_mtime > built for path in _project_files())
+
+
+# `dagster dev` re-parses on load; elsewhere (tests, the CLI, a fresh clone) parse when the manifest is
+# missing or older than a model, macro or the project file.
+dbt_project.prepare_if_dev()
+if _manifest_is_stale():
+    dbt_project.preparer.prepare(dbt_project)
 
 
 class ChainSyncDbtTranslator(DagsterDbtTranslator):

@@ -11,7 +11,7 @@
 -- recomputed in full (delete+insert on the grain), so late or offline-synced events land correctly.
 
 with sale_lines as (
-    select * from {{ ref('stg_pos__sale_lines') }}
+    select * from {{ ref('int_sale_lines_localized') }}
 ),
 
 {% if is_incremental() %}

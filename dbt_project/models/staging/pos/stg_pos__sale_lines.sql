@@ -17,7 +17,6 @@ renamed as (
         unit_price_cents,
         discount_cents,
         occurred_at,
-        cast(occurred_at as date) as sale_date,
         received_at,
         seq
     from source
