@@ -76,19 +76,26 @@ translator = ChainSyncDbtTranslator(settings=DagsterDbtTranslatorSettings(enable
 def chainsync_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
 ) -> Iterator[Any]:
-    """`dbt build` (models, data tests, unit tests) on the warehouse — skipped when nothing was landed since
-    the last successful build, which also skips everything downstream."""
+    """`dbt build` (models, data tests, unit tests) on the warehouse. A full build is skipped when nothing was
+    landed and no model changed since the last successful one, which also skips everything downstream."""
     with warehouse.get_connection() as con:
         ensure_schema(con)
-        fingerprint = f"{change_fingerprint(con)}:{_project_fingerprint()}"
-        unchanged = build_fingerprint(con, DBT_STAGE) == fingerprint
-    if unchanged:
-        context.log.info("No new events or catalog changes since the last dbt build; skipping.")
+        project = _project_fingerprint()
+        fingerprint = f"{change_fingerprint(con)}:{project}"
+        previous = build_fingerprint(con, DBT_STAGE)
+    if previous == fingerprint and not context.is_subset:
+        context.log.info("No new events, catalog or model changes since the last dbt build; skipping.")
         return
+    args = ["build"]
+    if previous is not None and not previous.endswith(f":{project}"):
+        # The models changed: rebuild incremental models from scratch so old rows follow the new logic.
+        context.log.info("dbt project changed since the last build; running with --full-refresh.")
+        args.append("--full-refresh")
     with warehouse.dbt_env():
-        yield from dbt.cli(["build"], context=context, target_path=warehouse.dbt_target_path).stream()
-    with warehouse.get_connection() as con:
-        record_build(con, DBT_STAGE, fingerprint)
+        yield from dbt.cli(args, context=context, target_path=warehouse.dbt_target_path).stream()
+    if not context.is_subset:  # a partial build does not vouch for the models it left out
+        with warehouse.get_connection() as con:
+            record_build(con, DBT_STAGE, fingerprint)
 
 
 assets = [chainsync_dbt_models]
