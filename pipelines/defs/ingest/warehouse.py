@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import duckdb
 import pyarrow as pa
 from sqlalchemy import Engine, Table, select
 
 from chainsync.ops_store.events import iter_events_after
-from chainsync.schemas.events import MAX_CENTS
+from chainsync.schemas.events import MAX_CENTS, SaleEvent
 
 EVENT_TABLES: dict[str, str] = {
     "sale": "raw.sales_events",
@@ -25,6 +25,8 @@ EVENT_TABLES: dict[str, str] = {
     "security": "raw.security_events",
     "sync": "raw.sync_events",
 }
+
+PAYMENT_TYPES = ", ".join(f"'{p}'" for p in get_args(SaleEvent.model_fields["payment_type"].annotation))
 
 # An occurred_at further ahead of received_at than this is a broken device clock, not a sale.
 MAX_CLOCK_AHEAD = "interval 1 day"
@@ -207,8 +209,9 @@ def _flatten_sale_lines(con: duckdb.DuckDBPyConnection, result: LandingResult) -
             case
                 when flat.event_id is null or transaction_id is null or kind is null or flat.store_id is null
                      or flat.product_id is null or quantity is null or unit_price_cents is null
-                     or occurred_at is null then 'missing field'
+                     or payment_type is null or cashier_id is null or occurred_at is null then 'missing field'
                 when kind not in ('sale', 'refund', 'void') then 'unknown kind'
+                when payment_type not in ({PAYMENT_TYPES}) then 'unknown payment type'
                 when quantity <= 0 then 'non-positive quantity'
                 when unit_price_cents < 0 or unit_price_cents > {MAX_CENTS} then 'unit price out of bounds'
                 when discount_cents < 0 or discount_cents > quantity * unit_price_cents
