@@ -54,6 +54,27 @@ def test_forecast_has_the_served_shape() -> None:
     assert ordered.height == forecast.height
 
 
+def test_intermittent_series_get_croston() -> None:
+    rng = np.random.default_rng(2)
+    days = 120
+    sparse = pl.DataFrame(
+        {
+            "store_id": "S1",
+            "product_id": "P-slow",
+            "ds": [date(2025, 1, 1) + timedelta(days=d) for d in range(days)],
+            "y": (rng.random(days) < 0.15).astype(float) * rng.integers(1, 4, days),
+        }
+    )
+    history = pl.concat([_history(series=1, days=days), sparse])
+    forecast = forecast_demand(history, horizon=30, n_jobs=1)
+    models = dict(forecast.select("product_id", "model").unique().iter_rows())
+    assert models == {"P0": "OptimizedTheta", "P-slow": "CrostonOptimized"}
+    slow = forecast.filter(pl.col("product_id") == "P-slow")
+    assert slow.height == 30
+    assert 0 < slow["yhat"].mean() < 1  # a rate of units per day, not a spike
+    assert (slow["hi_95"] >= slow["yhat"]).all() and (slow["lo_95"] >= 0).all()
+
+
 def test_forecast_of_nothing_is_empty() -> None:
     empty = pl.DataFrame(
         schema={"store_id": pl.String, "product_id": pl.String, "ds": pl.Date, "y": pl.Float64}

@@ -11,7 +11,9 @@ LEVELS = (80, 95)
 SEASON = 7  # weekly seasonality of retail demand
 # Theta's cost grows with history length; a year holds every weekly pattern and the recent level.
 TRAIN_DAYS = 364
-MODEL_NAME = "OptimizedTheta"
+# Croston for series with at least this share of zero days (average interval between sales >= 2 days).
+INTERMITTENT_ZERO_SHARE = 0.5
+CONFORMAL_WINDOWS = 2  # cross-validation windows behind Croston's conformal intervals
 
 FORECAST_SCHEMA = pl.Schema(
     {
@@ -38,17 +40,18 @@ def forecast_demand(history: pl.DataFrame, *, horizon: int, n_jobs: int = -1) ->
     """Forecast ``horizon`` days of units per day for every series in ``history``.
 
     ``history`` has store_id, product_id, ds (date, gap-free per series up to the cutoff) and y (units, >= 0).
-    Model: OptimizedTheta with weekly seasonality (AutoTheta's model search costs twice as much for little
-    gain on daily retail series), SeasonalNaive(7) where Theta cannot fit. Returns the columns of
-    ``FORECAST_SCHEMA``: yhat and 80/95 % intervals in units per day, clipped at 0 and ordered
-    lo_95 <= lo_80 <= yhat <= hi_80 <= hi_95.
+    Models: intermittent series (at least half the days without a sale, and history for the conformal
+    windows) get CrostonOptimized with conformal intervals; the others OptimizedTheta with weekly
+    seasonality (AutoTheta's model search costs twice as much for little gain on daily retail series).
+    SeasonalNaive(7) stands in where a model cannot fit. Returns the columns of ``FORECAST_SCHEMA``: yhat
+    and 80/95 % intervals in units per day, clipped at 0 and ordered lo_95 <= lo_80 <= yhat <= hi_80 <= hi_95.
     """
     if history.is_empty():
         return empty_forecast()
     os.environ.setdefault("NIXTLA_NUMBA_CACHE", "1")  # reuse numba's compiled code across processes
     os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
-    from statsforecast import StatsForecast
-    from statsforecast.models import OptimizedTheta, SeasonalNaive
+    from statsforecast.models import CrostonOptimized, OptimizedTheta
+    from statsforecast.utils import ConformalIntervals
 
     cutoff: date = history["ds"].max()  # type: ignore[assignment]
     frame = (
@@ -56,20 +59,30 @@ def forecast_demand(history: pl.DataFrame, *, horizon: int, n_jobs: int = -1) ->
         .select("unique_id", pl.col("ds").cast(pl.Datetime("us")), pl.col("y").cast(pl.Float64))
         .sort("unique_id", "ds")
     )
-    name = MODEL_NAME
-    sf = StatsForecast(
-        models=[OptimizedTheta(season_length=SEASON, alias=name)],
-        freq="1d",
-        n_jobs=n_jobs,
-        fallback_model=SeasonalNaive(season_length=SEASON, alias=name),
-    )
-    raw = sf.forecast(df=frame, h=horizon, level=list(LEVELS))
-    clip = [
-        pl.col(c).clip(lower_bound=0.0)
-        for c in (name, f"{name}-lo-80", f"{name}-hi-80", f"{name}-lo-95", f"{name}-hi-95")
+    shape = frame.group_by("unique_id").agg(zero_share=(pl.col("y") == 0).mean(), days=pl.len())
+    intermittent = shape.filter(
+        (pl.col("zero_share") >= INTERMITTENT_ZERO_SHARE)
+        & (pl.col("days") > CONFORMAL_WINDOWS * horizon + SEASON)
+    )["unique_id"].implode()
+    parts = [
+        _forecast_with(
+            frame.filter(~pl.col("unique_id").is_in(intermittent)),
+            OptimizedTheta(season_length=SEASON, alias="OptimizedTheta"),
+            horizon,
+            n_jobs,
+        ),
+        _forecast_with(
+            frame.filter(pl.col("unique_id").is_in(intermittent)),
+            CrostonOptimized(
+                alias="CrostonOptimized",
+                prediction_intervals=ConformalIntervals(h=horizon, n_windows=CONFORMAL_WINDOWS),
+            ),
+            horizon,
+            n_jobs,
+        ),
     ]
     out = (
-        raw.select("unique_id", "ds", *clip)
+        pl.concat([p for p in parts if p is not None])
         .with_columns(
             pl.col("unique_id")
             .str.split_exact("|", 1)
@@ -79,23 +92,41 @@ def forecast_demand(history: pl.DataFrame, *, horizon: int, n_jobs: int = -1) ->
         .unnest("key")
         .with_columns(
             ds=pl.col("ds").cast(pl.Date),
-            yhat=pl.col(name),
-        )
-        .with_columns(
-            horizon_day=((pl.col("ds") - pl.lit(cutoff)).dt.total_days()).cast(pl.Int32),
-            lo_80=pl.min_horizontal(f"{name}-lo-80", "yhat"),
-            hi_80=pl.max_horizontal(f"{name}-hi-80", "yhat"),
-        )
-        .with_columns(
-            lo_95=pl.min_horizontal(f"{name}-lo-95", "lo_80"),
-            hi_95=pl.max_horizontal(f"{name}-hi-95", "hi_80"),
-            model=pl.lit(name),
+            horizon_day=((pl.col("ds").cast(pl.Date) - pl.lit(cutoff)).dt.total_days()).cast(pl.Int32),
+            lo_80=pl.min_horizontal("lo_80", "yhat"),
+            hi_80=pl.max_horizontal("hi_80", "yhat"),
             cutoff=pl.lit(cutoff),
         )
+        .with_columns(lo_95=pl.min_horizontal("lo_95", "lo_80"), hi_95=pl.max_horizontal("hi_95", "hi_80"))
     )
-    # Series where Theta failed carry NaN-free fallback values; statsforecast does not say which, so the
-    # model column names the configured model.
     return out.select(list(FORECAST_SCHEMA)).cast(FORECAST_SCHEMA).sort("store_id", "product_id", "ds")
+
+
+def _forecast_with(frame: pl.DataFrame, model: object, horizon: int, n_jobs: int) -> pl.DataFrame | None:
+    """One model over ``frame``'s series: unique_id, ds, yhat, lo/hi_80, lo/hi_95 (clipped at 0), model.
+
+    Series where the model cannot fit get SeasonalNaive(7) values under the same name (statsforecast does
+    not say which series fell back)."""
+    if frame.is_empty():
+        return None
+    from statsforecast import StatsForecast
+    from statsforecast.models import SeasonalNaive
+
+    name = model.alias  # type: ignore[attr-defined]
+    sf = StatsForecast(
+        models=[model],
+        freq="1d",
+        n_jobs=n_jobs,
+        fallback_model=SeasonalNaive(season_length=SEASON, alias=name),
+    )
+    raw = sf.forecast(df=frame, h=horizon, level=list(LEVELS))
+    columns = {"yhat": name, **{f"{b}_{lvl}": f"{name}-{b}-{lvl}" for lvl in LEVELS for b in ("lo", "hi")}}
+    return raw.select(
+        "unique_id",
+        "ds",
+        *[pl.col(source).clip(lower_bound=0.0).alias(target) for target, source in columns.items()],
+        model=pl.lit(name),
+    )
 
 
 def history_sql(train_days: int = TRAIN_DAYS) -> str:
