@@ -173,7 +173,14 @@ def land_events(con: duckdb.DuckDBPyConnection, engine: Engine, event_type: str)
             )
             con.execute(
                 "insert into meta.ingest_batches values (?, ?, ?, ?, ?, ?)",
-                [event_type, after, last, result.lines or events, result.quarantined, _utcnow()],
+                [
+                    event_type,
+                    after,
+                    last,
+                    result.lines if event_type == "sale" else events,
+                    result.quarantined,
+                    _utcnow(),
+                ],
             )
         con.execute("drop table new_events")
         con.execute("commit")
