@@ -92,3 +92,121 @@ device_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
+
+# --- offline sync (migration 0002) -------------------------------------------------------------
+# Every mutation a device uploaded, keyed by the client's own mutation id: the idempotency record that
+# makes a replayed batch answer exactly as it did the first time (Replicache's per-client mutation ids).
+sync_mutations = Table(
+    "sync_mutations",
+    metadata,
+    Column("store_id", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("mutation_id", String(64), primary_key=True),
+    Column("item_type", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # applied | duplicate | rejected | conflict
+    Column("event_id", String(36), nullable=True),
+    Column("conflict_id", Integer, nullable=True),
+    Column("result", Text, nullable=False),  # the JSON answer given the first time
+    Column("batch_id", String(64), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_sync_mutations_received", "received_at"),
+)
+
+# Per device sync state: checkpoints, last reported queue length and clock skew.
+sync_devices = Table(
+    "sync_devices",
+    metadata,
+    Column("store_id", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("last_upload_at", DateTime(timezone=True), nullable=True),
+    Column("last_batch_id", String(64), nullable=True),
+    Column("last_download_at", DateTime(timezone=True), nullable=True),
+    Column("last_cursor_seq", BigInteger, nullable=True),
+    Column("pending_reported", Integer, nullable=False, server_default="0"),
+    Column("clock_skew_seconds", Integer, nullable=False, server_default="0"),
+    Column("offline_since", DateTime(timezone=True), nullable=True),
+    Column("items_applied", BigInteger, nullable=False, server_default="0"),
+    Column("items_rejected", BigInteger, nullable=False, server_default="0"),
+)
+
+# Items rejected for good (invalid, unknown product ...): kept for people to look at; never retried and
+# never in the way of later items.
+sync_dead_letters = Table(
+    "sync_dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("store_id", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("mutation_id", String(64), nullable=False),
+    Column("item_type", String(32), nullable=False),
+    Column("errors", Text, nullable=False),  # JSON [{"field", "message"}]
+    Column("payload", Text, nullable=False),  # the item as sent (truncated)
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_sync_dead_letters_device", "store_id", "device_id"),
+)
+
+# Store-level edits a terminal may make offline (shelf label, reorder point), versioned per row.
+store_product_overrides = Table(
+    "store_product_overrides",
+    metadata,
+    Column("store_id", String(64), primary_key=True),
+    Column("product_id", String(64), primary_key=True),
+    Column("shelf_label", String(64), nullable=True),
+    Column("reorder_point", Integer, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(160), nullable=False),
+)
+
+# Edits based on an older version than the server's (or server-wins catalog edits, closed at once).
+sync_conflicts = Table(
+    "sync_conflicts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("store_id", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("mutation_id", String(64), nullable=False),
+    Column("entity", String(32), nullable=False),
+    Column("entity_key", String(64), nullable=False),
+    Column("base_version", Integer, nullable=True),
+    Column("server_version", Integer, nullable=True),
+    Column("client_value", Text, nullable=False),  # JSON
+    Column("server_value", Text, nullable=False),  # JSON
+    Column("client_edited_at", DateTime(timezone=True), nullable=True),  # skew-corrected, UTC
+    Column("status", String(16), nullable=False),  # open | resolved
+    Column("resolution", String(32), nullable=True),
+    Column("resolved_value", Text, nullable=True),
+    Column("resolved_by", String(160), nullable=True),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_sync_conflicts_store_status", "store_id", "status"),
+)
+
+# The audit trail of conflict resolutions (who, when, what; never a secret).
+sync_audit = Table(
+    "sync_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(160), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("store_id", String(64), nullable=False),
+    Column("conflict_id", Integer, nullable=True),
+    Column("detail", Text, nullable=False),  # JSON
+)
+
+# What a device downloads: every change to the catalog (store_id NULL) or a store's overrides, in a
+# strictly increasing ``seq``; a download cursor is a position in it. Catalog rows are logged by triggers
+# on ``products`` (so every writer is covered); ``op`` is ``upsert`` or ``delete`` (a tombstone).
+sync_changes = Table(
+    "sync_changes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("store_id", String(64), nullable=True),
+    Column("entity", String(32), nullable=False),
+    Column("entity_key", String(64), nullable=False),
+    Column("op", String(8), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Index("ix_sync_changes_store_seq", "store_id", "seq"),
+    sqlite_autoincrement=True,
+)

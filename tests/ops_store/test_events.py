@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from chainsync.ops_store import get_engine, make_engine, migrate, schema_version
+from chainsync.ops_store.engine import alembic_config
 from chainsync.ops_store.events import InboxRow, append_events, count_events, iter_events_after, max_seq
 from chainsync.settings import Settings
 
@@ -18,12 +20,13 @@ def _row(event_type: str = "sale") -> InboxRow:
 
 def test_schema_is_migrated_and_wal(settings: Settings) -> None:
     engine = get_engine(settings.ops_store)
-    assert schema_version(engine) == "0001"
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    assert schema_version(engine) == head
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     migrate(engine)  # idempotent
-    assert schema_version(engine) == "0001"
+    assert schema_version(engine) == head
 
 
 def test_append_is_idempotent_by_event_id(settings: Settings) -> None:
