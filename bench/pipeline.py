@@ -1,7 +1,7 @@
 """Benchmark the pipeline: a full materialization on ~1 million sale lines, then an incremental run after
 1 % more sale events arrive, then a run with nothing new.
 
-    uv run python bench/pipeline.py                       # 10 stores x 150 products x 500 days (~1M lines)
+    uv run python bench/pipeline.py                       # 10 stores x 150 products x 540 days (~1M lines)
     uv run python bench/pipeline.py --days 120 --keep     # smaller; keep the data directory
 
 Prints one row per stage with seconds and rows/s. Uses its own data directory (default: a temporary one).
@@ -68,7 +68,7 @@ def main() -> None:
     )
     parser.add_argument("--stores", type=int, default=10)
     parser.add_argument("--products", type=int, default=150)
-    parser.add_argument("--days", type=int, default=500)
+    parser.add_argument("--days", type=int, default=540)
     parser.add_argument("--increment", type=float, default=0.01, help="fraction of sale events to add")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
