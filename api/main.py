@@ -18,8 +18,11 @@ from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
 from api.openapi import install_openapi
 from api.routes import api_router, root_router
-from api.routes.observability import app_version
+from api.routes.observability import app_version, live_source
+from api.routes.ws import websocket_router
 from api.writer import InboxWriter
+from api.ws.feeds import Notifier
+from api.ws.hub import Hub
 from chainsync.demo_seed import seed_demo_users
 from chainsync.ops_store import get_engine, schema_version
 from chainsync.settings import Settings, SettingsError, get_settings
@@ -56,12 +59,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.writer = InboxWriter(engine)
         app.state.writer.start()
+        notifier = Notifier(
+            app.state.hub,
+            engine,
+            app.state.metrics,
+            settings.serving,
+            poll_s=settings.notify_poll_seconds,
+            metrics_s=settings.ws_metrics_interval_seconds,
+        )
+        await notifier.start()
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's full
         # collections, whose pauses otherwise grow with the size of the imported libraries.
         gc.freeze()
         try:
             yield
         finally:
+            await notifier.stop()
             await app.state.writer.stop()
 
     app = FastAPI(
@@ -73,12 +86,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None if production else "/openapi.json",
     )
     app.state.settings = settings
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(window_seconds=settings.performance_window_seconds)
+    # The hub exists even with WS_ENABLED=false (publishing is then a cheap no-op for nobody).
+    app.state.hub = Hub(
+        replay_size=settings.ws_replay_buffer,
+        max_connections=settings.ws_max_connections,
+        per_user=settings.ws_max_connections_per_user,
+    )
+    app.state.metrics.set_live_source(live_source(app))
     install_error_handlers(app)
     app.add_middleware(
         RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes
     )
     app.include_router(api_router)
     app.include_router(root_router)
+    if settings.ws_enabled:
+        app.include_router(websocket_router(settings.ws_path))
     install_openapi(app)
     return app

@@ -7,6 +7,7 @@ by building them at import time, so tests can point a process at its own data di
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -52,6 +53,28 @@ class Settings(BaseSettings):
     ingest_batch_limit: int = Field(1000, ge=1, le=100_000)
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
 
+    # --- live notifications and observability ----------------------------------------------
+    ws_max_connections_per_user: int = Field(10, ge=1)
+    ws_queue_size: int = Field(256, ge=1, le=100_000)  # messages buffered per connection before a drop
+    ws_replay_buffer: int = Field(1000, ge=0, le=1_000_000)  # messages kept per channel for resume
+    ws_auth_timeout_seconds: float = Field(5.0, gt=0)
+    ws_ip_allowlist: str = ""  # comma-separated CIDRs; empty admits every address not denied
+    ws_ip_denylist: str = ""  # comma-separated CIDRs
+    ws_metrics_interval_seconds: float = Field(5.0, gt=0)
+    notify_poll_seconds: float = Field(1.0, gt=0)  # how often the API looks for new snapshots and events
+    snapshot_stale_seconds: int = Field(36 * 3600, ge=60)
+    disk_free_warn_mb: int = Field(1024, ge=0)
+    disk_free_critical_mb: int = Field(100, ge=0)
+    performance_window_seconds: int = Field(900, ge=10, le=24 * 3600)
+
+    @field_validator("ws_ip_allowlist", "ws_ip_denylist")
+    @classmethod
+    def _cidrs(cls, v: str) -> str:
+        for part in v.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the bad entry
+        return v
+
     # --- pipeline ---------------------------------------------------------------------------
     forecast_horizon_days: int = Field(90, ge=7, le=365)
     anomaly_threshold_quantile: float = Field(0.99, gt=0.5, lt=1.0)
@@ -59,7 +82,8 @@ class Settings(BaseSettings):
     # --- the specification's variables (names kept verbatim) --------------------------------
     ws_enabled: bool = Field(True, validation_alias=_spec("WS_ENABLED"))
     ws_path: str = Field("/ws/notifications", validation_alias=_spec("WS_PATH"))
-    ws_heartbeat_interval: int = Field(30, ge=1, validation_alias=_spec("WS_HEARTBEAT_INTERVAL"))
+    # Milliseconds between heartbeat pings; a connection silent for two intervals is closed.
+    ws_heartbeat_interval: int = Field(30_000, ge=10, validation_alias=_spec("WS_HEARTBEAT_INTERVAL"))
     ws_max_connections: int = Field(1000, ge=1, validation_alias=_spec("WS_MAX_CONNECTIONS"))
     ai_analytics_enabled: bool = Field(True, validation_alias=_spec("AI_ANALYTICS_ENABLED"))
     ai_model_cache_ttl: int = Field(300, ge=0, validation_alias=_spec("AI_MODEL_CACHE_TTL"))
@@ -84,6 +108,20 @@ class Settings(BaseSettings):
     @property
     def warehouse(self) -> Path:
         return (self.warehouse_path or self.data_dir / "warehouse.duckdb").resolve()
+
+    @property
+    def ws_ip_allow(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(p.strip(), strict=False)
+            for p in self.ws_ip_allowlist.split(",")
+            if p.strip()
+        ]
+
+    @property
+    def ws_ip_deny(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(p.strip(), strict=False) for p in self.ws_ip_denylist.split(",") if p.strip()
+        ]
 
     @property
     def serving(self) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import structlog
 from sqlalchemy import Engine
 
 from chainsync.ops_store.events import InboxRow, append_events
@@ -25,7 +26,14 @@ def record_security_event(
     user_agent: str | None = None,
     detail: str | None = None,
 ) -> SecurityEvent:
-    """Append one security event (committed when this returns). Never pass a password or token."""
+    """Append one security event (committed when this returns). Never pass a password or token.
+
+    The request id of the request being handled (bound to the logging context by the middleware, and
+    carried into worker threads) is appended to ``detail``, so the audit trail and the logs join up."""
+    rid = structlog.contextvars.get_contextvars().get("request_id")
+    if rid:
+        suffix = f" [request_id={rid}]"
+        detail = (detail or "")[: 1024 - len(suffix)] + suffix
     event = SecurityEvent.model_validate(
         {
             "event_id": str(uuid.uuid4()),

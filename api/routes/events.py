@@ -22,6 +22,7 @@ from api.ingest import (
     validate_items,
     validate_whole_body,
 )
+from api.ws.feeds import publish_ingested
 from chainsync.ops_store.events import InboxRow
 
 router = APIRouter(prefix="/events", tags=["events"])
@@ -66,7 +67,9 @@ async def _ingest(
     metrics = request.app.state.metrics
     for outcome, n in counts.items():
         if n:
-            metrics.events.labels(event_type, outcome).inc(n)
+            metrics.observe_ingest(event_type, outcome, n)
+    if counts["applied"]:
+        publish_ingested(request.app.state.hub, (e for r, e in valid if r.status == "applied"))
 
     if is_batch:
         return JSONResponse({"results": [r.as_dict() for r in results], **counts}, status_code=200)

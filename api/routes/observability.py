@@ -1,20 +1,25 @@
-"""Health (anyone) and Prometheus metrics (admins)."""
+"""Observability: health (anyone), metrics/config/WebSocket stats (admins), performance (managers+), and
+``GET /metrics`` in the Prometheus text format (admins)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import AdminPrincipal, EngineDep, SettingsDep
-from api.metrics import CONTENT_TYPE
+from api.deps import AdminPrincipal, EngineDep, ManagerPrincipal, SettingsDep
+from api.metrics import CONTENT_TYPE, process_stats
+from api.queries.config import effective_config
 from api.queries.health import ops_store_status
 from api.queries.snapshots import SnapshotUnavailable, load_current
+from api.queries.system import disk_free_bytes, pipeline_status, store_sizes
+from chainsync.settings import Settings
 
 router = APIRouter(prefix="/observability", tags=["observability"])
 metrics_router = APIRouter(tags=["observability"])
@@ -35,10 +40,22 @@ class PipelineRun(BaseModel):
     created_at: datetime
 
 
+class PipelineFailure(BaseModel):
+    run_id: str | None = None
+    job: str | None = None
+    recorded_at: datetime | None = None
+    message: str | None = None
+
+
 class SnapshotHealth(BaseModel):
     version: str
     created_at: datetime
     age_seconds: float
+
+
+class Check(BaseModel):
+    status: Literal["ok", "degraded", "failing"]
+    detail: str | None = None
 
 
 class Health(BaseModel):
@@ -48,37 +65,194 @@ class Health(BaseModel):
     schema_version: str | None
     snapshot: SnapshotHealth | None
     last_pipeline_run: PipelineRun | None
+    last_pipeline_failure: PipelineFailure | None = None
+    degraded: list[str] = []  # names of the checks that are not ok
+    checks: dict[str, Check] = {}
 
 
-@router.get("/health", response_model=Health, responses={503: {"model": Health}})
-def health(settings: SettingsDep, engine: EngineDep) -> JSONResponse:
-    """Liveness and freshness, without secrets: 200 when the ops store answers a query, 503 otherwise."""
+def _health(settings: Settings, engine: Any) -> tuple[Health, bool]:
+    """The health body and whether the API can serve at all (ops store up, disk not critically full)."""
     store = ops_store_status(engine)
-    snapshot = run = None
+    checks: dict[str, Check] = {
+        "ops_store": Check(status="ok")
+        if store.reachable
+        else Check(status="failing", detail="the ops store does not answer a query")
+    }
+    snapshot = run = failure = None
+    now = datetime.now(UTC)
     try:
         current = load_current(settings.serving)
     except SnapshotUnavailable:
-        pass
+        checks["snapshot"] = Check(status="degraded", detail="no serving snapshot published yet")
     else:
-        now = datetime.now(UTC)
+        age = current.age_seconds(now)
         snapshot = SnapshotHealth(
-            version=current.version,
-            created_at=current.created_at,
-            age_seconds=round(current.age_seconds(now), 3),
+            version=current.version, created_at=current.created_at, age_seconds=round(age, 3)
         )
         run = PipelineRun(run_id=current.manifest.get("run_id"), created_at=current.created_at)
+        checks["snapshot"] = (
+            Check(status="ok")
+            if age <= settings.snapshot_stale_seconds
+            else Check(status="degraded", detail=f"snapshot is {age / 3600:.1f} h old (stale)")
+        )
+    recorded = pipeline_status(settings).get("last_failure")
+    if recorded:
+        failure = PipelineFailure.model_validate({k: recorded.get(k) for k in PipelineFailure.model_fields})
+        # A failure older than the current snapshot has been recovered from.
+        recovered = (
+            failure.recorded_at is not None and run is not None and failure.recorded_at <= run.created_at
+        )
+        checks["pipeline"] = (
+            Check(status="ok")
+            if recovered
+            else Check(
+                status="degraded",
+                detail=f"last pipeline run failed ({failure.job or 'run'} {failure.run_id})",
+            )
+        )
+    else:
+        checks["pipeline"] = Check(status="ok")
+    free = disk_free_bytes(settings)
+    if free is None:
+        checks["disk"] = Check(status="degraded", detail="free disk space unknown")
+    else:
+        free_mb = free / 2**20
+        if free_mb < settings.disk_free_critical_mb:
+            checks["disk"] = Check(status="failing", detail=f"{free_mb:.0f} MB free")
+        elif free_mb < settings.disk_free_warn_mb:
+            checks["disk"] = Check(status="degraded", detail=f"{free_mb:.0f} MB free")
+        else:
+            checks["disk"] = Check(status="ok")
+    # Before the first pipeline run there is simply nothing to serve yet: not a fault of the API.
+    not_ok = [
+        name
+        for name, c in checks.items()
+        if c.status != "ok" and not (name == "snapshot" and snapshot is None)
+    ]
+    serving = all(c.status != "failing" for c in checks.values())
     body = Health(
-        status="ok" if store.reachable else "degraded",
+        status="ok" if not not_ok else "degraded",
         version=app_version(),
         ops_store_reachable=store.reachable,
         schema_version=store.schema_version,
         snapshot=snapshot,
         last_pipeline_run=run,
+        last_pipeline_failure=failure,
+        degraded=not_ok,
+        checks=checks,
     )
-    return JSONResponse(body.model_dump(mode="json"), status_code=200 if store.reachable else 503)
+    return body, serving
+
+
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+def health(settings: SettingsDep, engine: EngineDep) -> JSONResponse:
+    """Liveness and freshness, without secrets, for a container health check: 200 while the API can
+    serve (``status`` ``degraded`` names what is wrong in ``degraded``: a stale snapshot, a failed pipeline
+    run, low disk), 503 when the ops store does not answer or the disk is critically full."""
+    body, serving = _health(settings, engine)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if serving else 503)
+
+
+def _live(request: Request) -> dict[str, Any]:
+    """What the scrape-time gauges read (also used by the JSON metrics)."""
+    settings: Settings = request.app.state.settings
+    return _live_facts(request.app, settings)
+
+
+def _live_facts(app: Any, settings: Settings) -> dict[str, Any]:
+    hub = getattr(app.state, "hub", None)
+    try:
+        age: float | None = load_current(settings.serving).age_seconds()
+    except SnapshotUnavailable:
+        age = None
+    return {
+        "websocket": hub.snapshot_stats() if hub is not None else None,
+        "snapshot_age_seconds": age,
+        "store_sizes": store_sizes(settings),
+        "disk_free_bytes": disk_free_bytes(settings),
+    }
+
+
+def live_source(app: Any) -> Any:
+    """A no-argument callable for :meth:`api.metrics.Metrics.set_live_source`."""
+    return lambda: _live_facts(app, app.state.settings)
+
+
+@router.get("/metrics", summary="Service metrics (JSON)")
+async def metrics_json(
+    request: Request,
+    _admin: AdminPrincipal,
+    window_seconds: int = Query(300, ge=10, le=24 * 3600, description="Look-back window in seconds"),
+) -> dict[str, Any]:
+    """Request rate, latency percentiles (ms) and error rate by route over the window; ingest rate;
+    store sizes; pipeline run statistics; process CPU and memory; WebSocket totals."""
+    settings: Settings = request.app.state.settings
+    metrics = request.app.state.metrics
+    facts = await run_in_threadpool(_live, request)
+    pipeline = await run_in_threadpool(pipeline_status, settings)
+    try:
+        current = load_current(settings.serving)
+        pipeline["last_snapshot"] = {
+            "version": current.version,
+            "run_id": current.manifest.get("run_id"),
+            "created_at": current.created_at.isoformat(),
+            "age_seconds": round(current.age_seconds(), 3),
+            "events_seq": (current.manifest.get("pipeline") or {}).get("events_seq"),
+            "tables": {n: t.get("rows") for n, t in current.manifest.get("tables", {}).items()},
+        }
+    except SnapshotUnavailable:
+        pipeline["last_snapshot"] = None
+    ws = facts["websocket"]
+    return {
+        "generated_at": datetime.now(UTC).isoformat(),
+        "requests": metrics.window.by_route(window=window_seconds),
+        "ingest": metrics.window.ingest_rate(window=window_seconds),
+        "store_sizes_bytes": facts["store_sizes"],
+        "disk_free_bytes": facts["disk_free_bytes"],
+        "pipeline": pipeline,
+        "process": process_stats(),
+        "websocket": None
+        if ws is None
+        else {k: ws[k] for k in ("connections", "messages_published_total", "messages_dropped_total")},
+    }
+
+
+@router.get("/performance", summary="Latency percentiles and the slowest endpoints")
+async def performance(
+    request: Request,
+    _manager: ManagerPrincipal,
+    window_seconds: int = Query(300, ge=10, le=24 * 3600, description="Look-back window in seconds"),
+    top: int = Query(5, ge=1, le=50, description="How many of the slowest endpoints to list"),
+) -> dict[str, Any]:
+    """Overall and per-endpoint p50/p95/p99 latency (ms) over the window (the API keeps at most
+    ``CHAINSYNC_PERFORMANCE_WINDOW_SECONDS``), and the ``top`` endpoints by p95."""
+    summary = request.app.state.metrics.window.by_route(window=window_seconds)
+    routes = summary.pop("routes")
+    slowest = sorted(routes.items(), key=lambda kv: kv[1]["p95_ms"], reverse=True)[:top]
+    return {
+        **summary,
+        "slowest": [{"endpoint": name, **stats} for name, stats in slowest],
+        "endpoints": routes,
+    }
+
+
+@router.get("/websocket/stats", summary="WebSocket connections, messages and drops by channel")
+async def websocket_stats(request: Request, _admin: AdminPrincipal) -> dict[str, Any]:
+    settings: Settings = request.app.state.settings
+    return {
+        "enabled": settings.ws_enabled,
+        "path": settings.ws_path,
+        **request.app.state.hub.snapshot_stats(),
+    }
+
+
+@router.get("/config", summary="Effective configuration, secrets redacted")
+async def config(settings: SettingsDep, _admin: AdminPrincipal) -> dict[str, Any]:
+    return effective_config(settings)
 
 
 @metrics_router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
 def metrics(request: Request, _admin: AdminPrincipal) -> Response:
-    """Prometheus text format: request counts and latency by route template, events ingested."""
+    """Prometheus text format: request counts and latency by route template, events ingested, process CPU
+    and memory, WebSocket connections and messages by channel, snapshot age, store sizes, free disk."""
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)

@@ -9,19 +9,20 @@ from sqlalchemy import create_engine
 
 from api.deps import get_ops_engine
 from api.main import create_app
+from chainsync.ops_store import schema_version
 from chainsync.settings import get_settings
 from tests.api.conftest import TestClient, bearer
 
 HEALTH = "/api/observability/health"
 
 
-def test_health_without_auth_reports_store_and_snapshot(client, snapshot) -> None:
+def test_health_without_auth_reports_store_and_snapshot(client, engine, snapshot) -> None:
     resp = client.get(HEALTH)
     assert resp.status_code == 200
     body = resp.json()
     assert body["status"] == "ok"
     assert body["ops_store_reachable"] is True
-    assert body["schema_version"] == "0001"
+    assert body["schema_version"] == schema_version(engine)  # the newest migration
     assert body["snapshot"]["version"] == snapshot.version
     assert 0 <= body["snapshot"]["age_seconds"] < 600
     assert body["last_pipeline_run"]["run_id"] == "run-test-0001"

@@ -1,0 +1,257 @@
+"""``WS <WS_PATH>`` (default ``/ws/notifications``): live notifications by channel (see
+:mod:`api.ws.channels` for who may follow what, :mod:`api.ws.hub` for the channels themselves).
+
+Protocol (JSON text frames):
+
+1. Connect with ``?token=<JWT or device key>``, or send ``{"type": "auth", "token": ...}`` first (within
+   ``CHAINSYNC_WS_AUTH_TIMEOUT_SECONDS``). A bad or missing token closes with 4401 before any data; an
+   address outside the allow list or inside the deny list closes with 4403; a full server with 1013, a
+   user over ``CHAINSYNC_WS_MAX_CONNECTIONS_PER_USER`` with 4429.
+2. Optional: ``?channels=a,b`` (default: every channel the caller may follow) and ``?last_seq=N`` (or
+   ``"channels"``/``"last_seq"`` in the auth message) to resume: messages after N still in the replay
+   buffers are sent first, and ``{"type": "gap", "channels": [...]}`` names channels that lost some.
+3. The server answers ``{"type": "welcome", "seq", "channels", "denied", "heartbeat_ms"}``, then sends
+   ``{"type", "channel", "seq", "ts", "data"}`` messages. ``{"type": "subscribe" | "unsubscribe",
+   "channels": [...]}`` changes the subscription.
+4. Heartbeat: ``{"type": "ping"}`` every ``WS_HEARTBEAT_INTERVAL`` ms; any frame from the client (normally
+   ``{"type": "pong"}``) proves it alive. A client silent for two intervals is closed with 4408. A client
+   whose queue of unsent messages fills up is closed with 4008 (slow consumer); the others never wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import time
+from functools import partial
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Principal, get_current_principal
+from api.log import get_logger
+from api.queries.audit import record_security_event
+from api.ws import channels as channel_rules
+from api.ws.hub import (
+    CLOSE_FORBIDDEN,
+    CLOSE_GOING_AWAY,
+    CLOSE_HEARTBEAT_TIMEOUT,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_UNAUTHORIZED,
+    Hub,
+    Subscriber,
+)
+from chainsync.settings import Settings
+
+log = get_logger("api.ws")
+
+
+def ip_admitted(settings: Settings, host: str | None) -> bool:
+    """Deny list first, then the allow list (when one is set). An unparsable address is refused."""
+    allow, deny = settings.ws_ip_allow, settings.ws_ip_deny
+    if not allow and not deny:
+        return True
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    if any(address in net for net in deny):
+        return False
+    return not allow or any(address in net for net in allow)
+
+
+async def _authenticate(websocket: WebSocket, token: str) -> Principal | None:
+    app = websocket.app
+    try:
+        return await get_current_principal(app.state.settings, app.state.engine, bearer=token, api_key=None)
+    except HTTPException:
+        return None
+
+
+async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
+    # A consumer that stopped reading may never let the close frame out: do not wait on it for long.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(code=code, reason=reason), timeout=1.0)
+
+
+def _split(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [c.strip() for c in value.split(",") if c.strip()]
+    if isinstance(value, list):
+        return [str(c) for c in value]
+    return None
+
+
+async def notifications(websocket: WebSocket) -> None:
+    app = websocket.app
+    settings: Settings = app.state.settings
+    hub: Hub = app.state.hub
+    host = websocket.client.host if websocket.client else None
+    await websocket.accept()
+    if not ip_admitted(settings, host):
+        hub.stats.rejected["ip_blocked"] += 1
+        if settings.security_audit_enabled:
+            await run_in_threadpool(
+                partial(
+                    record_security_event,
+                    app.state.engine,
+                    kind="ip_blocked",
+                    outcome="blocked",
+                    source_ip=host,
+                    detail=f"WebSocket {settings.ws_path} refused by the IP allow/deny lists",
+                )
+            )
+        await _close(websocket, CLOSE_FORBIDDEN, "address not allowed")
+        return
+
+    params: dict[str, Any] = dict(websocket.query_params)
+    token = params.get("token")
+    if not token:
+        try:
+            first = await asyncio.wait_for(websocket.receive_text(), timeout=settings.ws_auth_timeout_seconds)
+            hello = json.loads(first)
+            if not isinstance(hello, dict) or hello.get("type") != "auth":
+                raise ValueError("first message is not auth")
+            token = hello.get("token")
+            params.update({k: hello[k] for k in ("channels", "last_seq") if k in hello})
+        except (TimeoutError, ValueError, WebSocketDisconnect, RuntimeError):
+            token = None
+    principal = await _authenticate(websocket, token) if isinstance(token, str) and token else None
+    if principal is None:
+        hub.stats.rejected["unauthorized"] += 1
+        await _close(websocket, CLOSE_UNAUTHORIZED, "not authenticated")
+        return
+
+    admitted = hub.admit(principal.subject, settings.ws_queue_size)
+    if isinstance(admitted, int):
+        await _close(websocket, admitted, "too many connections")
+        return
+    sub = admitted
+    reason = "client_closed"
+    code = CLOSE_GOING_AWAY
+    try:
+        requested = _split(params.get("channels")) or channel_rules.default_channels(principal)
+        granted = [c for c in requested if channel_rules.allowed(principal, c)]
+        denied = [c for c in requested if c not in granted]
+        try:
+            last_seq = int(params["last_seq"]) if params.get("last_seq") is not None else None
+        except (TypeError, ValueError):
+            last_seq = None
+        # Subscribe and take the replay in one step (no await between): nothing falls in the gap.
+        hub.subscribe(sub, granted)
+        backlog, gaps = hub.replay(sub.channels, last_seq) if last_seq is not None else ([], [])
+        heartbeat_ms = settings.ws_heartbeat_interval
+        await websocket.send_text(
+            json.dumps(
+                {
+                    "type": "welcome",
+                    "seq": hub.last_seq,
+                    "channels": sorted(sub.channels),
+                    "denied": denied,
+                    "heartbeat_ms": heartbeat_ms,
+                    "replayed": len(backlog),
+                }
+            )
+        )
+        if gaps:
+            await websocket.send_text(json.dumps({"type": "gap", "channels": gaps, "after_seq": last_seq}))
+        for message in backlog:
+            await websocket.send_text(message.text)
+        reason, code = await _serve(websocket, hub, sub, principal, heartbeat_ms / 1000)
+    except WebSocketDisconnect:
+        reason = "client_closed"
+    finally:
+        hub.release(sub, reason)
+    if reason != "client_closed":
+        log.info("ws_closed", subject=principal.subject, reason=reason, code=code)
+        await _close(websocket, code, reason)
+
+
+async def _serve(
+    websocket: WebSocket, hub: Hub, sub: Subscriber, principal: Principal, interval_s: float
+) -> tuple[str, int]:
+    """Run the connection until it ends; returns ``(reason, close code)``."""
+    last_heard = time.monotonic()
+
+    async def send_loop() -> str:
+        while True:
+            await websocket.send_text(await sub.queue.get())
+
+    async def receive_loop() -> str:
+        nonlocal last_heard
+        while True:
+            try:
+                text = await websocket.receive_text()
+            except WebSocketDisconnect:
+                return "client_closed"
+            last_heard = time.monotonic()
+            try:
+                message = json.loads(text)
+            except ValueError:
+                continue
+            if not isinstance(message, dict):
+                continue
+            kind = message.get("type")
+            if kind in ("subscribe", "unsubscribe"):
+                wanted = _split(message.get("channels")) or []
+                if kind == "subscribe":
+                    granted = [c for c in wanted if channel_rules.allowed(principal, c)]
+                    hub.subscribe(sub, granted)
+                else:
+                    hub.unsubscribe(sub, wanted)
+                sub.offer(
+                    json.dumps(
+                        {
+                            "type": "subscribed",
+                            "channels": sorted(sub.channels),
+                            "denied": [c for c in wanted if kind == "subscribe" and c not in sub.channels],
+                        }
+                    )
+                )
+
+    async def heartbeat_loop() -> str:
+        while True:
+            await asyncio.sleep(interval_s)
+            if time.monotonic() - last_heard > 2 * interval_s:
+                return "heartbeat_timeout"
+            sub.offer(json.dumps({"type": "ping", "ts": time.time(), "seq": hub.last_seq}))
+
+    async def dropped() -> str:
+        await sub.dropped.wait()
+        return "slow_consumer"
+
+    tasks = [
+        asyncio.create_task(send_loop()),
+        asyncio.create_task(receive_loop()),
+        asyncio.create_task(heartbeat_loop()),
+        asyncio.create_task(dropped()),
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+    finished = next(iter(done))
+    try:
+        reason = finished.result()
+    except WebSocketDisconnect:
+        reason = "client_closed"
+    except Exception:
+        reason = "send_failed"
+    codes = {"heartbeat_timeout": CLOSE_HEARTBEAT_TIMEOUT, "slow_consumer": CLOSE_SLOW_CONSUMER}
+    return reason, codes.get(reason, CLOSE_GOING_AWAY)
+
+
+def websocket_router(path: str) -> APIRouter:
+    """The router holding the notifications endpoint at ``path`` (included only when WS_ENABLED)."""
+    router = APIRouter(tags=["notifications"])
+    router.add_api_websocket_route(path, notifications, name="notifications")
+    return router

@@ -1,0 +1,253 @@
+"""What feeds the hub: the ingest path (sales ticker), and background tasks started by the app's lifespan
+that look cheaply for news: a new serving snapshot (``current.json`` changed), new security and sync
+events in the ops store (by seq, on an index), and a live-metrics tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from api.log import get_logger
+from api.metrics import Metrics
+from api.queries.feed import events_after, feed_watermark
+from api.queries.snapshots import ANOMALY_TABLE, SnapshotUnavailable, load_current, read_table
+from api.ws.hub import Hub
+from chainsync.schemas.events import EventBase, SaleEvent
+from chainsync.serving import POINTER, Snapshot
+
+log = get_logger("api.notifications")
+
+INSIGHTS_TABLE = "business_insights"
+_MAX_ITEMS = 20  # anomalies or insights per store in one announcement
+
+
+def publish_ingested(hub: Hub | None, events: Iterable[EventBase]) -> None:
+    """The sales ticker: one message per store per ingest request, with its applied sales. Never awaits."""
+    if hub is None:
+        return
+    by_store: dict[str, list[SaleEvent]] = {}
+    for event in events:
+        if isinstance(event, SaleEvent):
+            by_store.setdefault(event.store_id, []).append(event)
+    for store_id, sales in by_store.items():
+        net = 0
+        units = 0
+        for sale in sales:
+            if sale.kind == "void":
+                continue
+            sign = 1 if sale.kind == "sale" else -1
+            for line in sale.lines:
+                units += sign * line.quantity
+                net += sign * (line.quantity * line.unit_price_cents - line.discount_cents)
+        hub.publish(
+            f"sales:{store_id}",
+            "sales",
+            {
+                "store_id": store_id,
+                "transactions": len(sales),
+                "units": units,
+                "net_revenue_cents": net,
+                "latest": [
+                    {
+                        "transaction_id": s.transaction_id,
+                        "kind": s.kind,
+                        "occurred_at": s.occurred_at.isoformat(),
+                        "total_cents": sum(
+                            line.quantity * line.unit_price_cents - line.discount_cents for line in s.lines
+                        ),
+                    }
+                    for s in sales[-5:]
+                ],
+            },
+        )
+
+
+def _flagged(snapshot: Snapshot) -> pl.DataFrame | None:
+    try:
+        frame = read_table(snapshot, ANOMALY_TABLE)
+    except SnapshotUnavailable:
+        return None
+    if "is_anomaly" not in frame.columns:
+        return None
+    return frame.filter(pl.col("is_anomaly"))
+
+
+def _insights(snapshot: Snapshot) -> pl.DataFrame | None:
+    try:
+        frame = read_table(snapshot, INSIGHTS_TABLE)
+    except SnapshotUnavailable:
+        return None
+    return frame if "store_id" in frame.columns else None
+
+
+def announcements(snapshot: Snapshot, previous: Snapshot | None) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(channel, kind, data)`` to publish for ``snapshot``: one ``snapshot`` message, and per store the
+    anomalies flagged now but not in ``previous`` and the store's insights (when the snapshot has them)."""
+    out: list[tuple[str, str, dict[str, Any]]] = [
+        (
+            "snapshot",
+            "snapshot",
+            {
+                "version": snapshot.version,
+                "created_at": snapshot.created_at.isoformat(),
+                "run_id": snapshot.manifest.get("run_id"),
+                "tables": {name: t.get("rows") for name, t in snapshot.manifest.get("tables", {}).items()},
+            },
+        )
+    ]
+    flagged = _flagged(snapshot)
+    new_by_store: dict[str, list[dict[str, Any]]] = {}
+    if flagged is not None and not flagged.is_empty():
+        before = _flagged(previous) if previous is not None else None
+        if before is not None and not before.is_empty():
+            flagged = flagged.join(
+                before.select("store_id", "sale_date"), on=["store_id", "sale_date"], how="anti"
+            )
+        keep = [
+            c
+            for c in ("store_id", "sale_date", "anomaly_score", "severity", "drivers")
+            if c in flagged.columns
+        ]
+        for (store_id,), part in (
+            flagged.sort("anomaly_score", descending=True).partition_by("store_id", as_dict=True).items()
+        ):
+            new_by_store[str(store_id)] = part.select(keep).head(_MAX_ITEMS).to_dicts()
+    insights = _insights(snapshot)
+    insights_by_store: dict[str, list[dict[str, Any]]] = {}
+    if insights is not None and not insights.is_empty():
+        for (store_id,), part in insights.partition_by("store_id", as_dict=True).items():
+            insights_by_store[str(store_id)] = part.head(_MAX_ITEMS).to_dicts()
+    for store_id in sorted(set(new_by_store) | set(insights_by_store)):
+        out.append(
+            (
+                f"anomalies:{store_id}",
+                "anomalies",
+                {
+                    "version": snapshot.version,
+                    "store_id": store_id,
+                    "new_anomalies": new_by_store.get(store_id, []),
+                    "insights": insights_by_store.get(store_id, []),
+                },
+            )
+        )
+    return out
+
+
+class Notifier:
+    """The background tasks feeding the hub; started and stopped by the app's lifespan."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        engine: Engine,
+        metrics: Metrics,
+        serving_dir: Path,
+        *,
+        poll_s: float,
+        metrics_s: float,
+    ) -> None:
+        self.hub = hub
+        self.engine = engine
+        self.metrics = metrics
+        self.serving_dir = serving_dir
+        self.poll_s = poll_s
+        self.metrics_s = metrics_s
+        self.snapshot: Snapshot | None = None
+        self._pointer_stat: tuple[int, int, int] | None = None
+        self._feed_seq = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self.snapshot = await run_in_threadpool(self._load)
+        self._pointer_stat = self._stat()
+        try:
+            self._feed_seq = await run_in_threadpool(feed_watermark, self.engine)
+        except Exception:  # the ops store may be down; the feed catches up once it answers
+            log.warning("notification_feed_unavailable")
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._every(self.poll_s, self.check_snapshot), name="notify-snapshot"),
+            loop.create_task(self._every(self.poll_s, self.check_ops_feed), name="notify-ops-feed"),
+            loop.create_task(self._every(self.metrics_s, self.tick_metrics), name="notify-metrics"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _every(self, seconds: float, step: Any) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await step()
+            except Exception as exc:  # one bad look must not end the feed
+                log.warning("notification_step_failed", step=step.__name__, error=type(exc).__name__)
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.serving_dir / POINTER)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _load(self) -> Snapshot | None:
+        try:
+            return load_current(self.serving_dir)
+        except SnapshotUnavailable:
+            return None
+
+    async def check_snapshot(self) -> None:
+        """One ``stat`` per poll; the manifest and the anomaly table are read only when the pointer moved."""
+        stat = self._stat()
+        if stat is None or stat == self._pointer_stat:
+            return
+        self._pointer_stat = stat
+        current = await run_in_threadpool(self._load)
+        if current is None or (self.snapshot is not None and current.version == self.snapshot.version):
+            return
+        previous, self.snapshot = self.snapshot, current
+        messages = await run_in_threadpool(announcements, current, previous)
+        for channel, kind, data in messages:
+            self.hub.publish(channel, kind, data)
+        log.info("snapshot_announced", version=current.version, messages=len(messages))
+
+    async def check_ops_feed(self) -> None:
+        rows = await run_in_threadpool(events_after, self.engine, self._feed_seq)
+        for row in rows:
+            self._feed_seq = max(self._feed_seq, row["seq"])
+            payload = row["payload"]
+            if row["event_type"] == "security":
+                self.hub.publish("security", "security", {"store_id": row["store_id"], **payload})
+            elif row["store_id"]:
+                self.hub.publish(f"sync:{row['store_id']}", "sync", payload)
+
+    async def tick_metrics(self) -> None:
+        if not self.hub.has_subscribers("metrics"):
+            return
+        recent = self.metrics.window.by_route(window=60)
+        self.hub.publish(
+            "metrics",
+            "metrics",
+            {
+                "window_seconds": recent["window_seconds"],
+                "requests_per_s": recent["rate_per_s"],
+                "p50_ms": recent["p50_ms"],
+                "p99_ms": recent["p99_ms"],
+                "error_rate": recent["error_rate"],
+                "ingest": self.metrics.window.ingest_rate(window=60),
+                "websocket_connections": self.hub.connections,
+            },
+        )

@@ -1,0 +1,228 @@
+"""The notification hub: in-process fan-out of messages to WebSocket connections, by channel.
+
+Channels (who may subscribe is decided in :mod:`api.ws.channels`):
+
+* ``sales:<store_id>``: the live sales ticker of one store (fed by the ingest endpoints).
+* ``sync:<store_id>``: offline-sync sessions of one store's devices (fed by the ops store feed).
+* ``security``: security events, admins only (fed by the ops store feed).
+* ``snapshot``: a new serving snapshot was published (version and table sizes).
+* ``anomalies:<store_id>``: anomalies and insights new in the latest snapshot, per store.
+* ``metrics``: live API metrics every few seconds.
+
+A subscription may end in ``:*`` (``sales:*``) to follow a channel family across every store.
+
+Every message carries one hub-wide, strictly increasing ``seq``. Each channel keeps its last
+``replay_size`` messages, so a client that reconnects and says the last ``seq`` it saw gets what it
+missed (or a ``gap`` notice when the buffer no longer reaches back that far).
+
+Publishing never waits: the message is encoded once and offered to each subscriber's bounded queue; a
+subscriber whose queue is full is dropped (it is a slow consumer) and the others are unaffected. Each
+connection drains its queue in its own task.
+
+Across several API workers, :meth:`Hub.publish` is the one seam to replace: publish to Redis (a stream,
+``XADD``, whose ids give the global ``seq`` and whose ``XRANGE`` gives the replay) and let one reader task
+per worker call :meth:`Hub.deliver` for what arrives. Connections, queues and authorization stay local.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Close codes (RFC 6455 reserves 4000-4999 for applications).
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_HEARTBEAT_TIMEOUT = 4408
+CLOSE_TOO_MANY_FOR_USER = 4429
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_SERVER_FULL = 1013  # "try again later"
+CLOSE_GOING_AWAY = 1001
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    seq: int
+    channel: str
+    text: str  # the encoded JSON frame, built once for every subscriber
+
+
+class Subscriber:
+    """One connection's side of the hub: its subscriptions and its bounded outgoing queue."""
+
+    def __init__(self, subject: str, queue_size: int) -> None:
+        self.subject = subject
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self.channels: set[str] = set()
+        self.dropped = asyncio.Event()  # set when the hub gives up on this consumer
+
+    def offer(self, text: str) -> bool:
+        if self.dropped.is_set():
+            return False
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.dropped.set()
+            return False
+        return True
+
+
+def _family(channel: str) -> str:
+    return channel.split(":", 1)[0] + ":*" if ":" in channel else channel
+
+
+@dataclass
+class HubStats:
+    published: Counter[str] = field(default_factory=Counter)  # by channel
+    delivered: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)  # messages lost to dropped slow consumers
+    closed: Counter[str] = field(default_factory=Counter)  # connections closed, by reason
+    rejected: Counter[str] = field(default_factory=Counter)  # connections refused, by reason
+    replayed: int = 0
+    accepted: int = 0
+
+
+class Hub:
+    def __init__(self, *, replay_size: int = 1000, max_connections: int = 1000, per_user: int = 10) -> None:
+        self.replay_size = replay_size
+        self.max_connections = max_connections
+        self.per_user = per_user
+        self._seq = itertools.count(1)
+        self.last_seq = 0
+        self._subs: dict[str, set[Subscriber]] = {}  # channel or family pattern -> subscribers
+        self._replay: dict[str, deque[Message]] = {}
+        self._connections: set[Subscriber] = set()
+        self._by_user: Counter[str] = Counter()
+        self.stats = HubStats()
+
+    # --- connections ----------------------------------------------------------------------
+    def admit(self, subject: str, queue_size: int) -> Subscriber | int:
+        """Register a connection for ``subject``, or return the close code refusing it."""
+        if len(self._connections) >= self.max_connections:
+            self.stats.rejected["server_full"] += 1
+            return CLOSE_SERVER_FULL
+        if self._by_user[subject] >= self.per_user:
+            self.stats.rejected["too_many_for_user"] += 1
+            return CLOSE_TOO_MANY_FOR_USER
+        sub = Subscriber(subject, queue_size)
+        self._connections.add(sub)
+        self._by_user[subject] += 1
+        self.stats.accepted += 1
+        return sub
+
+    def release(self, sub: Subscriber, reason: str) -> None:
+        if sub not in self._connections:
+            return
+        self._connections.discard(sub)
+        self._by_user[sub.subject] -= 1
+        if self._by_user[sub.subject] <= 0:
+            del self._by_user[sub.subject]
+        self.unsubscribe(sub, list(sub.channels))
+        self.stats.closed[reason] += 1
+
+    def subscribe(self, sub: Subscriber, channels: Iterable[str]) -> None:
+        """Add ``channels``; a store channel already covered by its ``family:*`` is skipped (and a family
+        replaces the store channels it covers), so nothing is delivered twice."""
+        for channel in channels:
+            if channel in sub.channels or (not channel.endswith(":*") and _family(channel) in sub.channels):
+                continue
+            if channel.endswith(":*"):
+                self.unsubscribe(sub, [c for c in sub.channels if _family(c) == channel])
+            sub.channels.add(channel)
+            self._subs.setdefault(channel, set()).add(sub)
+
+    def unsubscribe(self, sub: Subscriber, channels: Iterable[str]) -> None:
+        for channel in list(channels):
+            sub.channels.discard(channel)
+            subs = self._subs.get(channel)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[channel]
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    def subscribers(self, channel: str) -> int:
+        return len(self._subs.get(channel, ()))
+
+    def has_subscribers(self, channel: str) -> bool:
+        return bool(self._subs.get(channel) or self._subs.get(_family(channel)))
+
+    # --- messages -------------------------------------------------------------------------
+    def publish(self, channel: str, kind: str, data: dict[str, Any]) -> Message:
+        """Encode once, keep for replay, offer to every subscriber of ``channel`` (and of its family).
+        Call on the event loop; it never awaits."""
+        seq = next(self._seq)
+        self.last_seq = seq
+        text = json.dumps(
+            {"type": kind, "channel": channel, "seq": seq, "ts": time.time(), "data": data},
+            separators=(",", ":"),
+            default=str,
+        )
+        message = Message(seq=seq, channel=channel, text=text)
+        if self.replay_size:
+            buffer = self._replay.get(channel)
+            if buffer is None:
+                buffer = self._replay[channel] = deque(maxlen=self.replay_size)
+            buffer.append(message)
+        self.deliver(message)
+        return message
+
+    def deliver(self, message: Message) -> None:
+        self.stats.published[message.channel] += 1
+        for pattern in (message.channel, _family(message.channel)):
+            for sub in self._subs.get(pattern, ()):
+                if sub.offer(message.text):
+                    self.stats.delivered[message.channel] += 1
+                else:
+                    self.stats.dropped[message.channel] += 1
+
+    def replay(self, channels: Iterable[str], after_seq: int) -> tuple[list[Message], list[str]]:
+        """Messages with ``seq > after_seq`` on ``channels`` (patterns allowed) in seq order, and the
+        channels whose buffer no longer reaches back to ``after_seq`` (the client missed some)."""
+        wanted = set(channels)
+        out: list[Message] = []
+        gaps: list[str] = []
+        for name, buffer in self._replay.items():
+            if name not in wanted and _family(name) not in wanted:
+                continue
+            if buffer and buffer[0].seq > after_seq + 1 and len(buffer) == buffer.maxlen:
+                gaps.append(name)
+            out.extend(m for m in buffer if m.seq > after_seq)
+        out.sort(key=lambda m: m.seq)
+        self.stats.replayed += len(out)
+        return out, sorted(gaps)
+
+    def snapshot_stats(self) -> dict[str, Any]:
+        channels = sorted(set(self.stats.published) | {c for c in self._subs})
+        return {
+            "connections": self.connections,
+            "max_connections": self.max_connections,
+            "max_connections_per_user": self.per_user,
+            "users": len(self._by_user),
+            "accepted_total": self.stats.accepted,
+            "rejected_total": dict(self.stats.rejected),
+            "closed_total": dict(self.stats.closed),
+            "replayed_total": self.stats.replayed,
+            "last_seq": self.last_seq,
+            "channels": {
+                c: {
+                    "subscribers": self.subscribers(c),
+                    "published": self.stats.published[c],
+                    "delivered": self.stats.delivered[c],
+                    "dropped": self.stats.dropped[c],
+                    "buffered": len(self._replay.get(c, ())),
+                }
+                for c in channels
+            },
+            "messages_published_total": sum(self.stats.published.values()),
+            "messages_delivered_total": sum(self.stats.delivered.values()),
+            "messages_dropped_total": sum(self.stats.dropped.values()),
+        }
