@@ -2,13 +2,14 @@
 
 from fastapi import APIRouter
 
-from api.routes import ai, auth, events, observability
+from api.routes import ai, auth, events, observability, sync
 
 api_router = APIRouter(prefix="/api")
 api_router.include_router(auth.router)
 api_router.include_router(events.router)
 api_router.include_router(ai.router)
 api_router.include_router(observability.router)
+api_router.include_router(sync.router)
 
 root_router = APIRouter()
 root_router.include_router(observability.metrics_router)

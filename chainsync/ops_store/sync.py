@@ -1,0 +1,797 @@
+"""Offline sync state in the ops store: apply an upload in one transaction, read the change log for
+downloads, device status, the conflict queue and its resolutions.
+
+Times are stored as naive UTC (as everywhere in the ops store) and returned timezone-aware.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+
+from chainsync.ops_store.events import InboxRow, append_in_transaction
+from chainsync.ops_store.tables import (
+    products,
+    store_product_overrides,
+    sync_audit,
+    sync_changes,
+    sync_conflicts,
+    sync_dead_letters,
+    sync_devices,
+    sync_mutations,
+)
+from chainsync.schemas.events import SyncEvent
+from chainsync.sync.policy import Strategy, decide_override, resolve
+from chainsync.sync.protocol import CatalogItem, InventoryItem, OverrideItem, SaleItem
+
+SYNC_NAMESPACE = uuid.UUID("6f0c9d0e-5d1a-4f7e-9a59-3c1f4f9b2a10")
+OVERRIDE_FIELDS = ("shelf_label", "reorder_point")
+MAX_DEAD_LETTER_PAYLOAD = 8_000
+MAX_SKEW_SECONDS = 10**7
+
+ParsedItem = SaleItem | InventoryItem | OverrideItem | CatalogItem
+
+
+def _naive(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
+
+
+@dataclass(slots=True)
+class PreparedItem:
+    """One upload item after validation: ``parsed`` when valid, else ``errors``."""
+
+    index: int
+    mutation_id: str | None
+    item_type: str | None
+    parsed: ParsedItem | None = None
+    errors: list[dict[str, str]] = field(default_factory=list)
+    raw: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchMeta:
+    store_id: str
+    device_id: str
+    batch_id: str
+    sent_at: datetime
+    offline_since: datetime | None
+    pending: int
+    actor: str
+
+
+@dataclass(slots=True)
+class UploadOutcome:
+    results: list[dict[str, Any]]
+    counts: dict[str, int]
+    clock_skew_seconds: int
+    session_event_id: str
+
+
+def clock_skew_seconds(sent_at: datetime, now: datetime) -> int:
+    """Device clock minus server clock, in whole seconds (positive: the device runs ahead)."""
+    skew = round((sent_at - now).total_seconds())
+    return max(-MAX_SKEW_SECONDS, min(MAX_SKEW_SECONDS, skew))
+
+
+def _override_row(conn: Connection, store_id: str, product_id: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(store_product_overrides).where(
+            store_product_overrides.c.store_id == store_id,
+            store_product_overrides.c.product_id == product_id,
+        )
+    ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def _override_values(row: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: (row or {}).get(k) for k in OVERRIDE_FIELDS}
+
+
+def _product_row(conn: Connection, product_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(products).where(products.c.product_id == product_id)).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def write_override(
+    conn: Connection, store_id: str, product_id: str, values: dict[str, Any], *, actor: str, now: datetime
+) -> int:
+    """Set a store's override of ``product_id`` (version + 1), log the change; returns the new version."""
+    current = _override_row(conn, store_id, product_id)
+    merged = {**_override_values(current), **{k: values.get(k) for k in OVERRIDE_FIELDS if k in values}}
+    version = (current["version"] if current else 0) + 1
+    row = {**merged, "version": version, "updated_at": _naive(now), "updated_by": actor[:160]}
+    if current is None:
+        conn.execute(insert(store_product_overrides).values(store_id=store_id, product_id=product_id, **row))
+    else:
+        conn.execute(
+            update(store_product_overrides)
+            .where(
+                store_product_overrides.c.store_id == store_id,
+                store_product_overrides.c.product_id == product_id,
+            )
+            .values(**row)
+        )
+    conn.execute(
+        insert(sync_changes).values(
+            store_id=store_id,
+            entity="product_override",
+            entity_key=product_id,
+            op="upsert",
+            changed_at=_naive(now),
+        )
+    )
+    return version
+
+
+def _catalog_values(row: dict[str, Any] | None) -> dict[str, Any]:
+    if row is None:
+        return {}
+    return {"name": row["name"], "price_cents": row["price_cents"], "is_active": bool(row["is_active"])}
+
+
+def apply_upload(
+    engine: Engine, meta: BatchMeta, items: Sequence[PreparedItem], *, received_at: datetime, started: float
+) -> UploadOutcome:
+    """Apply one upload in one transaction (committed when this returns) and answer item by item.
+
+    A mutation id already stored for the device answers as it did the first time (``applied`` becomes
+    ``duplicate``), so replaying a batch changes nothing. Rejected items go to the dead-letter table and
+    never stop the items after them. One :class:`SyncEvent` per batch is appended to the inbox (its
+    ``event_id`` derives from the batch id, so a replayed batch does not count twice)."""
+    import time
+
+    now = received_at
+    skew = clock_skew_seconds(meta.sent_at, now)
+    results: list[dict[str, Any]] = [{} for _ in items]
+    with engine.begin() as conn:
+        ids = [it.mutation_id for it in items if it.mutation_id]
+        known: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 5_000):
+            for mid, result in conn.execute(
+                select(sync_mutations.c.mutation_id, sync_mutations.c.result).where(
+                    sync_mutations.c.store_id == meta.store_id,
+                    sync_mutations.c.device_id == meta.device_id,
+                    sync_mutations.c.mutation_id.in_(ids[start : start + 5_000]),
+                )
+            ):
+                known[str(mid)] = json.loads(str(result))
+
+        seen: set[str] = set()
+        fresh: list[int] = []  # indexes of items answered for the first time
+        events: list[tuple[int, InboxRow]] = []
+        for i, item in enumerate(items):
+            base = {"index": item.index, "mutation_id": item.mutation_id, "type": item.item_type}
+            mid = item.mutation_id
+            if mid is not None and (mid in known or mid in seen):
+                first = known.get(mid)
+                if first is None or first["status"] == "applied":
+                    results[i] = {**(first or base), "index": item.index, "status": "duplicate"}
+                else:
+                    results[i] = {**first, "index": item.index, "replayed": True}
+                continue
+            if mid is not None:
+                seen.add(mid)
+            if item.parsed is None:
+                results[i] = {**base, "status": "rejected", "errors": item.errors}
+                fresh.append(i)
+                continue
+            parsed = item.parsed
+            if isinstance(parsed, SaleItem | InventoryItem):
+                events.append((i, InboxRow.from_event(parsed.payload)))
+                results[i] = {**base, "event_id": str(parsed.payload.event_id)}
+            elif isinstance(parsed, OverrideItem):
+                results[i] = {**base, **_apply_override(conn, meta, parsed, skew=skew, now=now)}
+            else:
+                results[i] = {**base, **_catalog_edit(conn, meta, parsed, skew=skew, now=now)}
+            fresh.append(i)
+
+        if events:
+            statuses = append_in_transaction(conn, [row for _, row in events], received_at=now)
+            for (i, _), outcome in zip(events, statuses, strict=True):
+                results[i]["status"] = outcome
+
+        dead = [
+            {
+                "store_id": meta.store_id,
+                "device_id": meta.device_id,
+                "mutation_id": items[i].mutation_id or "",
+                "item_type": items[i].item_type or "",
+                "errors": json.dumps(results[i].get("errors", [])),
+                "payload": items[i].raw[:MAX_DEAD_LETTER_PAYLOAD],
+                "created_at": _naive(now),
+            }
+            for i in fresh
+            if results[i]["status"] == "rejected"
+        ]
+        if dead:
+            conn.execute(insert(sync_dead_letters), dead)
+        log_rows = [
+            {
+                "store_id": meta.store_id,
+                "device_id": meta.device_id,
+                "mutation_id": items[i].mutation_id,
+                "item_type": items[i].item_type or "",
+                "status": results[i]["status"],
+                "event_id": results[i].get("event_id"),
+                "conflict_id": results[i].get("conflict_id"),
+                "result": json.dumps(results[i]),
+                "batch_id": meta.batch_id,
+                "received_at": _naive(now),
+            }
+            for i in fresh
+            if items[i].mutation_id is not None
+        ]
+        if log_rows:
+            conn.execute(insert(sync_mutations), log_rows)
+
+        counts = {s: 0 for s in ("applied", "duplicate", "rejected", "conflict")}
+        for r in results:
+            counts[r["status"]] += 1
+        _touch_device(conn, meta, skew=skew, now=now, counts=counts)
+
+        session_id = str(uuid.uuid5(SYNC_NAMESPACE, f"{meta.store_id}/{meta.device_id}/{meta.batch_id}"))
+        session = SyncEvent(
+            event_id=uuid.UUID(session_id),
+            occurred_at=meta.sent_at,
+            store_id=meta.store_id,
+            device_id=meta.device_id,
+            session_id=meta.batch_id,
+            offline_since=meta.offline_since,
+            items_received=len(items),
+            items_applied=counts["applied"],
+            items_duplicate=counts["duplicate"],
+            items_rejected=counts["rejected"],
+            items_conflict=counts["conflict"],
+            duration_ms=max(0, int((time.perf_counter() - started) * 1000)),
+            clock_skew_seconds=skew,
+        )
+        append_in_transaction(conn, [InboxRow.from_event(session)], received_at=now)
+    return UploadOutcome(results=results, counts=counts, clock_skew_seconds=skew, session_event_id=session_id)
+
+
+def _apply_override(
+    conn: Connection, meta: BatchMeta, item: OverrideItem, *, skew: int, now: datetime
+) -> dict[str, Any]:
+    payload = item.payload
+    product = _product_row(conn, payload.product_id)
+    if product is None or not product["is_active"]:
+        why = "is not in the catalog" if product is None else "was deleted from the catalog"
+        return {
+            "status": "rejected",
+            "errors": [{"field": "payload.product_id", "message": f"product {why}"}],
+        }
+    current = _override_row(conn, meta.store_id, payload.product_id)
+    server_version = current["version"] if current else 0
+    client = payload.values()
+    server = _override_values(current)
+    assert item.base_version is not None
+    decision = decide_override(item.base_version, server_version, client, server)
+    if decision == "reject":
+        return {
+            "status": "rejected",
+            "errors": [
+                {
+                    "field": "base_version",
+                    "message": f"version {item.base_version} was never issued "
+                    f"(the server is at {server_version})",
+                },
+            ],
+        }
+    if decision == "noop":
+        return {"status": "applied", "version": server_version}
+    if decision == "apply":
+        version = write_override(conn, meta.store_id, payload.product_id, client, actor=meta.actor, now=now)
+        return {"status": "applied", "version": version}
+    edited = item.edited_at - timedelta(seconds=skew) if item.edited_at else None
+    conflict_id = conn.execute(
+        insert(sync_conflicts).values(
+            store_id=meta.store_id,
+            device_id=meta.device_id,
+            mutation_id=item.mutation_id,
+            entity="product_override",
+            entity_key=payload.product_id,
+            base_version=item.base_version,
+            server_version=server_version,
+            client_value=json.dumps(client),
+            server_value=json.dumps(server),
+            client_edited_at=_naive(edited) if edited else None,
+            status="open",
+            created_at=_naive(now),
+        )
+    ).inserted_primary_key[0]  # type: ignore[index]
+    return {
+        "status": "conflict",
+        "conflict_id": conflict_id,
+        "resolution": None,
+        "server_version": server_version,
+        "server_value": server,
+    }
+
+
+def _catalog_edit(
+    conn: Connection, meta: BatchMeta, item: CatalogItem, *, skew: int, now: datetime
+) -> dict[str, Any]:
+    product = _product_row(conn, item.payload.product_id)
+    if product is None:
+        return {
+            "status": "rejected",
+            "errors": [{"field": "payload.product_id", "message": "product is not in the catalog"}],
+        }
+    server = _catalog_values(product)
+    client = item.payload.model_dump(exclude={"product_id"}, exclude_none=True)
+    edited = item.edited_at - timedelta(seconds=skew) if item.edited_at else None
+    conflict_id = conn.execute(
+        insert(sync_conflicts).values(
+            store_id=meta.store_id,
+            device_id=meta.device_id,
+            mutation_id=item.mutation_id,
+            entity="product",
+            entity_key=item.payload.product_id,
+            base_version=item.base_version,
+            server_version=None,
+            client_value=json.dumps(client),
+            server_value=json.dumps(server),
+            client_edited_at=_naive(edited) if edited else None,
+            status="resolved",
+            resolution="server_wins",
+            resolved_by="policy",
+            resolved_at=_naive(now),
+            created_at=_naive(now),
+        )
+    ).inserted_primary_key[0]  # type: ignore[index]
+    return {
+        "status": "conflict",
+        "conflict_id": conflict_id,
+        "resolution": "server_wins",
+        "server_value": server,
+    }
+
+
+def _touch_device(
+    conn: Connection, meta: BatchMeta, *, skew: int, now: datetime, counts: dict[str, int]
+) -> None:
+    key = (sync_devices.c.store_id == meta.store_id) & (sync_devices.c.device_id == meta.device_id)
+    values = {
+        "last_upload_at": _naive(now),
+        "last_batch_id": meta.batch_id,
+        "pending_reported": meta.pending,
+        "clock_skew_seconds": skew,
+        "offline_since": _naive(meta.offline_since) if meta.offline_since else None,
+    }
+    done = conn.execute(
+        update(sync_devices)
+        .where(key)
+        .values(
+            **values,
+            items_applied=sync_devices.c.items_applied + counts["applied"],
+            items_rejected=sync_devices.c.items_rejected + counts["rejected"],
+        )
+    ).rowcount
+    if not done:
+        conn.execute(
+            insert(sync_devices).values(
+                store_id=meta.store_id,
+                device_id=meta.device_id,
+                items_applied=counts["applied"],
+                items_rejected=counts["rejected"],
+                **values,
+            )
+        )
+
+
+def record_download(engine: Engine, store_id: str, device_id: str, seq: int, now: datetime) -> None:
+    with engine.begin() as conn:
+        key = (sync_devices.c.store_id == store_id) & (sync_devices.c.device_id == device_id)
+        values = {"last_download_at": _naive(now), "last_cursor_seq": seq}
+        if not conn.execute(update(sync_devices).where(key).values(**values)).rowcount:
+            conn.execute(insert(sync_devices).values(store_id=store_id, device_id=device_id, **values))
+
+
+# --- download ---------------------------------------------------------------------------------------
+
+
+def product_record(row: dict[str, Any] | None, key: str) -> dict[str, Any]:
+    """A catalog entry as a terminal sees it (prices included, unit cost never), or its tombstone."""
+    if row is None or not row["is_active"]:
+        return {"entity": "product", "key": key, "op": "delete"}
+    return {
+        "entity": "product",
+        "key": key,
+        "op": "upsert",
+        "data": {
+            "product_id": row["product_id"],
+            "name": row["name"],
+            "category": row["category"],
+            "price_cents": row["price_cents"],
+            "lead_time_days": row["lead_time_days"],
+        },
+    }
+
+
+def override_record(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "entity": "product_override",
+        "key": row["product_id"],
+        "op": "upsert",
+        "version": row["version"],
+        "data": {"product_id": row["product_id"], **_override_values(row)},
+    }
+
+
+def change_log_bounds(engine: Engine) -> tuple[int, int]:
+    """(first retained seq, last seq) of the change log; (0, 0) when empty."""
+    with engine.connect() as conn:
+        lo, hi = conn.execute(select(func.min(sync_changes.c.seq), func.max(sync_changes.c.seq))).one()
+        if hi is None:
+            # Empty log: the last seq ever issued (AUTOINCREMENT keeps it in sqlite_sequence).
+            hi = _last_issued_seq(conn)
+            return hi + 1, hi
+        return int(lo), int(hi)  # type: ignore[call-overload]
+
+
+def _last_issued_seq(conn: Connection) -> int:
+    if conn.dialect.name != "sqlite":
+        return 0
+    value = conn.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = 'sync_changes'").scalar()
+    return int(value or 0)
+
+
+def catalog_page(
+    engine: Engine, store_id: str, *, after_key: str | None, overrides: bool, limit: int
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` current rows for a full download: active products by key, or (``overrides``) the
+    store's overrides by product key."""
+    with engine.connect() as conn:
+        if not overrides:
+            stmt = select(products).where(products.c.is_active.is_(True)).order_by(products.c.product_id)
+            if after_key is not None:
+                stmt = stmt.where(products.c.product_id > after_key)
+            return [product_record(dict(r._mapping), r.product_id) for r in conn.execute(stmt.limit(limit))]
+        t = store_product_overrides
+        stmt = select(t).where(t.c.store_id == store_id).order_by(t.c.product_id)
+        if after_key is not None:
+            stmt = stmt.where(t.c.product_id > after_key)
+        return [override_record(dict(r._mapping)) for r in conn.execute(stmt.limit(limit))]
+
+
+def changes_after(
+    engine: Engine, store_id: str, after_seq: int, limit: int
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """Changes visible to ``store_id`` after ``after_seq``, as records of the entities' current state:
+    ``(records, last seq read, more remain)``. Several changes of one entity in a page give one record."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                sync_changes.c.seq, sync_changes.c.store_id, sync_changes.c.entity, sync_changes.c.entity_key
+            )
+            .where(
+                sync_changes.c.seq > after_seq,
+                or_(sync_changes.c.store_id.is_(None), sync_changes.c.store_id == store_id),
+            )
+            .order_by(sync_changes.c.seq)
+            .limit(limit + 1)
+        ).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if not rows:
+            return [], after_seq, False
+        latest: dict[tuple[str, str], int] = {}
+        for r in rows:
+            latest[(r.entity, r.entity_key)] = r.seq
+        keys_p = [k for (e, k) in latest if e == "product"]
+        keys_o = [k for (e, k) in latest if e == "product_override"]
+        prod = (
+            {
+                r.product_id: dict(r._mapping)
+                for r in conn.execute(select(products).where(products.c.product_id.in_(keys_p)))
+            }
+            if keys_p
+            else {}
+        )
+        over = (
+            {
+                r.product_id: dict(r._mapping)
+                for r in conn.execute(
+                    select(store_product_overrides).where(
+                        store_product_overrides.c.store_id == store_id,
+                        store_product_overrides.c.product_id.in_(keys_o),
+                    )
+                )
+            }
+            if keys_o
+            else {}
+        )
+    records: list[dict[str, Any]] = []
+    for (entity, key), _seq in sorted(latest.items(), key=lambda kv: kv[1]):
+        if entity == "product":
+            records.append(product_record(prod.get(key), key))
+        elif key in over:
+            records.append(override_record(over[key]))
+    return records, int(rows[-1].seq), more
+
+
+def prune_changes(engine: Engine, *, through_seq: int) -> int:
+    """Drop change-log entries up to ``through_seq``; cursors before it become stale (410)."""
+    with engine.begin() as conn:
+        return conn.execute(sync_changes.delete().where(sync_changes.c.seq <= through_seq)).rowcount
+
+
+# --- status, health, conflicts ----------------------------------------------------------------------
+
+
+def device_status(
+    engine: Engine, *, stores: Iterable[str] | None, device_id: str | None = None, now: datetime
+) -> list[dict[str, Any]]:
+    """Per device: last checkpoint (upload and download), pending and dead-letter counts, lag and clock
+    skew, open conflicts. ``stores`` None means every store."""
+    d = sync_devices
+    stmt = select(d).order_by(d.c.store_id, d.c.device_id)
+    if stores is not None:
+        stmt = stmt.where(d.c.store_id.in_(list(stores)))
+    if device_id is not None:
+        stmt = stmt.where(d.c.device_id == device_id)
+    with engine.connect() as conn:
+        devices = [dict(r._mapping) for r in conn.execute(stmt)]
+        dead = {
+            (r.store_id, r.device_id): r.n
+            for r in conn.execute(
+                select(
+                    sync_dead_letters.c.store_id, sync_dead_letters.c.device_id, func.count().label("n")
+                ).group_by(sync_dead_letters.c.store_id, sync_dead_letters.c.device_id)
+            )
+        }
+        open_conf = {
+            (r.store_id, r.device_id): r.n
+            for r in conn.execute(
+                select(sync_conflicts.c.store_id, sync_conflicts.c.device_id, func.count().label("n"))
+                .where(sync_conflicts.c.status == "open")
+                .group_by(sync_conflicts.c.store_id, sync_conflicts.c.device_id)
+            )
+        }
+        recent_dead: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for dev in devices:
+            key = (dev["store_id"], dev["device_id"])
+            if dead.get(key):
+                rows = conn.execute(
+                    select(sync_dead_letters)
+                    .where(sync_dead_letters.c.store_id == key[0], sync_dead_letters.c.device_id == key[1])
+                    .order_by(sync_dead_letters.c.id.desc())
+                    .limit(10)
+                )
+                recent_dead[key] = [
+                    {
+                        "mutation_id": r.mutation_id,
+                        "type": r.item_type,
+                        "errors": json.loads(r.errors),
+                        "at": _iso(r.created_at),
+                    }
+                    for r in rows
+                ]
+    out = []
+    for dev in devices:
+        key = (dev["store_id"], dev["device_id"])
+        last = _aware(dev["last_upload_at"])
+        out.append(
+            {
+                "store_id": dev["store_id"],
+                "device_id": dev["device_id"],
+                "last_checkpoint": {
+                    "upload_at": _iso(dev["last_upload_at"]),
+                    "batch_id": dev["last_batch_id"],
+                    "download_at": _iso(dev["last_download_at"]),
+                    "cursor_seq": dev["last_cursor_seq"],
+                },
+                "pending": dev["pending_reported"],
+                "rejected": dead.get(key, 0),
+                "dead_letters": recent_dead.get(key, []),
+                "lag_seconds": round((now - last).total_seconds()) if last else None,
+                "clock_skew_seconds": dev["clock_skew_seconds"],
+                "offline_since": _iso(dev["offline_since"]),
+                "open_conflicts": open_conf.get(key, 0),
+                "items_applied": dev["items_applied"],
+            }
+        )
+    return out
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return _aware(ts).isoformat() if ts is not None else None  # type: ignore[union-attr]
+
+
+def health_figures(
+    engine: Engine, *, stores: Iterable[str] | None, now: datetime, window_s: int
+) -> dict[str, Any]:
+    """Throughput and error rate over the last ``window_s`` seconds, open conflicts, dead letters and
+    the device that has gone longest without an upload."""
+    since = _naive(now - timedelta(seconds=window_s))
+    store_list = list(stores) if stores is not None else None
+    m = sync_mutations
+
+    def scoped(stmt, table):  # type: ignore[no-untyped-def]
+        return stmt.where(table.c.store_id.in_(store_list)) if store_list is not None else stmt
+
+    with engine.connect() as conn:
+        by_status = dict(
+            conn.execute(
+                scoped(
+                    select(m.c.status, func.count()).where(m.c.received_at >= since).group_by(m.c.status), m
+                )
+            ).all()
+        )
+        open_conflicts: int = conn.execute(
+            scoped(
+                select(func.count()).select_from(sync_conflicts).where(sync_conflicts.c.status == "open"),
+                sync_conflicts,
+            )
+        ).scalar_one()
+        dead: int = conn.execute(
+            scoped(select(func.count()).select_from(sync_dead_letters), sync_dead_letters)
+        ).scalar_one()
+        oldest = conn.execute(
+            scoped(
+                select(sync_devices.c.store_id, sync_devices.c.device_id, sync_devices.c.last_upload_at)
+                .where(sync_devices.c.last_upload_at.is_not(None))
+                .order_by(sync_devices.c.last_upload_at)
+                .limit(1),
+                sync_devices,
+            )
+        ).first()
+        devices: int = conn.execute(
+            scoped(select(func.count()).select_from(sync_devices), sync_devices)
+        ).scalar_one()
+    total = sum(by_status.values())
+    return {
+        "window_seconds": window_s,
+        "items": {k: int(by_status.get(k, 0)) for k in ("applied", "duplicate", "rejected", "conflict")},
+        "throughput_items_per_s": round(total / window_s, 3),
+        "error_rate": round(by_status.get("rejected", 0) / total, 4) if total else 0.0,
+        "open_conflicts": int(open_conflicts),
+        "dead_letters": int(dead),
+        "devices": int(devices),
+        "oldest_unsynced_device": None
+        if oldest is None
+        else {
+            "store_id": oldest.store_id,
+            "device_id": oldest.device_id,
+            "last_upload_at": _iso(oldest.last_upload_at),
+            "lag_seconds": round((now - _aware(oldest.last_upload_at)).total_seconds()),  # type: ignore[operator]
+        },
+    }
+
+
+def _conflict_dict(r: Any) -> dict[str, Any]:
+    return {
+        "conflict_id": r.id,
+        "store_id": r.store_id,
+        "device_id": r.device_id,
+        "mutation_id": r.mutation_id,
+        "entity": r.entity,
+        "key": r.entity_key,
+        "base_version": r.base_version,
+        "server_version": r.server_version,
+        "client_value": json.loads(r.client_value),
+        "server_value": json.loads(r.server_value),
+        "client_edited_at": _iso(r.client_edited_at),
+        "status": r.status,
+        "resolution": r.resolution,
+        "resolved_value": json.loads(r.resolved_value) if r.resolved_value else None,
+        "resolved_by": r.resolved_by,
+        "resolved_at": _iso(r.resolved_at),
+        "created_at": _iso(r.created_at),
+    }
+
+
+def list_conflicts(
+    engine: Engine, *, stores: Iterable[str] | None, status: str | None = "open", limit: int = 200
+) -> list[dict[str, Any]]:
+    c = sync_conflicts
+    stmt = select(c).order_by(c.c.id).limit(limit)
+    if stores is not None:
+        stmt = stmt.where(c.c.store_id.in_(list(stores)))
+    if status is not None:
+        stmt = stmt.where(c.c.status == status)
+    with engine.connect() as conn:
+        return [_conflict_dict(r) for r in conn.execute(stmt)]
+
+
+def conflict_store(engine: Engine, conflict_id: int) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(sync_conflicts.c.store_id).where(sync_conflicts.c.id == conflict_id)
+        ).scalar()
+
+
+class ConflictClosed(Exception):
+    """The conflict was resolved already."""
+
+
+def resolve_conflict(
+    engine: Engine,
+    conflict_id: int,
+    strategy: Strategy,
+    *,
+    actor: str,
+    now: datetime,
+    value: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Resolve one open override conflict, write the winning values (as a new version, logged for
+    download) and an audit row, in one transaction. Raises :class:`ConflictClosed` or KeyError."""
+    with engine.begin() as conn:
+        r = conn.execute(select(sync_conflicts).where(sync_conflicts.c.id == conflict_id)).first()
+        if r is None:
+            raise KeyError(conflict_id)
+        if r.status != "open":
+            raise ConflictClosed(f"conflict {conflict_id} was resolved already ({r.resolution})")
+        current = _override_row(conn, r.store_id, r.entity_key)
+        server = _override_values(current)
+        winner = resolve(
+            strategy,
+            client=json.loads(r.client_value),
+            server=server,
+            client_edited_at=_aware(r.client_edited_at),
+            server_updated_at=_aware(current["updated_at"]) if current else None,
+            value=value,
+        )
+        version = current["version"] if current else 0
+        if winner is not None and winner != server:
+            version = write_override(conn, r.store_id, r.entity_key, winner, actor=actor, now=now)
+        final = winner if winner is not None else server
+        conn.execute(
+            update(sync_conflicts)
+            .where(and_(sync_conflicts.c.id == conflict_id, sync_conflicts.c.status == "open"))
+            .values(
+                status="resolved",
+                resolution=strategy,
+                resolved_value=json.dumps(final),
+                resolved_by=actor[:160],
+                resolved_at=_naive(now),
+            )
+        )
+        conn.execute(
+            insert(sync_audit).values(
+                at=_naive(now),
+                actor=actor[:160],
+                action="resolve_conflict",
+                store_id=r.store_id,
+                conflict_id=conflict_id,
+                detail=json.dumps(
+                    {
+                        "strategy": strategy,
+                        "entity": r.entity,
+                        "key": r.entity_key,
+                        "value": final,
+                        "version": version,
+                    }
+                ),
+            )
+        )
+        row = conn.execute(select(sync_conflicts).where(sync_conflicts.c.id == conflict_id)).one()
+    return {**_conflict_dict(row), "version": version}
+
+
+def audit_trail(engine: Engine, *, stores: Iterable[str] | None, limit: int = 100) -> list[dict[str, Any]]:
+    stmt = select(sync_audit).order_by(sync_audit.c.id.desc()).limit(limit)
+    if stores is not None:
+        stmt = stmt.where(sync_audit.c.store_id.in_(list(stores)))
+    with engine.connect() as conn:
+        return [
+            {
+                "at": _iso(r.at),
+                "actor": r.actor,
+                "action": r.action,
+                "store_id": r.store_id,
+                "conflict_id": r.conflict_id,
+                "detail": json.loads(r.detail),
+            }
+            for r in conn.execute(stmt)
+        ]
