@@ -154,6 +154,78 @@ def api(
     )
 
 
+@app.command()
+def simulate(
+    api: Annotated[str, typer.Option(help="Base URL of the running API.")] = "http://127.0.0.1:8000",
+    terminals: Annotated[int, typer.Option(min=1, max=200, help="Terminals (threads) to run.")] = 5,
+    store: Annotated[str, typer.Option(help="Store the terminals belong to.")] = "S001",
+    sales: Annotated[int, typer.Option(min=1, max=100_000, help="Sales per terminal.")] = 100,
+    key: Annotated[
+        list[str] | None, typer.Option(help="Device API key per terminal (repeatable), as DEVICE=KEY or KEY.")
+    ] = None,
+    create_keys: Annotated[
+        bool, typer.Option(help="Issue keys for SIM-01..SIM-N at STORE in the local ops store.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, max=1000, help="Items per upload.")] = 25,
+    offline_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Chance per sale of going offline.")
+    ] = 0.05,
+    duplicate_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Chance per upload of re-sending acknowledged items.")
+    ] = 0.05,
+    edit_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Chance per sale of a shelf-label edit.")
+    ] = 0.02,
+    bad_rate: Annotated[float, typer.Option(min=0, max=1, help="Chance per sale of a malformed item.")] = 0.0,
+    max_skew: Annotated[int, typer.Option(min=0, max=86_400, help="Largest clock skew, seconds.")] = 900,
+    deadline: Annotated[float, typer.Option(min=1, max=24 * 3600, help="Wall-clock bound, seconds.")] = 120.0,
+    pace: Annotated[float, typer.Option(min=0, max=60, help="Pause between sales, seconds.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Play a store day on N terminals against the running API: offline spells, retries with the same
+    mutation ids, duplicates and skewed clocks; print sold vs acknowledged."""
+    import json
+
+    from chainsync.sync.simulator import SimulationConfig, run_simulation
+
+    keys: list[tuple[str, str]] = []
+    for i, given in enumerate(key or []):
+        device, _, secret = given.rpartition("=") if "=" in given else (f"SIM-{i + 1:02d}", "", given)
+        keys.append((device, secret))
+    if create_keys:
+        from chainsync.ops_store.users import create_device_key
+
+        engine = _engine()
+        keys.extend(
+            (f"SIM-{i + 1:02d}", create_device_key(engine, store, f"SIM-{i + 1:02d}"))
+            for i in range(len(keys), terminals)
+        )
+    if len(keys) < terminals:
+        console.print(f"[red]{terminals} terminals need {terminals} keys; pass --key or --create-keys[/]")
+        raise typer.Exit(2)
+    config = SimulationConfig(
+        api=api.rstrip("/"),
+        store_id=store,
+        keys=keys[:terminals],
+        sales_per_terminal=sales,
+        batch_size=batch_size,
+        offline_rate=offline_rate,
+        duplicate_rate=duplicate_rate,
+        edit_rate=edit_rate,
+        bad_rate=bad_rate,
+        max_skew_seconds=max_skew,
+        deadline_seconds=deadline,
+        pace_seconds=pace,
+        seed=seed,
+    )
+    report = run_simulation(config)
+    summary = report.summary()
+    typer.echo(json.dumps(summary, indent=2))
+    if summary["sales_unacknowledged"]:
+        console.print(f"[yellow]{summary['sales_unacknowledged']} sales still queued on terminals[/]")
+        raise typer.Exit(1)
+
+
 @users_app.command("create")
 def users_create(
     username: Annotated[str, typer.Argument(help="Login name.")],
