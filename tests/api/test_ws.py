@@ -1,0 +1,395 @@
+"""WS /ws/notifications for real: ``chainsync api`` under uvicorn on 127.0.0.1, real ``websockets`` clients.
+
+One server for the module (small heartbeat, small limits, fast polling); every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from api.security import ALL_STORES, create_access_token
+from api.ws.hub import Hub
+from chainsync.ops_store import get_engine
+from chainsync.ops_store.users import create_device_key, upsert_user
+from chainsync.serving import publish_snapshot
+from chainsync.settings import Settings
+from tests.api.conftest import anomaly_frame, bearer, sale_event
+from tests.api.test_server import REPO, free_port, wait_healthy
+
+HEARTBEAT_MS = 400
+WS_PATH = "/ws/notifications"
+
+
+@dataclass
+class Server:
+    base: str
+    ws: str
+    settings: Settings
+    admin: str
+    device_keys: dict[str, str]
+
+    def token(self, subject: str, role: str, stores: list[str]) -> str:
+        return create_access_token(self.settings, subject=subject, role=role, stores=stores).token
+
+    def stats(self) -> dict[str, Any]:
+        resp = httpx.get(
+            f"{self.base}/api/observability/websocket/stats", headers=bearer(self.admin), timeout=5
+        )
+        resp.raise_for_status()
+        return resp.json()
+
+    def wait_connections(self, n: int, deadline_s: float = 5.0) -> None:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if self.stats()["connections"] == n:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"expected {n} open connections, stats say {self.stats()['connections']}")
+
+    def post_sale(self, store: str = "S001", **overrides: Any) -> None:
+        event = sale_event(store_id=store, **overrides)
+        resp = httpx.post(
+            f"{self.base}/api/events/sales",
+            json=event,
+            headers={"X-API-Key": self.device_keys[store]},
+            timeout=5,
+        )
+        assert resp.status_code == 201, resp.text
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("ws") / "data"
+    data_dir.mkdir()
+    secret = "ws-test-secret-" + "y" * 40
+    settings = Settings(_env_file=None, data_dir=data_dir, jwt_secret=secret)  # type: ignore[call-arg]
+    engine = get_engine(settings.ops_store)
+    upsert_user(engine, "mona", "correct-horse-battery", "manager", ["S001", "S002"])
+    keys = {s: create_device_key(engine, s, "POS-01") for s in ("S001", "S002")}
+    port = free_port()
+    env = {
+        **os.environ,
+        "CHAINSYNC_DATA_DIR": str(data_dir),
+        "CHAINSYNC_JWT_SECRET": secret,
+        "LOG_LEVEL": "WARNING",
+        "WS_HEARTBEAT_INTERVAL": str(HEARTBEAT_MS),
+        "WS_MAX_CONNECTIONS": "8",
+        "CHAINSYNC_WS_MAX_CONNECTIONS_PER_USER": "2",
+        "CHAINSYNC_WS_AUTH_TIMEOUT_SECONDS": "1",
+        "CHAINSYNC_NOTIFY_POLL_SECONDS": "0.1",
+    }
+    env.pop("CHAINSYNC_DEMO_MODE", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base, proc)
+        admin = create_access_token(settings, subject="alice", role="admin", stores=[ALL_STORES]).token
+        yield Server(base, f"ws://127.0.0.1:{port}{WS_PATH}", settings, admin, keys)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def run(coro: Any, timeout_s: float = 20.0) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, timeout_s))
+
+
+async def next_message(
+    ws: Any, match: Callable[[dict[str, Any]], bool] = lambda m: True, deadline_s: float = 5.0
+) -> dict[str, Any]:
+    """The next message ``match`` accepts, answering heartbeat pings meanwhile (a live client)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError("no matching message before the deadline")
+        message = json.loads(await asyncio.wait_for(ws.recv(), remaining))
+        if message["type"] == "ping":
+            await ws.send(json.dumps({"type": "pong"}))
+            continue
+        if match(message):
+            return message
+
+
+async def keep_alive(ws: Any) -> None:
+    """Answer pings until the connection ends (a client that is alive but has nothing to say)."""
+    try:
+        while True:
+            await next_message(ws, lambda m: False, deadline_s=3600)
+    except (ConnectionClosed, asyncio.CancelledError):
+        pass
+
+
+async def closed_with(ws: Any, deadline_s: float = 5.0) -> int:
+    """Wait (reading, never answering) until the server closes; return the close code."""
+    deadline = time.monotonic() + deadline_s
+    try:
+        while time.monotonic() < deadline:
+            await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
+    except ConnectionClosed as exc:
+        assert exc.rcvd is not None
+        return exc.rcvd.code
+    raise AssertionError("the server did not close the connection in time")
+
+
+def test_bad_or_missing_token_closes_4401_before_any_data(server: Server) -> None:
+    async def scenario() -> None:
+        async with websockets.connect(f"{server.ws}?token=not-a-jwt") as ws:
+            with pytest.raises(ConnectionClosed) as caught:
+                await asyncio.wait_for(ws.recv(), 5)  # the first thing received is the close
+            assert caught.value.rcvd is not None and caught.value.rcvd.code == 4401
+        forged = create_access_token(
+            Settings(_env_file=None, jwt_secret="another-secret-" + "z" * 40),  # type: ignore[call-arg]
+            subject="alice",
+            role="admin",
+            stores=[ALL_STORES],
+        ).token
+        async with websockets.connect(f"{server.ws}?token={forged}") as ws:
+            assert await closed_with(ws) == 4401
+        async with websockets.connect(server.ws) as ws:  # no token at all: closed after the auth timeout
+            assert await closed_with(ws) == 4401
+
+    run(scenario())
+    server.wait_connections(0)
+    assert server.stats()["rejected_total"]["unauthorized"] >= 3
+
+
+def test_token_in_first_message_and_channels_by_role(server: Server) -> None:
+    cashier = server.token("carl", "cashier", ["S001"])
+
+    async def scenario() -> None:
+        async with websockets.connect(server.ws) as ws:
+            await ws.send(
+                json.dumps({"type": "auth", "token": cashier, "channels": "sales:S001,security,sales:S002"})
+            )
+            welcome = await next_message(ws)
+            assert welcome["type"] == "welcome"
+            assert welcome["channels"] == ["sales:S001"]
+            assert welcome["denied"] == ["security", "sales:S002"]
+            assert welcome["heartbeat_ms"] == HEARTBEAT_MS
+
+    run(scenario())
+
+
+def test_sales_ticker_and_admin_only_security_alerts(server: Server) -> None:
+    server.wait_connections(0)
+    cashier = server.token("carl", "cashier", ["S001"])
+
+    async def scenario() -> None:
+        async with (
+            websockets.connect(f"{server.ws}?token={cashier}") as carl,
+            websockets.connect(f"{server.ws}?token={server.admin}") as alice,
+        ):
+            assert (await next_message(carl))["channels"] == ["sales:S001"]
+            assert "security" in (await next_message(alice))["channels"]
+            # A failed login is a security event the API writes; the feed sends it to admins only.
+            failed = httpx.post(
+                f"{server.base}/api/auth/token", data={"username": "mona", "password": "Wrong-Password-1"}
+            )
+            assert failed.status_code == 401
+            alert = await next_message(alice, lambda m: m["type"] == "security")
+            assert alert["channel"] == "security" and alert["data"]["kind"] == "login_failure"
+            assert "Wrong-Password-1" not in json.dumps(alert)
+            # Then a sale at S001: the cashier's next message is the sale, never the earlier alert.
+            await asyncio.to_thread(server.post_sale, "S001", transaction_id="T-TICKER-1")
+            sale = await next_message(carl)
+            assert sale["type"] == "sales" and sale["channel"] == "sales:S001"
+            assert sale["seq"] > alert["seq"]
+            assert sale["data"]["latest"][0]["transaction_id"] == "T-TICKER-1"
+            assert sale["data"]["net_revenue_cents"] == 2 * 399
+            assert (await next_message(alice, lambda m: m["type"] == "sales"))["seq"] == sale["seq"]
+
+    run(scenario())
+
+
+def test_published_snapshot_reaches_subscribers_by_store(server: Server) -> None:
+    manager = server.token("mona", "manager", ["S001", "S002"])
+
+    async def scenario() -> None:
+        async with websockets.connect(f"{server.ws}?token={manager}") as ws:
+            welcome = await next_message(ws)
+            assert {"snapshot", "anomalies:S001", "anomalies:S002"} <= set(welcome["channels"])
+            snapshot = await asyncio.to_thread(
+                publish_snapshot,
+                server.settings.serving,
+                {"sales_anomalies": anomaly_frame()},
+                run_id="run-ws-1",
+            )
+            announced = await next_message(ws, lambda m: m["type"] == "snapshot")
+            assert announced["data"]["version"] == snapshot.version
+            assert announced["data"]["tables"] == {"sales_anomalies": 42}
+            stores = set()
+            while len(stores) < 2:
+                message = await next_message(ws, lambda m: m["type"] == "anomalies")
+                assert message["data"]["version"] == snapshot.version
+                assert all(
+                    a["store_id"] == message["data"]["store_id"] for a in message["data"]["new_anomalies"]
+                )
+                assert len(message["data"]["new_anomalies"]) == 3  # days 0, 5, 10 of 14
+                stores.add(message["data"]["store_id"])
+            assert stores == {"S001", "S002"}  # S003 is not this manager's
+
+    run(scenario())
+
+
+def test_resume_from_the_last_seq_seen(server: Server) -> None:
+    cashier = server.token("cora", "cashier", ["S002"])
+
+    async def scenario() -> None:
+        async with websockets.connect(f"{server.ws}?token={cashier}") as ws:
+            await next_message(ws)
+            await asyncio.to_thread(server.post_sale, "S002", transaction_id="T-RESUME-1")
+            last = (await next_message(ws, lambda m: m["type"] == "sales"))["seq"]
+        # Disconnected: two more sales happen.
+        for n in (2, 3):
+            await asyncio.to_thread(server.post_sale, "S002", transaction_id=f"T-RESUME-{n}")
+        async with websockets.connect(f"{server.ws}?token={cashier}&last_seq={last}") as ws:
+            welcome = await next_message(ws)
+            assert welcome["replayed"] == 2
+            missed = [await next_message(ws), await next_message(ws)]
+            assert [m["data"]["latest"][0]["transaction_id"] for m in missed] == ["T-RESUME-2", "T-RESUME-3"]
+            assert missed[0]["seq"] > last and missed[1]["seq"] > missed[0]["seq"]
+
+    run(scenario())
+
+
+def test_connection_limits_per_user_and_global(server: Server) -> None:
+    server.wait_connections(0)
+
+    async def scenario() -> None:
+        dana = server.token("dana", "cashier", ["S001"])
+        held = [await websockets.connect(f"{server.ws}?token={dana}") for _ in range(2)]
+        for ws in held:
+            await next_message(ws)
+        third = await websockets.connect(f"{server.ws}?token={dana}")
+        assert await closed_with(third) == 4429
+        for i in range(6):
+            ws = await websockets.connect(f"{server.ws}?token={server.token(f'u{i}', 'cashier', ['S001'])}")
+            await next_message(ws)  # welcomed
+            held.append(ws)
+        pingers = [asyncio.create_task(keep_alive(ws)) for ws in held]  # 8 open: the limit
+        extra = await websockets.connect(f"{server.ws}?token={server.token('late', 'cashier', ['S001'])}")
+        assert await closed_with(extra) == 1013
+        for ws in held:
+            await ws.close()
+        for task in pingers:
+            task.cancel()
+        await asyncio.gather(*pingers, return_exceptions=True)
+
+    run(scenario())
+    server.wait_connections(0)
+    rejected = server.stats()["rejected_total"]
+    assert rejected["too_many_for_user"] >= 1 and rejected["server_full"] >= 1
+
+
+def test_heartbeat_timeout_cleans_up_a_silent_client(server: Server) -> None:
+    server.wait_connections(0)
+    token = server.token("erin", "cashier", ["S001"])
+
+    async def scenario() -> None:
+        async with (
+            websockets.connect(f"{server.ws}?token={token}") as silent,
+            websockets.connect(f"{server.ws}?token={token}") as alive,
+        ):
+            started = time.monotonic()
+            pinger = asyncio.create_task(keep_alive(alive))
+            code = await closed_with(silent, deadline_s=10 * HEARTBEAT_MS / 1000)
+            assert code == 4408
+            assert time.monotonic() - started >= 2 * HEARTBEAT_MS / 1000
+            pinger.cancel()  # cancelling recv() loses nothing (websockets' documented guarantee)
+            await asyncio.gather(pinger, return_exceptions=True)
+            # The client that answers pings is still served.
+            await asyncio.to_thread(server.post_sale, "S001", transaction_id="T-ALIVE")
+            sale = await next_message(alive, lambda m: m["type"] == "sales")
+            assert sale["data"]["latest"][0]["transaction_id"] == "T-ALIVE"
+            assert (await asyncio.to_thread(server.stats))["connections"] == 1
+
+    run(scenario())
+    assert server.stats()["closed_total"]["heartbeat_timeout"] >= 1
+
+
+def test_slow_consumer_is_dropped_without_delaying_others() -> None:
+    async def scenario() -> None:
+        hub = Hub(replay_size=10, max_connections=10, per_user=10)
+        slow = hub.admit("slow", queue_size=4)
+        fast = hub.admit("fast", queue_size=4)
+        assert not isinstance(slow, int) and not isinstance(fast, int)
+        hub.subscribe(slow, ["sales:S001"])
+        hub.subscribe(fast, ["sales:*"])
+        for n in range(12):
+            hub.publish("sales:S001", "sales", {"n": n})
+            await asyncio.sleep(0)
+            fast.queue.get_nowait()  # the fast one keeps up
+        assert slow.dropped.is_set() and slow.queue.qsize() == 4
+        assert not fast.dropped.is_set()
+        stats = hub.snapshot_stats()["channels"]["sales:S001"]
+        assert stats["delivered"] == 12 + 4 and stats["dropped"] == 8
+
+    asyncio.run(scenario())
+
+
+def _in_process_app(monkeypatch: pytest.MonkeyPatch, settings: Settings, **env: str) -> Any:
+    from api.main import create_app
+    from chainsync.settings import get_settings
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    return create_app(get_settings())
+
+
+def test_ws_disabled_removes_the_endpoint(settings, monkeypatch) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    from tests.api.conftest import TestClient
+
+    app = _in_process_app(monkeypatch, settings, WS_ENABLED="false")
+    assert not [r for r in app.routes if getattr(r, "path", None) == WS_PATH]
+    with TestClient(app) as client, pytest.raises(WebSocketDisconnect), client.websocket_connect(WS_PATH):
+        pass
+
+
+def test_ip_deny_list_closes_4403_and_is_audited(settings, monkeypatch, tokens) -> None:
+    from sqlalchemy import select
+
+    from chainsync.ops_store.tables import event_inbox
+    from tests.api.conftest import TestClient
+
+    app = _in_process_app(monkeypatch, settings, CHAINSYNC_WS_IP_ALLOWLIST="10.0.0.0/8")
+    with (
+        TestClient(app) as client,
+        client.websocket_connect(f"{WS_PATH}?token={tokens['admin']}") as ws,
+        pytest.raises(Exception) as closed,
+    ):
+        ws.receive_text()
+    assert getattr(closed.value, "code", None) == 4403
+    engine = get_engine(settings.ops_store)
+    with engine.connect() as conn:
+        kinds = [json.loads(p)["kind"] for p in conn.execute(select(event_inbox.c.payload)).scalars()]
+    assert "ip_blocked" in kinds
