@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi import APIRouter
 from prometheus_client.parser import text_string_to_metric_families
@@ -133,3 +135,159 @@ def test_openapi_documents_the_ingest_bodies_from_the_shared_models(client) -> N
     assert {"event_id", "occurred_at", "store_id", "lines"} <= set(sale["properties"])
     assert "SaleLine" in spec["components"]["schemas"]
     assert "InventoryEvent" in spec["components"]["schemas"]
+
+
+# --- issue 6: named health checks, JSON metrics, performance, WebSocket stats, redacted config -------
+
+
+def test_health_names_degraded_states(client, settings, snapshot, monkeypatch) -> None:
+    from chainsync.run_status import record_run_failure
+
+    body = client.get(HEALTH).json()
+    assert body["status"] == "ok" and body["degraded"] == []
+    assert set(body["checks"]) == {"ops_store", "snapshot", "pipeline", "disk"}
+    record_run_failure(settings.serving, {"run_id": "run-broken-1", "job": "__ASSET_JOB", "message": "boom"})
+    monkeypatch.setattr(settings, "snapshot_stale_seconds", 0)  # any age is stale now
+    resp = client.get(HEALTH)
+    assert resp.status_code == 200  # degraded, still serving
+    body = resp.json()
+    assert body["status"] == "degraded"
+    assert set(body["degraded"]) == {"snapshot", "pipeline"}
+    assert body["last_pipeline_failure"]["run_id"] == "run-broken-1"
+    assert "stale" in body["checks"]["snapshot"]["detail"]
+
+
+def test_health_is_503_when_the_disk_is_critically_full(client, settings, monkeypatch) -> None:
+    monkeypatch.setattr(settings, "disk_free_critical_mb", 2**40)  # more than any disk has free
+    resp = client.get(HEALTH)
+    assert resp.status_code == 503
+    assert resp.json()["checks"]["disk"]["status"] == "failing" and "disk" in resp.json()["degraded"]
+
+
+def test_metrics_json_admin_only(client, tokens, snapshot) -> None:
+    assert client.get("/api/observability/metrics", headers=bearer(tokens["manager"])).status_code == 403
+    for _ in range(3):
+        client.get(HEALTH)
+    client.get("/no/such/route")
+    body = client.get("/api/observability/metrics", headers=bearer(tokens["admin"])).json()
+    health = body["requests"]["routes"][f"GET {HEALTH}"]
+    assert (
+        health["requests"] == 3 and health["error_rate"] == 0.0 and health["p99_ms"] >= health["p50_ms"] > 0
+    )
+    assert body["requests"]["routes"]["GET unmatched"]["client_error_rate"] == 1.0
+    assert body["store_sizes_bytes"]["ops_store"] > 0 and body["store_sizes_bytes"]["serving"] > 0
+    assert body["pipeline"]["last_snapshot"]["run_id"] == "run-test-0001"
+    assert body["process"]["memory_rss_bytes"] > 0 and body["process"]["cpu_seconds"] > 0
+    assert body["ingest"]["events"] == 0 and body["websocket"]["connections"] == 0
+
+
+def test_ingest_rate_counts_applied_events(client, tokens, device_keys) -> None:
+    from tests.api.conftest import sale_event
+
+    batch = {"events": [sale_event() for _ in range(5)]}
+    assert (
+        client.post("/api/events/sales", json=batch, headers={"X-API-Key": device_keys["S001"]}).json()[
+            "applied"
+        ]
+        == 5
+    )
+    body = client.get("/api/observability/metrics", headers=bearer(tokens["admin"])).json()
+    assert body["ingest"]["by_type"] == {"sale": 5}
+    # The sales ticker got one message for the store, kept for resume even with nobody listening.
+    stats = client.get("/api/observability/websocket/stats", headers=bearer(tokens["admin"])).json()
+    assert stats["channels"]["sales:S001"]["published"] == 1
+
+
+def test_performance_is_manager_plus_and_lists_the_slowest(client, tokens) -> None:
+    assert client.get("/api/observability/performance", headers=bearer(tokens["cashier"])).status_code == 403
+    client.get(HEALTH)
+    body = client.get(
+        "/api/observability/performance",
+        params={"window_seconds": 60, "top": 2},
+        headers=bearer(tokens["manager"]),
+    ).json()
+    assert body["window_seconds"] == 60 and body["requests"] >= 1
+    assert 1 <= len(body["slowest"]) <= 2
+    assert body["slowest"][0]["p95_ms"] >= body["slowest"][-1]["p95_ms"]
+    assert f"GET {HEALTH}" in body["endpoints"]
+
+
+def test_websocket_stats_admin_only(client, tokens) -> None:
+    assert (
+        client.get("/api/observability/websocket/stats", headers=bearer(tokens["manager"])).status_code == 403
+    )
+    body = client.get("/api/observability/websocket/stats", headers=bearer(tokens["admin"])).json()
+    assert body["enabled"] is True and body["path"] == "/ws/notifications"
+    assert body["connections"] == 0 and body["max_connections"] == 1000
+
+
+def test_config_never_shows_a_secret(settings, monkeypatch, tokens) -> None:
+    webhook = "https://ops:hunter2-pass@hooks.example.com/services/T000/B000/XyZsecretPath?token=abc123"
+    monkeypatch.setenv("MONITORING_ALERT_WEBHOOK", webhook)
+    monkeypatch.setenv("CHAINSYNC_DEMO_PASSWORD", "demo-pass-Secret9")
+    get_settings.cache_clear()
+    configured = get_settings()
+    with TestClient(create_app(configured)) as c:
+        assert c.get("/api/observability/config", headers=bearer(tokens["manager"])).status_code == 403
+        # Shown as a database URL would be, were the ops store on PostgreSQL.
+        monkeypatch.setattr(
+            configured, "ops_store_url", "postgresql+psycopg://chainsync:db-Pass-42@db:5432/ops"
+        )
+        resp = c.get("/api/observability/config", headers=bearer(tokens["admin"]))
+    assert resp.status_code == 200
+    text = resp.text
+    for secret in (
+        configured.jwt_key(),
+        "hunter2-pass",
+        "XyZsecretPath",
+        "abc123",
+        "demo-pass-Secret9",
+        "db-Pass-42",
+    ):
+        assert secret not in text
+    body = resp.json()
+    assert body["jwt_secret"] == "[redacted]" and body["demo_password"] == "[redacted]"
+    assert body["monitoring_alert_webhook"] == "https://hooks.example.com/[redacted]"
+    assert body["ops_store_url"] == "postgresql+psycopg://chainsync:***@db:5432/ops"
+    assert body["ws_heartbeat_interval"] == 30000 and body["log_level"] == "INFO"
+
+
+def test_prometheus_exposes_process_websocket_snapshot_and_store_gauges(client, tokens, snapshot) -> None:
+    text = client.get("/metrics", headers=bearer(tokens["admin"])).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {
+        "process_cpu_seconds",
+        "process_resident_memory_bytes",
+        "chainsync_ws_connections",
+        "chainsync_snapshot_age_seconds",
+        "chainsync_store_size_bytes",
+        "chainsync_disk_free_bytes",
+    } <= set(families)
+    assert families["chainsync_ws_connections"].samples[0].value == 0
+    stores = {s.labels["store"] for s in families["chainsync_store_size_bytes"].samples}
+    assert {"ops_store", "serving"} <= stores
+
+
+def test_audit_events_carry_the_request_id(client, engine, tokens) -> None:
+    from sqlalchemy import select
+
+    from chainsync.ops_store.tables import event_inbox
+
+    resp = client.get(
+        "/api/observability/config", headers={**bearer(tokens["manager"]), "X-Request-ID": "trace-audit-0001"}
+    )
+    assert resp.status_code == 403
+    with engine.connect() as conn:
+        details = [
+            json.loads(p).get("detail") or "" for p in conn.execute(select(event_inbox.c.payload)).scalars()
+        ]
+    assert any(d.endswith("[request_id=trace-audit-0001]") for d in details)
+
+
+def test_log_level_is_honoured(settings, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings())) as c:
+        c.get(HEALTH)
+    out = capsys.readouterr().out
+    assert '"event": "request"' not in out and '"event": "startup"' not in out
