@@ -84,7 +84,19 @@ def _demo_device_key(engine, path: Path) -> str:  # type: ignore[no-untyped-def]
     return key
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM both end the demo through its cleanup path. SIGINT is reset to Python's
+    default handler because a launcher that started us in the background may have left it ignored."""
+
+    def _interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def run_demo(opts: DemoOptions, *, console: Console) -> int:
+    _stop_on_signals()
     os.environ["CHAINSYNC_DEMO_MODE"] = "true"
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
@@ -127,7 +139,9 @@ def run_demo(opts: DemoOptions, *, console: Console) -> int:
 
     dagster_home = (settings.data_dir / "dagster_home").resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").touch()
+    dagster_yaml = dagster_home / "dagster.yaml"
+    if not dagster_yaml.exists():
+        dagster_yaml.write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "PYTHONPATH": str(ROOT)}
 
     device_key = _demo_device_key(engine, settings.data_dir / ".demo_device_key")
