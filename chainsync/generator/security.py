@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import polars as pl
 
 from chainsync.generator.calendar import CLOSE_HOUR, OPEN_HOUR
 from chainsync.generator.catalog import Catalog, on_duty_window
 from chainsync.generator.ids import uuid4_strings
+from chainsync.schemas.events import SecurityKind
 
-SECURITY_KINDS = [
-    "login_success",
-    "login_failure",
-    "logout",
-    "2fa_success",
-    "2fa_failure",
-    "authorization_denied",
-    "rate_limited",
-    "ip_blocked",
-    "device_login_failure",
-]
+# The schema's list, so a kind added there is a kind the generator may emit, and no other.
+SECURITY_KINDS = list(get_args(SecurityKind))
 _K = {k: i for i, k in enumerate(SECURITY_KINDS)}
 OUTCOMES = ["success", "failure", "denied", "blocked"]
 USER_AGENTS = [
