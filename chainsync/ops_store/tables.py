@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -209,4 +211,84 @@ sync_changes = Table(
     Column("changed_at", DateTime(timezone=True), nullable=False),
     Index("ix_sync_changes_store_seq", "store_id", "seq"),
     sqlite_autoincrement=True,
+)
+
+# --- security (migration 0003) -----------------------------------------------------------------
+# The security audit trail, hash-chained: ``record_hash`` is SHA-256 over the previous record's hash and
+# this record's canonical JSON, so editing, deleting or reordering a record breaks every hash after it.
+security_audit = Table(
+    "security_audit",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),  # UTC
+    Column("category", String(32), nullable=False),  # authentication | authorization | data_access | ...
+    Column("action", String(64), nullable=False),  # login_failure, rate_limited, ip_blocked, ...
+    Column("outcome", String(16), nullable=False),  # success | failure | denied | blocked | logged
+    Column("severity", String(16), nullable=False, server_default="info"),  # info | warning | critical
+    Column("actor", String(160), nullable=True),
+    Column("role", String(16), nullable=True),
+    Column("source_ip", String(64), nullable=True),
+    Column("user_agent", String(512), nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Column("method", String(8), nullable=True),
+    Column("route", String(200), nullable=True),
+    Column("risk_score", Float, nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("record_hash", String(64), nullable=False),
+    Index("ix_security_audit_ip", "source_ip", "seq"),
+    Index("ix_security_audit_action", "action", "seq"),
+    sqlite_autoincrement=True,
+)
+
+# IP reputation: a leaky-bucket risk score per address (decays with time), and the escalating ban
+# (fail2ban's bantime.increment). Survives restarts; read back on start-up.
+ip_reputation = Table(
+    "ip_reputation",
+    metadata,
+    Column("ip", String(64), primary_key=True),
+    Column("score", Float, nullable=False),
+    Column("score_at", DateTime(timezone=True), nullable=False),  # when ``score`` was last computed
+    Column("ban_count", Integer, nullable=False, server_default="0"),
+    Column("blocked_until", DateTime(timezone=True), nullable=True),
+    Column("last_reason", String(200), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# IP allow and deny rules managed by admins (on top of the CHAINSYNC_IP_* settings).
+ip_rules = Table(
+    "ip_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cidr", String(64), nullable=False),
+    Column("action", String(8), nullable=False),  # allow | deny
+    Column("note", String(200), nullable=True),
+    Column("created_by", String(160), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("cidr", "action", name="uq_ip_rules_cidr_action"),
+)
+
+# Refresh tokens: only a SHA-256 of each is stored. A refresh rotates the token inside its family; a
+# reused (already rotated) token revokes the whole family, as OAuth 2.0 Security BCP 4.14 advises.
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("family_id", String(32), nullable=False, index=True),
+    Column("username", String(128), nullable=False, index=True),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("rotated_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+# TOTP second factor per user (RFC 6238). ``last_step`` refuses a code replayed within its window.
+user_totp = Table(
+    "user_totp",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("secret", String(64), nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default="0"),
+    Column("last_step", BigInteger, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
