@@ -75,6 +75,13 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the bad entry
         return v
 
+    # --- dashboards (read-only API client for live figures) ----------------------------------
+    dashboard_api_url: str | None = None  # default: http://<api_host>:<api_port>
+    dashboard_api_token: SecretStr | None = None  # a bearer token (manager or admin) for live figures
+    dashboard_api_username: str | None = None  # or a user whose password the dashboards exchange for one
+    dashboard_api_password: SecretStr | None = None
+    dashboard_api_timeout_seconds: float = Field(2.0, gt=0, le=60)
+
     # --- pipeline ---------------------------------------------------------------------------
     forecast_horizon_days: int = Field(90, ge=7, le=365)
     anomaly_threshold_quantile: float = Field(0.99, gt=0.5, lt=1.0)
