@@ -133,6 +133,63 @@ def pipeline_run(
 
 
 @app.command()
+def backtest(
+    path: Annotated[
+        Path, typer.Argument(help="Panel CSV (or a .zip holding one): one row per series and period.")
+    ],
+    id_cols: Annotated[str, typer.Option(help="Comma-separated series id columns (joined by '_').")],
+    date_col: Annotated[str, typer.Option(help="Period column (date or date-time).")],
+    target: Annotated[str, typer.Option(help="Value column to forecast.")],
+    freq: Annotated[
+        str, typer.Option(help="Frequency: D, W-FRI, MS, ... (season 7 daily, 52 weekly).")
+    ] = "D",
+    horizon: Annotated[int, typer.Option(min=1, max=1000, help="Periods held out and forecast.")] = 13,
+    forecasts_out: Annotated[
+        Path | None, typer.Option(help="Write our forecasts (unique_id, ds, yhat, lo/hi_80, lo/hi_95) here.")
+    ] = None,
+    baselines: Annotated[bool, typer.Option(help="Also run SeasonalNaive and AutoETS.")] = True,
+) -> None:
+    """Hold out the last HORIZON periods, forecast them, print MASE / WAPE / coverage beside the baselines."""
+    from rich.table import Table
+
+    from chainsync.backtest import read_panel, run_backtest, write_forecasts
+
+    if not path.exists():
+        console.print(f"[red]{path} does not exist[/]")
+        raise typer.Exit(2)
+    try:
+        panel = read_panel(path, [c.strip() for c in id_cols.split(",") if c.strip()], date_col, target)
+        result = run_backtest(panel, freq=freq, horizon=horizon, baselines=baselines)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    table = Table(
+        title=f"Hold-out {horizon} periods from {result.test_start[:10]} (season {result.season}); "
+        f"{result.series_scored} of {result.series_total} series scored (complete history)"
+    )
+    for column in ("method", "MASE", "WAPE", "80% coverage", "95% coverage", "seconds"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for s in result.scores:
+        table.add_row(
+            s.name,
+            f"{s.mase:.3f}",
+            f"{s.wape:.3f}",
+            f"{s.coverage_80:.1%}",
+            f"{s.coverage_95:.1%}",
+            f"{s.seconds:.1f}",
+        )
+    Console().print(table)
+    counts = result.models.group_by("pattern", "model").len().sort("len", descending=True)
+    console.print(
+        "models chosen: "
+        + ", ".join(f"{r['pattern']}/{r['model']} {r['len']}" for r in counts.iter_rows(named=True))
+    )
+    if forecasts_out is not None:
+        write_forecasts(result.forecasts, forecasts_out)
+        console.print(f"forecasts written to {forecasts_out} ({result.forecasts.height} rows)")
+
+
+@app.command()
 def api(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind.")] = 8000,
