@@ -11,6 +11,7 @@ from pipelines.defs.dbt import assets as dbt
 from pipelines.defs.forecasting import assets as forecasting
 from pipelines.defs.ingest import assets as ingest
 from pipelines.defs.ingest import checks as ingest_checks
+from pipelines.defs.monitoring import checks as monitoring
 from pipelines.defs.serving import assets as serving
 from pipelines.resources import build_resources
 from pipelines.schedules import schedules
@@ -21,8 +22,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """The whole graph, with resources for ``settings``' data directory."""
     return dg.Definitions(
         assets=[*ingest.assets, *dbt.assets, *forecasting.assets, *anomalies.assets, *serving.assets],
-        asset_checks=ingest_checks.checks,
-        sensors=sensors,
+        asset_checks=[*ingest_checks.checks, *monitoring.checks],
+        sensors=[*sensors, monitoring.freshness_checks_sensor],
         schedules=schedules,
         resources=build_resources(settings),
     )

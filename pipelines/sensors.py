@@ -1,10 +1,16 @@
-"""Start the pipeline when the ops store holds events the warehouse has not landed yet."""
+"""Sensors: start the pipeline when the ops store holds events the warehouse has not landed yet; alert
+when a run fails."""
+
+from typing import Any
 
 import dagster as dg
 import duckdb
 
+from chainsync.alerts import alert_payload, send_alert
 from chainsync.ops_store.events import max_seq
-from pipelines.resources import OpsStoreResource, Warehouse
+from chainsync.run_status import record_run_failure
+from chainsync.settings import get_settings
+from pipelines.resources import OpsStoreResource, PipelineConfig, Warehouse
 
 
 def _landed_seq(warehouse: Warehouse) -> int | None:
@@ -36,4 +42,42 @@ def new_events_sensor(
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"seq-{newest}")], cursor=str(newest))
 
 
-sensors = [new_events_sensor]
+def failure_report(context: dg.RunFailureSensorContext) -> dict[str, Any]:
+    """What a failed run tells an operator: run id, job, the failure message, the failed steps."""
+    run = context.dagster_run
+    steps = []
+    for event in context.get_step_failure_events():
+        error = event.step_failure_data.error if event.step_failure_data else None
+        messages = []
+        while error is not None and len(messages) < 5:  # Dagster's wrapper first, then the causes
+            messages.append(error.message.strip())
+            error = error.cause
+        steps.append({"step": event.step_key, "error": " <- ".join(messages)[:1000]})
+    return {
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "message": (context.failure_event.message or "")[:2000],
+        "failed_steps": steps,
+    }
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert_sensor",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="On a failed run: records it beside the serving snapshots (the API's health reports it) "
+    "and POSTs a JSON alert to MONITORING_ALERT_WEBHOOK, retried with backoff.",
+)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, pipeline_config: PipelineConfig) -> None:
+    report = failure_report(context)
+    record_run_failure(pipeline_config.serving_dir_path, report)
+    # Read at evaluation time, not from resource config: a webhook URL often holds a token, and resource
+    # config is shown in the Dagster UI.
+    webhook = get_settings().monitoring_alert_webhook
+    payload = alert_payload(
+        "pipeline_run_failure", f"Dagster run {report['run_id'][:8]} of {report['job']} failed", **report
+    )
+    if webhook and not send_alert(webhook, payload):
+        context.log.warning("run failure alert could not be delivered to the webhook")
+
+
+sensors = [new_events_sensor, run_failure_alert_sensor]

@@ -73,4 +73,8 @@ def test_resources_and_sensor(settings: Settings) -> None:
     loaded = build_definitions(settings)
     assert {"ops_store", "warehouse", "dbt", "pipeline_config"} <= set(loaded.resources or {})
     assert loaded.resources["warehouse"].database == str(settings.warehouse)  # type: ignore[index]
-    assert [s.name for s in loaded.sensors or []] == ["new_events_sensor"]
+    assert [s.name for s in loaded.sensors or []] == [
+        "new_events_sensor",
+        "run_failure_alert_sensor",
+        "freshness_checks_sensor",
+    ]
