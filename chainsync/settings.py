@@ -82,6 +82,49 @@ class Settings(BaseSettings):
     dashboard_api_password: SecretStr | None = None
     dashboard_api_timeout_seconds: float = Field(2.0, gt=0, le=60)
 
+    # --- security (authentication, controls, risk scoring) -----------------------------------
+    refresh_token_days: int = Field(14, ge=1, le=365)
+    totp_issuer: str = "ChainSync"
+    # Networks of trusted reverse proxies (comma-separated CIDRs). X-Forwarded-For is read only when the
+    # peer is one of them, so a spoofed header from anyone else changes nothing.
+    trusted_proxies: str = ""
+    ip_allowlist: str = ""  # store and office networks: scored and logged, never blocked automatically
+    ip_allowlist_only: bool = False  # true: addresses outside the allowlist are refused (403)
+    ip_denylist: str = ""  # always refused (403)
+    rate_limit_enabled: bool = True
+    # ``limits`` notation ("100/minute", "10 per second"); several separated by ";".
+    rate_limit_ip: str = "1200/minute"
+    rate_limit_user: str = "600/minute"
+    rate_limit_device: str = "1200/minute"
+    rate_limit_login: str = "20/minute"  # login attempts per address
+    # memory:// is per process; with several API workers use a shared store, e.g. redis://host:6379/0.
+    rate_limit_storage_url: str = "memory://"
+    security_dry_run: bool = False  # decide and log blocks, enforce none
+    risk_block_score: float = Field(10.0, gt=0)  # an address at or above this score is blocked
+    risk_half_life_minutes: float = Field(30.0, gt=0)  # scores halve every this many minutes
+    ban_initial_seconds: int = Field(3600, ge=1)  # first block: 1 h
+    ban_multiplier: float = Field(24.0, ge=1)  # each repeat multiplies it: 1 h -> 1 d -> ...
+    ban_max_seconds: int = Field(7 * 86400, ge=1)  # the cap
+    credential_stuffing_users: int = Field(5, ge=2)  # distinct usernames from one address in 15 min
+    business_hours: str = "06-22"  # local hours "HH-HH"; access outside them scores
+    business_timezone: str = "UTC"
+
+    @field_validator("trusted_proxies", "ip_allowlist", "ip_denylist")
+    @classmethod
+    def _security_cidrs(cls, v: str) -> str:
+        for part in v.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
+        return v
+
+    @field_validator("business_hours")
+    @classmethod
+    def _hours(cls, v: str) -> str:
+        start, _, end = v.partition("-")
+        if not (start.isdigit() and end.isdigit() and 0 <= int(start) <= 24 and 0 <= int(end) <= 24):
+            raise ValueError("business_hours must look like 06-22")
+        return v
+
     # --- pipeline ---------------------------------------------------------------------------
     forecast_horizon_days: int = Field(90, ge=7, le=365)
     anomaly_threshold_quantile: float = Field(0.99, gt=0.5, lt=1.0)
