@@ -1,0 +1,488 @@
+"""Security state in the ops store: the hash-chained audit trail, IP reputation, IP rules, refresh
+tokens, TOTP secrets, and the user/device-key listings admins need.
+
+Times are stored as naive UTC (as the rest of the ops store does) and returned timezone-aware.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
+
+from chainsync.ops_store.tables import (
+    device_keys,
+    ip_reputation,
+    ip_rules,
+    refresh_tokens,
+    security_audit,
+    user_stores,
+    user_totp,
+    users,
+)
+
+GENESIS_HASH = "0" * 64
+
+# The columns a record's hash covers, in this order (everything but seq and the hashes themselves).
+AUDIT_FIELDS = (
+    "occurred_at",
+    "category",
+    "action",
+    "outcome",
+    "severity",
+    "actor",
+    "role",
+    "source_ip",
+    "user_agent",
+    "request_id",
+    "method",
+    "route",
+    "risk_score",
+    "detail",
+)
+
+
+def _naive(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- audit trail ----------------------------------------------------------------------------------
+
+
+def audit_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the previous hash and the record's canonical JSON (sorted keys, UTC ISO times)."""
+    body = {}
+    for name in AUDIT_FIELDS:
+        value = record.get(name)
+        if isinstance(value, datetime):
+            value = _naive(value).isoformat(timespec="microseconds")
+        elif isinstance(value, float):
+            value = round(value, 4)
+        body[name] = value
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{prev_hash}|{canonical}".encode()).hexdigest()
+
+
+def append_audit(engine: Engine, record: Mapping[str, Any]) -> tuple[int, str]:
+    """Append one audit record, chained to the newest one, and return ``(seq, record_hash)``.
+
+    The read of the previous hash and the insert share one write transaction (``BEGIN IMMEDIATE`` on
+    SQLite), so concurrent writers cannot fork the chain."""
+    values = {name: record.get(name) for name in AUDIT_FIELDS}
+    values["occurred_at"] = _naive(values["occurred_at"] or utcnow())
+    values["severity"] = values["severity"] or "info"
+    with engine.begin() as conn:
+        prev = conn.execute(
+            select(security_audit.c.record_hash).order_by(security_audit.c.seq.desc()).limit(1)
+        ).scalar()
+        prev_hash = prev or GENESIS_HASH
+        digest = audit_hash(prev_hash, values)
+        seq = conn.execute(
+            insert(security_audit).values(**values, prev_hash=prev_hash, record_hash=digest)
+        ).inserted_primary_key[0]  # type: ignore[index]
+    return int(seq), digest
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+
+def verify_audit_chain(engine: Engine, batch: int = 5000) -> ChainReport:
+    """Recompute every record's hash in order; the first record whose stored hash or link does not
+    match (an edit, a deletion, an insertion) is reported."""
+    prev_hash = GENESIS_HASH
+    checked = 0
+    last_seq = 0
+    with engine.connect() as conn:
+        while True:
+            rows = (
+                conn.execute(
+                    select(security_audit)
+                    .where(security_audit.c.seq > last_seq)
+                    .order_by(security_audit.c.seq)
+                    .limit(batch)
+                )
+                .mappings()
+                .all()
+            )
+            if not rows:
+                return ChainReport(ok=True, checked=checked)
+            for row in rows:
+                if row["prev_hash"] != prev_hash:
+                    return ChainReport(False, checked, row["seq"], "link to the previous record is broken")
+                if audit_hash(prev_hash, row) != row["record_hash"]:
+                    return ChainReport(False, checked, row["seq"], "record content does not match its hash")
+                prev_hash = row["record_hash"]
+                last_seq = row["seq"]
+                checked += 1
+
+
+def query_audit(
+    engine: Engine,
+    *,
+    category: str | None = None,
+    action: str | None = None,
+    outcome: str | None = None,
+    severity: str | None = None,
+    source_ip: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_seq: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Audit records newest first, filtered; page with ``before_seq`` (the last seq of the page before)."""
+    conds = []
+    for col, value in (
+        (security_audit.c.category, category),
+        (security_audit.c.action, action),
+        (security_audit.c.outcome, outcome),
+        (security_audit.c.severity, severity),
+        (security_audit.c.source_ip, source_ip),
+        (security_audit.c.actor, actor),
+    ):
+        if value is not None:
+            conds.append(col == value)
+    if since is not None:
+        conds.append(security_audit.c.occurred_at >= _naive(since))
+    if until is not None:
+        conds.append(security_audit.c.occurred_at < _naive(until))
+    if before_seq is not None:
+        conds.append(security_audit.c.seq < before_seq)
+    stmt = select(security_audit).order_by(security_audit.c.seq.desc()).limit(limit)
+    if conds:
+        stmt = stmt.where(and_(*conds))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    out = []
+    for row in rows:
+        item = dict(row)
+        item["occurred_at"] = _aware(item["occurred_at"])
+        out.append(item)
+    return out
+
+
+def count_audit_since(engine: Engine, since: datetime, severity: str | None = None) -> int:
+    stmt = select(func.count()).select_from(security_audit).where(security_audit.c.occurred_at >= _naive(since))
+    if severity is not None:
+        stmt = stmt.where(security_audit.c.severity == severity)
+    with engine.connect() as conn:
+        return int(conn.execute(stmt).scalar() or 0)
+
+
+# --- IP reputation ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reputation:
+    ip: str
+    score: float
+    score_at: datetime
+    ban_count: int = 0
+    blocked_until: datetime | None = None
+    last_reason: str | None = None
+
+
+def load_reputations(engine: Engine) -> list[Reputation]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(ip_reputation)).mappings().all()
+    return [
+        Reputation(
+            ip=r["ip"],
+            score=float(r["score"]),
+            score_at=_aware(r["score_at"]),  # type: ignore[arg-type]
+            ban_count=int(r["ban_count"]),
+            blocked_until=_aware(r["blocked_until"]),
+            last_reason=r["last_reason"],
+        )
+        for r in rows
+    ]
+
+
+def save_reputation(engine: Engine, rep: Reputation) -> None:
+    values = {
+        "score": rep.score,
+        "score_at": _naive(rep.score_at),
+        "ban_count": rep.ban_count,
+        "blocked_until": _naive(rep.blocked_until) if rep.blocked_until else None,
+        "last_reason": (rep.last_reason or "")[:200] or None,
+        "updated_at": _naive(utcnow()),
+    }
+    with engine.begin() as conn:
+        done = conn.execute(update(ip_reputation).where(ip_reputation.c.ip == rep.ip).values(**values))
+        if done.rowcount == 0:
+            conn.execute(insert(ip_reputation).values(ip=rep.ip, **values))
+
+
+def delete_reputation(engine: Engine, ip: str) -> bool:
+    with engine.begin() as conn:
+        return conn.execute(delete(ip_reputation).where(ip_reputation.c.ip == ip)).rowcount > 0
+
+
+# --- IP rules -------------------------------------------------------------------------------------------
+
+
+def list_ip_rules(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(ip_rules).order_by(ip_rules.c.id)).mappings().all()
+    return [{**r, "created_at": _aware(r["created_at"])} for r in rows]
+
+
+def add_ip_rule(engine: Engine, cidr: str, action: str, note: str | None, created_by: str) -> dict[str, Any]:
+    """Add (or return the existing) rule ``action`` for ``cidr``."""
+    with engine.begin() as conn:
+        row = (
+            conn.execute(select(ip_rules).where(ip_rules.c.cidr == cidr, ip_rules.c.action == action))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            conn.execute(
+                insert(ip_rules).values(
+                    cidr=cidr, action=action, note=note, created_by=created_by, created_at=_naive(utcnow())
+                )
+            )
+            row = (
+                conn.execute(select(ip_rules).where(ip_rules.c.cidr == cidr, ip_rules.c.action == action))
+                .mappings()
+                .one()
+            )
+    return {**row, "created_at": _aware(row["created_at"])}
+
+
+def delete_ip_rule(engine: Engine, rule_id: int) -> bool:
+    with engine.begin() as conn:
+        return conn.execute(delete(ip_rules).where(ip_rules.c.id == rule_id)).rowcount > 0
+
+
+# --- refresh tokens ----------------------------------------------------------------------------------
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def store_refresh_token(
+    engine: Engine, token: str, *, family_id: str, username: str, issued_at: datetime, expires_at: datetime
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            insert(refresh_tokens).values(
+                token_hash=token_hash(token),
+                family_id=family_id,
+                username=username,
+                issued_at=_naive(issued_at),
+                expires_at=_naive(expires_at),
+            )
+        )
+
+
+@dataclass(frozen=True)
+class RefreshUse:
+    """The outcome of presenting a refresh token: ``ok`` (rotated now), ``reused`` (already rotated:
+    the family is revoked), ``revoked``, ``expired`` or ``unknown``."""
+
+    status: str
+    username: str | None = None
+    family_id: str | None = None
+
+
+def use_refresh_token(engine: Engine, token: str, now: datetime | None = None) -> RefreshUse:
+    """Mark ``token`` rotated (single use). A token presented a second time revokes its whole family."""
+    now = now or utcnow()
+    with engine.begin() as conn:
+        row = (
+            conn.execute(select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash(token)))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return RefreshUse("unknown")
+        use = RefreshUse("ok", row["username"], row["family_id"])
+        if row["revoked_at"] is not None:
+            return RefreshUse("revoked", use.username, use.family_id)
+        if row["rotated_at"] is not None:
+            conn.execute(
+                update(refresh_tokens)
+                .where(refresh_tokens.c.family_id == row["family_id"], refresh_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=_naive(now))
+            )
+            return RefreshUse("reused", use.username, use.family_id)
+        if _aware(row["expires_at"]) <= now:  # type: ignore[operator]
+            return RefreshUse("expired", use.username, use.family_id)
+        conn.execute(
+            update(refresh_tokens)
+            .where(refresh_tokens.c.token_hash == row["token_hash"])
+            .values(rotated_at=_naive(now))
+        )
+        return use
+
+
+def revoke_refresh_family(engine: Engine, family_id: str) -> int:
+    with engine.begin() as conn:
+        return conn.execute(
+            update(refresh_tokens)
+            .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=_naive(utcnow()))
+        ).rowcount
+
+
+def revoke_user_refresh_tokens(engine: Engine, username: str) -> int:
+    with engine.begin() as conn:
+        return conn.execute(
+            update(refresh_tokens)
+            .where(refresh_tokens.c.username == username, refresh_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=_naive(utcnow()))
+        ).rowcount
+
+
+def family_is_active(engine: Engine, family_id: str) -> bool:
+    """True while any token of the family is unrevoked (logout or reuse revokes them all)."""
+    with engine.connect() as conn:
+        return (
+            conn.execute(
+                select(func.count())
+                .select_from(refresh_tokens)
+                .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
+            ).scalar()
+            or 0
+        ) > 0
+
+
+# --- TOTP -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TotpState:
+    secret: str
+    enabled: bool
+    last_step: int | None
+
+
+def get_totp(engine: Engine, user_id: int) -> TotpState | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(user_totp).where(user_totp.c.user_id == user_id)).mappings().first()
+    if row is None:
+        return None
+    return TotpState(secret=row["secret"], enabled=bool(row["enabled"]), last_step=row["last_step"])
+
+
+def set_totp_secret(engine: Engine, user_id: int, secret: str) -> None:
+    """Start (or restart) enrolment with a new, not yet enabled secret."""
+    with engine.begin() as conn:
+        conn.execute(delete(user_totp).where(user_totp.c.user_id == user_id))
+        conn.execute(
+            insert(user_totp).values(user_id=user_id, secret=secret, enabled=False, created_at=_naive(utcnow()))
+        )
+
+
+def mark_totp_used(engine: Engine, user_id: int, step: int, *, enable: bool = False) -> bool:
+    """Record the time step of an accepted code; False when that step (or a later one) was already used,
+    i.e. the code is a replay."""
+    with engine.begin() as conn:
+        values: dict[str, Any] = {"last_step": step}
+        if enable:
+            values["enabled"] = True
+        done = conn.execute(
+            update(user_totp)
+            .where(
+                user_totp.c.user_id == user_id,
+                (user_totp.c.last_step.is_(None)) | (user_totp.c.last_step < step),
+            )
+            .values(**values)
+        )
+    return done.rowcount > 0
+
+
+def clear_totp(engine: Engine, user_id: int) -> bool:
+    with engine.begin() as conn:
+        return conn.execute(delete(user_totp).where(user_totp.c.user_id == user_id)).rowcount > 0
+
+
+# --- users and device keys (admin listings) ----------------------------------------------------------
+
+
+def list_users(engine: Engine) -> list[dict[str, Any]]:
+    """Every user without the password hash: username, role, is_active, stores, totp_enabled."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(users).order_by(users.c.username)).mappings().all()
+        assigned: dict[int, list[str]] = {}
+        for uid, store in conn.execute(select(user_stores.c.user_id, user_stores.c.store_id)).all():
+            assigned.setdefault(uid, []).append(store)
+        totp = {uid: bool(en) for uid, en in conn.execute(select(user_totp.c.user_id, user_totp.c.enabled))}
+    return [
+        {
+            "username": r["username"],
+            "role": r["role"],
+            "is_active": bool(r["is_active"]),
+            "store_ids": sorted(assigned.get(r["id"], [])),
+            "totp_enabled": totp.get(r["id"], False),
+            "created_at": _aware(r["created_at"]),
+        }
+        for r in rows
+    ]
+
+
+def update_user(
+    engine: Engine,
+    username: str,
+    *,
+    role: str | None = None,
+    is_active: bool | None = None,
+    store_ids: Iterable[str] | None = None,
+    password_hash: str | None = None,
+) -> bool:
+    with engine.begin() as conn:
+        uid = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
+        if uid is None:
+            return False
+        values: dict[str, Any] = {}
+        if role is not None:
+            values["role"] = role
+        if is_active is not None:
+            values["is_active"] = is_active
+        if password_hash is not None:
+            values["password_hash"] = password_hash
+        if values:
+            conn.execute(update(users).where(users.c.id == uid).values(**values))
+        if store_ids is not None:
+            conn.execute(delete(user_stores).where(user_stores.c.user_id == uid))
+            stores = sorted(set(store_ids))
+            if stores:
+                conn.execute(insert(user_stores), [{"user_id": uid, "store_id": s} for s in stores])
+    return True
+
+
+def list_device_keys(engine: Engine, store_id: str | None = None) -> list[dict[str, Any]]:
+    """Device keys without their hashes: prefix, store, device, created, revoked."""
+    stmt = select(
+        device_keys.c.prefix,
+        device_keys.c.store_id,
+        device_keys.c.device_id,
+        device_keys.c.created_at,
+        device_keys.c.revoked_at,
+    ).order_by(device_keys.c.store_id, device_keys.c.device_id, device_keys.c.created_at)
+    if store_id is not None:
+        stmt = stmt.where(device_keys.c.store_id == store_id)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    return [
+        {**r, "created_at": _aware(r["created_at"]), "revoked_at": _aware(r["revoked_at"])} for r in rows
+    ]
