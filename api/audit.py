@@ -84,9 +84,11 @@ def record_security_event(
     method: str | None = None,
     route: str | None = None,
     actor: str | None = None,
+    inbox: bool = True,
 ) -> SecurityEvent | None:
     """Append one audit record (committed when this returns) and, for the pipeline's kinds, one
-    ``SecurityEvent`` to the event inbox. Returns the inbox event, if one was written.
+    ``SecurityEvent`` to the event inbox (unless ``inbox`` is False: high-volume records such as
+    validation failures stay in the audit trail only). Returns the inbox event, if one was written.
 
     The request id of the request being handled (bound to the logging context by the middleware, and
     carried into worker threads) goes into the audit record and is appended to the inbox event's
@@ -112,7 +114,7 @@ def record_security_event(
             "detail": _clip(detail, 2048),
         },
     )
-    if kind not in INBOX_KINDS:
+    if not inbox or kind not in INBOX_KINDS:
         return None
     inbox_detail = detail
     if risk_score is not None:

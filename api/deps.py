@@ -15,6 +15,7 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from api.firewall import check_principal
 from api.security import ALL_STORES, InvalidToken, PrincipalRole, decode_access_token
 from chainsync.ops_store.users import DEVICE_KEY_PREFIX, verify_device_key
 from chainsync.settings import Settings
@@ -49,6 +50,8 @@ class Principal:
     role: PrincipalRole
     stores: frozenset[str] | None
     device_id: str | None = None
+    token_id: str | None = None  # the access token's jti (users only)
+    token_family: str | None = None  # its refresh-token family (users only)
 
     def can_see(self, store_id: str) -> bool:
         return self.stores is None or store_id in self.stores
@@ -75,6 +78,7 @@ def _unauthorized(detail: str) -> HTTPException:
 
 
 async def get_current_principal(
+    request: Request,
     settings: SettingsDep,
     engine: EngineDep,
     bearer: Annotated[str | None, Depends(_bearer)],
@@ -89,18 +93,28 @@ async def get_current_principal(
         key = await run_in_threadpool(verify_device_key, engine, credential)  # a database read
         if key is None:
             raise _unauthorized("Invalid API key")
-        return Principal(
+        principal = Principal(
             subject=f"device:{key.store_id}/{key.device_id}",
             role="device",
             stores=frozenset({key.store_id}),
             device_id=key.device_id,
         )
+        await check_principal(request, principal)  # per-device rate limit
+        return principal
     try:
         claims = decode_access_token(settings, credential)
     except InvalidToken:
         raise _unauthorized("Could not validate credentials") from None
     stores = None if ALL_STORES in claims.stores else frozenset(claims.stores)
-    return Principal(subject=claims.subject, role=claims.role, stores=stores)  # type: ignore[arg-type]
+    principal = Principal(
+        subject=claims.subject,
+        role=claims.role,  # type: ignore[arg-type]
+        stores=stores,
+        token_id=claims.jti,
+        token_family=claims.family,
+    )
+    await check_principal(request, principal)  # revoked by logout? per-user rate limit
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]

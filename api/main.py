@@ -13,10 +13,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
+from api.firewall import FirewallMiddleware, install_security_state
 from api.log import configure_logging, get_logger
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
 from api.openapi import install_openapi
+from api.ratelimit import RateLimiter
 from api.routes import api_router, root_router
 from api.routes.observability import app_version, live_source
 from api.routes.ws import websocket_router
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise RuntimeError(f"ChainSync API cannot start: {exc}") from None
         engine = get_engine(settings.ops_store)
         app.state.engine = engine
+        install_security_state(app, settings, engine)
         seeded = seed_demo_users(engine, settings)
         log.info(
             "startup",
@@ -95,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.metrics.set_live_source(live_source(app))
     install_error_handlers(app)
+    app.state.ratelimiter = RateLimiter(settings)
+    app.add_middleware(FirewallMiddleware, host=app)  # inside the request context (request ids, 413)
     app.add_middleware(
         RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes
     )

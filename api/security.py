@@ -1,11 +1,14 @@
-"""Access tokens: the only module that creates or reads a JWT.
+"""Access and refresh tokens: the only module that creates or reads a JWT.
 
-Tokens are signed with ``settings.jwt_key()`` and decoded with the configured algorithm only, so
+Access tokens are short-lived JWTs (``CHAINSYNC_ACCESS_TOKEN_MINUTES``); refresh tokens are opaque random
+strings (``csr_...``) of which the ops store keeps only a hash, rotated on every use (see
+:mod:`chainsync.ops_store.security`). Access tokens are signed with ``settings.jwt_key()`` and decoded with the configured algorithm only, so
 ``alg=none`` and tokens signed with any other key or algorithm are refused.
 """
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +40,7 @@ class TokenClaims:
     stores: tuple[str, ...]
     jti: str
     expires_at: datetime
+    family: str | None = None  # the refresh-token family the token was issued with (logout revokes it)
 
 
 def create_access_token(
@@ -46,6 +50,7 @@ def create_access_token(
     role: str,
     stores: list[str] | tuple[str, ...],
     now: datetime | None = None,
+    family: str | None = None,
 ) -> AccessToken:
     """Sign an access token for ``subject`` valid ``settings.access_token_minutes`` minutes.
 
@@ -60,6 +65,8 @@ def create_access_token(
         "exp": issued + lifetime,
         "jti": uuid.uuid4().hex,
     }
+    if family:
+        claims["fam"] = family
     token = jwt.encode(claims, settings.jwt_key(), algorithm=settings.jwt_algorithm)
     return AccessToken(token=token, expires_in=int(lifetime.total_seconds()))
 
@@ -89,4 +96,17 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims:
         stores=tuple(stores),
         jti=str(claims["jti"]),
         expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        family=claims["fam"] if isinstance(claims.get("fam"), str) else None,
     )
+
+
+REFRESH_TOKEN_PREFIX = "csr_"
+
+
+def new_refresh_token() -> str:
+    """A fresh opaque refresh token (256 random bits); only its SHA-256 is stored."""
+    return f"{REFRESH_TOKEN_PREFIX}{secrets.token_urlsafe(32)}"
+
+
+def new_token_family() -> str:
+    return uuid.uuid4().hex

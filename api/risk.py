@@ -1,0 +1,287 @@
+"""Risk scoring per client address and per user, in the manner of fail2ban and CrowdSec.
+
+Each signal (a failed login, a bad token, input that looks like an injection, ...) pours a weight into a
+leaky bucket: the score halves every ``risk_half_life_minutes``. An address whose score reaches
+``risk_block_score`` is blocked, first for ``ban_initial_seconds`` (1 h), then each repeat multiplies the
+time by ``ban_multiplier`` (1 h -> 1 d -> ...) up to ``ban_max_seconds`` (fail2ban's bantime.increment).
+Many distinct usernames tried from one address (credential stuffing) block at once; a success after
+failures, and a success outside business hours, score the user. Address reputations live in the ops store,
+so they survive a restart and keep decaying. Allowlisted networks are scored and logged, never blocked;
+in dry-run mode every decision is logged and none enforced. Addresses that are not IP addresses (a Unix
+socket peer, an in-process test client) are scored but never blocked.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from api.ipfilter import IpFilter, parse_address
+from api.log import get_logger
+from chainsync.ops_store.security import Reputation, load_reputations, save_reputation
+from chainsync.settings import Settings
+
+log = get_logger("api.risk")
+
+# How much each signal adds to the address's bucket (the block score is 10 by default).
+WEIGHTS: dict[str, float] = {
+    "login_failure": 2.0,
+    "2fa_failure": 3.0,
+    "refresh_failure": 1.0,
+    "refresh_token_reuse": 5.0,
+    "bad_credentials": 0.5,  # a protected route answered 401
+    "authorization_denied": 1.0,
+    "not_found": 0.25,  # probing for paths
+    "validation_failure": 0.25,
+    "suspicious_input": 4.0,
+    "rate_limited": 1.0,
+}
+STUFFING_WINDOW = timedelta(minutes=15)
+THREAT_LEVELS = ("low", "elevated", "high", "critical")
+
+
+@dataclass
+class Bucket:
+    score: float = 0.0
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def level(self, now: datetime, half_life_s: float) -> float:
+        elapsed = max(0.0, (now - self.at).total_seconds())
+        return self.score * 0.5 ** (elapsed / half_life_s)
+
+    def add(self, weight: float, now: datetime, half_life_s: float) -> float:
+        self.score = self.level(now, half_life_s) + weight
+        self.at = now
+        return self.score
+
+
+@dataclass(frozen=True)
+class RiskDecision:
+    """What one signal did: the address's and user's scores after it, and any block decided."""
+
+    ip_score: float
+    user_score: float | None = None
+    blocked_seconds: int | None = None  # a block began (or would have, in dry-run or when allowlisted)
+    enforced: bool = False  # the block is in force
+    reason: str | None = None  # why this signal is notable (a block, stuffing, success after failures)
+    severity: str = "info"  # info | warning | critical
+
+    @property
+    def risk_score(self) -> float:
+        return round(max(self.ip_score, self.user_score or 0.0), 2)
+
+
+class RiskEngine:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine | None,
+        ipfilter: IpFilter,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.ipfilter = ipfilter
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.half_life_s = settings.risk_half_life_minutes * 60
+        self._lock = threading.RLock()
+        self._ips: dict[str, Reputation] = {}
+        self._users: dict[str, Bucket] = {}
+        self._user_failures: dict[str, deque[datetime]] = {}
+        self._tried: dict[str, deque[tuple[datetime, str]]] = {}
+        self._critical: deque[datetime] = deque(maxlen=1000)
+        start, _, end = settings.business_hours.partition("-")
+        self._hours = (int(start), int(end))
+        self._tz = ZoneInfo(settings.business_timezone)
+        if engine is not None:
+            for rep in load_reputations(engine):
+                self._ips[rep.ip] = rep
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def ip_score(self, ip: str, now: datetime | None = None) -> float:
+        now = now or self.clock()
+        with self._lock:
+            rep = self._ips.get(ip)
+            return 0.0 if rep is None else Bucket(rep.score, rep.score_at).level(now, self.half_life_s)
+
+    def user_score(self, username: str, now: datetime | None = None) -> float:
+        now = now or self.clock()
+        with self._lock:
+            bucket = self._users.get(username)
+            return 0.0 if bucket is None else bucket.level(now, self.half_life_s)
+
+    def blocked_for(self, ip: str | None, now: datetime | None = None) -> int:
+        """Seconds ``ip`` stays blocked (0: not blocked). Allowlisted addresses are never blocked."""
+        if not ip:
+            return 0
+        now = now or self.clock()
+        with self._lock:
+            rep = self._ips.get(ip)
+            if rep is None or rep.blocked_until is None or rep.blocked_until <= now:
+                return 0
+        if self.ipfilter.is_allowlisted(ip):
+            return 0
+        return max(1, int((rep.blocked_until - now).total_seconds()))
+
+    def active_blocks(self, now: datetime | None = None) -> list[Reputation]:
+        now = now or self.clock()
+        with self._lock:
+            return [r for r in self._ips.values() if r.blocked_until is not None and r.blocked_until > now]
+
+    def threat_level(self, now: datetime | None = None) -> str:
+        """``low``, ``elevated``, ``high`` or ``critical`` from the last hour's critical events, the
+        addresses blocked now and the highest current score."""
+        now = now or self.clock()
+        hour_ago = now - timedelta(hours=1)
+        with self._lock:
+            critical = sum(1 for t in self._critical if t >= hour_ago)
+            top = max(
+                (Bucket(r.score, r.score_at).level(now, self.half_life_s) for r in self._ips.values()),
+                default=0.0,
+            )
+        blocks = len(self.active_blocks(now))
+        if critical >= 3 or blocks >= 10:
+            return "critical"
+        if critical >= 1 or blocks >= 3:
+            return "high"
+        if blocks >= 1 or top >= self.settings.risk_block_score / 2:
+            return "elevated"
+        return "low"
+
+    # --- signals ------------------------------------------------------------------------------------
+
+    def observe(
+        self, ip: str | None, signal: str, *, username: str | None = None, weight: float | None = None
+    ) -> RiskDecision:
+        """Pour ``signal`` into the buckets of ``ip`` and ``username``; block ``ip`` when it crosses the
+        threshold (or detect credential stuffing)."""
+        now = self.clock()
+        w = WEIGHTS.get(signal, 1.0) if weight is None else weight
+        reason = None
+        severity = "info"
+        with self._lock:
+            user_score = None
+            if username:
+                user_score = self._users.setdefault(username, Bucket(0.0, now)).add(w, now, self.half_life_s)
+                if signal in ("login_failure", "2fa_failure"):
+                    self._user_failures.setdefault(username, deque(maxlen=50)).append(now)
+            if ip is None:
+                return RiskDecision(ip_score=0.0, user_score=user_score)
+            if signal == "login_failure" and username:
+                tried = self._tried.setdefault(ip, deque(maxlen=500))
+                tried.append((now, username))
+                distinct = {u for t, u in tried if t >= now - STUFFING_WINDOW}
+                if len(distinct) >= self.settings.credential_stuffing_users:
+                    w += self.settings.risk_block_score  # many accounts from one address: block at once
+                    reason = f"credential stuffing: {len(distinct)} usernames from one address"
+                    severity = "critical"
+            rep = self._ips.get(ip) or Reputation(ip=ip, score=0.0, score_at=now)
+            bucket = Bucket(rep.score, rep.score_at)
+            rep.score = bucket.add(w, now, self.half_life_s)
+            rep.score_at = now
+            self._ips[ip] = rep
+            decision = self._maybe_block(rep, now, reason, severity, signal)
+            if decision.severity == "critical":
+                self._critical.append(now)
+            rep.last_reason = decision.reason or rep.last_reason or signal
+            snapshot = Reputation(**vars(rep))
+        self._persist(snapshot)
+        return RiskDecision(
+            ip_score=round(snapshot.score, 2),
+            user_score=None if user_score is None else round(user_score, 2),
+            blocked_seconds=decision.blocked_seconds,
+            enforced=decision.enforced,
+            reason=decision.reason,
+            severity=decision.severity,
+        )
+
+    def _maybe_block(
+        self, rep: Reputation, now: datetime, reason: str | None, severity: str, signal: str
+    ) -> RiskDecision:
+        if rep.score < self.settings.risk_block_score:
+            return RiskDecision(rep.score, reason=reason, severity=severity)
+        if rep.blocked_until is not None and rep.blocked_until > now:
+            return RiskDecision(rep.score, reason=reason, severity=severity)  # already blocked
+        s = self.settings
+        # A long quiet spell forgets earlier blocks (fail2ban keeps its ban history for a while, too).
+        if rep.blocked_until is not None and now - rep.blocked_until > timedelta(
+            seconds=4 * s.ban_max_seconds
+        ):
+            rep.ban_count = 0
+        seconds = int(min(s.ban_initial_seconds * s.ban_multiplier**rep.ban_count, s.ban_max_seconds))
+        why = reason or f"risk score {rep.score:.1f} reached {s.risk_block_score:g} ({signal})"
+        if parse_address(rep.ip) is None:
+            return RiskDecision(
+                rep.score, reason=f"{why}; not an IP address, not blocked", severity="warning"
+            )
+        if self.ipfilter.is_allowlisted(rep.ip):
+            return RiskDecision(
+                rep.score,
+                blocked_seconds=seconds,
+                reason=f"{why}; allowlisted, not blocked",
+                severity="warning",
+            )
+        if s.security_dry_run:
+            return RiskDecision(
+                rep.score, blocked_seconds=seconds, reason=f"{why}; dry run, not blocked", severity="warning"
+            )
+        rep.ban_count += 1
+        rep.blocked_until = now + timedelta(seconds=seconds)
+        log.warning("ip_banned", ip=rep.ip, seconds=seconds, ban_count=rep.ban_count, reason=why)
+        return RiskDecision(
+            rep.score, blocked_seconds=seconds, enforced=True, reason=why, severity="critical"
+        )
+
+    def login_succeeded(self, ip: str | None, username: str) -> RiskDecision:
+        """A successful login: high risk when it follows failures (on the user or from the address), some
+        risk outside business hours. Clears the user's failure history."""
+        now = self.clock()
+        reasons = []
+        severity = "info"
+        with self._lock:
+            failures = [t for t in self._user_failures.pop(username, deque()) if t >= now - STUFFING_WINDOW]
+            ip_level = self.ip_score(ip, now) if ip else 0.0
+            bucket = self._users.setdefault(username, Bucket(0.0, now))
+            if len(failures) >= 3 or ip_level >= self.settings.risk_block_score / 2:
+                bucket.add(self.settings.risk_block_score, now, self.half_life_s)
+                reasons.append(
+                    f"success after failures ({len(failures)} for the user, address score {ip_level:.1f})"
+                )
+                severity = "critical"
+                self._critical.append(now)
+            if not self.within_business_hours(now):
+                bucket.add(2.0, now, self.half_life_s)
+                reasons.append("outside business hours")
+                severity = "warning" if severity == "info" else severity
+            user_level = bucket.level(now, self.half_life_s)
+        return RiskDecision(
+            ip_score=round(ip_level, 2),
+            user_score=round(user_level, 2),
+            reason="; ".join(reasons) or None,
+            severity=severity,
+        )
+
+    def within_business_hours(self, now: datetime) -> bool:
+        start, end = self._hours
+        hour = now.astimezone(self._tz).hour
+        return start <= hour < end if start <= end else (hour >= start or hour < end)
+
+    def unblock(self, ip: str) -> bool:
+        with self._lock:
+            rep = self._ips.pop(ip, None)
+        return rep is not None
+
+    def _persist(self, rep: Reputation) -> None:
+        if self.engine is None:
+            return
+        try:
+            save_reputation(self.engine, rep)
+        except Exception as exc:  # scoring goes on in memory even if the store is busy
+            log.error("ip_reputation_write_failed", error_type=type(exc).__name__)
