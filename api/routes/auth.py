@@ -1,32 +1,151 @@
-"""The OAuth2 password flow: a username and password for a short-lived JWT."""
+"""Authentication: the OAuth2 password flow (plus a TOTP code when two-factor is on), rotating refresh
+tokens, logout, and two-factor enrolment.
+
+Every attempt is scored by the risk engine and audited (never with the password, token or code).
+Administrators must have two-factor authentication outside demo mode.
+"""
 
 from __future__ import annotations
 
+import hmac
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+import pyotp
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
 
-from api.deps import EngineDep, SettingsDep
+from api.audit import Auditor
+from api.deps import CurrentPrincipal, EngineDep, SettingsDep
+from api.ipfilter import client_ip_of
 from api.log import get_logger
-from api.queries.audit import record_security_event
-from api.security import ALL_STORES, create_access_token
-from chainsync.ops_store.users import get_user
+from api.risk import RiskEngine
+from api.security import (
+    ALL_STORES,
+    create_access_token,
+    new_refresh_token,
+    new_token_family,
+)
+from chainsync.ops_store.security import (
+    get_totp,
+    mark_totp_used,
+    revoke_refresh_family,
+    set_totp_secret,
+    store_refresh_token,
+    use_refresh_token,
+)
+from chainsync.ops_store.users import User, get_user
 from chainsync.passwords import verify_password
+from chainsync.settings import Settings
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 log = get_logger("api.auth")
 
 # One message for an unknown user and a wrong password, so a caller cannot tell which it was.
 _BAD_CREDENTIALS = "Incorrect username or password"
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+OtpField = Annotated[str | None, Form(max_length=10, pattern=r"^[0-9]{6,8}$", description="TOTP code")]
 
 
 class TokenResponse(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int  # seconds
+    refresh_token: str
+    refresh_expires_in: int  # seconds
     role: Literal["admin", "manager", "cashier"]
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: Annotated[str, Field(min_length=8, max_length=200)]
+
+
+class TotpEnrolment(BaseModel):
+    secret: str
+    otpauth_uri: str
+
+
+class TotpEnabled(BaseModel):
+    enabled: Literal[True] = True
+
+
+def _context(request: Request) -> tuple[str | None, str | None]:
+    return client_ip_of(request.scope), request.headers.get("user-agent")
+
+
+def _unauthorized(detail: str, extra: dict[str, str] | None = None) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={**_CHALLENGE, **(extra or {})})
+
+
+def _check_password(request: Request, engine: Engine, username: str, password: str) -> User:
+    """The active user whose password this is, or a 401 after scoring and auditing the failure."""
+    user = get_user(engine, username)
+    usable = user is not None and user.is_active
+    # verify_password(None, ...) checks a dummy hash, so unknown users cost the same time as wrong passwords.
+    ok = verify_password(user.password_hash if usable and user else None, password)
+    if ok and user is not None:
+        return user
+    ip, agent = _context(request)
+    risk: RiskEngine = request.app.state.risk
+    decision = risk.observe(ip, "login_failure", username=username[:128])
+    auditor: Auditor = request.app.state.auditor
+    auditor.record(
+        kind="login_failure",
+        outcome="failure",
+        username=username,
+        source_ip=ip,
+        user_agent=agent,
+        method=request.method,
+        route=request.url.path,
+        risk_score=decision.risk_score,
+        severity=decision.severity,
+        detail=decision.reason,
+    )
+    log.info("login_failure", username=username, risk_score=decision.risk_score)
+    raise _unauthorized(_BAD_CREDENTIALS)
+
+
+def _totp_step(secret: str, code: str, now: datetime) -> int | None:
+    """The time step whose code ``code`` is (this one or one either side, for clock drift), or None."""
+    totp = pyotp.TOTP(secret)
+    for drift in (0, -1, 1):
+        at = now + timedelta(seconds=drift * totp.interval)
+        if hmac.compare_digest(totp.at(at), code):
+            return totp.timecode(at)
+    return None
+
+
+def _verify_totp(request: Request, engine: Engine, user: User, code: str, *, enable: bool = False) -> bool:
+    state = get_totp(engine, user.id)
+    if state is None:
+        return False
+    step = _totp_step(state.secret, code, datetime.now(UTC))
+    return step is not None and mark_totp_used(engine, user.id, step, enable=enable)
+
+
+def _issue(settings: Settings, engine: Engine, user: User, family: str | None = None) -> TokenResponse:
+    family = family or new_token_family()
+    now = datetime.now(UTC)
+    refresh = new_refresh_token()
+    lifetime = timedelta(days=settings.refresh_token_days)
+    store_refresh_token(
+        engine, refresh, family_id=family, username=user.username, issued_at=now, expires_at=now + lifetime
+    )
+    stores = [ALL_STORES] if user.role == "admin" else sorted(user.store_ids)
+    token = create_access_token(
+        settings, subject=user.username, role=user.role, stores=stores, now=now, family=family
+    )
+    return TokenResponse(
+        access_token=token.token,
+        expires_in=token.expires_in,
+        refresh_token=refresh,
+        refresh_expires_in=int(lifetime.total_seconds()),
+        role=user.role,
+    )
 
 
 @router.post("/token", response_model=TokenResponse)
@@ -36,28 +155,139 @@ def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     settings: SettingsDep,
     engine: EngineDep,
+    otp: OtpField = None,
 ) -> TokenResponse:
-    """Exchange a username and password (form fields) for a bearer token."""
-    user = get_user(engine, form.username)
-    usable = user is not None and user.is_active
-    # verify_password(None, ...) checks a dummy hash, so unknown users cost the same time as wrong passwords.
-    ok = verify_password(user.password_hash if usable and user else None, form.password)
-    if settings.security_audit_enabled:
-        record_security_event(
-            engine,
-            kind="login_success" if ok else "login_failure",
-            outcome="success" if ok else "failure",
-            username=form.username,
-            source_ip=request.client.host if request.client else None,
-            user_agent=request.headers.get("user-agent"),
+    """Exchange a username and password (form fields), plus ``otp`` when two-factor authentication is on,
+    for a short-lived bearer token and a refresh token."""
+    user = _check_password(request, engine, form.username, form.password)
+    ip, agent = _context(request)
+    auditor: Auditor = request.app.state.auditor
+    audit = {"username": user.username, "role": user.role, "source_ip": ip, "user_agent": agent}
+    audit |= {"method": request.method, "route": request.url.path}
+    totp = get_totp(engine, user.id)
+    if totp is not None and totp.enabled:
+        if not otp:
+            raise _unauthorized("Two-factor code required", {"X-2FA-Required": "totp"})
+        if not _verify_totp(request, engine, user, otp):
+            decision = request.app.state.risk.observe(ip, "2fa_failure", username=user.username)
+            auditor.record(
+                kind="2fa_failure", outcome="failure", risk_score=decision.risk_score,
+                severity=decision.severity, detail=decision.reason, **audit,
+            )  # fmt: skip
+            raise _unauthorized("Invalid two-factor code", {"X-2FA-Required": "totp"})
+        auditor.record(kind="2fa_success", outcome="success", **audit)
+    elif user.role == "admin" and not settings.demo_mode:
+        auditor.record(
+            kind="login_failure",
+            outcome="denied",
+            detail="administrator without two-factor enrolment",
+            **audit,
         )
-    if not ok or user is None:
-        log.info("login_failure", username=form.username)
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, _BAD_CREDENTIALS, headers={"WWW-Authenticate": "Bearer"}
+            status.HTTP_403_FORBIDDEN,
+            "Administrators must use two-factor authentication: enrol at POST /api/auth/2fa/enroll",
         )
-    stores = [ALL_STORES] if user.role == "admin" else sorted(user.store_ids)
-    token = create_access_token(settings, subject=user.username, role=user.role, stores=stores)
+    decision = request.app.state.risk.login_succeeded(ip, user.username)
+    auditor.record(
+        kind="login_success", outcome="success", risk_score=decision.risk_score,
+        severity=decision.severity, detail=decision.reason, **audit,
+    )  # fmt: skip
     log.info("login_success", username=user.username, role=user.role)
     response.headers["Cache-Control"] = "no-store"  # RFC 6749 5.1: token responses are not cached
-    return TokenResponse(access_token=token.token, expires_in=token.expires_in, role=user.role)
+    return _issue(settings, engine, user)
+
+
+@router.post("/refresh", response_model=TokenResponse)
+def refresh(
+    request: Request, response: Response, body: RefreshRequest, settings: SettingsDep, engine: EngineDep
+) -> TokenResponse:
+    """Exchange a refresh token for a new access token and a new refresh token (the old one is spent).
+    Presenting a spent refresh token again revokes every token of its login (theft detection)."""
+    use = use_refresh_token(engine, body.refresh_token)
+    ip, agent = _context(request)
+    auditor: Auditor = request.app.state.auditor
+    user = get_user(engine, use.username) if use.username else None
+    if use.status == "ok" and user is not None and user.is_active:
+        auditor.record(
+            kind="token_refresh", outcome="success", username=user.username, role=user.role,
+            source_ip=ip, user_agent=agent,
+        )  # fmt: skip
+        response.headers["Cache-Control"] = "no-store"
+        return _issue(settings, engine, user, family=use.family_id)
+    kind = "refresh_token_reuse" if use.status == "reused" else "refresh_failure"
+    decision = request.app.state.risk.observe(ip, kind, username=use.username)
+    auditor.record(
+        kind=kind, outcome="denied", username=use.username, source_ip=ip, user_agent=agent,
+        risk_score=decision.risk_score, detail=f"refresh token {use.status}",
+        severity="critical" if use.status == "reused" else decision.severity,
+    )  # fmt: skip
+    raise _unauthorized("Invalid refresh token")
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(request: Request, principal: CurrentPrincipal, engine: EngineDep) -> Response:
+    """End this login: the access token stops working now and its refresh tokens are revoked."""
+    if principal.role == "device":
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Devices authenticate with API keys; nothing to end")
+    if principal.token_id:
+        request.app.state.revoked_tokens.add(principal.token_id)
+    if principal.token_family:
+        revoke_refresh_family(engine, principal.token_family)
+    ip, agent = _context(request)
+    request.app.state.auditor.record(
+        kind="logout", outcome="success", username=principal.subject, role=principal.role,
+        source_ip=ip, user_agent=agent,
+    )  # fmt: skip
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/2fa/enroll", response_model=TotpEnrolment)
+def enroll_totp(
+    request: Request,
+    response: Response,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    settings: SettingsDep,
+    engine: EngineDep,
+) -> TotpEnrolment:
+    """Start two-factor enrolment (username and password as form fields): a new TOTP secret and its
+    ``otpauth://`` URI for an authenticator app. Confirm with a code at ``/api/auth/2fa/confirm``.
+    Refused (409) once two-factor authentication is on; an administrator can reset it."""
+    user = _check_password(request, engine, form.username, form.password)
+    state = get_totp(engine, user.id)
+    if state is not None and state.enabled:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Two-factor authentication is already enabled")
+    secret = pyotp.random_base32()
+    set_totp_secret(engine, user.id, secret)
+    response.headers["Cache-Control"] = "no-store"
+    uri = pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=settings.totp_issuer)
+    return TotpEnrolment(secret=secret, otpauth_uri=uri)
+
+
+@router.post("/2fa/confirm", response_model=TotpEnabled)
+def confirm_totp(
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    engine: EngineDep,
+    otp: Annotated[str, Form(max_length=10, pattern=r"^[0-9]{6,8}$", description="TOTP code")],
+) -> TotpEnabled:
+    """Turn two-factor authentication on with the first code from the authenticator app."""
+    user = _check_password(request, engine, form.username, form.password)
+    state = get_totp(engine, user.id)
+    if state is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Start with POST /api/auth/2fa/enroll")
+    ip, agent = _context(request)
+    auditor: Auditor = request.app.state.auditor
+    if state.enabled:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Two-factor authentication is already enabled")
+    if not _verify_totp(request, engine, user, otp, enable=True):
+        decision = request.app.state.risk.observe(ip, "2fa_failure", username=user.username)
+        auditor.record(
+            kind="2fa_failure", outcome="failure", username=user.username, role=user.role, source_ip=ip,
+            user_agent=agent, risk_score=decision.risk_score, detail="enrolment code rejected",
+        )  # fmt: skip
+        raise _unauthorized("Invalid two-factor code")
+    auditor.record(
+        kind="2fa_enrolled", outcome="success", username=user.username, role=user.role, source_ip=ip,
+        user_agent=agent,
+    )  # fmt: skip
+    return TotpEnabled()

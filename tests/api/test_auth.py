@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
+import pyotp
 import pytest
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
@@ -21,6 +22,9 @@ from tests.api.conftest import PASSWORD, TestClient, bearer
 PUBLIC = {
     "/api/observability/health",
     "/api/auth/token",
+    "/api/auth/refresh",
+    "/api/auth/2fa/enroll",
+    "/api/auth/2fa/confirm",
     "/openapi.json",
     "/docs",
     "/docs/oauth2-redirect",
@@ -49,8 +53,24 @@ def test_token_flow_returns_a_bearer_token_with_role_and_stores(client, users, s
     assert client.get("/api/ai/anomalies", headers=bearer(body["access_token"])).status_code in (200, 503)
 
 
-def test_admin_token_covers_all_stores(client, users, settings) -> None:
-    token = login(client, "alice", PASSWORD).json()["access_token"]
+def test_admin_token_covers_all_stores(client, users, settings, engine) -> None:
+    # Administrators need two-factor authentication outside demo mode (tests/api/test_security_auth.py).
+    assert login(client, "alice", PASSWORD).status_code == 403
+    secret = client.post("/api/auth/2fa/enroll", data={"username": "alice", "password": PASSWORD}).json()[
+        "secret"
+    ]
+    code = pyotp.TOTP(secret).now()
+    assert (
+        client.post(
+            "/api/auth/2fa/confirm", data={"username": "alice", "password": PASSWORD, "otp": code}
+        ).status_code
+        == 200
+    )
+    resp = client.post(
+        "/api/auth/token",
+        data={"username": "alice", "password": PASSWORD, "otp": pyotp.TOTP(secret).at(time.time() + 30)},
+    )
+    token = resp.json()["access_token"]
     assert decode_access_token(settings, token).stores == ("*",)
 
 
@@ -156,7 +176,8 @@ def test_every_protected_route_rejects_missing_or_bad_credentials(app, client, s
 
 def test_a_valid_token_passes_authentication(app, client, settings, users) -> None:
     token = create_access_token(settings, subject="alice", role="admin", stores=["*"]).token
-    for method, path in _protected_routes(app):
+    # Logout last: it revokes the token it is called with.
+    for method, path in sorted(_protected_routes(app), key=lambda r: r[1] == "/api/auth/logout"):
         resp = client.request(method, path, headers=bearer(token))
         assert resp.status_code != 401, (method, path)
 
