@@ -1,4 +1,4 @@
-"""Streamlit entry point: navigation only; each page lives in `dashboards/pages/`."""
+"""Streamlit entry point: navigation and the shared sidebar filters; pages live in `dashboards/pages/`."""
 
 from __future__ import annotations
 
@@ -12,16 +12,33 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-st.set_page_config(page_title="ChainSync Analytics", layout="wide")
+from dashboards import data, filters  # noqa: E402
+
+st.set_page_config(page_title="ChainSync Analytics", page_icon=":material/storefront:", layout="wide")
 
 PAGES = Path(__file__).resolve().parent / "pages"
+
+
+def page(file: str, title: str, icon: str, **kwargs: object) -> st.Page:
+    return st.Page(PAGES / file, title=title, icon=icon, **kwargs)  # type: ignore[arg-type]
+
+
 navigation = st.navigation(
     {
-        "Sales": [
-            st.Page(
-                PAGES / "forecast.py", title="Sales and forecast", icon=":material/trending_up:", default=True
-            )
+        "Today": [page("overview.py", "Overview", ":material/dashboard:", default=True)],
+        "Analytics": [
+            page("forecast.py", "Sales and forecast", ":material/trending_up:"),
+            page("anomalies.py", "Anomalies", ":material/warning:"),
+            page("inventory.py", "Inventory", ":material/inventory_2:"),
+            page("insights.py", "Insights", ":material/lightbulb:"),
+        ],
+        "Operations": [
+            page("security.py", "Security", ":material/shield:"),
+            page("sync.py", "Sync", ":material/sync:"),
+            page("system.py", "System", ":material/monitor_heart:"),
         ],
     }
 )
+# Drawn by the entry point on every run, before the page: the filter values persist across pages.
+filters.sidebar(data.snapshot())
 navigation.run()

@@ -1,81 +1,88 @@
-"""The sales-and-forecast page renders from a real published snapshot and shows its numbers."""
+"""Sales and forecast: figures, the drill chain → store → category → product, the forecast table, models."""
 
 from __future__ import annotations
-
-from datetime import date, timedelta
-from pathlib import Path
 
 import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from chainsync.serving import publish_snapshot
+from chainsync.serving import Snapshot
 from chainsync.settings import Settings
+from tests.dashboards.snapshot import APP, PRODUCTS, infos, metrics, open_page
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py")
+
+def test_without_snapshot_every_page_explains_what_to_do(dashboard_settings: Settings) -> None:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    for page in ("forecast", "anomalies", "inventory", "insights", "security", "sync", "system"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, page
+        assert any("No serving snapshot" in i for i in infos(at)), page
 
 
-def _snapshot_tables() -> dict[str, pl.DataFrame]:
-    days = [date(2026, 1, 1) + timedelta(days=i) for i in range(60)]
-    sales = pl.DataFrame(
+@pytest.mark.parametrize(("store", "category"), [(None, None), ("S001", None), ("S001", "Drinks")])
+def test_figures_match_the_snapshot(
+    published: Snapshot, tables: dict[str, pl.DataFrame], store: str | None, category: str | None
+) -> None:
+    session = {"store_filter": store or "All stores", "category_filter": category or "All categories"}
+    at = open_page("forecast", **session)
+    sales = tables["fct_sales_daily"]
+    products = [p for p, v in PRODUCTS.items() if category is None or v[1] == category]
+    sales = sales.filter(pl.col("product_id").is_in(products))
+    if store:
+        sales = sales.filter(pl.col("store_id") == store)
+    last_28 = (
+        sales.group_by("sale_date").agg(pl.col("units_sold", "net_revenue_cents").sum()).sort("sale_date")
+    )
+    last_28 = last_28.tail(28)
+    shown = metrics(at)
+    assert shown["Units, last 28 days"] == f"{int(last_28['units_sold'].sum()):,}"
+    assert shown["Net revenue, last 28 days"] == f"{last_28['net_revenue_cents'].sum() / 100:,.2f}"
+    n_series = (1 if store else 2) * len(products)
+    assert shown["Forecast units, next 30 days"] == f"{3.0 * 30 * n_series:,.0f}"
+
+    # The drill table is the next level down, and its revenue adds up to the period's revenue.
+    breakdown = at.dataframe[0].value
+    level = "store_id" if store is None else "category" if category is None else "product_id"
+    assert breakdown.columns[0] == level
+    period = sales.filter(pl.col("sale_date") > sales["sale_date"].max() - pl.duration(days=90))
+    assert breakdown["net_revenue"].sum() == pytest.approx(period["net_revenue_cents"].sum() / 100)
+    expected_rows = {"store_id": 2, "category": 2, "product_id": len(products)}[level]
+    assert len(breakdown) == expected_rows
+
+    forecast = at.dataframe[1].value
+    assert len(forecast) == 30
+    assert (forecast["lo_95"] <= forecast["yhat"]).all() and (forecast["yhat"] <= forecast["hi_95"]).all()
+    assert any("forecast_accuracy" in i for i in infos(at))  # not published yet: said so, no error
+
+
+def test_product_drill_shows_its_model(published: Snapshot) -> None:
+    at = open_page("forecast", store_filter="S002")
+    at.selectbox(key="product_filter").set_value("P0002 — Tea").run()
+    assert not at.exception
+    assert metrics(at)["Forecast units, next 30 days"] == "90"
+    models = at.dataframe[-1].value
+    assert models["model"].tolist() == ["CrostonOptimized"] and models["series"].tolist() == [1]
+    assert any("CrostonOptimized" in c.value for c in at.caption)
+
+
+def test_accuracy_is_shown_when_the_snapshot_has_it(
+    dashboard_settings: Settings, tables: dict[str, pl.DataFrame]
+) -> None:
+    from chainsync.serving import publish_snapshot
+
+    tables["forecast_accuracy"] = pl.DataFrame(
         {
-            "store_id": ["S001"] * 60 + ["S002"] * 60,
-            "product_id": ["P0001"] * 120,
-            "sale_date": days * 2,
-            "units_sold": [i % 7 + 1 for i in range(60)] + [2] * 60,
-            "net_revenue_cents": [100 * (i % 7 + 1) for i in range(60)] + [200] * 60,
+            "store_id": ["S001", "S001", "S002"],
+            "product_id": ["P0001", "P0002", "P0001"],
+            "model": ["AutoTheta", "CrostonOptimized", "AutoTheta"],
+            "mase": [0.8, 1.2, 0.9],
+            "wape": [0.25, 0.5, 0.3],
         }
     )
-    cutoff = days[-1]
-    fc_rows = []
-    for store in ("S001", "S002"):
-        for h in range(1, 91):
-            fc_rows.append(
-                {
-                    "store_id": store,
-                    "product_id": "P0001",
-                    "ds": cutoff + timedelta(days=h),
-                    "horizon_day": h,
-                    "yhat": 3.0,
-                    "lo_80": 2.0,
-                    "hi_80": 4.0,
-                    "lo_95": 1.0,
-                    "hi_95": 5.0,
-                    "model": "AutoTheta",
-                    "cutoff": cutoff,
-                }
-            )
-    return {
-        "fct_sales_daily": sales,
-        "dim_store": pl.DataFrame({"store_id": ["S001", "S002"], "name": ["North", "South"]}),
-        "dim_product": pl.DataFrame({"product_id": ["P0001"], "name": ["Coffee"], "category": ["Drinks"]}),
-        "demand_forecast": pl.DataFrame(fc_rows),
-    }
-
-
-def test_page_without_snapshot_explains_what_to_do(settings: Settings) -> None:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    assert not at.exception
-    assert any("No serving snapshot" in i.value for i in at.info)
-
-
-@pytest.mark.parametrize("store", ["All stores", "S001"])
-def test_page_shows_snapshot_figures(settings: Settings, store: str) -> None:
-    tables = _snapshot_tables()
-    publish_snapshot(settings.serving, tables, run_id="test")
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    assert not at.exception
-    at.selectbox(key="store_filter").set_value(store).run()
-    assert not at.exception
-
-    sales = tables["fct_sales_daily"]
-    if store != "All stores":
-        sales = sales.filter(pl.col("store_id") == store)
-    last_28 = sales.group_by("sale_date").agg(pl.col("units_sold").sum()).sort("sale_date").tail(28)
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Units, last 28 days"] == f"{int(last_28['units_sold'].sum()):,}"
-    n_stores = 2 if store == "All stores" else 1
-    assert metrics["Forecast units, next 30 days"] == f"{3.0 * 30 * n_stores:,.0f}"
-    shown = at.dataframe[0].value
-    assert len(shown) == 30
-    assert (shown["lo_95"] <= shown["yhat"]).all() and (shown["yhat"] <= shown["hi_95"]).all()
+    publish_snapshot(dashboard_settings.serving, tables)
+    at = open_page("forecast", store_filter="S001")
+    shown = metrics(at)
+    assert shown["Mean mase"] == "1.000"
+    assert shown["Mean wape"] == "0.375"
+    assert not any("forecast_accuracy" in i for i in infos(at))

@@ -1,0 +1,104 @@
+"""Overview: the latest day's sales, transactions and basket against forecast; threat level; sync health;
+pipeline freshness. Figures from the snapshot; live ones from the API when it answers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+import streamlit as st
+
+from dashboards import api, charts, data, filters, ui
+
+st.title("Overview")
+snap = ui.require_snapshot()
+f = filters.current()
+st.caption(f"Scope: {f.store_id or filters.ALL_STORES} (the store filter applies; category does not)")
+
+days = data.store_days(snap, f.store_id)
+if days.is_empty():
+    st.info("The snapshot holds no sales yet.")
+else:
+    latest = days.row(days.height - 1, named=True)
+    week_ago = days.filter(pl.col("sale_date") == latest["sale_date"] - timedelta(days=7))
+    prior = week_ago.row(0, named=True) if week_ago.height else None
+
+    def delta(col: str, scale: float = 1.0, fmt: str = "{:+,.0f}") -> str | None:
+        if prior is None or prior[col] is None or latest[col] is None:
+            return None
+        return fmt.format((latest[col] - prior[col]) * scale) + " vs a week before"
+
+    st.subheader(f"Latest day in the snapshot: {latest['sale_date']:%A %d %B %Y}")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric(
+        "Net sales", ui.money(latest["net_revenue_cents"]), delta("net_revenue_cents", 0.01, "{:+,.2f}")
+    )
+    c2.metric("Transactions", f"{int(latest['transactions']):,}", delta("transactions"))
+    c3.metric(
+        "Average basket",
+        ui.money(latest["avg_basket_cents"]),
+        delta("avg_basket_cents", 0.01, "{:+,.2f}"),
+    )
+    c4.metric("Units sold", f"{int(latest['units_sold'] or 0):,}", delta("units_sold"))
+
+    nxt = data.next_day_forecast(snap, f.store_id)
+    if nxt is None:
+        st.info("No demand forecast in this snapshot.")
+    else:
+        f1, f2 = st.columns(2)
+        f1.metric(
+            f"Forecast units, {nxt['ds']:%a %d %b}",
+            f"{nxt['yhat']:,.0f}",
+            help="Sum of the series forecasts for the first forecast day; band: summed 80 % bounds.",
+        )
+        f2.metric("80 % band", f"{nxt['lo_80']:,.0f} – {nxt['hi_80']:,.0f}")
+        inside = nxt["lo_80"] <= (latest["units_sold"] or 0) <= nxt["hi_80"]
+        st.caption(
+            f"The latest day's {int(latest['units_sold'] or 0):,} units are "
+            + ("inside" if inside else "outside")
+            + " the next day's 80 % band."
+        )
+    st.altair_chart(
+        charts.daily_bars(days.tail(56), "sale_date", "net_revenue_cents", "net sales (cents)"),
+        width="stretch",
+    )
+
+st.divider()
+left, mid, right = st.columns(3)
+with left:
+    st.subheader("Threat level")
+    threat = data.threat(snap)
+    st.metric("Threat level", (threat["level"] or "unknown").upper())
+    st.caption(threat["basis"])
+with mid:
+    st.subheader("Sync health")
+    sessions = data.sync_sessions(snap, f.store_id, 7)
+    terms = data.terminals(sessions)
+    st.metric("Terminals synced (last 7 days)", f"{terms.height:,}")
+    if not terms.is_empty():
+        st.metric("Items rejected (last 7 days)", f"{int(terms['rejected'].sum()):,}")
+    live = api.sync_health()
+    if live.ok:
+        st.metric("Sync service (live)", str(live.data.get("status", "?")).upper())
+        st.caption(
+            f"{live.data.get('open_conflicts', 0)} open conflicts, "
+            f"{live.data.get('dead_letters', 0)} dead letters"
+        )
+    else:
+        api.notice(live, "sync health")
+with right:
+    st.subheader("Pipeline freshness")
+    fresh = data.freshness(snap)
+    st.metric("Snapshot age", f"{fresh['age_hours']:.1f} h")
+    st.caption(
+        f"Published {fresh['created_at']:%Y-%m-%d %H:%M} UTC by run {fresh['run_id'] or '—'}; "
+        f"events up to #{fresh['events_seq'] if fresh['events_seq'] is not None else '—'}"
+    )
+    health = api.health()
+    if health.ok:
+        st.metric("API (live)", str(health.data.get("status", "?")).upper())
+        if health.data.get("degraded"):
+            st.caption("Degraded: " + ", ".join(health.data["degraded"]))
+    else:
+        api.notice(health, "API health")
+ui.footer(snap)

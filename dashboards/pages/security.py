@@ -1,0 +1,51 @@
+"""Security: threat level, riskiest IPs and users, the event timeline, blocks in force."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import charts, data, filters, ui
+
+st.title("Security")
+snap = ui.require_snapshot()
+f = filters.current()
+
+threat = data.threat(snap)
+if ui.missing(snap, "fct_security_events", "Security events"):
+    st.stop()
+events = data.security_events(snap, f.store_id, f.days)
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Threat level", (threat["level"] or "unknown").upper(), help=threat["basis"])
+c2.metric("Security events", f"{events.height:,}")
+c3.metric("Failed", f"{int(events['is_failure'].sum()) if events.height else 0:,}")
+c4.metric("Distinct source IPs", f"{events['source_ip'].drop_nulls().n_unique() if events.height else 0:,}")
+st.caption(
+    f"{threat['basis']} · scope: {f.store_id or filters.ALL_STORES}, "
+    + (f"last {f.days} days" if f.days else "all history")
+)
+
+if events.height:
+    st.altair_chart(charts.events_timeline(events), width="stretch")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Riskiest IPs")
+    risk = data.ip_risk(snap)
+    if risk.is_empty():
+        st.caption("Ranked by failed events (`fct_ip_risk` not in this snapshot yet).")
+        ui.table(data.risky(events, "source_ip"), "risky_ips")
+    else:
+        ui.table(risk, "ip_risk")
+with right:
+    st.subheader("Riskiest users")
+    ui.table(data.risky(events, "username"), "risky_users")
+
+st.subheader("Blocks in force")
+if data.has(snap, "fct_ip_risk"):
+    ui.table(data.blocks_in_force(data.ip_risk(snap)), "blocks_in_force")
+else:
+    st.info("Blocks in force come from `fct_ip_risk`, which this snapshot does not hold yet.")
+
+st.subheader("Events")
+ui.table(events.sort("occurred_at", descending=True), "security_events")
+ui.footer(snap)

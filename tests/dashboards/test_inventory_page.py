@@ -1,0 +1,36 @@
+"""Inventory: days of cover from stock and forecast, stock-outs; absent tables said so."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from chainsync.serving import Snapshot, publish_snapshot
+from chainsync.settings import Settings
+from tests.dashboards.snapshot import infos, metrics, open_page
+
+
+def test_days_of_cover_and_stock_outs(published: Snapshot) -> None:
+    at = open_page("inventory", store_filter="S001")
+    shown = metrics(at)
+    assert shown["Store × product pairs"] == "3"
+    assert shown["Out of stock"] == "1"  # P0002 at 0
+    cover = at.dataframe[0].value.set_index("product_id")["days_of_cover"]
+    # On hand / forecast 3 units a day.
+    assert cover["P0001"] == 10.0 and cover["P0003"] == 30.0 and cover["P0002"] == 0.0
+    assert shown["Under 7 days of cover"] == "1"
+    assert shown["Median days of cover"] == "10.0"
+    notices = infos(at)
+    assert any("reorder_suggestions" in i for i in notices)
+    assert any("inventory_anomalies" in i for i in notices)
+
+
+def test_reorder_suggestions_when_published(
+    dashboard_settings: Settings, tables: dict[str, pl.DataFrame]
+) -> None:
+    tables["reorder_suggestions"] = pl.DataFrame(
+        {"store_id": ["S001", "S002"], "product_id": ["P0002", "P0002"], "reorder_qty": [40, 25]}
+    )
+    publish_snapshot(dashboard_settings.serving, tables)
+    at = open_page("inventory", category_filter="Drinks")
+    assert metrics(at)["Units to reorder"] == "65"
+    assert not any("reorder_suggestions" in i for i in infos(at))

@@ -1,0 +1,54 @@
+"""Security: threat level, riskiest IPs and users, events, blocks in force."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from chainsync.serving import Snapshot, publish_snapshot
+from chainsync.settings import Settings
+from tests.dashboards.snapshot import metrics, open_page
+
+
+def test_threat_and_riskiest_sources(published: Snapshot) -> None:
+    at = open_page("security")
+    shown = metrics(at)
+    assert shown["Threat level"] == "ELEVATED"
+    assert shown["Security events"] == "16"
+    assert shown["Failed"] == "12"
+    assert shown["Distinct source IPs"] == "2"
+    ips = at.dataframe[0].value
+    assert ips["source_ip"].tolist() == ["203.0.113.7", "198.51.100.2"]
+    assert ips["failures"].tolist() == [9, 3]
+    assert ips["distinct_users"].tolist()[0] == 3  # credential stuffing shape
+    users = at.dataframe[1].value
+    assert sorted(zip(users["username"], users["failures"], strict=True)) == [
+        ("alice", 4),
+        ("bob", 4),
+        ("carol", 4),
+    ]
+
+
+def test_period_filter_narrows_events(published: Snapshot) -> None:
+    at = open_page("security", period_filter="Last 7 days")
+    assert metrics(at)["Security events"] == "16"  # latest day and three days before
+    at = open_page("security", store_filter="S002")
+    assert metrics(at)["Security events"] == "0"
+
+
+def test_ip_risk_and_blocks(dashboard_settings: Settings, tables: dict[str, pl.DataFrame]) -> None:
+    now = datetime.now(UTC)
+    tables["fct_ip_risk"] = pl.DataFrame(
+        {
+            "source_ip": ["203.0.113.7", "198.51.100.2", "192.0.2.1"],
+            "risk_score": [0.95, 0.4, 0.7],
+            "blocked_until": [now + timedelta(hours=1), None, now - timedelta(hours=1)],
+        }
+    )
+    publish_snapshot(dashboard_settings.serving, tables)
+    at = open_page("security")
+    risk = at.dataframe[0].value
+    assert risk["source_ip"].tolist() == ["203.0.113.7", "192.0.2.1", "198.51.100.2"]
+    blocks = at.dataframe[2].value
+    assert blocks["source_ip"].tolist() == ["203.0.113.7"]
