@@ -16,10 +16,26 @@ class ForecastPoint(BaseModel):
     hi_95: float | None
 
 
+class ForecastAccuracy(BaseModel):
+    """Hold-out accuracy of the forecasting method (last ``holdout_days`` days forecast from the days
+    before): MASE (seasonal-naive scaled), WAPE, bias (sum(forecast - actual) / sum(actual)), coverage."""
+
+    mase: float | None = None
+    wape: float | None = None
+    bias: float | None = None
+    coverage_80: float | None = None
+    coverage_95: float | None = None
+    holdout_days: int | None = None
+    n_series: int | None = None
+
+
 class ProductForecast(BaseModel):
     product_id: str
     model: str | None
     cutoff: datetime | date | None
+    pattern: str | None = None  # smooth, erratic, intermittent, lumpy
+    confidence: float | None = None  # 0..1, see pipelines/defs/forecasting/demand.py confidence_score
+    accuracy: ForecastAccuracy | None = None
     points: list[ForecastPoint]
 
 
@@ -28,6 +44,7 @@ class ForecastResponse(BaseModel):
     snapshot_created_at: datetime
     store_id: str
     horizon: int
+    accuracy: ForecastAccuracy | None = None  # the store's forecasts as a whole
     series: list[ProductForecast]  # one per product, ordered by product_id
 
 

@@ -11,6 +11,7 @@ from pipelines.defs.dbt import assets as dbt
 from pipelines.defs.forecasting import assets as forecasting
 from pipelines.defs.ingest import assets as ingest
 from pipelines.defs.ingest import checks as ingest_checks
+from pipelines.defs.inventory import assets as inventory
 from pipelines.defs.monitoring import checks as monitoring
 from pipelines.defs.serving import assets as serving
 from pipelines.resources import build_resources
@@ -21,7 +22,14 @@ from pipelines.sensors import sensors
 def build_definitions(settings: Settings) -> dg.Definitions:
     """The whole graph, with resources for ``settings``' data directory."""
     return dg.Definitions(
-        assets=[*ingest.assets, *dbt.assets, *forecasting.assets, *anomalies.assets, *serving.assets],
+        assets=[
+            *ingest.assets,
+            *dbt.assets,
+            *forecasting.assets,
+            *inventory.assets,
+            *anomalies.assets,
+            *serving.assets,
+        ],
         asset_checks=[*ingest_checks.checks, *monitoring.checks],
         sensors=[*sensors, monitoring.freshness_checks_sensor],
         schedules=schedules,

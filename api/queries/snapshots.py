@@ -17,6 +17,8 @@ import polars as pl
 from chainsync.serving import Snapshot, current_snapshot
 
 FORECAST_TABLE = "demand_forecast"
+ACCURACY_TABLE = "forecast_accuracy"
+ACCURACY_COLUMNS = ("mase", "wape", "bias", "coverage_80", "coverage_95", "holdout_days")
 ANOMALY_TABLE = "sales_anomalies"
 FORECAST_POINT_COLUMNS = ("ds", "yhat", "lo_80", "hi_80", "lo_95", "hi_95")
 
@@ -72,19 +74,47 @@ def demand_forecast(
         if rows.is_empty():
             raise NotFound(f"No forecast for product {product_id} at store {store_id}")
     rows = _finite(rows.filter(pl.col("horizon_day") <= horizon).sort("product_id", "ds"))
-    extra = [c for c in ("model", "cutoff") if c in rows.columns]
+    accuracy = series_accuracy(snapshot, store_id=store_id)
     series: list[dict[str, Any]] = []
     for (pid,), part in rows.partition_by("product_id", as_dict=True, maintain_order=True).items():
         head = part.row(0, named=True)
         series.append(
             {
                 "product_id": pid,
-                "model": head.get("model") if "model" in extra else None,
-                "cutoff": head.get("cutoff") if "cutoff" in extra else None,
+                "model": head.get("model"),
+                "cutoff": head.get("cutoff"),
+                "pattern": head.get("pattern"),
+                "confidence": head.get("confidence"),
+                "accuracy": accuracy.get(pid),
                 "points": part.select(FORECAST_POINT_COLUMNS).to_dicts(),
             }
         )
     return series
+
+
+def series_accuracy(snapshot: Snapshot, *, store_id: str) -> dict[str, dict[str, Any]]:
+    """Hold-out accuracy per product of ``store_id`` (``forecast_accuracy`` series rows); empty when the
+    snapshot predates that table."""
+    try:
+        frame = read_table(snapshot, ACCURACY_TABLE)
+    except SnapshotUnavailable:
+        return {}
+    rows = _finite(frame.filter((pl.col("level") == "series") & (pl.col("store_id") == store_id)))
+    columns = [c for c in ACCURACY_COLUMNS if c in rows.columns]
+    return {row["product_id"]: {c: row[c] for c in columns} for row in rows.iter_rows(named=True)}
+
+
+def store_accuracy(snapshot: Snapshot, *, store_id: str) -> dict[str, Any] | None:
+    """Hold-out accuracy of ``store_id``'s forecasts as a whole (``forecast_accuracy`` store row)."""
+    try:
+        frame = read_table(snapshot, ACCURACY_TABLE)
+    except SnapshotUnavailable:
+        return None
+    rows = _finite(frame.filter((pl.col("level") == "store") & (pl.col("store_id") == store_id)))
+    if rows.is_empty():
+        return None
+    row = rows.row(0, named=True)
+    return {c: row[c] for c in ACCURACY_COLUMNS if c in row} | {"n_series": row.get("n_series")}
 
 
 def _drivers(value: Any) -> list[str]:

@@ -75,6 +75,7 @@ def forecast(
             "snapshot_created_at": snapshot.created_at,
             "store_id": store_id,
             "horizon": horizon,
+            "accuracy": snapshots.store_accuracy(snapshot, store_id=store_id),
             "series": series,
         }
     )

@@ -101,7 +101,7 @@ def _custom_forecast(name: str, y: np.ndarray, h: int, season: int) -> np.ndarra
     """The numpy models: SeasonalNaive, SeasonalLevel (long profile), SeasonalLevelShort (one season)."""
     if name == "SeasonalNaive":
         return _seasonal_naive(y, h, season)
-    long_seasons, window = (2, max(1, min(13, season // 4))) if season >= 24 else (8, 4 * max(season, 1))
+    long_seasons, window = (2, max(1, min(13, season // 4))) if season >= 24 else (16, 4 * max(season, 1))
     if name == "SeasonalLevel":
         return _seasonal_level(y, h, season, long_seasons, window)
     if name == "SeasonalLevelShort":

@@ -168,3 +168,75 @@ def test_anomalies_admin_sees_all_and_filters_apply(client, tokens, snapshot) ->
     assert client.get(ANOMALIES, params={"limit": 0}, headers=admin).status_code == 422
     assert client.get(ANOMALIES, params={"severity": "apocalyptic"}, headers=admin).status_code == 422
     assert client.get(ANOMALIES, params={"store_id": "S999"}, headers=admin).status_code == 404
+
+
+def _accuracy_frame() -> pl.DataFrame:
+    rows = [
+        {
+            "level": "series",
+            "store_id": s,
+            "product_id": p,
+            "category": "c",
+            "n_series": 1,
+            "mase": 0.5 + i / 10,
+            "wape": 0.2,
+            "bias": -0.01 * i,
+            "coverage_80": 0.8,
+            "coverage_95": 0.95,
+            "holdout_days": 28,
+            "cutoff": date(2026, 11, 27),
+        }
+        for s in ("S001", "S002", "S003")
+        for i, p in enumerate(("P001", "P002", "P003"))
+    ]
+    rows.append(
+        {
+            "level": "store",
+            "store_id": "S002",
+            "product_id": None,
+            "category": None,
+            "n_series": 3,
+            "mase": 0.6,
+            "wape": 0.2,
+            "bias": -0.01,
+            "coverage_80": 0.8,
+            "coverage_95": 0.95,
+            "holdout_days": 28,
+            "cutoff": date(2026, 11, 27),
+        }
+    )
+    return pl.DataFrame(rows)
+
+
+def test_forecast_carries_pattern_confidence_and_accuracy(client, tokens, settings) -> None:
+    forecast = forecast_frame().with_columns(
+        pattern=pl.lit("smooth"),
+        confidence=(pl.col("yhat") / 100).round(3).first().over("store_id", "product_id"),
+    )
+    snap = publish_snapshot(
+        settings.serving,
+        {
+            "demand_forecast": forecast,
+            "forecast_accuracy": _accuracy_frame(),
+            "sales_anomalies": anomaly_frame(),
+        },
+    )
+    body = client.get(
+        FORECAST, params={"store_id": "S002", "horizon": 7}, headers=bearer(tokens["manager"])
+    ).json()
+    assert body["snapshot_version"] == snap.version
+    assert body["accuracy"]["mase"] == 0.6 and body["accuracy"]["n_series"] == 3
+    for i, product in enumerate(body["series"]):
+        expected = forecast.filter(
+            (pl.col("store_id") == "S002") & (pl.col("product_id") == product["product_id"])
+        )
+        assert product["pattern"] == "smooth"
+        assert product["confidence"] == expected["confidence"][0]
+        assert product["accuracy"]["mase"] == pytest.approx(0.5 + i / 10)
+        assert product["accuracy"]["holdout_days"] == 28
+
+
+def test_forecast_without_accuracy_table_still_answers(client, tokens, snapshot) -> None:
+    body = client.get(FORECAST, params={"store_id": "S001"}, headers=bearer(tokens["admin"])).json()
+    assert body["accuracy"] is None
+    assert all(p["accuracy"] is None and p["confidence"] is None for p in body["series"])

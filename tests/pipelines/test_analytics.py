@@ -8,7 +8,14 @@ import numpy as np
 import polars as pl
 
 from pipelines.defs.anomalies.scoring import ANOMALY_SCHEMA, FEATURES, score_sales_anomalies
-from pipelines.defs.forecasting.demand import FORECAST_SCHEMA, forecast_demand
+from pipelines.defs.forecasting.demand import (
+    ACCURACY_SCHEMA,
+    FORECAST_SCHEMA,
+    TOTALS_SCHEMA,
+    forecast_accuracy,
+    forecast_demand,
+    forecast_totals,
+)
 
 
 def _history(series: int, days: int, seed: int = 0) -> pl.DataFrame:
@@ -54,7 +61,7 @@ def test_forecast_has_the_served_shape() -> None:
     assert ordered.height == forecast.height
 
 
-def test_intermittent_series_get_croston() -> None:
+def test_intermittent_series_get_an_intermittent_model() -> None:
     rng = np.random.default_rng(2)
     days = 120
     sparse = pl.DataFrame(
@@ -68,11 +75,44 @@ def test_intermittent_series_get_croston() -> None:
     history = pl.concat([_history(series=1, days=days), sparse])
     forecast = forecast_demand(history, horizon=30, n_jobs=1)
     models = dict(forecast.select("product_id", "model").unique().iter_rows())
-    assert models == {"P0": "OptimizedTheta", "P-slow": "CrostonOptimized"}
+    patterns = dict(forecast.select("product_id", "pattern").unique().iter_rows())
+    assert patterns["P0"] in {"smooth", "erratic"} and patterns["P-slow"] in {"intermittent", "lumpy"}
+    assert models["P0"].startswith("Seasonal")
+    assert models["P-slow"] in {"CrostonOptimized", "ADIDA", "IMAPA", "TSB", "SeasonalLevel"}
+    assert forecast["confidence"].min() > 0 and forecast["confidence"].max() <= 1
     slow = forecast.filter(pl.col("product_id") == "P-slow")
     assert slow.height == 30
     assert 0 < slow["yhat"].mean() < 1  # a rate of units per day, not a spike
     assert (slow["hi_95"] >= slow["yhat"]).all() and (slow["lo_95"] >= 0).all()
+
+
+def test_accuracy_and_totals_add_up() -> None:
+    history = _history(series=6, days=150)
+    categories = pl.DataFrame({"product_id": [f"P{i}" for i in range(6)], "category": ["a", "b"] * 3})
+    accuracy = forecast_accuracy(history, categories)
+    assert accuracy.schema == pl.Schema(ACCURACY_SCHEMA)
+    levels = accuracy.group_by("level").agg(pl.len(), pl.col("n_series").sum()).sort("level")
+    assert dict(levels.select("level", "len").iter_rows()) == {
+        "category": 2,
+        "chain": 1,
+        "series": 6,
+        "store": 2,
+    }
+    chain = accuracy.filter(pl.col("level") == "chain").row(0, named=True)
+    assert chain["n_series"] == 6 and 0 < chain["mase"] < 1.5 and 0.5 < chain["coverage_80"] <= 1
+    series_mase = accuracy.filter(pl.col("level") == "series")["mase"].mean()
+    assert abs(chain["mase"] - series_mase) < 1e-9  # type: ignore[operator]
+
+    forecast = forecast_demand(history, horizon=14, accuracy=accuracy)
+    totals = forecast_totals(forecast, categories)
+    assert totals.schema == pl.Schema(TOTALS_SCHEMA)
+    day1 = totals.filter(pl.col("horizon_day") == 1)
+    chain_total = day1.filter(pl.col("level") == "chain")["yhat"].item()
+    assert abs(day1.filter(pl.col("level") == "store")["yhat"].sum() - chain_total) < 1e-6
+    assert abs(day1.filter(pl.col("level") == "category")["yhat"].sum() - chain_total) < 1e-6
+    expected = forecast.filter(pl.col("horizon_day") == 1)["yhat"].sum()
+    assert abs(chain_total - expected) < 1e-6
+    assert (totals["lo_95"] <= totals["yhat"]).all() and (totals["yhat"] <= totals["hi_95"]).all()
 
 
 def test_forecast_of_nothing_is_empty() -> None:
@@ -117,3 +157,34 @@ def test_a_planted_revenue_spike_is_flagged_with_its_driver() -> None:
     assert set(top["drivers"].split(",")) <= set(FEATURES)
     assert scored["is_anomaly"].mean() <= 0.02  # the threshold is the 99th percentile of the scores
     assert set(scored["severity"].unique()) <= {"low", "medium", "high", "critical"}
+
+
+def test_reorder_suggestions_follow_lead_time_demand_and_safety_stock() -> None:
+    from pipelines.defs.inventory.reorder import REORDER_SCHEMA, reorder_suggestions
+
+    days = 30
+    forecast = pl.DataFrame(
+        {
+            "store_id": ["S1"] * days * 2,
+            "product_id": ["P1"] * days + ["P2"] * days,
+            "horizon_day": list(range(1, days + 1)) * 2,
+            "yhat": [10.0] * days + [2.0] * days,
+            "lo_80": [10.0 - 1.2816 * 3] * days + [2.0] * days,
+            "hi_80": [10.0 + 1.2816 * 3] * days + [2.0] * days,
+            "confidence": [0.8] * days + [0.6] * days,
+        }
+    )
+    stock = pl.DataFrame({"store_id": ["S1", "S1"], "product_id": ["P1", "P2"], "on_hand_units": [35, 500]})
+    products = pl.DataFrame({"product_id": ["P1", "P2"], "category": ["c", "c"], "lead_time_days": [4, 4]})
+    out = reorder_suggestions(forecast, stock, products)
+    assert out.schema == pl.Schema(REORDER_SCHEMA)
+    p1 = out.filter(pl.col("product_id") == "P1").row(0, named=True)
+    # Lead-time demand 40, sigma over 4 days = 3 * sqrt(4) = 6, z(95 %) = 1.645.
+    assert abs(p1["lead_time_demand"] - 40) < 1e-9
+    assert abs(p1["safety_stock"] - 1.6449 * 6) < 1e-2
+    assert abs(p1["reorder_point"] - (40 + 1.6449 * 6)) < 1e-2
+    assert p1["needs_reorder"] and p1["stockout_risk"]
+    assert p1["reorder_quantity"] == int(np.ceil(40 + 1.6449 * 6 + 70 - 35))  # + 7 review days of demand
+    assert abs(p1["days_of_cover"] - 3.5) < 1e-9
+    p2 = out.filter(pl.col("product_id") == "P2").row(0, named=True)
+    assert not p2["needs_reorder"] and p2["reorder_quantity"] == 0 and p2["days_of_cover"] == 250

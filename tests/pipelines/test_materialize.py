@@ -34,6 +34,9 @@ SNAPSHOT_TABLES = {
     "dim_product",
     "fct_stock_levels",
     "demand_forecast",
+    "forecast_accuracy",
+    "demand_forecast_totals",
+    "reorder_suggestions",
     "sales_anomalies",
     "fct_security_events",
     "fct_sync_sessions",
@@ -156,6 +159,25 @@ def test_forecast_covers_every_series_for_the_horizon(chain: Chain) -> None:
     )
     assert forecast.filter(~in_order).is_empty()
     assert (forecast["cutoff"] == chain.last_day).all()
+    assert forecast["confidence"].is_between(0, 1).all() and forecast["pattern"].null_count() == 0
+
+    snapshot = current_snapshot(chain.settings.serving)
+    assert snapshot is not None
+    accuracy = snapshot.read("forecast_accuracy")
+    assert accuracy.filter(pl.col("level") == "series").height == series
+    chain_row = accuracy.filter(pl.col("level") == "chain").row(0, named=True)
+    assert chain_row["n_series"] == series and chain_row["mase"] > 0
+    assert 0 <= chain_row["coverage_80"] <= chain_row["coverage_95"] <= 1
+    totals = snapshot.read("demand_forecast_totals")
+    chain_total = totals.filter((pl.col("level") == "chain") & (pl.col("horizon_day") == 1))["yhat"].item()
+    first_day = forecast.filter(pl.col("horizon_day") == 1)["yhat"].sum()
+    assert abs(chain_total - first_day) < 1e-6 * max(1.0, first_day)  # bottom-up: the levels add up
+    reorder = snapshot.read("reorder_suggestions")
+    assert reorder.height == series
+    assert (reorder["reorder_point"] >= reorder["safety_stock"]).all()
+    assert (reorder.filter(~pl.col("needs_reorder"))["reorder_quantity"] == 0).all()
+    ordered = reorder.filter(pl.col("needs_reorder"))
+    assert (ordered["on_hand_units"] + ordered["reorder_quantity"] >= ordered["reorder_point"] - 1e-9).all()
 
 
 def test_anomalies_score_every_store_day(chain: Chain) -> None:

@@ -1,38 +1,106 @@
-"""The demand forecast asset: statsforecast over the daily sales mart, stored in analytics.demand_forecast."""
+"""Forecasting assets: demand_forecast (per store x product), forecast_accuracy (hold-out scores) and
+demand_forecast_totals (bottom-up store / category / chain totals), in the analytics schema."""
 
 import dagster as dg
 
-from pipelines.defs.forecasting.demand import empty_forecast, forecast_demand, history_sql
+from pipelines.defs.forecasting.demand import (
+    empty_accuracy,
+    empty_forecast,
+    empty_totals,
+    forecast_accuracy,
+    forecast_demand,
+    forecast_totals,
+    history_sql,
+)
 from pipelines.resources import PipelineConfig, Warehouse
 
+CATEGORIES_SQL = "select product_id, category from marts.dim_product"
 
-@dg.asset(
+
+@dg.multi_asset(
     group_name="forecasting",
-    kinds={"statsforecast", "duckdb"},
-    deps=[dg.AssetKey("fct_sales_daily")],
-    description="Daily units forecast per store x product for the next forecast_horizon_days, with 80/95 % "
-    "intervals (analytics.demand_forecast). Empty when AI analytics are disabled.",
+    can_subset=True,  # the three tables are always computed together; only the selected ones are reported
+    specs=[
+        dg.AssetSpec(
+            "forecast_accuracy",
+            kinds={"statsforecast", "duckdb"},
+            deps=[dg.AssetKey("fct_sales_daily"), dg.AssetKey("dim_product")],
+            description="Hold-out (last 28 days) MASE, WAPE, bias and 80/95 % coverage of the forecasting "
+            "method per series, store, category and chain (analytics.forecast_accuracy).",
+        ),
+        dg.AssetSpec(
+            "demand_forecast",
+            kinds={"statsforecast", "duckdb"},
+            deps=[dg.AssetKey("fct_sales_daily"), dg.AssetKey("dim_product")],
+            description="Daily units forecast per store x product for the next forecast_horizon_days, with "
+            "80/95 % conformal intervals, the model chosen, the demand pattern and a confidence score "
+            "(analytics.demand_forecast). Empty when AI analytics are disabled.",
+        ),
+        dg.AssetSpec(
+            "demand_forecast_totals",
+            kinds={"duckdb"},
+            deps=[dg.AssetKey("fct_sales_daily"), dg.AssetKey("dim_product")],
+            description="Bottom-up forecast totals per store, category and chain "
+            "(analytics.demand_forecast_totals).",
+        ),
+    ],
 )
-def demand_forecast(
+def demand_forecasts(
     context: dg.AssetExecutionContext, warehouse: Warehouse, pipeline_config: PipelineConfig
-) -> dg.MaterializeResult:
+):  # type: ignore[no-untyped-def]
     if not pipeline_config.ai_analytics_enabled:
+        warehouse.replace_table("analytics.forecast_accuracy", empty_accuracy())
         warehouse.replace_table("analytics.demand_forecast", empty_forecast())
-        return dg.MaterializeResult(metadata={"rows": 0, "disabled": True})
+        warehouse.replace_table("analytics.demand_forecast_totals", empty_totals())
+        for key in ("forecast_accuracy", "demand_forecast", "demand_forecast_totals"):
+            if dg.AssetKey(key) in context.selected_asset_keys:
+                yield dg.MaterializeResult(asset_key=key, metadata={"rows": 0, "disabled": True})
+        return
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
     history = warehouse.read_frame(history_sql())
+    categories = warehouse.read_frame(CATEGORIES_SQL)
     series = history.select("store_id", "product_id").n_unique() if history.height else 0
     context.log.info(f"forecasting {series} series, {history.height} history rows")
-    forecast = forecast_demand(history, horizon=pipeline_config.forecast_horizon_days)
+
+    accuracy = forecast_accuracy(history, categories)
+    warehouse.replace_table("analytics.forecast_accuracy", accuracy)
+    chain = accuracy.filter(accuracy["level"] == "chain")
+    if "forecast_accuracy" in selected:
+        yield dg.MaterializeResult(
+            asset_key="forecast_accuracy",
+            metadata={
+                "rows": accuracy.height,
+                **(
+                    {k: float(chain[k][0]) for k in ("mase", "wape", "bias", "coverage_80", "coverage_95")}
+                    if chain.height and chain["mase"][0] is not None
+                    else {}
+                ),
+            },
+        )
+
+    forecast = forecast_demand(history, horizon=pipeline_config.forecast_horizon_days, accuracy=accuracy)
     warehouse.replace_table("analytics.demand_forecast", forecast)
-    return dg.MaterializeResult(
-        metadata={
-            "rows": forecast.height,
-            "series": series,
-            "horizon_days": pipeline_config.forecast_horizon_days,
-            "cutoff": str(forecast["cutoff"].max()) if forecast.height else "",
-            "model": str(forecast["model"].first()) if forecast.height else "",
-        }
-    )
+    if "demand_forecast" in selected:
+        yield dg.MaterializeResult(
+            asset_key="demand_forecast",
+            metadata={
+                "rows": forecast.height,
+                "series": series,
+                "horizon_days": pipeline_config.forecast_horizon_days,
+                "cutoff": str(forecast["cutoff"].max()) if forecast.height else "",
+                "models": ", ".join(
+                    f"{m} {n}"
+                    for m, n in forecast.group_by("model").len().sort("len", descending=True).iter_rows()
+                )
+                if forecast.height
+                else "",
+            },
+        )
+
+    totals = forecast_totals(forecast, categories)
+    warehouse.replace_table("analytics.demand_forecast_totals", totals)
+    if "demand_forecast_totals" in selected:
+        yield dg.MaterializeResult(asset_key="demand_forecast_totals", metadata={"rows": totals.height})
 
 
-assets = [demand_forecast]
+assets = [demand_forecasts]

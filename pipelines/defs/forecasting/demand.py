@@ -1,19 +1,18 @@
-"""Daily demand forecasts per store x product with statsforecast (polars in, polars out)."""
+"""Daily demand forecasts per store x product (polars in, polars out) with the shared method of
+``chainsync.forecasting``; hold-out accuracy, bottom-up totals and the confidence score."""
 
 from __future__ import annotations
 
-import os
 from datetime import date, timedelta
 
+import numpy as np
 import polars as pl
 
 LEVELS = (80, 95)
 SEASON = 7  # weekly seasonality of retail demand
-# Theta's cost grows with history length; a year holds every weekly pattern and the recent level.
+# A year holds every weekly pattern and the recent level; longer history only costs time.
 TRAIN_DAYS = 364
-# Croston for series with at least this share of zero days (average interval between sales >= 2 days).
-INTERMITTENT_ZERO_SHARE = 0.5
-CONFORMAL_WINDOWS = 2  # cross-validation windows behind Croston's conformal intervals
+ACCURACY_HOLDOUT_DAYS = 28  # the hold-out behind forecast_accuracy and the confidence score
 
 FORECAST_SCHEMA = pl.Schema(
     {
@@ -28,6 +27,40 @@ FORECAST_SCHEMA = pl.Schema(
         "hi_95": pl.Float64(),
         "model": pl.String(),
         "cutoff": pl.Date(),
+        "pattern": pl.String(),
+        "confidence": pl.Float64(),
+    }
+)
+
+ACCURACY_SCHEMA = pl.Schema(
+    {
+        "level": pl.String(),  # series, store, category, chain
+        "store_id": pl.String(),
+        "product_id": pl.String(),
+        "category": pl.String(),
+        "n_series": pl.Int64(),
+        "mase": pl.Float64(),
+        "wape": pl.Float64(),
+        "bias": pl.Float64(),  # sum(forecast - actual) / sum(actual): > 0 over-forecasts
+        "coverage_80": pl.Float64(),
+        "coverage_95": pl.Float64(),
+        "holdout_days": pl.Int32(),
+        "cutoff": pl.Date(),
+    }
+)
+
+TOTALS_SCHEMA = pl.Schema(
+    {
+        "level": pl.String(),  # store, category, chain
+        "key": pl.String(),  # store_id, category or 'chain'
+        "ds": pl.Date(),
+        "horizon_day": pl.Int32(),
+        "yhat": pl.Float64(),
+        "lo_80": pl.Float64(),
+        "hi_80": pl.Float64(),
+        "lo_95": pl.Float64(),
+        "hi_95": pl.Float64(),
+        "n_series": pl.Int64(),
     }
 )
 
@@ -36,97 +69,215 @@ def empty_forecast() -> pl.DataFrame:
     return pl.DataFrame(schema=FORECAST_SCHEMA)
 
 
-def forecast_demand(history: pl.DataFrame, *, horizon: int, n_jobs: int = -1) -> pl.DataFrame:
+def empty_accuracy() -> pl.DataFrame:
+    return pl.DataFrame(schema=ACCURACY_SCHEMA)
+
+
+def empty_totals() -> pl.DataFrame:
+    return pl.DataFrame(schema=TOTALS_SCHEMA)
+
+
+def _panel(history: pl.DataFrame) -> pl.DataFrame:
+    return history.select(
+        unique_id=pl.concat_str("store_id", pl.lit("|"), "product_id"),
+        ds="ds",
+        y=pl.col("y").cast(pl.Float64),
+    ).sort("unique_id", "ds")
+
+
+def _unkey(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.col("unique_id")
+        .str.split_exact("|", 1)
+        .struct.rename_fields(["store_id", "product_id"])
+        .alias("k")
+    ).unnest("k")
+
+
+def confidence_score(mase: pl.Expr, n_obs: pl.Expr, gap_share: pl.Expr, zero_share: pl.Expr) -> pl.Expr:
+    """Confidence in [0, 1] of a series' forecast:
+
+    ``1 / (1 + MASE)`` (hold-out MASE, else the cross-validation MASE, else 1 → 0.5)
+    × ``(0.5 + 0.5 · min(1, history_days / 365))`` (a year of history gets full weight)
+    × ``(1 − gap_share)`` (days the store sent no sales at all: offline or closed)
+    × ``(1 − 0.5 · zero_share)`` (days without a sale of the product).
+    """
+    accuracy = 1.0 / (1.0 + mase.fill_null(1.0).fill_nan(1.0).clip(lower_bound=0.0))
+    history = 0.5 + 0.5 * (n_obs.cast(pl.Float64) / 365.0).clip(upper_bound=1.0)
+    return (accuracy * history * (1.0 - gap_share.fill_null(0.0)) * (1.0 - 0.5 * zero_share)).round(3)
+
+
+def forecast_demand(
+    history: pl.DataFrame, *, horizon: int, n_jobs: int = 1, accuracy: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Forecast ``horizon`` days of units per day for every series in ``history``.
 
-    ``history`` has store_id, product_id, ds (date, gap-free per series up to the cutoff) and y (units, >= 0).
-    Models: intermittent series (at least half the days without a sale, and history for the conformal
-    windows) get CrostonOptimized with conformal intervals; the others OptimizedTheta with weekly
-    seasonality (AutoTheta's model search costs twice as much for little gain on daily retail series).
-    SeasonalNaive(7) stands in where a model cannot fit. Returns the columns of ``FORECAST_SCHEMA``: yhat
-    and 80/95 % intervals in units per day, clipped at 0 and ordered lo_95 <= lo_80 <= yhat <= hi_80 <= hi_95.
+    ``history`` has store_id, product_id, ds (date, gap-free per series up to the cutoff), y (units, >= 0)
+    and optionally store_gap (the store sent no sales that day). The method is
+    ``chainsync.forecasting.forecast_panel`` (demand-pattern routing, model choice by rolling-origin
+    cross-validation, conformal 80/95 % intervals). ``accuracy`` (series rows of ``forecast_accuracy``)
+    feeds the confidence score. Returns ``FORECAST_SCHEMA``: units per day, clipped at 0 and ordered
+    lo_95 <= lo_80 <= yhat <= hi_80 <= hi_95.
     """
     if history.is_empty():
         return empty_forecast()
-    os.environ.setdefault("NIXTLA_NUMBA_CACHE", "1")  # reuse numba's compiled code across processes
-    os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
-    from statsforecast.models import CrostonOptimized, OptimizedTheta
-    from statsforecast.utils import ConformalIntervals
+    from chainsync.forecasting import forecast_panel
 
     cutoff: date = history["ds"].max()  # type: ignore[assignment]
-    frame = (
-        history.with_columns(unique_id=pl.concat_str("store_id", pl.lit("|"), "product_id"))
-        .select("unique_id", pl.col("ds").cast(pl.Datetime("us")), pl.col("y").cast(pl.Float64))
-        .sort("unique_id", "ds")
+    result = forecast_panel(_panel(history), horizon=horizon, freq="1d", season=SEASON, n_jobs=n_jobs)
+    gaps = (
+        history.group_by("store_id", "product_id").agg(gap_share=pl.col("store_gap").cast(pl.Float64).mean())
+        if "store_gap" in history.columns
+        else None
     )
-    shape = frame.group_by("unique_id").agg(zero_share=(pl.col("y") == 0).mean(), days=pl.len())
-    intermittent = shape.filter(
-        (pl.col("zero_share") >= INTERMITTENT_ZERO_SHARE)
-        & (pl.col("days") > CONFORMAL_WINDOWS * horizon + SEASON)
-    )["unique_id"].implode()
-    parts = [
-        _forecast_with(
-            frame.filter(~pl.col("unique_id").is_in(intermittent)),
-            OptimizedTheta(season_length=SEASON, alias="OptimizedTheta"),
-            horizon,
-            n_jobs,
-        ),
-        _forecast_with(
-            frame.filter(pl.col("unique_id").is_in(intermittent)),
-            CrostonOptimized(
-                alias="CrostonOptimized",
-                prediction_intervals=ConformalIntervals(h=horizon, n_windows=CONFORMAL_WINDOWS),
+    series = _unkey(result.series)
+    if gaps is not None:
+        series = series.join(gaps, on=["store_id", "product_id"], how="left")
+    else:
+        series = series.with_columns(gap_share=pl.lit(0.0))
+    if accuracy is not None and accuracy.height:
+        series = series.join(
+            accuracy.filter(pl.col("level") == "series").select(
+                "store_id", "product_id", holdout_mase="mase"
             ),
-            horizon,
-            n_jobs,
-        ),
-    ]
-    out = (
-        pl.concat([p for p in parts if p is not None])
-        .with_columns(
-            pl.col("unique_id")
-            .str.split_exact("|", 1)
-            .struct.rename_fields(["store_id", "product_id"])
-            .alias("key")
+            on=["store_id", "product_id"],
+            how="left",
         )
-        .unnest("key")
+    else:
+        series = series.with_columns(holdout_mase=pl.lit(None, pl.Float64))
+    series = series.with_columns(
+        confidence=confidence_score(
+            pl.coalesce("holdout_mase", "cv_mase"), pl.col("n_obs"), pl.col("gap_share"), pl.col("zero_share")
+        )
+    )
+    out = (
+        _unkey(result.forecasts)
+        .join(series.select("store_id", "product_id", "pattern", "confidence"), on=["store_id", "product_id"])
         .with_columns(
             ds=pl.col("ds").cast(pl.Date),
-            horizon_day=((pl.col("ds").cast(pl.Date) - pl.lit(cutoff)).dt.total_days()).cast(pl.Int32),
-            lo_80=pl.min_horizontal("lo_80", "yhat"),
-            hi_80=pl.max_horizontal("hi_80", "yhat"),
+            horizon_day=pl.col("step").cast(pl.Int32),
             cutoff=pl.lit(cutoff),
         )
-        .with_columns(lo_95=pl.min_horizontal("lo_95", "lo_80"), hi_95=pl.max_horizontal("hi_95", "hi_80"))
     )
     return out.select(list(FORECAST_SCHEMA)).cast(FORECAST_SCHEMA).sort("store_id", "product_id", "ds")
 
 
-def _forecast_with(frame: pl.DataFrame, model: object, horizon: int, n_jobs: int) -> pl.DataFrame | None:
-    """One model over ``frame``'s series: unique_id, ds, yhat, lo/hi_80, lo/hi_95 (clipped at 0), model.
+def forecast_accuracy(
+    history: pl.DataFrame, categories: pl.DataFrame | None = None, *, holdout: int = ACCURACY_HOLDOUT_DAYS
+) -> pl.DataFrame:
+    """Hold-out accuracy of the method: forecast the last ``holdout`` days from the history before them and
+    score per series, store, category and chain. MASE is scaled by each series' in-sample seasonal-naive
+    (7-day) error and averaged over series; WAPE and bias are pooled (sum |error| / sum actual,
+    sum(error) / sum actual); coverage is the share of actual days inside the 80 / 95 % intervals.
+    ``categories``: product_id, category."""
+    if history.is_empty():
+        return empty_accuracy()
+    from chainsync.forecasting import forecast_panel, scale_for
 
-    Series where the model cannot fit get SeasonalNaive(7) values under the same name (statsforecast does
-    not say which series fell back)."""
-    if frame.is_empty():
-        return None
-    from statsforecast import StatsForecast
-    from statsforecast.models import SeasonalNaive
+    cutoff: date = history["ds"].max()  # type: ignore[assignment]
+    split = cutoff - timedelta(days=holdout)
+    train = history.filter(pl.col("ds") <= split)
+    test = history.filter(pl.col("ds") > split)
+    lengths = train.group_by("store_id", "product_id").len()
+    train = train.join(lengths.filter(pl.col("len") >= 2 * SEASON), on=["store_id", "product_id"], how="semi")
+    if train.is_empty():
+        return empty_accuracy()
+    panel = _panel(train)
+    result = forecast_panel(panel, horizon=holdout, freq="1d", season=SEASON)
+    scales = (
+        panel.group_by("unique_id")
+        .agg(pl.col("y"))
+        .select(
+            "unique_id",
+            scale=pl.col("y").map_elements(
+                lambda v: scale_for(np.asarray(v), SEASON), return_dtype=pl.Float64
+            ),
+        )
+    )
+    scored = (
+        _unkey(result.forecasts.join(scales, on="unique_id"))
+        .with_columns(pl.col("ds").cast(pl.Date))
+        .join(test.select("store_id", "product_id", "ds", "y"), on=["store_id", "product_id", "ds"])
+    )
+    if categories is not None and categories.height:
+        scored = scored.join(categories.select("product_id", "category"), on="product_id", how="left")
+    else:
+        scored = scored.with_columns(category=pl.lit(None, pl.String))
+    scored = scored.with_columns(
+        err=pl.col("yhat") - pl.col("y"),
+        in80=((pl.col("y") >= pl.col("lo_80")) & (pl.col("y") <= pl.col("hi_80"))).cast(pl.Float64),
+        in95=((pl.col("y") >= pl.col("lo_95")) & (pl.col("y") <= pl.col("hi_95"))).cast(pl.Float64),
+    )
+    per_series = scored.group_by("store_id", "product_id", "category").agg(
+        mase=pl.col("err").abs().mean() / pl.col("scale").first(),
+        abs_err=pl.col("err").abs().sum(),
+        err=pl.col("err").sum(),
+        actual=pl.col("y").sum(),
+        in80=pl.col("in80").sum(),
+        in95=pl.col("in95").sum(),
+        days=pl.len(),
+    )
 
-    name = model.alias  # type: ignore[attr-defined]
-    sf = StatsForecast(
-        models=[model],
-        freq="1d",
-        n_jobs=n_jobs,
-        fallback_model=SeasonalNaive(season_length=SEASON, alias=name),
+    def summarise(keys: list[str], level: str) -> pl.DataFrame:
+        grouped = per_series.group_by(keys) if keys else per_series.select(pl.all())
+        agg = [
+            pl.len().cast(pl.Int64).alias("n_series"),
+            pl.col("mase").mean().alias("mase"),
+            (pl.col("abs_err").sum() / pl.col("actual").sum()).alias("wape"),
+            (pl.col("err").sum() / pl.col("actual").sum()).alias("bias"),
+            (pl.col("in80").sum() / pl.col("days").sum()).alias("coverage_80"),
+            (pl.col("in95").sum() / pl.col("days").sum()).alias("coverage_95"),
+        ]
+        frame = grouped.agg(agg) if keys else per_series.select(agg)
+        return frame.with_columns(level=pl.lit(level))
+
+    parts = [
+        summarise(["store_id", "product_id", "category"], "series"),
+        summarise(["store_id"], "store"),
+        summarise(["category"], "category"),
+        summarise([], "chain"),
+    ]
+    out = pl.concat(parts, how="diagonal_relaxed").with_columns(
+        holdout_days=pl.lit(holdout, pl.Int32), cutoff=pl.lit(cutoff)
     )
-    raw = sf.forecast(df=frame, h=horizon, level=list(LEVELS))
-    columns = {"yhat": name, **{f"{b}_{lvl}": f"{name}-{b}-{lvl}" for lvl in LEVELS for b in ("lo", "hi")}}
-    return raw.select(
-        "unique_id",
-        "ds",
-        *[pl.col(source).clip(lower_bound=0.0).alias(target) for target, source in columns.items()],
-        model=pl.lit(name),
+    out = out.with_columns(pl.col("wape", "bias").fill_nan(None))
+    for name in ACCURACY_SCHEMA:
+        if name not in out.columns:
+            out = out.with_columns(pl.lit(None).alias(name))
+    return out.select(list(ACCURACY_SCHEMA)).cast(ACCURACY_SCHEMA).sort("level", "store_id", "product_id")
+
+
+def forecast_totals(forecast: pl.DataFrame, categories: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Bottom-up totals per store, category and chain: point forecasts are sums of the series' (so the
+    levels add up exactly); bounds assume independent series errors, ``total ± sqrt(Σ half-width²)`` with
+    each series' lower and upper half-widths."""
+    if forecast.is_empty():
+        return empty_totals()
+    frame = forecast
+    if categories is not None and categories.height:
+        frame = frame.join(categories.select("product_id", "category"), on="product_id", how="left")
+    else:
+        frame = frame.with_columns(category=pl.lit(None, pl.String))
+    frame = frame.with_columns(pl.col("category").fill_null("unknown"), chain=pl.lit("chain"))
+    agg = [
+        pl.col("yhat").sum(),
+        *[((pl.col("yhat") - pl.col(f"lo_{lvl}")) ** 2).sum().sqrt().alias(f"dlo_{lvl}") for lvl in LEVELS],
+        *[((pl.col(f"hi_{lvl}") - pl.col("yhat")) ** 2).sum().sqrt().alias(f"dhi_{lvl}") for lvl in LEVELS],
+        pl.len().cast(pl.Int64).alias("n_series"),
+    ]
+    parts = []
+    for level, column in (("store", "store_id"), ("category", "category"), ("chain", "chain")):
+        parts.append(
+            frame.group_by(column, "ds", "horizon_day")
+            .agg(agg)
+            .rename({column: "key"})
+            .with_columns(level=pl.lit(level))
+        )
+    out = pl.concat(parts).with_columns(
+        *[(pl.col("yhat") - pl.col(f"dlo_{lvl}")).clip(lower_bound=0.0).alias(f"lo_{lvl}") for lvl in LEVELS],
+        *[(pl.col("yhat") + pl.col(f"dhi_{lvl}")).alias(f"hi_{lvl}") for lvl in LEVELS],
     )
+    return out.select(list(TOTALS_SCHEMA)).cast(TOTALS_SCHEMA).sort("level", "key", "ds")
 
 
 def history_sql(train_days: int = TRAIN_DAYS) -> str:
@@ -147,13 +298,18 @@ def history_sql(train_days: int = TRAIN_DAYS) -> str:
                    cast(unnest(generate_series(first_day, (select cutoff from cutoff), interval 1 day))
                         as date) as ds
             from series
-        )
-        select grid.store_id, grid.product_id, grid.ds, greatest(coalesce(daily.units_sold, 0), 0) as y
+        ),
+        store_days as (select distinct store_id, sale_date from daily)
+        select grid.store_id, grid.product_id, grid.ds, greatest(coalesce(daily.units_sold, 0), 0) as y,
+               store_days.store_id is null as store_gap
         from grid
         left join daily
           on daily.store_id = grid.store_id
          and daily.product_id = grid.product_id
          and daily.sale_date = grid.ds
+        left join store_days
+          on store_days.store_id = grid.store_id
+         and store_days.sale_date = grid.ds
         order by 1, 2, 3
     """
 

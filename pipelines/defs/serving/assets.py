@@ -17,6 +17,9 @@ SNAPSHOT_TABLES: dict[str, str] = {
     "fct_security_events": "marts.fct_security_events",
     "fct_sync_sessions": "marts.fct_sync_sessions",
     "demand_forecast": "analytics.demand_forecast",
+    "forecast_accuracy": "analytics.forecast_accuracy",
+    "demand_forecast_totals": "analytics.demand_forecast_totals",
+    "reorder_suggestions": "analytics.reorder_suggestions",
     "sales_anomalies": "analytics.sales_anomalies",
 }
 
