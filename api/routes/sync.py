@@ -40,6 +40,7 @@ from api.errors import request_id
 from api.sync.download import download_page
 from api.sync.snapshot import current_or_none
 from api.sync.upload import EnvelopeError, parse_upload, prepare_items
+from api.sync.writer import upload_writer
 from chainsync.ops_store import sync as store
 from chainsync.schemas.events import StrictModel
 from chainsync.sync.protocol import SCHEMA_VERSION, Cursor, CursorError, OverrideValues, StaleCursor
@@ -91,9 +92,8 @@ async def upload(
         pending=envelope.pending,
         actor=device.subject,
     )
-    outcome = await run_in_threadpool(
-        partial(store.apply_upload, engine, meta, items, received_at=_now(), started=started)
-    )
+    job = store.UploadJob(meta, items, received_at=_now(), started=started)
+    outcome = await upload_writer(request.app.state, engine).apply(job)  # returns after COMMIT
     metrics = request.app.state.metrics
     for name, n in outcome.counts.items():
         if n:

@@ -7,6 +7,7 @@ Times are stored as naive UTC (as everywhere in the ops store) and returned time
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -139,6 +140,14 @@ def _catalog_values(row: dict[str, Any] | None) -> dict[str, Any]:
     return {"name": row["name"], "price_cents": row["price_cents"], "is_active": bool(row["is_active"])}
 
 
+@dataclass(frozen=True, slots=True)
+class UploadJob:
+    meta: BatchMeta
+    items: Sequence[PreparedItem]
+    received_at: datetime
+    started: float  # time.perf_counter() when the request arrived
+
+
 def apply_upload(
     engine: Engine, meta: BatchMeta, items: Sequence[PreparedItem], *, received_at: datetime, started: float
 ) -> UploadOutcome:
@@ -148,114 +157,122 @@ def apply_upload(
     ``duplicate``), so replaying a batch changes nothing. Rejected items go to the dead-letter table and
     never stop the items after them. One :class:`SyncEvent` per batch is appended to the inbox (its
     ``event_id`` derives from the batch id, so a replayed batch does not count twice)."""
-    import time
+    return apply_uploads(engine, [UploadJob(meta, items, received_at, started)])[0]
 
-    now = received_at
+
+def apply_uploads(engine: Engine, jobs: Sequence[UploadJob]) -> list[UploadOutcome]:
+    """Apply several uploads in order in one transaction (group commit): each batch is still all or
+    nothing, and a later batch sees the earlier ones' mutation ids."""
+    with engine.begin() as conn:
+        return [_apply_in_transaction(conn, job) for job in jobs]
+
+
+def _apply_in_transaction(conn: Connection, job: UploadJob) -> UploadOutcome:
+    meta, items, now = job.meta, job.items, job.received_at
     skew = clock_skew_seconds(meta.sent_at, now)
     results: list[dict[str, Any]] = [{} for _ in items]
-    with engine.begin() as conn:
-        ids = [it.mutation_id for it in items if it.mutation_id]
-        known: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), 5_000):
-            for mid, result in conn.execute(
-                select(sync_mutations.c.mutation_id, sync_mutations.c.result).where(
-                    sync_mutations.c.store_id == meta.store_id,
-                    sync_mutations.c.device_id == meta.device_id,
-                    sync_mutations.c.mutation_id.in_(ids[start : start + 5_000]),
-                )
-            ):
-                known[str(mid)] = json.loads(str(result))
+    ids = [it.mutation_id for it in items if it.mutation_id]
+    known: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 5_000):
+        for mid, result in conn.execute(
+            select(sync_mutations.c.mutation_id, sync_mutations.c.result).where(
+                sync_mutations.c.store_id == meta.store_id,
+                sync_mutations.c.device_id == meta.device_id,
+                sync_mutations.c.mutation_id.in_(ids[start : start + 5_000]),
+            )
+        ):
+            known[str(mid)] = json.loads(str(result))
 
-        seen: set[str] = set()
-        fresh: list[int] = []  # indexes of items answered for the first time
-        events: list[tuple[int, InboxRow]] = []
-        for i, item in enumerate(items):
-            base = {"index": item.index, "mutation_id": item.mutation_id, "type": item.item_type}
-            mid = item.mutation_id
-            if mid is not None and (mid in known or mid in seen):
-                first = known.get(mid)
-                if first is None or first["status"] == "applied":
-                    results[i] = {**(first or base), "index": item.index, "status": "duplicate"}
-                else:
-                    results[i] = {**first, "index": item.index, "replayed": True}
-                continue
-            if mid is not None:
-                seen.add(mid)
-            if item.parsed is None:
-                results[i] = {**base, "status": "rejected", "errors": item.errors}
-                fresh.append(i)
-                continue
-            parsed = item.parsed
-            if isinstance(parsed, SaleItem | InventoryItem):
-                events.append((i, InboxRow.from_event(parsed.payload)))
-                results[i] = {**base, "event_id": str(parsed.payload.event_id)}
-            elif isinstance(parsed, OverrideItem):
-                results[i] = {**base, **_apply_override(conn, meta, parsed, skew=skew, now=now)}
+    seen: set[str] = set()
+    fresh: list[int] = []  # indexes of items answered for the first time
+    events: list[tuple[int, InboxRow]] = []
+    for i, item in enumerate(items):
+        base = {"index": item.index, "mutation_id": item.mutation_id, "type": item.item_type}
+        mid = item.mutation_id
+        if mid is not None and (mid in known or mid in seen):
+            first = known.get(mid)
+            if first is None or first["status"] == "applied":
+                results[i] = {**(first or base), "index": item.index, "status": "duplicate"}
             else:
-                results[i] = {**base, **_catalog_edit(conn, meta, parsed, skew=skew, now=now)}
+                results[i] = {**first, "index": item.index, "replayed": True}
+            continue
+        if mid is not None:
+            seen.add(mid)
+        if item.parsed is None:
+            results[i] = {**base, "status": "rejected", "errors": item.errors}
             fresh.append(i)
+            continue
+        parsed = item.parsed
+        if isinstance(parsed, SaleItem | InventoryItem):
+            events.append((i, InboxRow.from_event(parsed.payload)))
+            results[i] = {**base, "event_id": str(parsed.payload.event_id)}
+        elif isinstance(parsed, OverrideItem):
+            results[i] = {**base, **_apply_override(conn, meta, parsed, skew=skew, now=now)}
+        else:
+            results[i] = {**base, **_catalog_edit(conn, meta, parsed, skew=skew, now=now)}
+        fresh.append(i)
 
-        if events:
-            statuses = append_in_transaction(conn, [row for _, row in events], received_at=now)
-            for (i, _), outcome in zip(events, statuses, strict=True):
-                results[i]["status"] = outcome
+    if events:
+        statuses = append_in_transaction(conn, [row for _, row in events], received_at=now)
+        for (i, _), outcome in zip(events, statuses, strict=True):
+            results[i]["status"] = outcome
 
-        dead = [
-            {
-                "store_id": meta.store_id,
-                "device_id": meta.device_id,
-                "mutation_id": items[i].mutation_id or "",
-                "item_type": items[i].item_type or "",
-                "errors": json.dumps(results[i].get("errors", [])),
-                "payload": items[i].raw[:MAX_DEAD_LETTER_PAYLOAD],
-                "created_at": _naive(now),
-            }
-            for i in fresh
-            if results[i]["status"] == "rejected"
-        ]
-        if dead:
-            conn.execute(insert(sync_dead_letters), dead)
-        log_rows = [
-            {
-                "store_id": meta.store_id,
-                "device_id": meta.device_id,
-                "mutation_id": items[i].mutation_id,
-                "item_type": items[i].item_type or "",
-                "status": results[i]["status"],
-                "event_id": results[i].get("event_id"),
-                "conflict_id": results[i].get("conflict_id"),
-                "result": json.dumps(results[i]),
-                "batch_id": meta.batch_id,
-                "received_at": _naive(now),
-            }
-            for i in fresh
-            if items[i].mutation_id is not None
-        ]
-        if log_rows:
-            conn.execute(insert(sync_mutations), log_rows)
+    dead = [
+        {
+            "store_id": meta.store_id,
+            "device_id": meta.device_id,
+            "mutation_id": items[i].mutation_id or "",
+            "item_type": items[i].item_type or "",
+            "errors": json.dumps(results[i].get("errors", [])),
+            "payload": items[i].raw[:MAX_DEAD_LETTER_PAYLOAD],
+            "created_at": _naive(now),
+        }
+        for i in fresh
+        if results[i]["status"] == "rejected"
+    ]
+    if dead:
+        conn.execute(insert(sync_dead_letters), dead)
+    log_rows = [
+        {
+            "store_id": meta.store_id,
+            "device_id": meta.device_id,
+            "mutation_id": items[i].mutation_id,
+            "item_type": items[i].item_type or "",
+            "status": results[i]["status"],
+            "event_id": results[i].get("event_id"),
+            "conflict_id": results[i].get("conflict_id"),
+            "result": json.dumps(results[i]),
+            "batch_id": meta.batch_id,
+            "received_at": _naive(now),
+        }
+        for i in fresh
+        if items[i].mutation_id is not None
+    ]
+    if log_rows:
+        conn.execute(insert(sync_mutations), log_rows)
 
-        counts = {s: 0 for s in ("applied", "duplicate", "rejected", "conflict")}
-        for r in results:
-            counts[r["status"]] += 1
-        _touch_device(conn, meta, skew=skew, now=now, counts=counts)
+    counts = {s: 0 for s in ("applied", "duplicate", "rejected", "conflict")}
+    for r in results:
+        counts[r["status"]] += 1
+    _touch_device(conn, meta, skew=skew, now=now, counts=counts)
 
-        session_id = str(uuid.uuid5(SYNC_NAMESPACE, f"{meta.store_id}/{meta.device_id}/{meta.batch_id}"))
-        session = SyncEvent(
-            event_id=uuid.UUID(session_id),
-            occurred_at=meta.sent_at,
-            store_id=meta.store_id,
-            device_id=meta.device_id,
-            session_id=meta.batch_id,
-            offline_since=meta.offline_since,
-            items_received=len(items),
-            items_applied=counts["applied"],
-            items_duplicate=counts["duplicate"],
-            items_rejected=counts["rejected"],
-            items_conflict=counts["conflict"],
-            duration_ms=max(0, int((time.perf_counter() - started) * 1000)),
-            clock_skew_seconds=skew,
-        )
-        append_in_transaction(conn, [InboxRow.from_event(session)], received_at=now)
+    session_id = str(uuid.uuid5(SYNC_NAMESPACE, f"{meta.store_id}/{meta.device_id}/{meta.batch_id}"))
+    session = SyncEvent(
+        event_id=uuid.UUID(session_id),
+        occurred_at=meta.sent_at,
+        store_id=meta.store_id,
+        device_id=meta.device_id,
+        session_id=meta.batch_id,
+        offline_since=meta.offline_since,
+        items_received=len(items),
+        items_applied=counts["applied"],
+        items_duplicate=counts["duplicate"],
+        items_rejected=counts["rejected"],
+        items_conflict=counts["conflict"],
+        duration_ms=max(0, int((time.perf_counter() - job.started) * 1000)),
+        clock_skew_seconds=skew,
+    )
+    append_in_transaction(conn, [InboxRow.from_event(session)], received_at=now)
     return UploadOutcome(results=results, counts=counts, clock_skew_seconds=skew, session_event_id=session_id)
 
 
