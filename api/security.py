@@ -2,8 +2,9 @@
 
 Access tokens are short-lived JWTs (``CHAINSYNC_ACCESS_TOKEN_MINUTES``); refresh tokens are opaque random
 strings (``csr_...``) of which the ops store keeps only a hash, rotated on every use (see
-:mod:`chainsync.ops_store.security`). Access tokens are signed with ``settings.jwt_key()`` and decoded with the configured algorithm only, so
-``alg=none`` and tokens signed with any other key or algorithm are refused.
+:mod:`chainsync.ops_store.security`). Access tokens are signed with ``settings.jwt_key()`` and decoded
+with the configured algorithm only, so ``alg=none`` and tokens signed with any other key or algorithm are
+refused.
 """
 
 from __future__ import annotations

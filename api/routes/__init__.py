@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from api.routes import ai, auth, events, observability, sync
+from api.routes import admin, ai, auth, events, observability, sync
 
 api_router = APIRouter(prefix="/api")
 api_router.include_router(auth.router)
@@ -10,6 +10,7 @@ api_router.include_router(events.router)
 api_router.include_router(ai.router)
 api_router.include_router(observability.router)
 api_router.include_router(sync.router)
+api_router.include_router(admin.router)
 
 root_router = APIRouter()
 root_router.include_router(observability.metrics_router)

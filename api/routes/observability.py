@@ -19,9 +19,11 @@ from api.queries.config import effective_config
 from api.queries.health import ops_store_status
 from api.queries.snapshots import SnapshotUnavailable, load_current
 from api.queries.system import disk_free_bytes, pipeline_status, store_sizes
+from api.routes import security_events
 from chainsync.settings import Settings
 
 router = APIRouter(prefix="/observability", tags=["observability"])
+router.include_router(security_events.router)  # GET /security/events (admins)
 metrics_router = APIRouter(tags=["observability"])
 
 
