@@ -48,7 +48,7 @@ def failure_report(context: dg.RunFailureSensorContext) -> dict[str, Any]:
     steps = []
     for event in context.get_step_failure_events():
         error = event.step_failure_data.error if event.step_failure_data else None
-        messages = []
+        messages: list[str] = []
         while error is not None and len(messages) < 5:  # Dagster's wrapper first, then the causes
             messages.append(error.message.strip())
             error = error.cause

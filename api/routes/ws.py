@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import ipaddress
 import json
 import time
@@ -40,6 +41,7 @@ from api.ws.hub import (
     CLOSE_GOING_AWAY,
     CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_SLOW_CONSUMER,
+    CLOSE_TOO_MANY_FOR_USER,
     CLOSE_UNAUTHORIZED,
     Hub,
     Subscriber,
@@ -63,12 +65,22 @@ def ip_admitted(settings: Settings, host: str | None) -> bool:
     return not allow or any(address in net for net in allow)
 
 
-async def _authenticate(websocket: WebSocket, token: str) -> Principal | None:
+async def _authenticate(websocket: WebSocket, token: str) -> Principal | int:
+    """The caller behind ``token`` by the same rules as HTTP requests (JWT or device key, revocation and
+    rate limits where the app has them), or the close code refusing it (4401; 4429 when rate limited)."""
     app = websocket.app
+    kwargs: dict[str, Any] = {
+        "settings": app.state.settings,
+        "engine": app.state.engine,
+        "bearer": token,
+        "api_key": None,
+    }
+    if "request" in inspect.signature(get_current_principal).parameters:
+        kwargs["request"] = websocket  # an HTTPConnection: what the per-principal checks read
     try:
-        return await get_current_principal(app.state.settings, app.state.engine, bearer=token, api_key=None)
-    except HTTPException:
-        return None
+        return await get_current_principal(**kwargs)
+    except HTTPException as exc:
+        return CLOSE_TOO_MANY_FOR_USER if exc.status_code == 429 else CLOSE_UNAUTHORIZED
 
 
 async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
@@ -121,10 +133,14 @@ async def notifications(websocket: WebSocket) -> None:
             params.update({k: hello[k] for k in ("channels", "last_seq") if k in hello})
         except (TimeoutError, ValueError, WebSocketDisconnect, RuntimeError):
             token = None
-    principal = await _authenticate(websocket, token) if isinstance(token, str) and token else None
-    if principal is None:
-        hub.stats.rejected["unauthorized"] += 1
-        await _close(websocket, CLOSE_UNAUTHORIZED, "not authenticated")
+    principal = (
+        await _authenticate(websocket, token) if isinstance(token, str) and token else CLOSE_UNAUTHORIZED
+    )
+    if isinstance(principal, int):
+        hub.stats.rejected["unauthorized" if principal == CLOSE_UNAUTHORIZED else "rate_limited"] += 1
+        await _close(
+            websocket, principal, "not authenticated" if principal == CLOSE_UNAUTHORIZED else "rate limited"
+        )
         return
 
     admitted = hub.admit(principal.subject, settings.ws_queue_size)

@@ -120,19 +120,41 @@ def run(coro: Any, timeout_s: float = 20.0) -> Any:
     return asyncio.run(asyncio.wait_for(coro, timeout_s))
 
 
+_inboxes: dict[Any, asyncio.Queue[dict[str, Any] | None]] = {}
+
+
+async def _pump(ws: Any, inbox: asyncio.Queue[dict[str, Any] | None]) -> None:
+    """Read everything, answer heartbeat pings at once, queue the rest (a live client, even while the
+    test awaits something else)."""
+    try:
+        async for raw in ws:
+            message = json.loads(raw)
+            if message["type"] == "ping":
+                await ws.send(json.dumps({"type": "pong"}))
+            else:
+                inbox.put_nowait(message)
+    except ConnectionClosed:
+        pass
+    finally:
+        inbox.put_nowait(None)
+
+
 async def next_message(
     ws: Any, match: Callable[[dict[str, Any]], bool] = lambda m: True, deadline_s: float = 5.0
 ) -> dict[str, Any]:
-    """The next message ``match`` accepts, answering heartbeat pings meanwhile (a live client)."""
+    """The next message ``match`` accepts (pings are answered in the background from the first call)."""
+    inbox = _inboxes.get(ws)
+    if inbox is None:
+        inbox = _inboxes[ws] = asyncio.Queue()
+        asyncio.get_running_loop().create_task(_pump(ws, inbox))
     deadline = time.monotonic() + deadline_s
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise AssertionError("no matching message before the deadline")
-        message = json.loads(await asyncio.wait_for(ws.recv(), remaining))
-        if message["type"] == "ping":
-            await ws.send(json.dumps({"type": "pong"}))
-            continue
+        message = await asyncio.wait_for(inbox.get(), remaining)
+        if message is None:
+            raise AssertionError("the connection closed while a message was awaited")
         if match(message):
             return message
 
@@ -142,7 +164,7 @@ async def keep_alive(ws: Any) -> None:
     try:
         while True:
             await next_message(ws, lambda m: False, deadline_s=3600)
-    except (ConnectionClosed, asyncio.CancelledError):
+    except (AssertionError, asyncio.CancelledError):
         pass
 
 
@@ -209,8 +231,11 @@ def test_sales_ticker_and_admin_only_security_alerts(server: Server) -> None:
             assert (await next_message(carl))["channels"] == ["sales:S001"]
             assert "security" in (await next_message(alice))["channels"]
             # A failed login is a security event the API writes; the feed sends it to admins only.
-            failed = httpx.post(
-                f"{server.base}/api/auth/token", data={"username": "mona", "password": "Wrong-Password-1"}
+            failed = await asyncio.to_thread(
+                httpx.post,
+                f"{server.base}/api/auth/token",
+                data={"username": "mona", "password": "Wrong-Password-1"},
+                timeout=10,
             )
             assert failed.status_code == 401
             alert = await next_message(alice, lambda m: m["type"] == "security")
