@@ -1,4 +1,4 @@
-"""Streamlit entry point: navigation and the shared sidebar filters; pages live in `dashboards/pages/`."""
+"""Streamlit entry point: navigation and the shared sidebar filters; pages live in `dashboards/views/`."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from dashboards import data, filters  # noqa: E402
 
 st.set_page_config(page_title="ChainSync Analytics", page_icon=":material/storefront:", layout="wide")
 
-PAGES = Path(__file__).resolve().parent / "pages"
+VIEWS = Path(__file__).resolve().parent / "views"
 
 
 def page(file: str, title: str, icon: str, **kwargs: object) -> st.Page:
-    return st.Page(PAGES / file, title=title, icon=icon, **kwargs)  # type: ignore[arg-type]
+    return st.Page(VIEWS / file, title=title, icon=icon, **kwargs)  # type: ignore[arg-type]
 
 
 navigation = st.navigation(

@@ -33,20 +33,3 @@ def published(dashboard_settings: Settings, tables: dict[str, pl.DataFrame]) -> 
     return publish_snapshot(
         dashboard_settings.serving, tables, run_id="test-run", extra={"pipeline": {"events_seq": 1234}}
     )
-
-
-@pytest.fixture(autouse=True)
-def _navigation_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run the app as the server does. A ``pages/`` folder beside the entry point makes Streamlit guess the
-    legacy multipage mode until ``st.navigation`` runs and turns it off for the process; AppTest resets that
-    guess before every run, so its later runs would execute the page alone, without the entry point's
-    sidebar. Keep the guess off, as it is in the server after the first run."""
-    from streamlit.runtime.pages_manager import PagesManager
-    from streamlit.testing.v1 import app_test
-
-    class NavigationPagesManager(PagesManager):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-            PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(app_test, "PagesManager", NavigationPagesManager)

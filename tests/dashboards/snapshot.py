@@ -172,13 +172,13 @@ def snapshot_tables() -> dict[str, pl.DataFrame]:
 
 
 def open_page(page: str, **session: object) -> AppTest:
-    """Run the app, then switch to ``pages/<page>.py`` (with ``session`` state set first)."""
+    """Run the app, then switch to ``views/<page>.py`` (with ``session`` state set first)."""
     at = AppTest.from_file(APP, default_timeout=60)
     for key, value in session.items():
         at.session_state[key] = value
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

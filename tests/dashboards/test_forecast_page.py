@@ -15,7 +15,7 @@ def test_without_snapshot_every_page_explains_what_to_do(dashboard_settings: Set
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     for page in ("forecast", "anomalies", "inventory", "insights", "security", "sync", "system"):
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"views/{page}.py").run()
         assert not at.exception, page
         assert any("No serving snapshot" in i for i in infos(at)), page
 

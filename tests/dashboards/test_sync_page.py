@@ -27,11 +27,11 @@ def test_store_filter_persists_from_another_page(published: Snapshot) -> None:
     at = AppTest.from_file(APP, default_timeout=60).run()  # the default page: Overview
     at.sidebar.selectbox(key="store_filter").set_value("S001").run()
     assert not at.exception
-    at.switch_page("pages/sync.py").run()
+    at.switch_page("views/sync.py").run()
     assert not at.exception
     assert at.session_state["store_filter"] == "S001"
     assert metrics(at)["Terminals"] == "2"
     assert metrics(at)["Items rejected"] == "0"
-    at.switch_page("pages/security.py").run()
+    at.switch_page("views/security.py").run()
     assert at.session_state["store_filter"] == "S001"
     assert metrics(at)["Security events"] == "16"

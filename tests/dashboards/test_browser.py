@@ -1,0 +1,177 @@
+"""The real thing: `streamlit run dashboards/app.py` on loopback against a published snapshot, every page
+opened in headless Chromium, its key elements found, no error box, and a screenshot saved for the README
+(``docs/screenshots/<page>.png``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chainsync.serving import publish_snapshot
+from tests.dashboards.snapshot import DEAD_API, snapshot_tables
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = Path(os.environ.get("CHAINSYNC_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+# url path -> (title, texts that must be on the page)
+PAGES: dict[str, tuple[str, list[str]]] = {
+    "overview": ("Overview", ["Net sales", "Transactions", "Average basket", "Threat level", "Snapshot age"]),
+    "forecast": ("Sales and forecast", ["Units, last 28 days", "By store", "Backtest accuracy and models"]),
+    "anomalies": ("Anomalies", ["Anomalies, newest first", "The data behind an anomaly", "Why:"]),
+    "inventory": ("Inventory", ["Out of stock", "Median days of cover", "Reorder suggestions"]),
+    "insights": ("Insights", ["Recommendations"]),
+    "security": ("Security", ["Threat level", "Riskiest IPs", "Riskiest users", "Blocks in force"]),
+    "sync": ("Sync", ["Live device status", "Terminals", "Worst clock skew (s)"]),
+    "system": ("System", ["Pipeline runs", "Asset freshness", "Tables published"]),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the CI entry point does)")
+    data_dir = tmp_path_factory.mktemp("dashboards") / "data"
+    data_dir.mkdir()
+    publish_snapshot(
+        data_dir / "serving",
+        snapshot_tables(),
+        run_id="browser-test",
+        extra={"pipeline": {"events_seq": 1234}},
+    )
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CHAINSYNC_DATA_DIR": str(data_dir),
+        "CHAINSYNC_DASHBOARD_API_URL": DEAD_API,
+        "CHAINSYNC_DASHBOARD_API_TIMEOUT_SECONDS": "0.5",
+        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    }
+    log = open(data_dir / "streamlit.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "dashboards" / "app.py"),
+            "--server.address=127.0.0.1",
+            f"--server.port={port}",
+            "--server.headless=true",
+            "--server.fileWatcherType=none",
+            "--global.developmentMode=false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail("streamlit did not start:\n" + (data_dir / "streamlit.log").read_text()[-3000:])
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _settle(page) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the script run is over (the app's status widget stops saying "Running")."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=30_000)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000
+    )
+    page.wait_for_timeout(500)  # charts draw after the run ends
+
+
+@pytest.mark.parametrize("path", list(PAGES))
+def test_page_opens_with_its_elements_and_no_error(dashboard_url: str, browser, path: str) -> None:  # type: ignore[no-untyped-def]
+    title, texts = PAGES[path]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(f"{dashboard_url}/{'' if path == 'overview' else path}", wait_until="domcontentloaded")
+        page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=30_000)
+        _settle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{path}.png"), full_page=False)
+        main = page.locator('[data-testid="stMain"]')
+        for text in texts:
+            assert main.get_by_text(text, exact=False).count() > 0, f"{path}: {text!r} not on the page"
+        # The shared filters are in the sidebar of every page.
+        sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+        assert "Store" in sidebar and "Period" in sidebar
+    finally:
+        context.close()
+
+
+def test_store_filter_follows_the_analyst_across_pages(dashboard_url: str, browser) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(dashboard_url, wait_until="domcontentloaded")
+        page.get_by_role("heading", name="Overview", exact=True).first.wait_for(timeout=30_000)
+        _settle(page)
+        page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+        page.get_by_role("option", name="S002 — South").click()
+        _settle(page)
+        page.locator('[data-testid="stSidebarNav"]').get_by_text("Sync", exact=True).click()
+        page.get_by_role("heading", name="Sync", exact=True).first.wait_for(timeout=30_000)
+        _settle(page)
+        store_box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
+        assert "S002 — South" in (store_box.text_content() or "") + " ".join(
+            store_box.locator("input").evaluate_all("els => els.map(e => e.value)")
+        )
+        terminals = page.locator('[data-testid="stMetric"]').filter(has_text="Terminals").first.inner_text()
+        assert terminals.split()[-1] == "2"  # S002's two terminals, not the chain's four
+        assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        context.close()
