@@ -8,7 +8,7 @@ export GX_ANALYTICS_ENABLED := false
 export DAGSTER_DISABLE_TELEMETRY := true
 export UV_LINK_MODE ?= copy
 
-.PHONY: help uv install demo test test-fast lint format typecheck bench clean
+.PHONY: help uv install demo test test-fast lint format typecheck bench clean chromium
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test: install ## Run the whole test suite
 
 test-fast: install ## The suite without the slow end-to-end checks
 	$(UV) run --frozen pytest -q -m "not slow"
+
+chromium: ## Install Debian's Chromium for the dashboards' browser test (root; only when missing)
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
 
 lint: install ## ruff lint and format check, mypy
 	$(UV) run --frozen ruff check .
