@@ -1,0 +1,108 @@
+"""Live figures from a real API: ``chainsync api`` under uvicorn on loopback, the dashboards logging in as a
+manager with the username and password from the settings; what the pages show is what the API answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from chainsync.ops_store import get_engine
+from chainsync.ops_store.users import upsert_user
+from chainsync.serving import publish_snapshot
+from chainsync.settings import Settings, get_settings
+from tests.api.test_server import REPO, free_port, wait_healthy
+from tests.dashboards.snapshot import metrics, open_page, snapshot_tables
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture
+def live_api(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    engine = get_engine(settings.ops_store)
+    upsert_user(engine, "mona", PASSWORD, "manager", ["S001", "S002"])
+    publish_snapshot(settings.serving, snapshot_tables(), run_id="live-test")
+    port = free_port()
+    env = {
+        **os.environ,
+        "CHAINSYNC_DATA_DIR": str(settings.data_dir),
+        "CHAINSYNC_JWT_SECRET": settings.jwt_secret.get_secret_value(),  # type: ignore[union-attr]
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("CHAINSYNC_DEMO_MODE", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, proc)
+        monkeypatch.setenv("CHAINSYNC_DASHBOARD_API_URL", base)
+        monkeypatch.setenv("CHAINSYNC_DASHBOARD_API_USERNAME", "mona")
+        monkeypatch.setenv("CHAINSYNC_DASHBOARD_API_PASSWORD", PASSWORD)
+        get_settings.cache_clear()
+        import streamlit as st
+
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _manager_get(base: str, path: str) -> dict:  # type: ignore[type-arg]
+    token = httpx.post(f"{base}/api/auth/token", data={"username": "mona", "password": PASSWORD}).json()
+    resp = httpx.get(f"{base}{path}", headers={"Authorization": f"Bearer {token['access_token']}"})
+    resp.raise_for_status()
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def test_pages_show_what_the_api_answers(live_api: str) -> None:
+    health = httpx.get(f"{live_api}/api/observability/health").json()
+    at = open_page("system")
+    shown = metrics(at)
+    assert shown["Status"] == health["status"].upper()
+    assert shown["Version"] == health["version"]
+    assert shown["Ops store"] == "reachable"
+    checks = at.dataframe[0].value
+    assert set(checks["check"]) == set(health["checks"])
+    assert not any("not shown" in i.value for i in at.info)  # health and performance both answered
+
+    sync = _manager_get(live_api, "/api/sync/health")
+    at = open_page("sync")
+    shown = metrics(at)
+    assert shown["Sync service"] == sync["status"].upper()
+    assert shown["Open conflicts"] == f"{sync['open_conflicts']:,}"
+    assert shown["Dead letters"] == f"{sync['dead_letters']:,}"
+    assert not any("not shown" in i.value for i in at.info)
+
+    at = open_page("overview")
+    assert metrics(at)["API (live)"] == health["status"].upper()
+    assert metrics(at)["Sync service (live)"] == sync["status"].upper()
+
+
+def test_wrong_password_is_a_notice_not_a_traceback(live_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHAINSYNC_DASHBOARD_API_PASSWORD", "wrong")
+    get_settings.cache_clear()
+    at = open_page("sync")
+    assert any("API login refused (401)" in i.value for i in at.info)
+    # The public health endpoint still answers.
+    at = open_page("system")
+    assert "Status" in metrics(at)
