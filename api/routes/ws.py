@@ -107,7 +107,20 @@ async def notifications(websocket: WebSocket) -> None:
     await websocket.accept()
     if not ip_admitted(settings, host):
         hub.stats.rejected["ip_blocked"] += 1
-        if settings.security_audit_enabled:
+        detail = f"WebSocket {settings.ws_path} refused by the IP allow/deny lists"
+        auditor = getattr(app.state, "auditor", None)
+        if auditor is not None:  # the app's audit trail (honours SECURITY_AUDIT_ENABLED itself)
+            await run_in_threadpool(
+                partial(
+                    auditor.record,
+                    kind="ip_blocked",
+                    outcome="blocked",
+                    severity="warning",
+                    source_ip=host,
+                    detail=detail,
+                )
+            )
+        elif settings.security_audit_enabled:
             await run_in_threadpool(
                 partial(
                     record_security_event,
@@ -115,7 +128,7 @@ async def notifications(websocket: WebSocket) -> None:
                     kind="ip_blocked",
                     outcome="blocked",
                     source_ip=host,
-                    detail=f"WebSocket {settings.ws_path} refused by the IP allow/deny lists",
+                    detail=detail,
                 )
             )
         await _close(websocket, CLOSE_FORBIDDEN, "address not allowed")
