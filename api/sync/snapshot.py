@@ -4,6 +4,7 @@ once per version and kept."""
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +29,7 @@ def current_or_none(serving_dir: Path) -> Snapshot | None:
 def _json_safe(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
-    if isinstance(value, float) and value != value:  # NaN
+    if isinstance(value, float) and not math.isfinite(value):  # JSON has no NaN or infinity
         return None
     return value
 

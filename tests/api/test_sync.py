@@ -195,7 +195,15 @@ def test_download_full_incremental_paged_with_tombstones(
                     "product_id": ["P001", "P002", "P001"],
                     "on_hand_units": [5, 7, 9],
                 }
-            )
+            ),
+            "reorder_suggestions": pl.DataFrame(
+                {
+                    "store_id": ["S001", "S002"],
+                    "product_id": ["P002", "P001"],
+                    "reorder_quantity": [12.0, 3.0],
+                    "days_of_cover": [float("inf"), 2.0],
+                }
+            ),
         },
     )
     records, cursor, pages = download_all(client, key, limit=2)
@@ -205,6 +213,9 @@ def test_download_full_incremental_paged_with_tombstones(
     assert "unit_cost_cents" not in products_seen["P001"]["data"]
     stock = {r["key"]: r["data"]["on_hand_units"] for r in records if r["entity"] == "stock_level"}
     assert stock == {"P001": 5, "P002": 7}
+    (reorder,) = [r for r in records if r["entity"] == "reorder_suggestion"]
+    assert reorder["key"] == "P002" and reorder["data"]["reorder_quantity"] == 12.0
+    assert reorder["data"]["days_of_cover"] is None  # infinity is not JSON
 
     # Nothing changed: an empty page.
     again, cursor2, _ = download_all(client, key, cursor)
