@@ -44,6 +44,15 @@ def raise_fd_limit(needed: int) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -95,7 +104,7 @@ async def probe(
 
 
 async def bench(
-    args: argparse.Namespace, base: str, ws_url: str, tokens: list[str], key: str, admin: str
+    args: argparse.Namespace, base: str, ws_url: str, tokens: list[str], key: str, admin: str, server_pid: int
 ) -> dict[str, Any]:
     deadline = time.monotonic() + args.seconds
     stop = asyncio.Event()
@@ -124,6 +133,7 @@ async def bench(
     posted = asyncio.Event()
     probe_task = asyncio.create_task(probe(base, 100_000, deadline, busy, until=posted))
     publish_started = time.time()
+    server_cpu0, client_cpu0 = cpu_seconds(server_pid), sum(os.times()[:2])
     post_latency: list[float] = []
     async with httpx.AsyncClient(base_url=base, timeout=10, headers={"X-API-Key": key}) as http:
         for i in range(args.broadcasts):
@@ -138,6 +148,8 @@ async def bench(
     while time.monotonic() < deadline and sum(c.received for c in clients) < sent * len(clients):
         await asyncio.sleep(0.05)
     posted.set()
+    server_cpu = cpu_seconds(server_pid) - server_cpu0
+    client_cpu = sum(os.times()[:2]) - client_cpu0
     await probe_task
     stats = httpx.get(
         f"{base}/api/observability/websocket/stats", headers={"Authorization": f"Bearer {admin}"}
@@ -168,6 +180,9 @@ async def bench(
         "api_busy_over_idle_p99": round(pct(busy, 0.99) / pct(idle, 0.99), 2) if idle and busy else None,
         "probes_idle": len(idle),
         "probes_busy": len(busy),
+        "server_cpu_s_fanout": round(server_cpu, 2),
+        "clients_cpu_s_fanout": round(client_cpu, 2),
+        "server_cpu_us_per_delivery": round(server_cpu / max(delivered, 1) * 1e6, 1),
         "server_dropped": stats["messages_dropped_total"],
         "server_connections_at_end": stats["connections"],
     }
@@ -179,6 +194,12 @@ def main() -> None:
     parser.add_argument("--broadcasts", type=int, default=100)
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument(
+        "--ws",
+        default=None,
+        help="uvicorn WebSocket implementation (websockets, websockets-sansio, wsproto); default: what "
+        "`chainsync api` uses",
+    )
     args = parser.parse_args()
 
     limit = raise_fd_limit(args.clients * 2 + 256)
@@ -214,8 +235,20 @@ def main() -> None:
             "CHAINSYNC_WS_QUEUE_SIZE": str(max(256, args.broadcasts * 2)),
         }
         env.pop("CHAINSYNC_DEMO_MODE", None)
+        command = [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)]
+        if args.ws:
+            command = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+            ]
+            command += ["--port", str(port), "--ws", args.ws, "--log-level", "warning"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)],
+            command,
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -233,7 +266,7 @@ def main() -> None:
                 loop_factory = None
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 result = runner.run(
-                    bench(args, base, f"ws://127.0.0.1:{port}/ws/notifications", tokens, key, admin)
+                    bench(args, base, f"ws://127.0.0.1:{port}/ws/notifications", tokens, key, admin, proc.pid)
                 )
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -242,6 +275,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=15)
+    result["ws_implementation"] = args.ws or "chainsync api default"
     result["cpus"] = os.cpu_count()
     result["fd_soft_limit"] = limit
     print(json.dumps(result, indent=2))
