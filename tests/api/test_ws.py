@@ -91,6 +91,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "CHAINSYNC_WS_MAX_CONNECTIONS_PER_USER": "2",
         "CHAINSYNC_WS_AUTH_TIMEOUT_SECONDS": "1",
         "CHAINSYNC_NOTIFY_POLL_SECONDS": "0.1",
+        "CHAINSYNC_WS_METRICS_INTERVAL_SECONDS": "0.3",
     }
     env.pop("CHAINSYNC_DEMO_MODE", None)
     proc = subprocess.Popen(
@@ -358,6 +359,45 @@ def test_heartbeat_timeout_cleans_up_a_silent_client(server: Server) -> None:
 
     run(scenario())
     assert server.stats()["closed_total"]["heartbeat_timeout"] >= 1
+
+
+def test_sync_sessions_reach_the_device_and_live_metrics_reach_admins(server: Server) -> None:
+    from chainsync.ops_store.events import InboxRow, append_events
+    from chainsync.schemas.events import SyncEvent
+
+    manager = server.token("mona", "manager", ["S001", "S002"])
+
+    async def scenario() -> None:
+        async with (
+            websockets.connect(f"{server.ws}?token={server.device_keys['S001']}") as device,
+            websockets.connect(f"{server.ws}?token={manager}&channels=sync:S001,metrics") as mona,
+        ):
+            assert (await next_message(device))["channels"] == ["sync:S001"]  # a device key: its store's sync
+            assert (await next_message(mona))["channels"] == ["metrics", "sync:S001"]
+            # The sync service's session record lands in the ops store; the feed announces it.
+            session = SyncEvent.model_validate(
+                {
+                    "event_id": "0b8d7c1e-2f4a-4c3b-9d5e-6f7a8b9c0d1e",
+                    "occurred_at": "2026-11-28T06:00:00Z",
+                    "store_id": "S001",
+                    "device_id": "POS-01",
+                    "session_id": "B-0001",
+                    "items_received": 12,
+                    "items_applied": 11,
+                    "items_duplicate": 1,
+                    "duration_ms": 85,
+                }
+            )
+            await asyncio.to_thread(
+                append_events, get_engine(server.settings.ops_store), [InboxRow.from_event(session)]
+            )
+            for ws in (device, mona):
+                message = await next_message(ws, lambda m: m["type"] == "sync")
+                assert message["channel"] == "sync:S001" and message["data"]["items_applied"] == 11
+            metrics = await next_message(mona, lambda m: m["type"] == "metrics")
+            assert metrics["data"]["websocket_connections"] >= 2 and "p99_ms" in metrics["data"]
+
+    run(scenario())
 
 
 def test_slow_consumer_is_dropped_without_delaying_others() -> None:
