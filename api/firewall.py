@@ -158,7 +158,10 @@ class FirewallMiddleware:
                         severity="warning",
                         detail=f"refused: {why}",
                     )
-                return JSONResponse({"detail": "Address not allowed"}, status_code=status.HTTP_403_FORBIDDEN)
+                return JSONResponse(
+                    {"detail": "Address not allowed", "request_id": _rid(scope)},
+                    status_code=status.HTTP_403_FORBIDDEN,
+                )
         blocked = risk.blocked_for(ip)
         if blocked:
             if not self._quiet(ip, "banned"):
@@ -173,7 +176,10 @@ class FirewallMiddleware:
                     detail=f"refused: address blocked for {blocked} more seconds",
                 )
             return JSONResponse(
-                {"detail": "Too many suspicious requests from this address; try again later"},
+                {
+                    "detail": "Too many suspicious requests from this address; try again later",
+                    "request_id": _rid(scope),
+                },
                 status_code=status.HTTP_403_FORBIDDEN,
                 headers={"Retry-After": str(blocked)},
             )
@@ -194,7 +200,7 @@ class FirewallMiddleware:
                     severity="warning",
                     detail=f"{exceeded.scope} limit {exceeded.limit} exceeded",
                 )
-            return _too_many(exceeded.retry_after, exceeded.scope)
+            return _too_many(exceeded.retry_after, exceeded.scope, _rid(scope))
         return None
 
     async def _after(
@@ -238,9 +244,13 @@ class FirewallMiddleware:
             )
 
 
-def _too_many(retry_after: int, scope_name: str) -> JSONResponse:
+def _rid(scope: Scope) -> str | None:
+    return (scope.get("state") or {}).get("request_id")
+
+
+def _too_many(retry_after: int, scope_name: str, rid: str | None) -> JSONResponse:
     return JSONResponse(
-        {"detail": f"Rate limit exceeded ({scope_name}); retry after {retry_after} s"},
+        {"detail": f"Rate limit exceeded ({scope_name}); retry after {retry_after} s", "request_id": rid},
         status_code=status.HTTP_429_TOO_MANY_REQUESTS,
         headers={"Retry-After": str(retry_after)},
     )

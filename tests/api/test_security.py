@@ -1,0 +1,389 @@
+"""The request firewall and risk scoring: strict input, body cap, rate limits with Retry-After, trusted
+proxies, IP allow/deny lists, brute force and credential stuffing, escalating blocks, allowlist and dry
+run, reputation across restarts, the audit trail's hash chain, and alerts to a loopback webhook."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from api.main import create_app
+from chainsync.ops_store.security import verify_audit_chain
+from chainsync.ops_store.tables import security_audit
+from chainsync.settings import get_settings
+from tests.api.conftest import PASSWORD, TestClient, bearer, sale_event
+
+ATTACKER = "203.0.113.7"
+
+
+@pytest.fixture
+def make_client(settings, monkeypatch) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    """``make_client(ip, **env)``: a started app with extra settings, called from ``ip``."""
+    clients: list[TestClient] = []
+
+    def make(ip: str = ATTACKER, **env: str) -> TestClient:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        c = TestClient(create_app(get_settings()), client=(ip, 40000))
+        c.__enter__()
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+def login(c: TestClient, username: str, password: str, **extra: str):  # type: ignore[no-untyped-def]
+    return c.post("/api/auth/token", data={"username": username, "password": password, **extra})
+
+
+def audit_rows(engine, action: str | None = None) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    stmt = select(security_audit).order_by(security_audit.c.seq)
+    if action:
+        stmt = stmt.where(security_audit.c.action == action)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+# --- strict input, body cap, docs ----------------------------------------------------------------------
+
+
+def test_extra_fields_are_422(client, device_keys, tokens) -> None:
+    key = {"X-API-Key": device_keys["S001"]}
+    assert client.post("/api/events/sales", json=sale_event(surprise=1), headers=key).status_code == 422
+    body = {"username": "eve", "password": "x" * 16, "role": "cashier", "is_admin": True}
+    assert client.post("/api/admin/users", json=body, headers=bearer(tokens["admin"])).status_code == 422
+    assert client.post("/api/auth/refresh", json={"refresh_token": "x" * 20, "more": 1}).status_code == 422
+
+
+@pytest.mark.parametrize("amount", ["true", "NaN", "Infinity", "1e400", str(10**30), "-5", '"399"', "3.99"])
+def test_odd_amounts_are_refused(client, device_keys, amount) -> None:
+    event = sale_event()
+    raw = json.dumps(event).replace('"unit_price_cents": 399', f'"unit_price_cents": {amount}')
+    assert amount in raw
+    resp = client.post(
+        "/api/events/sales",
+        content=raw,
+        headers={"X-API-Key": device_keys["S001"], "Content-Type": "application/json"},
+    )
+    assert 400 <= resp.status_code < 500, (amount, resp.status_code, resp.text)
+
+
+def test_oversize_body_is_413(make_client, device_keys) -> None:
+    c = make_client(CHAINSYNC_MAX_BODY_BYTES="2048")
+    resp = c.post(
+        "/api/events/sales",
+        content=b"{" + b" " * 4096 + b"}",
+        headers={"X-API-Key": device_keys["S001"], "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 413
+
+
+def test_docs_are_off_in_production(make_client) -> None:
+    c = make_client(CHAINSYNC_ENVIRONMENT="production")
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert c.get(path).status_code == 404
+    dev = make_client(CHAINSYNC_ENVIRONMENT="development")
+    assert dev.get("/docs").status_code == 200
+
+
+def test_errors_carry_no_stack_trace(client) -> None:
+    resp = client.get("/api/observability/security/events", headers=bearer("nope"))
+    assert resp.status_code == 401 and "Traceback" not in resp.text
+
+
+# --- rate limits ---------------------------------------------------------------------------------------
+
+
+def test_past_the_ip_limit_429_with_retry_after(make_client, engine) -> None:
+    c = make_client(CHAINSYNC_RATE_LIMIT_IP="3/minute")
+    codes = [c.get("/api/observability/health").status_code for _ in range(4)]
+    assert codes[:3] == [200, 200, 200] and codes[3] == 429
+    resp = c.get("/api/observability/health")
+    assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    assert "Rate limit" in resp.json()["detail"] and resp.json()["request_id"]
+    [row] = audit_rows(engine, "rate_limited")  # one record per minute, not one per request
+    assert row["source_ip"] == ATTACKER and row["category"] == "network" and row["outcome"] == "blocked"
+
+
+def test_user_and_device_limits(make_client, tokens, device_keys) -> None:
+    c = make_client(CHAINSYNC_RATE_LIMIT_USER="2/minute", CHAINSYNC_RATE_LIMIT_DEVICE="2/minute")
+    user = [c.get("/api/sync/health", headers=bearer(tokens["manager"])).status_code for _ in range(3)]
+    assert user == [200, 200, 429]
+    # Another user from the same address is not held back by mona's limit.
+    assert c.get("/api/observability/config", headers=bearer(tokens["admin"])).status_code == 200
+    key = {"X-API-Key": device_keys["S001"]}
+    dev = [c.get("/api/sync/status", headers=key) for _ in range(3)]
+    assert [r.status_code for r in dev][:2] == [200, 200] and dev[2].status_code == 429
+    assert int(dev[2].headers["Retry-After"]) >= 1
+
+
+def test_login_attempts_are_limited_per_address(make_client, users) -> None:
+    c = make_client(CHAINSYNC_RATE_LIMIT_LOGIN="2/minute", CHAINSYNC_IP_ALLOWLIST="203.0.113.0/24")
+    codes = [login(c, "mona", PASSWORD).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+# --- client address, trusted proxies, IP lists ---------------------------------------------------------
+
+
+def test_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(make_client) -> None:
+    c = make_client(CHAINSYNC_IP_DENYLIST="203.0.113.0/24", CHAINSYNC_TRUSTED_PROXIES="10.0.0.0/8")
+    assert c.get("/api/observability/health", headers={"X-Forwarded-For": "192.0.2.1"}).status_code == 403
+    c2 = make_client(CHAINSYNC_IP_DENYLIST="", CHAINSYNC_RATE_LIMIT_IP="2/minute")
+    spoofed = [
+        c2.get("/api/observability/health", headers={"X-Forwarded-For": f"192.0.2.{i}"}).status_code
+        for i in range(3)
+    ]
+    assert spoofed == [200, 200, 429]  # a fresh header each time does not buy a fresh limit
+
+
+def test_forwarded_for_from_a_trusted_proxy_names_the_client(make_client) -> None:
+    c = make_client(
+        "10.0.0.5", CHAINSYNC_TRUSTED_PROXIES="10.0.0.0/8", CHAINSYNC_IP_DENYLIST="198.51.100.0/24"
+    )
+    # The right-most address that is not a trusted proxy is the client.
+    assert (
+        c.get("/api/observability/health", headers={"X-Forwarded-For": "198.51.100.9, 10.0.0.7"}).status_code
+        == 403
+    )
+    # The client cannot hide behind a forged left-most entry.
+    assert (
+        c.get("/api/observability/health", headers={"X-Forwarded-For": "198.51.100.9, 192.0.2.4"}).status_code
+        == 200
+    )
+    assert c.get("/api/observability/health").status_code == 200  # the proxy itself
+
+
+def test_allowlist_only_mode(make_client) -> None:
+    inside = make_client(
+        "192.0.2.10", CHAINSYNC_IP_ALLOWLIST="192.0.2.0/24", CHAINSYNC_IP_ALLOWLIST_ONLY="true"
+    )
+    assert inside.get("/api/observability/health").status_code == 200
+    outside = make_client(ATTACKER)
+    assert outside.get("/api/observability/health").status_code == 403
+
+
+def test_admin_ip_rules_deny_persist_and_lift(make_client, tokens, settings, engine) -> None:
+    admin = make_client("192.0.2.10")
+    rule = admin.post(
+        "/api/admin/ip-rules",
+        json={"cidr": "203.0.113.0/25", "action": "deny"},
+        headers=bearer(tokens["admin"]),
+    )
+    assert rule.status_code == 201 and rule.json()["cidr"] == "203.0.113.0/25"
+    assert (
+        admin.post(
+            "/api/admin/ip-rules",
+            json={"cidr": "not-a-network", "action": "deny"},
+            headers=bearer(tokens["admin"]),
+        ).status_code
+        == 422
+    )
+    # A restart reads the rule back from the ops store.
+    attacker = make_client(ATTACKER)
+    assert attacker.get("/api/observability/health").status_code == 403
+    assert [r["action"] for r in audit_rows(engine, "ip_blocked")] == ["ip_blocked"]
+    assert (
+        admin.delete(f"/api/admin/ip-rules/{rule.json()['id']}", headers=bearer(tokens["admin"])).status_code
+        == 204
+    )
+    attacker2 = make_client(ATTACKER)
+    assert attacker2.get("/api/observability/health").status_code == 200
+    assert {r["action"] for r in audit_rows(engine)} >= {"admin_ip_rule_added", "admin_ip_rule_removed"}
+
+
+# --- risk scoring --------------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_brute_force_is_blocked_within_a_handful_and_escalates(make_client, users, engine) -> None:
+    c = make_client()
+    clock = Clock()
+    c.app.state.risk.clock = clock  # type: ignore[attr-defined]
+    codes = [login(c, "mona", f"wrong-{i}-password").status_code for i in range(6)]
+    assert codes[:5] == [401] * 5 and codes[5] == 403, codes
+    blocked = login(c, "mona", PASSWORD)  # even the right password: the address is blocked
+    assert blocked.status_code == 403 and 3500 <= int(blocked.headers["Retry-After"]) <= 3600
+    failures = audit_rows(engine, "login_failure")
+    assert failures[-1]["risk_score"] >= 10 and failures[-1]["severity"] == "critical"
+    assert "reached" in failures[-1]["detail"]
+    assert all(PASSWORD not in (r["detail"] or "") for r in audit_rows(engine))
+    # After the first block ends, the address comes back with a memory: the next block is a day.
+    clock.now += timedelta(hours=1, minutes=1)
+    codes = [login(c, "mona", f"again-{i}-password").status_code for i in range(6)]
+    assert 403 in codes
+    again = login(c, "mona", "whatever-password")
+    assert again.status_code == 403 and int(again.headers["Retry-After"]) > 23 * 3600
+    rep = c.app.state.risk.active_blocks()  # type: ignore[attr-defined]
+    assert rep[0].ip == ATTACKER and rep[0].ban_count == 2
+    status = c.app.state.risk.threat_level()  # type: ignore[attr-defined]
+    assert status in ("high", "critical")
+
+
+def test_block_survives_a_restart(make_client, users) -> None:
+    c = make_client()
+    for i in range(6):
+        login(c, "mona", f"wrong-{i}-password")
+    assert c.get("/api/observability/health").status_code == 403
+    restarted = make_client()
+    assert restarted.get("/api/observability/health").status_code == 403
+    other = make_client("198.51.100.20")
+    assert other.get("/api/observability/health").status_code == 200
+
+
+def test_credential_stuffing_is_caught(make_client, users, engine) -> None:
+    c = make_client(CHAINSYNC_CREDENTIAL_STUFFING_USERS="3")
+    codes = [login(c, name, "Summer2026!!").status_code for name in ("ann", "bob", "cid")]
+    assert codes == [401, 401, 401]
+    assert login(c, "dan", "Summer2026!!").status_code == 403
+    last = audit_rows(engine, "login_failure")[-1]
+    assert "credential stuffing" in last["detail"] and last["severity"] == "critical"
+    # Three failures for one user from another address do not block it.
+    d = make_client("198.51.100.30", CHAINSYNC_CREDENTIAL_STUFFING_USERS="3")
+    assert [login(d, "mona", f"typo-{i}-password").status_code for i in range(3)] == [401, 401, 401]
+    assert login(d, "mona", PASSWORD).status_code == 200
+
+
+def test_allowlisted_store_network_is_logged_but_never_blocked(make_client, users, engine) -> None:
+    c = make_client(CHAINSYNC_IP_ALLOWLIST="203.0.113.0/24")
+    codes = [login(c, "mona", f"wrong-{i}-password").status_code for i in range(8)]
+    assert codes == [401] * 8
+    assert login(c, "mona", PASSWORD).status_code == 200
+    failures = audit_rows(engine, "login_failure")
+    assert any("allowlisted, not blocked" in (r["detail"] or "") for r in failures)
+    assert max(r["risk_score"] for r in failures) >= 10
+
+
+def test_dry_run_logs_decisions_without_enforcing(make_client, users, engine) -> None:
+    c = make_client(CHAINSYNC_SECURITY_DRY_RUN="true")
+    assert [login(c, "mona", f"wrong-{i}-password").status_code for i in range(7)] == [401] * 7
+    assert any("dry run, not blocked" in (r["detail"] or "") for r in audit_rows(engine, "login_failure"))
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+    arrived = threading.Event()
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append(json.loads(body))
+        type(self).arrived.set()
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, type[_Receiver]]]:
+    _Receiver.received = []
+    _Receiver.arrived = threading.Event()
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", _Receiver
+    server.shutdown()
+
+
+def test_success_after_failures_scores_high_and_alerts(make_client, users, engine, webhook) -> None:
+    url, receiver = webhook
+    c = make_client(MONITORING_ALERT_WEBHOOK=url)
+    for i in range(4):
+        assert login(c, "mona", f"wrong-{i}-password").status_code == 401
+    assert login(c, "mona", PASSWORD).status_code == 200  # four failures: not yet blocked
+    success = audit_rows(engine, "login_success")[-1]
+    assert success["severity"] == "critical" and "success after failures" in success["detail"]
+    assert success["risk_score"] >= 10
+    assert receiver.arrived.wait(10), "the webhook got no alert"
+    alert = receiver.received[0]
+    assert alert["severity"] == "critical" and alert["kind"] == "security.login_success"
+    assert alert["details"]["source_ip"] == ATTACKER and PASSWORD not in json.dumps(alert)
+
+
+def test_a_block_alerts_without_slowing_the_request(make_client, users, webhook) -> None:
+    url, receiver = webhook
+    c = make_client(MONITORING_ALERT_WEBHOOK="http://127.0.0.1:9/unreachable")  # nothing listens
+    for i in range(6):
+        login(c, "mona", f"wrong-{i}-password")
+    assert c.get("/api/observability/health").status_code == 403  # answered, the alert retries elsewhere
+
+
+def test_access_outside_business_hours_scores(make_client, users, engine) -> None:
+    hour = datetime.now(UTC).hour
+    window = f"{(hour + 2) % 24:02d}-{(hour + 3) % 24:02d}"
+    c = make_client(CHAINSYNC_BUSINESS_HOURS=window)
+    assert login(c, "mona", PASSWORD).status_code == 200
+    row = audit_rows(engine, "login_success")[-1]
+    assert "outside business hours" in row["detail"] and row["risk_score"] > 0
+
+
+def test_suspicious_input_is_recorded_and_scored(make_client, tokens, engine) -> None:
+    c = make_client()
+    c.get("/api/ai/forecast", params={"store_id": "S001' OR '1'='1"}, headers=bearer(tokens["manager"]))
+    c.get("/api/ai/anomalies", params={"q": "<script>alert(1)</script>"}, headers=bearer(tokens["manager"]))
+    rows = audit_rows(engine, "suspicious_input")
+    assert len(rows) == 2 and all(r["category"] == "application" and r["risk_score"] > 0 for r in rows)
+    assert c.app.state.risk.ip_score(ATTACKER) >= 8  # type: ignore[attr-defined]
+
+
+# --- the audit trail -----------------------------------------------------------------------------------
+
+
+def test_audit_records_carry_context_and_no_secrets(make_client, users, engine) -> None:
+    c = make_client()
+    ok = login(c, "mona", PASSWORD, client_id="x")
+    login(c, "mona", "wrong-password-1", client_id="x")
+    c.get("/api/observability/config", headers=bearer(ok.json()["access_token"]))  # a denial
+    rows = audit_rows(engine)
+    by_action = {r["action"]: r for r in rows}
+    success = by_action["login_success"]
+    assert success["actor"] == "mona" and success["role"] == "manager" and success["outcome"] == "success"
+    assert success["source_ip"] == ATTACKER and success["user_agent"] and success["request_id"]
+    assert success["category"] == "authentication"
+    assert by_action["authorization_denied"]["category"] == "authorization"
+    dump = json.dumps(rows, default=str)
+    for secret in (PASSWORD, "wrong-password-1", ok.json()["access_token"], ok.json()["refresh_token"]):
+        assert secret not in dump
+
+
+def test_hash_chain_detects_tampering(make_client, users, engine) -> None:
+    c = make_client()
+    for i in range(3):
+        login(c, "mona", f"wrong-{i}-password")
+    login(c, "mona", PASSWORD)
+    report = verify_audit_chain(engine)
+    assert report.ok and report.checked == 4
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE security_audit SET outcome = 'success' WHERE seq = 2"))
+    bad = verify_audit_chain(engine)
+    assert not bad.ok and bad.first_bad_seq == 2
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE security_audit SET outcome = 'failure' WHERE seq = 2"))
+        conn.execute(text("DELETE FROM security_audit WHERE seq = 3"))
+    gone = verify_audit_chain(engine)
+    assert not gone.ok and gone.first_bad_seq == 4
+
+
+def test_audit_switch_off_writes_no_audit(make_client, users, engine) -> None:
+    c = make_client(SECURITY_AUDIT_ENABLED="false")
+    login(c, "mona", PASSWORD)
+    login(c, "mona", "wrong-password-1")
+    assert audit_rows(engine) == []
