@@ -96,6 +96,7 @@ class Hub:
         self.last_seq = 0
         self._subs: dict[str, set[Subscriber]] = {}  # channel or family pattern -> subscribers
         self._replay: dict[str, deque[Message]] = {}
+        self._evicted: dict[str, int] = {}  # channel -> seq of the newest message pushed out of its buffer
         self._connections: set[Subscriber] = set()
         self._by_user: Counter[str] = Counter()
         self.stats = HubStats()
@@ -171,6 +172,8 @@ class Hub:
             buffer = self._replay.get(channel)
             if buffer is None:
                 buffer = self._replay[channel] = deque(maxlen=self.replay_size)
+            if len(buffer) == buffer.maxlen:
+                self._evicted[channel] = buffer[0].seq
             buffer.append(message)
         self.deliver(message)
         return message
@@ -193,7 +196,7 @@ class Hub:
         for name, buffer in self._replay.items():
             if name not in wanted and _family(name) not in wanted:
                 continue
-            if buffer and buffer[0].seq > after_seq + 1 and len(buffer) == buffer.maxlen:
+            if self._evicted.get(name, 0) > after_seq:  # something after the client's seq is gone
                 gaps.append(name)
             out.extend(m for m in buffer if m.seq > after_seq)
         out.sort(key=lambda m: m.seq)

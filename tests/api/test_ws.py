@@ -459,3 +459,14 @@ def test_ip_deny_list_closes_4403_and_is_audited(settings, monkeypatch, tokens) 
     with engine.connect() as conn:
         kinds = [json.loads(p)["kind"] for p in conn.execute(select(event_inbox.c.payload)).scalars()]
     assert "ip_blocked" in kinds
+
+
+def test_replay_is_bounded_per_channel_and_names_the_gaps() -> None:
+    hub = Hub(replay_size=3, max_connections=10, per_user=10)
+    for n in range(5):
+        hub.publish("sales:S001", "sales", {"n": n})  # seq 1..5; 1 and 2 fall out of the buffer
+        hub.publish("sales:S002", "sales", {"n": n})  # seq interleaved on another channel
+    missed, gaps = hub.replay(["sales:S001"], after_seq=0)
+    assert [json.loads(m.text)["data"]["n"] for m in missed] == [2, 3, 4] and gaps == ["sales:S001"]
+    missed, gaps = hub.replay(["sales:*"], after_seq=6)
+    assert [m.seq for m in missed] == [7, 8, 9, 10] and gaps == []
