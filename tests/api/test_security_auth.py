@@ -1,0 +1,159 @@
+"""Authentication and administration: refresh-token rotation and reuse detection, logout, TOTP two-factor,
+admin management of users and device keys, and GET /api/observability/security/events."""
+
+from __future__ import annotations
+
+import time
+
+import pyotp
+
+from tests.api.conftest import PASSWORD, TestClient, bearer
+
+
+def login(c: TestClient, username: str, password: str = PASSWORD, **extra: str):  # type: ignore[no-untyped-def]
+    return c.post("/api/auth/token", data={"username": username, "password": password, **extra})
+
+
+def enrol(c: TestClient, username: str) -> str:
+    secret = c.post("/api/auth/2fa/enroll", data={"username": username, "password": PASSWORD}).json()[
+        "secret"
+    ]
+    confirm = c.post(
+        "/api/auth/2fa/confirm",
+        data={"username": username, "password": PASSWORD, "otp": pyotp.TOTP(secret).now()},
+    )
+    assert confirm.status_code == 200, confirm.text
+    return secret
+
+
+def next_code(secret: str) -> str:
+    return pyotp.TOTP(secret).at(time.time() + 30)
+
+
+def test_refresh_rotates_and_a_reused_token_revokes_the_login(client, users, engine) -> None:
+    first = login(client, "mona").json()
+    assert first["refresh_token"].startswith("csr_") and first["refresh_expires_in"] == 14 * 86400
+    second = client.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert second.status_code == 200 and second.headers["Cache-Control"] == "no-store"
+    new = second.json()
+    assert new["refresh_token"] != first["refresh_token"] and new["role"] == "manager"
+    assert client.get("/api/sync/health", headers=bearer(new["access_token"])).status_code == 200
+    # The spent token again: refused, and the whole family (the new token too) is revoked.
+    assert client.post("/api/auth/refresh", json={"refresh_token": first["refresh_token"]}).status_code == 401
+    assert client.post("/api/auth/refresh", json={"refresh_token": new["refresh_token"]}).status_code == 401
+    assert client.post("/api/auth/refresh", json={"refresh_token": "csr_unknown-token"}).status_code == 401
+
+
+def test_logout_ends_the_access_token_and_the_refresh_token(client, users) -> None:
+    tokens = login(client, "mona").json()
+    auth = bearer(tokens["access_token"])
+    assert client.post("/api/auth/logout", headers=auth).status_code == 204
+    assert client.get("/api/sync/health", headers=auth).status_code == 401
+    assert (
+        client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401
+    )
+
+
+def test_totp_login(client, users) -> None:
+    secret = enrol(client, "mona")
+    missing = login(client, "mona")
+    assert missing.status_code == 401 and missing.headers["X-2FA-Required"] == "totp"
+    assert login(client, "mona", otp="000000").status_code == 401
+    code = next_code(secret)
+    assert login(client, "mona", otp=code).status_code == 200
+    assert login(client, "mona", otp=code).status_code == 401  # a code is good once
+    # Enrolling again is refused once it is on; the password still has to be right.
+    assert (
+        client.post("/api/auth/2fa/enroll", data={"username": "mona", "password": PASSWORD}).status_code
+        == 409
+    )
+    assert (
+        client.post("/api/auth/2fa/enroll", data={"username": "mona", "password": "nope-nope"}).status_code
+        == 401
+    )
+
+
+def test_admins_need_two_factor_outside_demo_mode(client, users, tokens) -> None:
+    assert login(client, "alice").status_code == 403
+    secret = enrol(client, "alice")
+    assert login(client, "alice", otp=next_code(secret)).status_code == 200
+    # An admin resets a lost second factor; the user enrols again.
+    assert client.delete("/api/admin/users/alice/totp", headers=bearer(tokens["admin"])).status_code == 204
+    assert login(client, "alice").status_code == 403
+
+
+def test_admin_manages_users(client, users, tokens) -> None:
+    admin = bearer(tokens["admin"])
+    body = {"username": "nina", "password": "a-long-password-1", "role": "manager", "store_ids": ["S003"]}
+    created = client.post("/api/admin/users", json=body, headers=admin)
+    assert created.status_code == 201 and created.json()["store_ids"] == ["S003"]
+    assert client.post("/api/admin/users", json=body, headers=admin).status_code == 409
+    listed = client.get("/api/admin/users", headers=admin).json()
+    assert {u["username"] for u in listed} >= {"alice", "mona", "carl", "nina"}
+    assert "password_hash" not in str(listed) and "a-long-password-1" not in str(listed)
+    nina = login(client, "nina", "a-long-password-1").json()
+    off = client.patch("/api/admin/users/nina", json={"is_active": False}, headers=admin)
+    assert off.status_code == 200 and off.json()["is_active"] is False
+    assert login(client, "nina", "a-long-password-1").status_code == 401
+    assert client.post("/api/auth/refresh", json={"refresh_token": nina["refresh_token"]}).status_code == 401
+    assert client.patch("/api/admin/users/ghost", json={"role": "cashier"}, headers=admin).status_code == 404
+    assert client.patch("/api/admin/users/nina", json={"role": "root"}, headers=admin).status_code == 422
+
+
+def test_admin_manages_device_keys(client, tokens) -> None:
+    admin = bearer(tokens["admin"])
+    issued = client.post(
+        "/api/admin/device-keys", json={"store_id": "S004", "device_id": "POS-09"}, headers=admin
+    )
+    assert issued.status_code == 201
+    key, prefix = issued.json()["api_key"], issued.json()["prefix"]
+    assert key.startswith(f"csk_{prefix}_")
+    assert client.get("/api/sync/status", headers={"X-API-Key": key}).status_code == 200
+    listed = client.get("/api/admin/device-keys", params={"store_id": "S004"}, headers=admin).json()
+    assert [k["prefix"] for k in listed] == [prefix] and key not in str(listed)
+    assert client.delete(f"/api/admin/device-keys/{prefix}", headers=admin).status_code == 204
+    assert client.get("/api/sync/status", headers={"X-API-Key": key}).status_code == 401
+    assert client.delete(f"/api/admin/device-keys/{prefix}", headers=admin).status_code == 404
+
+
+def test_security_events_endpoint_filters_and_pages(client, users, tokens) -> None:
+    for i in range(5):
+        login(client, "mona", f"wrong-{i}-password")
+    login(client, "mona")
+    admin = bearer(tokens["admin"])
+    page = client.get(
+        "/api/observability/security/events", params={"action": "login_failure", "limit": 2}, headers=admin
+    )
+    assert page.status_code == 200
+    body = page.json()
+    assert [r["action"] for r in body["items"]] == ["login_failure"] * 2
+    assert body["items"][0]["seq"] > body["items"][1]["seq"]  # newest first
+    assert body["threat_level"] in ("low", "elevated", "high", "critical")
+    seen = [r["seq"] for r in body["items"]]
+    while body["next_before_seq"] is not None:
+        body = client.get(
+            "/api/observability/security/events",
+            params={"action": "login_failure", "limit": 2, "before_seq": body["next_before_seq"]},
+            headers=admin,
+        ).json()
+        seen += [r["seq"] for r in body["items"]]
+    assert len(seen) == len(set(seen)) == 5
+    auth = client.get(
+        "/api/observability/security/events",
+        params={"category": "authentication", "outcome": "success", "verify": "true"},
+        headers=admin,
+    ).json()
+    assert [r["action"] for r in auth["items"]] == ["login_success"]
+    assert auth["chain"]["ok"] is True
+    # The read itself is on record as data access.
+    access = client.get(
+        "/api/observability/security/events", params={"category": "data_access"}, headers=admin
+    ).json()
+    assert access["items"] and access["items"][0]["actor"] == "alice"
+    assert (
+        client.get("/api/observability/security/events", params={"limit": 0}, headers=admin).status_code
+        == 422
+    )
+    assert (
+        client.get("/api/observability/security/events", headers=bearer(tokens["manager"])).status_code == 403
+    )
