@@ -163,7 +163,7 @@ class Notifier:
         self.metrics_s = metrics_s
         self.snapshot: Snapshot | None = None
         self._pointer_stat: tuple[int, int, int] | None = None
-        self._feed_seq = 0
+        self._feed_seq: int | None = None  # None until the ops store has answered once
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -171,7 +171,7 @@ class Notifier:
         self._pointer_stat = self._stat()
         try:
             self._feed_seq = await run_in_threadpool(feed_watermark, self.engine)
-        except Exception:  # the ops store may be down; the feed catches up once it answers
+        except Exception:  # the ops store may be down; the feed starts once it answers
             log.warning("notification_feed_unavailable")
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -225,6 +225,9 @@ class Notifier:
         log.info("snapshot_announced", version=current.version, messages=len(messages))
 
     async def check_ops_feed(self) -> None:
+        if self._feed_seq is None:  # start from now, never from the whole history
+            self._feed_seq = await run_in_threadpool(feed_watermark, self.engine)
+            return
         rows = await run_in_threadpool(events_after, self.engine, self._feed_seq)
         for row in rows:
             self._feed_seq = max(self._feed_seq, row["seq"])
