@@ -170,6 +170,14 @@ def _forecast(
     root: str, version: str, store_id: str | None, category: str | None, product_id: str | None, horizon: int
 ) -> pl.DataFrame:
     snap = _snap(root)
+    totals = table(snap, "demand_forecast_totals")
+    level = _total_level(store_id, category, product_id)
+    if level is not None and {"level", "key"} <= set(totals.columns):
+        picked = totals.filter(
+            (pl.col("level") == level[0]) & (pl.col("key") == level[1]) & (pl.col("horizon_day") <= horizon)
+        )
+        if picked.height:
+            return picked.select("ds", "yhat", "lo_80", "hi_80", "lo_95", "hi_95").sort("ds")
     fc = table(snap, "demand_forecast")
     if fc.is_empty():
         return fc
@@ -187,6 +195,19 @@ def _forecast(
     )
 
 
+def _total_level(
+    store_id: str | None, category: str | None, product_id: str | None
+) -> tuple[str, str] | None:
+    """The demand_forecast_totals (level, key) of a selection, if it is one the pipeline reconciles."""
+    if product_id is not None or (store_id and category):
+        return None
+    if store_id:
+        return ("store", store_id)
+    if category:
+        return ("category", category)
+    return ("chain", "chain")
+
+
 def forecast(
     snap: Snapshot,
     store_id: str | None,
@@ -194,9 +215,9 @@ def forecast(
     horizon: int,
     category: str | None = None,
 ) -> pl.DataFrame:
-    """Forecast units per day, summed bottom-up over the selected series, with summed interval bounds.
-
-    Summing bounds over series is a conservative (wide) interval for a total; per-series bounds are exact."""
+    """Forecast units per day for the selection, with 80 and 95 % bounds: the pipeline's coherent totals
+    (demand_forecast_totals) for the chain, a store or a category when the snapshot has them; otherwise the
+    series summed bottom-up with summed bounds (a conservative, wide interval for a total)."""
     return _forecast(str(snap.root), snap.version, store_id, category, product_id, horizon)
 
 
@@ -209,7 +230,14 @@ def models_used(
     )
     if fc.is_empty() or "model" not in fc.columns:
         return pl.DataFrame()
-    return fc.select("store_id", "product_id", "model").unique().group_by("model").len("series").sort("model")
+    extra = [c for c in ("pattern", "confidence") if c in fc.columns]
+    per_series = fc.group_by("store_id", "product_id").agg(pl.col("model", *extra).first())
+    aggs = [pl.len().alias("series")]
+    if "confidence" in extra:
+        aggs.append(pl.col("confidence").mean().round(3).alias("mean_confidence"))
+    if "pattern" in extra:
+        aggs.append(pl.col("pattern").unique().sort().str.join(", ").alias("demand_patterns"))
+    return per_series.group_by("model").agg(aggs).sort(["series", "model"], descending=[True, False])
 
 
 @st.cache_data(ttl=CACHE_TTL, max_entries=256, show_spinner=False)
@@ -261,11 +289,31 @@ def drill(snap: Snapshot, store_id: str | None, category: str | None, days: int 
 
 def accuracy(
     snap: Snapshot, store_id: str | None, product_id: str | None, category: str | None = None
-) -> pl.DataFrame:
-    """Backtest accuracy rows (forecast_accuracy) in the selection, as the pipeline wrote them."""
-    return scoped(
-        snap, table(snap, "forecast_accuracy"), store_id=store_id, category=category, product_id=product_id
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Backtest accuracy (forecast_accuracy) for the selection: the row(s) at its own level (chain, store,
+    category or series) for the headline, and the series rows within it, worst MASE first."""
+    acc = table(snap, "forecast_accuracy")
+    if "level" not in acc.columns:
+        rows = scoped(snap, acc, store_id=store_id, category=category, product_id=product_id)
+        return rows, rows
+    series = scoped(
+        snap,
+        acc.filter(pl.col("level") == "series"),
+        store_id=store_id,
+        category=category,
+        product_id=product_id,
     )
+    if "mase" in series.columns:
+        series = series.sort("mase", descending=True, nulls_last=True)
+    if product_id is not None or (store_id and category):
+        return series, series
+    if store_id:
+        head = acc.filter((pl.col("level") == "store") & (pl.col("store_id") == store_id))
+    elif category:
+        head = acc.filter((pl.col("level") == "category") & (pl.col("category") == category))
+    else:
+        head = acc.filter(pl.col("level") == "chain")
+    return (head if head.height else series), series
 
 
 def accuracy_summary(acc: pl.DataFrame) -> dict[str, float]:
@@ -350,6 +398,14 @@ def threat(snap: Snapshot) -> dict[str, Any]:
         "low" if failures < 10 else "elevated" if failures < 50 else "high" if failures < 200 else "critical"
     )
     basis = f"{failures} failed security events on {last}"
+    # The security anomaly model can raise it: a critical flag that day is critical, high is high.
+    sec = table(snap, "security_anomalies")
+    if {"is_anomaly", "severity", "event_date"} <= set(sec.columns):
+        worst = sec.filter(pl.col("is_anomaly") & (pl.col("event_date") == last))["severity"].to_list()
+        raised = [lvl for lvl in ("critical", "high") if lvl in worst]
+        if raised and THREAT_LEVELS.index(raised[0]) > THREAT_LEVELS.index(level):
+            level = raised[0]
+            basis += f"; {worst.count(raised[0])} {raised[0]} security anomalies that day"
     if score_col is not None and risk.height:
         basis += f"; highest IP risk {float(risk[score_col].max()):.2f}"  # type: ignore[arg-type]
     return {"level": level, "basis": basis, "failures": failures, "day": last}
@@ -371,10 +427,12 @@ def freshness(snap: Snapshot) -> dict[str, Any]:
 
 ANOMALY_TABLES = {
     "sales": "sales_anomalies",
+    "cashier": "cashier_anomalies",
     "inventory": "inventory_anomalies",
     "security": "security_anomalies",
     "performance": "performance_anomalies",
 }
+_ENTITY_COLS = ("cashier_id", "product_id", "source_ip", "username", "endpoint", "route", "store_id")
 SEVERITY_ORDER = ["low", "medium", "high", "critical"]
 _DATE_COLS = (
     "sale_date",
@@ -413,10 +471,12 @@ def _anomalies(root: str, version: str, store_id: str | None, days: int | None) 
             continue
         explain = _explanations(raw, flagged) if kind == "sales" else _generic_explanation(flagged)
         score = _first(flagged, "anomaly_score", "score", "risk_score")
+        entity = _first(flagged, *_ENTITY_COLS)
         frames.append(
             flagged.select(
                 pl.lit(kind).alias("type"),
                 pl.col(date_col).cast(pl.Date).alias("day"),
+                (pl.col(entity).cast(pl.String) if entity else pl.lit(None, pl.String)).alias("subject"),
                 (pl.col("store_id") if "store_id" in flagged.columns else pl.lit(None, pl.String)).alias(
                     "store_id"
                 ),
@@ -431,6 +491,7 @@ def _anomalies(root: str, version: str, store_id: str | None, days: int | None) 
             schema={
                 "type": pl.String,
                 "day": pl.Date,
+                "subject": pl.String,
                 "store_id": pl.String,
                 "severity": pl.String,
                 "score": pl.Float64,
@@ -470,15 +531,33 @@ def _explanations(raw: pl.DataFrame, flagged: pl.DataFrame) -> pl.Series:
                 parts.append(label)
             else:
                 parts.append(f"{label} {fmt.format(value * scale)} vs usual {fmt.format(usual * scale)}")
+        lo, hi = row.get("expected_revenue_lo_cents"), row.get("expected_revenue_hi_cents")
+        if lo is not None and hi is not None:
+            parts.append(f"expected net revenue {lo / 100:,.2f}–{hi / 100:,.2f}")
         texts.append("; ".join(parts) or "unusual combination of the day's features (no single driver)")
     return pl.Series("explanation", texts, dtype=pl.String)
 
 
 def _generic_explanation(flagged: pl.DataFrame) -> pl.Series:
+    """The drivers with their values ('failures 159; failed users 130'), else the table's own text."""
     col = _first(flagged, *_EXPLAIN_COLS)
     if col is None:
         return pl.Series("explanation", [""] * flagged.height, dtype=pl.String)
-    return flagged[col].cast(pl.String).fill_null("").alias("explanation")
+    if col != "drivers":
+        return flagged[col].cast(pl.String).fill_null("").alias("explanation")
+    texts = []
+    for row in flagged.iter_rows(named=True):
+        parts = []
+        for feature in [d for d in (row.get("drivers") or "").split(",") if d]:
+            value, label = row.get(feature), feature.replace("_", " ")
+            if isinstance(value, float):
+                parts.append(f"{label} {value:,.2f}")
+            elif isinstance(value, int):
+                parts.append(f"{label} {value:,}")
+            else:
+                parts.append(label if value is None else f"{label} {value}")
+        texts.append("; ".join(parts) or "unusual combination of features (no single driver)")
+    return pl.Series("explanation", texts, dtype=pl.String)
 
 
 def anomaly_context(
@@ -697,3 +776,50 @@ def asset_freshness(snap: Snapshot) -> pl.DataFrame:
 def _snap(root: str) -> Snapshot:
     """The snapshot at ``root`` (for cached functions keyed by plain strings)."""
     return Snapshot(root=Path(root), manifest=json.loads((Path(root) / MANIFEST).read_text()))
+
+
+def evidence_text(evidence: Any) -> str:
+    """An insight's evidence for people: a JSON object becomes 'key: value · key: value'."""
+    if isinstance(evidence, str) and evidence.startswith("{"):
+        try:
+            parsed = json.loads(evidence)
+        except ValueError:
+            return evidence
+        parts = []
+        for key, value in parsed.items():
+            label = key.replace("_", " ")
+            if isinstance(value, float):
+                value = f"{value / 100:,.2f}" if key.endswith("_cents") else f"{value:,.3g}"
+            elif isinstance(value, int) and key.endswith("_cents"):
+                value = f"{value / 100:,.2f}"
+            parts.append(f"{label.removesuffix(' cents')}: {value}")
+        return " · ".join(parts)
+    return str(evidence)
+
+
+def flagged_ips(snap: Snapshot, days: int | None) -> pl.DataFrame:
+    """IPs the security anomaly model flagged in the period: days flagged, worst severity, highest score,
+    failures and users tried, the drivers, last seen; riskiest first."""
+    sec = scoped(snap, table(snap, "security_anomalies"), date_col="event_date", days=days)
+    if sec.is_empty() or "is_anomaly" not in sec.columns:
+        return pl.DataFrame()
+    order = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+    flagged = sec.filter(pl.col("is_anomaly")).with_columns(
+        rank=pl.col("severity").replace_strict(order, default=0, return_dtype=pl.Int8)
+    )
+    users = _first(flagged, "failed_users", "distinct_users")
+    return (
+        flagged.group_by("source_ip")
+        .agg(
+            pl.len().alias("days_flagged"),
+            pl.col("severity").sort_by("rank").last().alias("worst_severity"),
+            pl.col("anomaly_score").max().round(2).alias("max_score"),
+            pl.col("failures").sum().alias("failures") if "failures" in flagged.columns else pl.lit(None),
+            (pl.col(users).max() if users else pl.lit(None)).alias("most_users_tried"),
+            pl.col("drivers").drop_nulls().unique().sort().str.join(" | ").alias("drivers"),
+            pl.col(_first(flagged, "last_seen", "event_date") or "event_date").max().alias("last_seen"),
+            pl.col("rank").max().alias("_rank"),
+        )
+        .sort(["_rank", "max_score"], descending=True)
+        .drop("_rank")
+    )

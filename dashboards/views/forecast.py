@@ -57,13 +57,22 @@ st.subheader("Backtest accuracy and models")
 acc_col, model_col = st.columns([3, 2])
 with acc_col:
     if not ui.missing(snap, "forecast_accuracy", "Backtest accuracy"):
-        acc = data.accuracy(snap, f.store_id, product_id, f.category)
-        summary = data.accuracy_summary(acc)
+        head, series = data.accuracy(snap, f.store_id, product_id, f.category)
+        summary = data.accuracy_summary(head)
         if summary:
-            cols = st.columns(min(len(summary), 4))
-            for i, (name, value) in enumerate(list(summary.items())[:4]):
-                cols[i].metric(f"Mean {name}", f"{value:,.3f}")
-        ui.table(acc, "forecast_accuracy")
+            shown = list(summary.items())[:5]
+            cols = st.columns(len(shown))
+            prefix = "" if head.height == 1 else "Mean "
+            for i, (name, value) in enumerate(shown):
+                cols[i].metric(f"{prefix}{name}", f"{value:,.3f}")
+            days = head["holdout_days"].max() if "holdout_days" in head.columns else None
+            st.caption(
+                "Backtest on the last "
+                + (f"{days} days" if days else "weeks")
+                + " before the cutoff: MASE < 1 beats the seasonal naive forecast; coverage is the share of "
+                "actuals inside the 80 / 95 % intervals. Series rows below, worst MASE first."
+            )
+        ui.table(series, "forecast_accuracy")
 with model_col:
     models = data.models_used(snap, f.store_id, product_id, f.category)
     if models.is_empty():

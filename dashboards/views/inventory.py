@@ -43,9 +43,13 @@ if not ui.missing(snap, "reorder_suggestions", "Reorder suggestions"):
         ),
         None,
     )
+    if "needs_reorder" in reorder.columns:
+        reorder = reorder.filter(pl.col("needs_reorder"))
     if qty is not None and not reorder.is_empty():
         reorder = reorder.sort(qty, descending=True)
-        st.metric("Units to reorder", f"{int(reorder[qty].sum()):,}")
+        r1, r2 = st.columns(2)
+        r1.metric("Products to reorder", f"{reorder.height:,}")
+        r2.metric("Units to reorder", f"{int(reorder[qty].sum()):,}")
     ui.table(reorder, "reorder_suggestions")
 
 st.subheader("Shrinkage and stock anomalies")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import streamlit as st
 
 from dashboards import charts, data, filters, ui
@@ -31,11 +32,15 @@ left, right = st.columns(2)
 with left:
     st.subheader("Riskiest IPs")
     risk = data.ip_risk(snap)
-    if risk.is_empty():
+    flagged = data.flagged_ips(snap, f.days) if risk.is_empty() else pl.DataFrame()
+    if not risk.is_empty():
+        ui.table(risk, "ip_risk")
+    elif not flagged.is_empty():
+        st.caption("Flagged by the security anomaly model (`fct_ip_risk` not in this snapshot yet).")
+        ui.table(flagged, "flagged_ips")
+    else:
         st.caption("Ranked by failed events (`fct_ip_risk` not in this snapshot yet).")
         ui.table(data.risky(events, "source_ip"), "risky_ips")
-    else:
-        ui.table(risk, "ip_risk")
 with right:
     st.subheader("Riskiest users")
     ui.table(data.risky(events, "username"), "risky_users")
