@@ -61,10 +61,94 @@ class SalesAnomaly(BaseModel):
     refund_rate: float | None = None
     void_rate: float | None = None
     discount_rate: float | None = None
+    max_abs_z: float | None = None  # largest robust z-score of the features (store and weekday norm)
+    expected_revenue_lo_cents: float | None = None
+    expected_revenue_hi_cents: float | None = None
+
+
+class CashierAnomaly(BaseModel):
+    store_id: str
+    cashier_id: str
+    day: date
+    anomaly_score: float | None = None  # ECOD, raw
+    max_z: float
+    z_threshold: float
+    severity: str
+    drivers: list[str] = []
+    transactions: int | None = None
+    refunds: int | None = None
+    refund_cents: int | None = None
+    voids: int | None = None
+    expected_refunds_hi: float | None = None
+
+
+class SecurityAnomaly(BaseModel):
+    source_ip: str
+    day: date
+    anomaly_score: float | None = None  # ECOD, raw
+    max_z: float
+    z_threshold: float
+    severity: str
+    drivers: list[str] = []
+    events: int | None = None
+    failures: int | None = None
+    distinct_users: int | None = None
+    failed_users: int | None = None
+    events_per_minute: float | None = None
 
 
 class AnomaliesResponse(BaseModel):
     snapshot_version: str
     snapshot_created_at: datetime
+    type: str = "sales"
     count: int
-    anomalies: list[SalesAnomaly]
+    anomalies: list[SalesAnomaly] | list[CashierAnomaly] | list[SecurityAnomaly]
+
+
+class Insight(BaseModel):
+    insight_id: str
+    category: str  # revenue, inventory, operations, customer_behaviour
+    store_id: str | None
+    subject: str | None
+    title: str
+    evidence: dict
+    action: str
+    impact_cents: float
+    impact: float
+    confidence: float
+    urgency: float
+    priority: float  # impact x confidence x urgency
+    as_of: date
+
+
+class InsightsResponse(BaseModel):
+    snapshot_version: str
+    snapshot_created_at: datetime
+    count: int
+    insights: list[Insight]
+
+
+class StoreDashboard(BaseModel):
+    store_id: str
+    forecast_units_7d: float | None
+    forecast_units_7d_lo_80: float | None
+    forecast_units_7d_hi_80: float | None
+    accuracy: ForecastAccuracy | None
+    anomalies_7d: int
+    products_to_reorder: int
+    products_at_stockout_risk: int
+
+
+class DashboardResponse(BaseModel):
+    snapshot_version: str
+    snapshot_created_at: datetime
+    stores: list[StoreDashboard]
+    top_insights: list[Insight]
+
+
+class AIStatus(BaseModel):
+    enabled: bool
+    snapshot_version: str | None
+    snapshot_created_at: datetime | None
+    tables: dict[str, int]  # AI tables in the snapshot and their rows
+    cache: dict[str, float | int]

@@ -11,6 +11,7 @@ from pipelines.defs.dbt import assets as dbt
 from pipelines.defs.forecasting import assets as forecasting
 from pipelines.defs.ingest import assets as ingest
 from pipelines.defs.ingest import checks as ingest_checks
+from pipelines.defs.insights import assets as insights
 from pipelines.defs.inventory import assets as inventory
 from pipelines.defs.monitoring import checks as monitoring
 from pipelines.defs.serving import assets as serving
@@ -28,6 +29,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *forecasting.assets,
             *inventory.assets,
             *anomalies.assets,
+            *insights.assets,
             *serving.assets,
         ],
         asset_checks=[*ingest_checks.checks, *monitoring.checks],

@@ -7,8 +7,9 @@ keyed by its path (which holds the version); a new publish is picked up on the n
 from __future__ import annotations
 
 import json
-from datetime import date
-from functools import lru_cache
+import threading
+import time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,42 @@ def load_current(serving_dir: Path) -> Snapshot:
     return snapshot
 
 
-@lru_cache(maxsize=32)
+_cache: dict[str, tuple[float, pl.DataFrame]] = {}
+_cache_lock = threading.Lock()
+_cache_stats = {"hits": 0, "misses": 0}
+CACHE_TTL_SECONDS = 300.0  # AI_MODEL_CACHE_TTL; set by the API at start-up (api.routes.ai.configure_cache)
+
+
 def _read_parquet(path: str) -> pl.DataFrame:
-    return pl.read_parquet(path)
+    """A snapshot table, cached per path for ``CACHE_TTL_SECONDS``. The path holds the snapshot version, so
+    a new snapshot is a new key and is read on the next request; the TTL bounds memory held by old ones."""
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(path)
+        if hit is not None and now - hit[0] < CACHE_TTL_SECONDS:
+            _cache_stats["hits"] += 1
+            return hit[1]
+    frame = pl.read_parquet(path)
+    with _cache_lock:
+        _cache_stats["misses"] += 1
+        _cache[path] = (now, frame)
+        for key in [k for k, (t, _) in _cache.items() if now - t >= CACHE_TTL_SECONDS or len(_cache) > 64]:
+            if key != path:
+                _cache.pop(key, None)
+    return frame
+
+
+def clear_cache() -> int:
+    """Drop every cached table; returns how many there were."""
+    with _cache_lock:
+        n = len(_cache)
+        _cache.clear()
+        return n
+
+
+def cache_info() -> dict[str, Any]:
+    with _cache_lock:
+        return {"entries": len(_cache), "ttl_seconds": CACHE_TTL_SECONDS, **_cache_stats}
 
 
 def read_table(snapshot: Snapshot, table: str) -> pl.DataFrame:
@@ -161,3 +195,101 @@ def sales_anomalies(
         if "drivers" in row:
             row["drivers"] = _drivers(row["drivers"])
     return rows
+
+
+CASHIER_TABLE = "cashier_anomalies"
+SECURITY_TABLE = "security_anomalies"
+INSIGHTS_TABLE = "business_insights"
+REORDER_TABLE = "reorder_suggestions"
+TOTALS_TABLE = "demand_forecast_totals"
+
+
+def other_anomalies(
+    snapshot: Snapshot,
+    *,
+    kind: str,
+    stores: frozenset[str] | None,
+    store_id: str | None = None,
+    since: date | None = None,
+    severity: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Flagged cashier shifts (``kind='cashier'``) or source-IP days (``kind='security'``), newest first."""
+    table, day = (CASHIER_TABLE, "sale_date") if kind == "cashier" else (SECURITY_TABLE, "event_date")
+    frame = read_table(snapshot, table).filter(pl.col("is_anomaly"))
+    if "store_id" in frame.columns:
+        if store_id is not None:
+            frame = frame.filter(pl.col("store_id") == store_id)
+        elif stores is not None:
+            frame = frame.filter(pl.col("store_id").is_in(sorted(stores)))
+    if since is not None:
+        frame = frame.filter(pl.col(day) >= since)
+    if severity is not None:
+        frame = frame.filter(pl.col("severity") == severity)
+    frame = _finite(frame.sort([day, "max_z"], descending=[True, True]).head(limit))
+    rows = frame.drop([c for c in ("first_seen", "last_seen") if c in frame.columns]).to_dicts()
+    for row in rows:
+        row["drivers"] = _drivers(row.get("drivers"))
+        row["day"] = row.pop(day)
+    return rows
+
+
+def insights(
+    snapshot: Snapshot,
+    *,
+    stores: frozenset[str] | None,
+    store_id: str | None = None,
+    category: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Business insights by priority, highest first. Managers see their stores' insights; chain-wide ones
+    (no store, e.g. an attacking IP) only admins."""
+    frame = read_table(snapshot, INSIGHTS_TABLE)
+    if store_id is not None:
+        frame = frame.filter(pl.col("store_id") == store_id)
+    elif stores is not None:
+        frame = frame.filter(pl.col("store_id").is_in(sorted(stores)))
+    if category is not None:
+        frame = frame.filter(pl.col("category") == category)
+    rows = _finite(frame.sort("priority", descending=True).head(limit)).to_dicts()
+    for row in rows:
+        try:
+            row["evidence"] = json.loads(row["evidence"]) if row.get("evidence") else {}
+        except ValueError:
+            row["evidence"] = {"text": row["evidence"]}
+    return rows
+
+
+def dashboard(snapshot: Snapshot, *, stores: frozenset[str] | None) -> dict[str, Any]:
+    """Per visible store: next-7-day forecast units (bottom-up total), hold-out accuracy, anomalies flagged
+    over the last 7 days of data, products needing a reorder or at stockout risk; and the top insights."""
+    sales_days = read_table(snapshot, ANOMALY_TABLE)
+    totals = read_table(snapshot, TOTALS_TABLE).filter(pl.col("level") == "store")
+    reorder = read_table(snapshot, REORDER_TABLE)
+    visible = sorted(
+        set(read_table(snapshot, FORECAST_TABLE)["store_id"].unique().to_list()) if stores is None else stores
+    )
+    last_day = sales_days["sale_date"].max() if sales_days.height else None
+    out = []
+    for store in visible:
+        week = totals.filter((pl.col("key") == store) & (pl.col("horizon_day") <= 7))
+        flagged = sales_days.filter((pl.col("store_id") == store) & pl.col("is_anomaly"))
+        if last_day is not None:
+            flagged = flagged.filter(pl.col("sale_date") > last_day - timedelta(days=7))
+        mine = reorder.filter(pl.col("store_id") == store)
+        out.append(
+            {
+                "store_id": store,
+                "forecast_units_7d": float(week["yhat"].sum()) if week.height else None,
+                "forecast_units_7d_lo_80": float(week["lo_80"].sum()) if week.height else None,
+                "forecast_units_7d_hi_80": float(week["hi_80"].sum()) if week.height else None,
+                "accuracy": store_accuracy(snapshot, store_id=store),
+                "anomalies_7d": flagged.height,
+                "products_to_reorder": int(mine["needs_reorder"].sum()) if mine.height else 0,
+                "products_at_stockout_risk": int(mine["stockout_risk"].sum()) if mine.height else 0,
+            }
+        )
+    return {
+        "stores": out,
+        "top_insights": insights(snapshot, stores=stores, limit=5),
+    }

@@ -11,8 +11,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import AfterValidator
 
-from api.deps import ManagerPrincipal, SettingsDep, require_manager
-from api.models import AnomaliesResponse, ForecastResponse
+from api.deps import AdminPrincipal, ManagerPrincipal, SettingsDep, require_manager
+from api.models import (
+    AIStatus,
+    AnomaliesResponse,
+    DashboardResponse,
+    ForecastResponse,
+    InsightsResponse,
+)
 from api.queries import snapshots
 from chainsync.serving import Snapshot
 from chainsync.settings import Settings
@@ -44,6 +50,7 @@ router = APIRouter(
 
 
 def _current(settings: Settings) -> Snapshot:
+    snapshots.CACHE_TTL_SECONDS = float(settings.ai_model_cache_ttl)
     try:
         return snapshots.load_current(settings.serving)
     except snapshots.SnapshotUnavailable as exc:
@@ -81,23 +88,50 @@ def forecast(
     )
 
 
+AnomalyType = Literal["sales", "cashier", "security"]
+Category = Literal["revenue", "inventory", "operations", "customer_behaviour"]
+
+
 @router.get("/anomalies", response_model=AnomaliesResponse)
 def anomalies(
     principal: ManagerPrincipal,
     settings: SettingsDep,
     store_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    since: Annotated[date | None, Query(description="Only store-days on or after this date.")] = None,
+    since: Annotated[date | None, Query(description="Only days on or after this date.")] = None,
     severity: Annotated[Severity | None, Query(description="Only this severity.")] = None,
+    type: Annotated[  # noqa: A002 - the query parameter's name
+        AnomalyType,
+        Query(description="sales (store-days), cashier (cashier shifts) or security (source IPs, admin)."),
+    ] = "sales",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AnomaliesResponse:
-    """Store-days flagged as anomalous in daily sales, newest first; managers see their stores only."""
+    """Flagged anomalies, newest first; managers see their stores only (security anomalies are chain-wide,
+    for admins)."""
     if store_id is not None:
         principal.require_store(store_id)
+    if type == "security" and principal.stores is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Security anomalies are for admins")
     snapshot = _current(settings)
     try:
-        rows = snapshots.sales_anomalies(
-            snapshot, stores=principal.stores, store_id=store_id, since=since, severity=severity, limit=limit
-        )
+        if type == "sales":
+            rows = snapshots.sales_anomalies(
+                snapshot,
+                stores=principal.stores,
+                store_id=store_id,
+                since=since,
+                severity=severity,
+                limit=limit,
+            )
+        else:
+            rows = snapshots.other_anomalies(
+                snapshot,
+                kind=type,
+                stores=principal.stores,
+                store_id=store_id,
+                since=since,
+                severity=severity,
+                limit=limit,
+            )
     except snapshots.SnapshotUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     except snapshots.NotFound as exc:
@@ -106,7 +140,94 @@ def anomalies(
         {
             "snapshot_version": snapshot.version,
             "snapshot_created_at": snapshot.created_at,
+            "type": type,
             "count": len(rows),
             "anomalies": rows,
         }
     )
+
+
+@router.get("/insights", response_model=InsightsResponse)
+def insights(
+    principal: ManagerPrincipal,
+    settings: SettingsDep,
+    store_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    category: Annotated[Category | None, Query(description="Only this category.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> InsightsResponse:
+    """Recommendations ranked by priority (impact x confidence x urgency), each with evidence and an
+    action; managers see their stores' insights."""
+    if store_id is not None:
+        principal.require_store(store_id)
+    snapshot = _current(settings)
+    try:
+        rows = snapshots.insights(
+            snapshot, stores=principal.stores, store_id=store_id, category=category, limit=limit
+        )
+    except snapshots.SnapshotUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    return InsightsResponse.model_validate(
+        {
+            "snapshot_version": snapshot.version,
+            "snapshot_created_at": snapshot.created_at,
+            "count": len(rows),
+            "insights": rows,
+        }
+    )
+
+
+@router.get("/dashboard", response_model=DashboardResponse)
+def dashboard(principal: ManagerPrincipal, settings: SettingsDep) -> DashboardResponse:
+    """Per visible store: next week's forecast (bottom-up, 80 % band), accuracy, recent anomalies, reorder
+    counts; and the five highest-priority insights."""
+    snapshot = _current(settings)
+    try:
+        body = snapshots.dashboard(snapshot, stores=principal.stores)
+    except snapshots.SnapshotUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    return DashboardResponse.model_validate(
+        {"snapshot_version": snapshot.version, "snapshot_created_at": snapshot.created_at, **body}
+    )
+
+
+AI_TABLES = (
+    "demand_forecast",
+    "forecast_accuracy",
+    "demand_forecast_totals",
+    "reorder_suggestions",
+    "sales_anomalies",
+    "cashier_anomalies",
+    "security_anomalies",
+    "business_insights",
+)
+
+
+@router.get("/status", response_model=AIStatus)
+def ai_status(principal: AdminPrincipal, settings: SettingsDep) -> AIStatus:
+    """Admin: the snapshot serving the AI endpoints, its AI tables with row counts, and the cache (as it
+    was before this request read the tables)."""
+    cache = snapshots.cache_info()
+    try:
+        snapshot: Snapshot | None = snapshots.load_current(settings.serving)
+    except snapshots.SnapshotUnavailable:
+        snapshot = None
+    tables: dict[str, int] = {}
+    if snapshot is not None:
+        for name in AI_TABLES:
+            try:
+                tables[name] = snapshots.read_table(snapshot, name).height
+            except snapshots.SnapshotUnavailable:
+                continue
+    return AIStatus(
+        enabled=settings.ai_analytics_enabled,
+        snapshot_version=snapshot.version if snapshot else None,
+        snapshot_created_at=snapshot.created_at if snapshot else None,
+        tables=tables,
+        cache=cache,
+    )
+
+
+@router.post("/cache/clear")
+def cache_clear(principal: AdminPrincipal) -> dict[str, int]:
+    """Admin: drop every cached snapshot table (the next request reads from disk)."""
+    return {"cleared": snapshots.clear_cache()}

@@ -15,7 +15,8 @@ cross-validation, conformal intervals.
    scale around the point forecast give the 80 and 95 % bounds. Signed quantiles keep skew (a demand
    series cannot go below zero but can spike).
 
-SeasonalLevel is a seasonal profile averaged over the last ``m`` seasons, each taken relative to the level of
+SeasonalLevel is a seasonal profile averaged over the last ``m`` seasons (2 years of weekly data, up to 52
+weeks of daily data), each taken relative to the level of
 the ``k`` periods before it, added to the level of the last ``k`` periods: day-of-week (or week-of-year)
 shape from several seasons, level from the recent past. Holiday weeks recur at the same seasonal position, so
 on weekly data the yearly profile carries them; on daily data the weekly profile carries the day of week.
@@ -101,7 +102,7 @@ def _custom_forecast(name: str, y: np.ndarray, h: int, season: int) -> np.ndarra
     """The numpy models: SeasonalNaive, SeasonalLevel (long profile), SeasonalLevelShort (one season)."""
     if name == "SeasonalNaive":
         return _seasonal_naive(y, h, season)
-    long_seasons, window = (2, max(1, min(13, season // 4))) if season >= 24 else (16, 4 * max(season, 1))
+    long_seasons, window = (2, max(1, min(13, season // 4))) if season >= 24 else (52, 4 * max(season, 1))
     if name == "SeasonalLevel":
         return _seasonal_level(y, h, season, long_seasons, window)
     if name == "SeasonalLevelShort":

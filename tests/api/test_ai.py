@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date
 
@@ -240,3 +241,170 @@ def test_forecast_without_accuracy_table_still_answers(client, tokens, snapshot)
     body = client.get(FORECAST, params={"store_id": "S001"}, headers=bearer(tokens["admin"])).json()
     assert body["accuracy"] is None
     assert all(p["accuracy"] is None and p["confidence"] is None for p in body["series"])
+
+
+def _insights_frame() -> pl.DataFrame:
+    rows = []
+    for i, (category, store, priority) in enumerate(
+        [
+            ("inventory", "S001", 0.9),
+            ("operations", None, 0.8),
+            ("revenue", "S003", 0.7),
+            ("revenue", "S002", 0.5),
+        ]
+    ):
+        rows.append(
+            {
+                "insight_id": f"I{i + 1:04d}",
+                "category": category,
+                "store_id": store,
+                "subject": store or "203.0.113.9",
+                "title": f"insight {i}",
+                "evidence": json.dumps({"days_of_cover": 1.5 + i}),
+                "action": f"do {i}",
+                "impact_cents": 1000.0 * (4 - i),
+                "impact": priority,
+                "confidence": 1.0,
+                "urgency": 1.0,
+                "priority": priority,
+                "as_of": date(2026, 11, 26),
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def _full_snapshot(settings) -> object:
+    forecast = forecast_frame()
+    totals = (
+        forecast.group_by("store_id", "ds", "horizon_day")
+        .agg(pl.col("yhat", "lo_80", "hi_80", "lo_95", "hi_95").sum(), n_series=pl.len())
+        .rename({"store_id": "key"})
+        .with_columns(level=pl.lit("store"))
+    )
+    reorder = pl.DataFrame(
+        {
+            "store_id": ["S001", "S001", "S002"],
+            "product_id": ["P001", "P002", "P001"],
+            "needs_reorder": [True, False, True],
+            "stockout_risk": [True, False, False],
+        }
+    )
+    cashiers = pl.DataFrame(
+        {
+            "store_id": ["S001", "S003"],
+            "cashier_id": ["S001-C01", "S003-C02"],
+            "sale_date": [date(2026, 11, 20), date(2026, 11, 21)],
+            "anomaly_score": [30.0, 25.0],
+            "max_z": [14.0, 9.0],
+            "z_threshold": [6.0, 6.0],
+            "is_anomaly": [True, True],
+            "severity": ["high", "medium"],
+            "drivers": ["refunds,refund_cents", "voids"],
+            "refunds": [15, 1],
+            "refund_cents": [70_000, 100],
+            "voids": [0, 9],
+            "transactions": [90, 80],
+        }
+    )
+    security = pl.DataFrame(
+        {
+            "source_ip": ["203.0.113.9"],
+            "event_date": [date(2026, 11, 22)],
+            "anomaly_score": [40.0],
+            "max_z": [80.0],
+            "z_threshold": [6.0],
+            "is_anomaly": [True],
+            "severity": ["critical"],
+            "drivers": ["failures,failed_users"],
+            "events": [400],
+            "failures": [390],
+            "distinct_users": [120],
+            "failed_users": [120],
+            "events_per_minute": [9.5],
+        }
+    )
+    return publish_snapshot(
+        settings.serving,
+        {
+            "demand_forecast": forecast,
+            "forecast_accuracy": _accuracy_frame(),
+            "demand_forecast_totals": totals,
+            "reorder_suggestions": reorder,
+            "sales_anomalies": anomaly_frame(),
+            "cashier_anomalies": cashiers,
+            "security_anomalies": security,
+            "business_insights": _insights_frame(),
+        },
+    )
+
+
+def test_insights_ranked_and_store_scoped(client, tokens, settings) -> None:
+    snap = _full_snapshot(settings)
+    body = client.get("/api/ai/insights", headers=bearer(tokens["manager"])).json()
+    assert body["snapshot_version"] == snap.version  # type: ignore[attr-defined]
+    # The manager's stores are S001 and S002: the chain-wide and S003 insights are not theirs.
+    assert [i["insight_id"] for i in body["insights"]] == ["I0001", "I0004"]
+    assert body["insights"][0]["evidence"] == {"days_of_cover": 1.5}
+    assert body["insights"][0]["priority"] == 0.9 and body["insights"][0]["action"] == "do 0"
+    admin = client.get(
+        "/api/ai/insights", params={"category": "revenue"}, headers=bearer(tokens["admin"])
+    ).json()
+    assert [i["insight_id"] for i in admin["insights"]] == ["I0003", "I0004"]
+    assert (
+        client.get(
+            "/api/ai/insights", params={"store_id": "S003"}, headers=bearer(tokens["manager"])
+        ).status_code
+        == 403
+    )
+
+
+def test_dashboard_sums_the_snapshot_for_the_managers_stores(client, tokens, settings) -> None:
+    _full_snapshot(settings)
+    body = client.get("/api/ai/dashboard", headers=bearer(tokens["manager"])).json()
+    stores = {s["store_id"]: s for s in body["stores"]}
+    assert set(stores) == {"S001", "S002"}
+    expected = forecast_frame().filter((pl.col("store_id") == "S001") & (pl.col("horizon_day") <= 7))
+    assert stores["S001"]["forecast_units_7d"] == pytest.approx(expected["yhat"].sum())
+    assert stores["S001"]["products_to_reorder"] == 1 and stores["S001"]["products_at_stockout_risk"] == 1
+    assert stores["S002"]["products_to_reorder"] == 1 and stores["S002"]["products_at_stockout_risk"] == 0
+    assert stores["S002"]["accuracy"]["mase"] == 0.6
+    # Flagged days 13, 18 and 23 Nov... within the last 7 days of data (to 26 Nov): 23 Nov only.
+    assert stores["S001"]["anomalies_7d"] == 1
+    assert [i["insight_id"] for i in body["top_insights"]] == ["I0001", "I0004"]
+
+
+def test_cashier_and_security_anomalies(client, tokens, settings) -> None:
+    _full_snapshot(settings)
+    body = client.get(
+        "/api/ai/anomalies", params={"type": "cashier"}, headers=bearer(tokens["manager"])
+    ).json()
+    assert body["type"] == "cashier" and body["count"] == 1
+    row = body["anomalies"][0]
+    assert (row["cashier_id"], row["day"], row["refund_cents"]) == ("S001-C01", "2026-11-20", 70_000)
+    assert row["drivers"] == ["refunds", "refund_cents"]
+    assert (
+        client.get(
+            "/api/ai/anomalies", params={"type": "security"}, headers=bearer(tokens["manager"])
+        ).status_code
+        == 403
+    )
+    sec = client.get("/api/ai/anomalies", params={"type": "security"}, headers=bearer(tokens["admin"])).json()
+    assert sec["anomalies"][0]["source_ip"] == "203.0.113.9" and sec["anomalies"][0]["failures"] == 390
+    high = client.get(
+        "/api/ai/anomalies", params={"type": "cashier", "severity": "medium"}, headers=bearer(tokens["admin"])
+    ).json()
+    assert [a["cashier_id"] for a in high["anomalies"]] == ["S003-C02"]
+
+
+def test_status_and_cache_clear_are_admin_only(client, tokens, settings) -> None:
+    snap = _full_snapshot(settings)
+    assert client.get("/api/ai/status", headers=bearer(tokens["manager"])).status_code == 403
+    assert client.post("/api/ai/cache/clear", headers=bearer(tokens["manager"])).status_code == 403
+    client.get("/api/ai/insights", headers=bearer(tokens["admin"]))
+    status = client.get("/api/ai/status", headers=bearer(tokens["admin"])).json()
+    assert status["snapshot_version"] == snap.version  # type: ignore[attr-defined]
+    assert status["tables"]["business_insights"] == 4 and status["tables"]["security_anomalies"] == 1
+    assert status["cache"]["entries"] >= 1 and status["cache"]["ttl_seconds"] == settings.ai_model_cache_ttl
+    cleared = client.post("/api/ai/cache/clear", headers=bearer(tokens["admin"])).json()
+    assert cleared["cleared"] >= 1
+    assert client.get("/api/ai/status", headers=bearer(tokens["admin"])).json()["cache"]["entries"] == 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
+import pytest
 
 from pipelines.defs.anomalies.scoring import ANOMALY_SCHEMA, FEATURES, score_sales_anomalies
 from pipelines.defs.forecasting.demand import (
@@ -150,7 +152,10 @@ def test_a_planted_revenue_spike_is_flagged_with_its_driver() -> None:
     scored = score_sales_anomalies(features, threshold_quantile=0.99)
     assert scored.schema == pl.Schema(ANOMALY_SCHEMA)
     assert scored.height == features.height
-    top = scored.sort("anomaly_score", descending=True).row(0, named=True)
+    flagged = scored.filter(pl.col("is_anomaly"))
+    assert flagged.height >= 1 and (flagged["max_abs_z"] >= 6).all()
+    top = flagged.sort("max_abs_z", descending=True).row(0, named=True)
+    assert top["expected_revenue_hi_cents"] < top["net_revenue_cents"]
     assert (top["store_id"], top["sale_date"]) == ("S1", date(2025, 5, 1))
     assert top["is_anomaly"] and top["severity"] in {"high", "critical"}
     assert set(top["drivers"].split(",")) >= {"net_revenue_cents", "void_rate"}
@@ -188,3 +193,127 @@ def test_reorder_suggestions_follow_lead_time_demand_and_safety_stock() -> None:
     assert abs(p1["days_of_cover"] - 3.5) < 1e-9
     p2 = out.filter(pl.col("product_id") == "P2").row(0, named=True)
     assert not p2["needs_reorder"] and p2["reorder_quantity"] == 0 and p2["days_of_cover"] == 250
+
+
+def test_a_refund_abusing_cashier_and_an_attacking_ip_are_flagged() -> None:
+    from pipelines.defs.anomalies.detectors import score_cashier_shifts, score_security
+
+    rng = np.random.default_rng(4)
+    shifts = []
+    for c in range(6):
+        for d in range(60):
+            abusive = c == 2 and 30 <= d < 40
+            shifts.append(
+                {
+                    "store_id": "S1",
+                    "cashier_id": f"S1-C{c}",
+                    "sale_date": date(2025, 1, 1) + timedelta(days=d),
+                    "transactions": int(rng.integers(80, 120)),
+                    "refunds": int(rng.integers(0, 3)) + (12 if abusive else 0),
+                    "refund_cents": int(rng.integers(0, 3000)) + (60_000 if abusive else 0),
+                    "voids": int(rng.integers(0, 3)),
+                    "discount_rate": float(rng.uniform(0.03, 0.06)),
+                }
+            )
+    scored = score_cashier_shifts(pl.DataFrame(shifts))
+    flagged = scored.filter(pl.col("is_anomaly"))
+    assert set(flagged["cashier_id"]) == {"S1-C2"}
+    assert flagged.height == 10 and (flagged["max_z"] >= 6).all()
+    assert all("refund" in d for d in flagged["drivers"])
+    assert (flagged["refunds"] >= 12).all() and flagged["expected_refunds_hi"].is_not_null().all()
+
+    ips = [
+        {
+            "source_ip": f"10.0.0.{i}",
+            "event_date": date(2025, 1, 1),
+            "events": 20,
+            "failures": int(rng.integers(0, 3)),
+            "distinct_users": 1,
+            "failed_users": 1,
+            "events_per_minute": 0.1,
+            "failure_rate": 0.05,
+        }
+        for i in range(50)
+    ]
+    ips.append(
+        {
+            "source_ip": "203.0.113.9",
+            "event_date": date(2025, 1, 1),
+            "events": 400,
+            "failures": 395,
+            "distinct_users": 120,
+            "failed_users": 120,
+            "events_per_minute": 8.0,
+            "failure_rate": 0.99,
+        }
+    )
+    security = score_security(pl.DataFrame(ips))
+    assert security.filter(pl.col("is_anomaly"))["source_ip"].to_list() == ["203.0.113.9"]
+    assert security.filter(pl.col("is_anomaly"))["severity"].item() == "critical"
+
+
+def test_insights_rank_by_impact_confidence_and_urgency() -> None:
+    from pipelines.defs.insights.insights import INSIGHT_SCHEMA, build_insights
+
+    as_of = date(2025, 3, 31)
+    sales = pl.DataFrame(
+        {
+            "store_id": ["S1"] * 28,
+            "product_id": ["P1"] * 28,
+            "sale_date": [as_of - timedelta(days=d) for d in range(28)],
+            "units_sold": [10] * 28,
+            "net_revenue_cents": [1000] * 28,  # 100 cents a unit
+        }
+    )
+    forecast = pl.DataFrame(
+        {
+            "store_id": "S1",
+            "product_id": "P1",
+            "horizon_day": list(range(1, 8)),
+            "yhat": 10.0,
+            "confidence": 0.8,
+        }
+    )
+    reorder = pl.DataFrame(
+        {
+            "store_id": ["S1"],
+            "product_id": ["P1"],
+            "on_hand_units": [20.0],
+            "avg_daily_demand": [10.0],
+            "days_of_cover": [2.0],
+            "lead_time_days": [5],
+            "reorder_point": [60.0],
+            "reorder_quantity": [110],
+            "needs_reorder": [True],
+            "stockout_risk": [True],
+            "confidence": [0.8],
+        }
+    )
+    security = pl.DataFrame(
+        {
+            "source_ip": ["203.0.113.9"],
+            "event_date": [as_of],
+            "failures": [300],
+            "failed_users": [90],
+            "max_z": [60.0],
+            "z_threshold": [6.0],
+            "is_anomaly": [True],
+        }
+    )
+    empty = pl.DataFrame()
+    out = build_insights(
+        sales=sales, forecast=forecast, reorder=reorder, store_days=empty, cashiers=empty, security=security
+    )
+    assert out.schema == pl.Schema(INSIGHT_SCHEMA)
+    assert set(out["category"]) == {"inventory", "operations"}
+    inventory = out.filter(pl.col("category") == "inventory").row(0, named=True)
+    # Three days short of the five-day lead time x 10 units a day x 100 cents.
+    assert inventory["impact_cents"] == 3_000
+    assert inventory["urgency"] == pytest.approx(1 - 2 / 5)
+    assert inventory["priority"] == pytest.approx(round(inventory["impact"] * 0.8 * 0.6, 4))
+    assert "Order 110 units of P1" in inventory["action"]
+    assert json.loads(inventory["evidence"])["days_of_cover"] == 2.0
+    attack = out.filter(pl.col("category") == "operations").row(0, named=True)
+    assert attack["impact"] == 1.0 and attack["urgency"] == 1.0 and attack["confidence"] == 1.0
+    assert out["priority"].to_list() == sorted(out["priority"].to_list(), reverse=True)
+    assert out["insight_id"].to_list() == ["I0001", "I0002"]

@@ -38,6 +38,9 @@ SNAPSHOT_TABLES = {
     "demand_forecast_totals",
     "reorder_suggestions",
     "sales_anomalies",
+    "cashier_anomalies",
+    "security_anomalies",
+    "business_insights",
     "fct_security_events",
     "fct_sync_sessions",
 }

@@ -2,6 +2,12 @@
 
 import dagster as dg
 
+from pipelines.defs.anomalies.detectors import (
+    CASHIER_FEATURES_SQL,
+    SECURITY_FEATURES_SQL,
+    score_cashier_shifts,
+    score_security,
+)
 from pipelines.defs.anomalies.scoring import FEATURES_SQL, empty_anomalies, score_sales_anomalies
 from pipelines.resources import PipelineConfig, Warehouse
 
@@ -33,4 +39,40 @@ def sales_anomalies(
     )
 
 
-assets = [sales_anomalies]
+@dg.asset(
+    group_name="anomalies",
+    kinds={"pyod", "duckdb"},
+    deps=[dg.AssetKey("int_sale_lines_localized")],
+    description="Cashier-shift anomalies (refunds, refund value, voids against colleagues at the same store; "
+    "robust z-scores, ECOD score kept) — analytics.cashier_anomalies.",
+)
+def cashier_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -> dg.MaterializeResult:
+    features = warehouse.read_frame(CASHIER_FEATURES_SQL)
+    if not pipeline_config.ai_analytics_enabled:
+        features = features.clear()
+    scored = score_cashier_shifts(features)
+    warehouse.replace_table("analytics.cashier_anomalies", scored)
+    return dg.MaterializeResult(
+        metadata={"rows": scored.height, "anomalies": int(scored["is_anomaly"].sum()) if scored.height else 0}
+    )
+
+
+@dg.asset(
+    group_name="anomalies",
+    kinds={"pyod", "duckdb"},
+    deps=[dg.AssetKey("fct_security_events")],
+    description="Security anomalies per source IP and day (failures, usernames tried, velocity; robust "
+    "z-scores, ECOD score kept) — analytics.security_anomalies.",
+)
+def security_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -> dg.MaterializeResult:
+    features = warehouse.read_frame(SECURITY_FEATURES_SQL)
+    if not pipeline_config.ai_analytics_enabled:
+        features = features.clear()
+    scored = score_security(features)
+    warehouse.replace_table("analytics.security_anomalies", scored)
+    return dg.MaterializeResult(
+        metadata={"rows": scored.height, "anomalies": int(scored["is_anomaly"].sum()) if scored.height else 0}
+    )
+
+
+assets = [sales_anomalies, cashier_anomalies, security_anomalies]

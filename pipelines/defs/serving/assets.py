@@ -21,6 +21,9 @@ SNAPSHOT_TABLES: dict[str, str] = {
     "demand_forecast_totals": "analytics.demand_forecast_totals",
     "reorder_suggestions": "analytics.reorder_suggestions",
     "sales_anomalies": "analytics.sales_anomalies",
+    "cashier_anomalies": "analytics.cashier_anomalies",
+    "security_anomalies": "analytics.security_anomalies",
+    "business_insights": "analytics.business_insights",
 }
 
 

@@ -1,0 +1,46 @@
+"""The business_insights asset (analytics.business_insights)."""
+
+import dagster as dg
+
+from pipelines.defs.insights.insights import build_insights, empty_insights
+from pipelines.resources import PipelineConfig, Warehouse
+
+
+@dg.asset(
+    group_name="insights",
+    kinds={"duckdb"},
+    deps=[
+        dg.AssetKey(k)
+        for k in (
+            "fct_sales_daily",
+            "demand_forecast",
+            "reorder_suggestions",
+            "sales_anomalies",
+            "cashier_anomalies",
+            "security_anomalies",
+        )
+    ],
+    description="Ranked revenue, inventory, operations and customer-behaviour recommendations with evidence "
+    "and an action; priority = impact x confidence x urgency (analytics.business_insights).",
+)
+def business_insights(warehouse: Warehouse, pipeline_config: PipelineConfig) -> dg.MaterializeResult:
+    if not pipeline_config.ai_analytics_enabled:
+        warehouse.replace_table("analytics.business_insights", empty_insights())
+        return dg.MaterializeResult(metadata={"rows": 0, "disabled": True})
+    read = warehouse.read_frame
+    frame = build_insights(
+        sales=read(
+            "select store_id, product_id, sale_date, units_sold, net_revenue_cents from marts.fct_sales_daily"
+        ),
+        forecast=read("select * from analytics.demand_forecast"),
+        reorder=read("select * from analytics.reorder_suggestions"),
+        store_days=read("select * from analytics.sales_anomalies"),
+        cashiers=read("select * from analytics.cashier_anomalies"),
+        security=read("select * from analytics.security_anomalies"),
+    )
+    warehouse.replace_table("analytics.business_insights", frame)
+    counts = dict(frame.group_by("category").len().iter_rows()) if frame.height else {}
+    return dg.MaterializeResult(metadata={"rows": frame.height, **{f"n_{k}": v for k, v in counts.items()}})
+
+
+assets = [business_insights]
