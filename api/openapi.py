@@ -14,6 +14,24 @@ from chainsync.schemas.events import InventoryEvent, SaleEvent
 INGEST_BODIES: dict[str, type] = {"/api/events/sales": SaleEvent, "/api/events/inventory": InventoryEvent}
 REF = "#/components/schemas/{model}"
 
+VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                "required": ["field", "message"],
+            },
+        },
+        "request_id": {"type": ["string", "null"]},
+    },
+    "required": ["detail", "errors"],
+}
+
 
 def _body_schema(model: type, components: dict[str, Any]) -> dict[str, Any]:
     schema = TypeAdapter(model).json_schema(ref_template=REF, mode="validation")
@@ -47,6 +65,8 @@ def install_openapi(app: FastAPI) -> None:
         if app.openapi_schema is None:
             spec = get_openapi(title=app.title, version=app.version, routes=app.routes)
             components = spec.setdefault("components", {}).setdefault("schemas", {})
+            # The 422 body is api.errors' (detail text, field errors, request id), not FastAPI's default.
+            components["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
             for path, model in INGEST_BODIES.items():
                 operation = spec.get("paths", {}).get(path, {}).get("post")
                 if operation is not None:
