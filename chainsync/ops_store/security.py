@@ -180,7 +180,9 @@ def query_audit(
 
 
 def count_audit_since(engine: Engine, since: datetime, severity: str | None = None) -> int:
-    stmt = select(func.count()).select_from(security_audit).where(security_audit.c.occurred_at >= _naive(since))
+    stmt = (
+        select(func.count()).select_from(security_audit).where(security_audit.c.occurred_at >= _naive(since))
+    )
     if severity is not None:
         stmt = stmt.where(security_audit.c.severity == severity)
     with engine.connect() as conn:
@@ -389,7 +391,9 @@ def set_totp_secret(engine: Engine, user_id: int, secret: str) -> None:
     with engine.begin() as conn:
         conn.execute(delete(user_totp).where(user_totp.c.user_id == user_id))
         conn.execute(
-            insert(user_totp).values(user_id=user_id, secret=secret, enabled=False, created_at=_naive(utcnow()))
+            insert(user_totp).values(
+                user_id=user_id, secret=secret, enabled=False, created_at=_naive(utcnow())
+            )
         )
 
 
@@ -483,6 +487,4 @@ def list_device_keys(engine: Engine, store_id: str | None = None) -> list[dict[s
         stmt = stmt.where(device_keys.c.store_id == store_id)
     with engine.connect() as conn:
         rows = conn.execute(stmt).mappings().all()
-    return [
-        {**r, "created_at": _aware(r["created_at"]), "revoked_at": _aware(r["revoked_at"])} for r in rows
-    ]
+    return [{**r, "created_at": _aware(r["created_at"]), "revoked_at": _aware(r["revoked_at"])} for r in rows]
