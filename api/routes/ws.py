@@ -16,6 +16,7 @@ Protocol (JSON text frames):
 4. Heartbeat: ``{"type": "ping"}`` every ``WS_HEARTBEAT_INTERVAL`` ms; any frame from the client (normally
    ``{"type": "pong"}``) proves it alive. A client silent for two intervals is closed with 4408. A client
    whose queue of unsent messages fills up is closed with 4008 (slow consumer); the others never wait.
+   A connection opened with a user token is closed with 4401 when that token expires.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import inspect
 import ipaddress
 import json
 import time
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -35,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Principal, get_current_principal
 from api.log import get_logger
 from api.queries.audit import record_security_event
+from api.security import InvalidToken, decode_access_token
 from api.ws import channels as channel_rules
 from api.ws.hub import (
     CLOSE_FORBIDDEN,
@@ -81,6 +84,15 @@ async def _authenticate(websocket: WebSocket, token: str) -> Principal | int:
         return await get_current_principal(**kwargs)
     except HTTPException as exc:
         return CLOSE_TOO_MANY_FOR_USER if exc.status_code == 429 else CLOSE_UNAUTHORIZED
+
+
+def _token_expiry(settings: Settings, token: str) -> float | None:
+    """Seconds until a user token expires (None for device keys, which do not expire)."""
+    try:
+        claims = decode_access_token(settings, token)
+    except InvalidToken:
+        return None
+    return (claims.expires_at - datetime.now(UTC)).total_seconds()
 
 
 async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
@@ -191,7 +203,8 @@ async def notifications(websocket: WebSocket) -> None:
             await websocket.send_text(json.dumps({"type": "gap", "channels": gaps, "after_seq": last_seq}))
         for message in backlog:
             await websocket.send_text(message.text)
-        reason, code = await _serve(websocket, hub, sub, principal, heartbeat_ms / 1000)
+        expires_in = _token_expiry(settings, str(token)) if principal.role != "device" else None
+        reason, code = await _serve(websocket, hub, sub, principal, heartbeat_ms / 1000, expires_in)
     except WebSocketDisconnect:
         reason = "client_closed"
     finally:
@@ -202,7 +215,12 @@ async def notifications(websocket: WebSocket) -> None:
 
 
 async def _serve(
-    websocket: WebSocket, hub: Hub, sub: Subscriber, principal: Principal, interval_s: float
+    websocket: WebSocket,
+    hub: Hub,
+    sub: Subscriber,
+    principal: Principal,
+    interval_s: float,
+    expires_in: float | None = None,
 ) -> tuple[str, int]:
     """Run the connection until it ends; returns ``(reason, close code)``."""
     last_heard = time.monotonic()
@@ -254,7 +272,15 @@ async def _serve(
         await sub.dropped.wait()
         return "slow_consumer"
 
+    async def token_expired() -> str:
+        # A connection lives no longer than the access token it opened with (reconnect with a new one).
+        if expires_in is None:
+            await asyncio.Event().wait()  # never: device keys do not expire
+        await asyncio.sleep(max(0.0, expires_in or 0.0))
+        return "token_expired"
+
     tasks = [
+        asyncio.create_task(token_expired()),
         asyncio.create_task(send_loop()),
         asyncio.create_task(receive_loop()),
         asyncio.create_task(heartbeat_loop()),
@@ -275,7 +301,11 @@ async def _serve(
         reason = "client_closed"
     except Exception:
         reason = "send_failed"
-    codes = {"heartbeat_timeout": CLOSE_HEARTBEAT_TIMEOUT, "slow_consumer": CLOSE_SLOW_CONSUMER}
+    codes = {
+        "heartbeat_timeout": CLOSE_HEARTBEAT_TIMEOUT,
+        "slow_consumer": CLOSE_SLOW_CONSUMER,
+        "token_expired": CLOSE_UNAUTHORIZED,
+    }
     return reason, codes.get(reason, CLOSE_GOING_AWAY)
 
 

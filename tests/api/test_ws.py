@@ -400,6 +400,25 @@ def test_sync_sessions_reach_the_device_and_live_metrics_reach_admins(server: Se
     run(scenario())
 
 
+def test_a_connection_ends_when_its_token_expires(server: Server) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    lifetime = timedelta(minutes=server.settings.access_token_minutes)
+    issued = datetime.now(UTC) - lifetime + timedelta(seconds=1.5)  # expires 1.5 s from now
+    token = create_access_token(
+        server.settings, subject="fay", role="cashier", stores=["S001"], now=issued
+    ).token
+
+    async def scenario() -> None:
+        async with websockets.connect(f"{server.ws}?token={token}") as ws:
+            assert (await next_message(ws))["type"] == "welcome"
+            with pytest.raises(AssertionError, match="closed"):
+                await next_message(ws, lambda m: False, deadline_s=6)
+            assert ws.close_code == 4401
+
+    run(scenario())
+
+
 def test_slow_consumer_is_dropped_without_delaying_others() -> None:
     async def scenario() -> None:
         hub = Hub(replay_size=10, max_connections=10, per_user=10)
