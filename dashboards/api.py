@@ -103,6 +103,10 @@ def sync_health() -> Live:
     return get("/api/sync/health")
 
 
+def ai_dashboard() -> Live:
+    return get("/api/ai/dashboard")
+
+
 def notice(live: Live, what: str) -> None:
     """The standard notice for a live figure that is not available."""
     st.info(f"Live {what} not shown: {live.error}.", icon=":material/cloud_off:")

@@ -101,4 +101,20 @@ with right:
             st.caption("Degraded: " + ", ".join(health.data["degraded"]))
     else:
         api.notice(health, "API health")
+st.divider()
+st.subheader("Stores this week (live from the API)")
+stores_live = api.ai_dashboard()
+if stores_live.ok:
+    rows = [
+        {k: v for k, v in store.items() if not isinstance(v, dict | list)}
+        for store in stores_live.data.get("stores", [])
+        if f.store_id is None or store.get("store_id") == f.store_id
+    ]
+    ui.table(pl.DataFrame(rows), "stores_this_week")
+    st.caption(
+        "Forecast units for the next 7 days with the 80 % band, anomalies flagged over the last 7 days of "
+        "data, products to reorder and at stockout risk — as `/api/ai/dashboard` answers for your stores."
+    )
+else:
+    api.notice(stores_live, "store summary")
 ui.footer(snap)

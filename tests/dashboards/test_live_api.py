@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 
 import httpx
+import polars as pl
 import pytest
 
 from chainsync.ops_store import get_engine
@@ -17,18 +18,71 @@ from chainsync.ops_store.users import upsert_user
 from chainsync.serving import publish_snapshot
 from chainsync.settings import Settings, get_settings
 from tests.api.test_server import REPO, free_port, wait_healthy
-from tests.dashboards.snapshot import metrics, open_page, snapshot_tables
+from tests.dashboards.snapshot import LAST, metrics, open_page, snapshot_tables
 
 pytestmark = pytest.mark.slow
 
 PASSWORD = "correct-horse-battery"
 
 
+def _ai_tables() -> dict[str, pl.DataFrame]:
+    """The page tables plus what /api/ai/dashboard reads (store totals, accuracy, reorder suggestions)."""
+    tables = snapshot_tables()
+    fc = tables["demand_forecast"]
+    tables["demand_forecast_totals"] = (
+        fc.group_by("store_id", "ds", "horizon_day")
+        .agg(pl.col("yhat", "lo_80", "hi_80", "lo_95", "hi_95").sum(), pl.len().alias("n_series"))
+        .select(pl.lit("store").alias("level"), pl.col("store_id").alias("key"), pl.exclude("store_id"))
+    )
+    tables["forecast_accuracy"] = pl.DataFrame(
+        {
+            "level": ["store", "store"],
+            "store_id": ["S001", "S002"],
+            "product_id": [None, None],
+            "category": [None, None],
+            "n_series": [3, 3],
+            "mase": [0.8, 0.9],
+            "wape": [0.2, 0.3],
+            "bias": [0.0, 0.1],
+            "coverage_80": [0.8, 0.75],
+            "coverage_95": [0.95, 0.9],
+        },
+        schema_overrides={"product_id": pl.String, "category": pl.String},
+    )
+    tables["reorder_suggestions"] = pl.DataFrame(
+        {
+            "store_id": ["S001", "S002"],
+            "product_id": ["P0002", "P0002"],
+            "needs_reorder": [True, True],
+            "stockout_risk": [True, False],
+            "reorder_quantity": [40.0, 25.0],
+        }
+    )
+    tables["business_insights"] = pl.DataFrame(
+        {
+            "insight_id": ["I0001"],
+            "category": ["inventory"],
+            "store_id": ["S001"],
+            "subject": ["P0002"],
+            "title": ["Reorder tea at S001"],
+            "evidence": ['{"on_hand_units": 0}'],
+            "action": ["Order 40 units"],
+            "impact_cents": [10000.0],
+            "impact": [0.5],
+            "confidence": [0.9],
+            "urgency": [1.0],
+            "priority": [0.45],
+            "as_of": [LAST],
+        }
+    )
+    return tables
+
+
 @pytest.fixture
 def live_api(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     engine = get_engine(settings.ops_store)
     upsert_user(engine, "mona", PASSWORD, "manager", ["S001", "S002"])
-    publish_snapshot(settings.serving, snapshot_tables(), run_id="live-test")
+    publish_snapshot(settings.serving, _ai_tables(), run_id="live-test")
     port = free_port()
     env = {
         **os.environ,
@@ -93,7 +147,11 @@ def test_pages_show_what_the_api_answers(live_api: str) -> None:
     assert shown["Dead letters"] == f"{sync['dead_letters']:,}"
     assert not any("not shown" in i.value for i in at.info)
 
+    board = _manager_get(live_api, "/api/ai/dashboard")
     at = open_page("overview")
+    stores = at.dataframe[0].value
+    assert stores["store_id"].tolist() == [s["store_id"] for s in board["stores"]] == ["S001", "S002"]
+    assert stores["anomalies_7d"].tolist() == [s["anomalies_7d"] for s in board["stores"]]
     assert metrics(at)["API (live)"] == health["status"].upper()
     assert metrics(at)["Sync service (live)"] == sync["status"].upper()
 
