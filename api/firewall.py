@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from fastapi import HTTPException, Request, status
@@ -133,9 +133,9 @@ class FirewallMiddleware:
     async def _refusal(
         self, scope: Scope, ip: str, path: str, ipfilter: IpFilter, risk: RiskEngine, settings: Any
     ) -> JSONResponse | None:
-        decision = ipfilter.decide(ip)
-        if decision.verdict != "allowed":
-            why = "deny list" if decision.verdict == "denied" else "not on the allowlist"
+        listed = ipfilter.decide(ip)
+        if listed.verdict != "allowed":
+            why = "deny list" if listed.verdict == "denied" else "not on the allowlist"
             if settings.security_dry_run:
                 if not self._quiet(ip, "ip_list_dry"):
                     await self._record(
@@ -271,7 +271,7 @@ async def check_principal(request: Request, principal: Any) -> None:
     limiter: RateLimiter | None = getattr(state, "ratelimiter", None)
     if limiter is None:
         return
-    scope_name = "device" if principal.role == "device" else "user"
+    scope_name: Literal["device", "user"] = "device" if principal.role == "device" else "user"
     exceeded = limiter.hit(scope_name, principal.subject)
     if exceeded is not None:
         ip = request.scope.get("state", {}).get("client_ip")

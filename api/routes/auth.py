@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import pyotp
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, status
@@ -162,7 +162,12 @@ def login(
     user = _check_password(request, engine, form.username, form.password)
     ip, agent = _context(request)
     auditor: Auditor = request.app.state.auditor
-    audit = {"username": user.username, "role": user.role, "source_ip": ip, "user_agent": agent}
+    audit: dict[str, Any] = {
+        "username": user.username,
+        "role": user.role,
+        "source_ip": ip,
+        "user_agent": agent,
+    }
     audit |= {"method": request.method, "route": request.url.path}
     totp = get_totp(engine, user.id)
     if totp is not None and totp.enabled:

@@ -127,7 +127,7 @@ def verify_audit_chain(engine: Engine, batch: int = 5000) -> ChainReport:
             for row in rows:
                 if row["prev_hash"] != prev_hash:
                     return ChainReport(False, checked, row["seq"], "link to the previous record is broken")
-                if audit_hash(prev_hash, row) != row["record_hash"]:
+                if audit_hash(prev_hash, dict(row)) != row["record_hash"]:
                     return ChainReport(False, checked, row["seq"], "record content does not match its hash")
                 prev_hash = row["record_hash"]
                 last_seq = row["seq"]
@@ -428,8 +428,8 @@ def list_users(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(select(users).order_by(users.c.username)).mappings().all()
         assigned: dict[int, list[str]] = {}
-        for uid, store in conn.execute(select(user_stores.c.user_id, user_stores.c.store_id)).all():
-            assigned.setdefault(uid, []).append(store)
+        for link in conn.execute(select(user_stores.c.user_id, user_stores.c.store_id)).all():
+            assigned.setdefault(int(link.user_id), []).append(str(link.store_id))
         totp = {uid: bool(en) for uid, en in conn.execute(select(user_totp.c.user_id, user_totp.c.enabled))}
     return [
         {
