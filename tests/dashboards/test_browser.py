@@ -140,6 +140,15 @@ def _settle(page) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_timeout(500)  # charts draw after the run ends
 
 
+def _save_small(png: bytes, path: Path) -> None:
+    """Keep the committed screenshots small: a 256-colour palette is plenty for a dashboard."""
+    import io
+
+    from PIL import Image
+
+    Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=256).save(path, optimize=True)
+
+
 @pytest.mark.parametrize("path", list(PAGES))
 def test_page_opens_with_its_elements_and_no_error(dashboard_url: str, browser, path: str) -> None:  # type: ignore[no-untyped-def]
     title, texts = PAGES[path]
@@ -158,7 +167,7 @@ def test_page_opens_with_its_elements_and_no_error(dashboard_url: str, browser, 
         page.wait_for_timeout(800)  # let the charts draw
         assert page.locator('[data-testid="stException"]').count() == 0
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{path}.png"), full_page=False)
+        _save_small(page.screenshot(full_page=False), SCREENSHOTS / f"{path}.png")
         # The shared filters are in the sidebar of every page.
         sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
         assert "Store" in sidebar and "Period" in sidebar
