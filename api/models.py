@@ -97,12 +97,26 @@ class SecurityAnomaly(BaseModel):
     events_per_minute: float | None = None
 
 
+class InventoryAnomaly(BaseModel):
+    store_id: str
+    product_id: str
+    day: date  # of the shelf count
+    max_z: float
+    z_threshold: float
+    severity: str
+    drivers: list[str] = []
+    expected_level: int  # previous count + recorded movements - units sold
+    counted_level: int
+    missing_units: int
+    sold_units: int | None = None
+
+
 class AnomaliesResponse(BaseModel):
     snapshot_version: str
     snapshot_created_at: datetime
     type: str = "sales"
     count: int
-    anomalies: list[SalesAnomaly] | list[CashierAnomaly] | list[SecurityAnomaly]
+    anomalies: list[SalesAnomaly] | list[CashierAnomaly] | list[SecurityAnomaly] | list[InventoryAnomaly]
 
 
 class Insight(BaseModel):

@@ -199,6 +199,7 @@ def sales_anomalies(
 
 CASHIER_TABLE = "cashier_anomalies"
 SECURITY_TABLE = "security_anomalies"
+INVENTORY_TABLE = "inventory_anomalies"
 INSIGHTS_TABLE = "business_insights"
 REORDER_TABLE = "reorder_suggestions"
 TOTALS_TABLE = "demand_forecast_totals"
@@ -214,8 +215,13 @@ def other_anomalies(
     severity: str | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Flagged cashier shifts (``kind='cashier'``) or source-IP days (``kind='security'``), newest first."""
-    table, day = (CASHIER_TABLE, "sale_date") if kind == "cashier" else (SECURITY_TABLE, "event_date")
+    """Flagged cashier shifts (``kind='cashier'``), source-IP days (``'security'``) or shelf counts with
+    stock missing (``'inventory'``), newest first."""
+    table, day = {
+        "cashier": (CASHIER_TABLE, "sale_date"),
+        "security": (SECURITY_TABLE, "event_date"),
+        "inventory": (INVENTORY_TABLE, "counted_at"),
+    }[kind]
     frame = read_table(snapshot, table).filter(pl.col("is_anomaly"))
     if "store_id" in frame.columns:
         if store_id is not None:
@@ -227,10 +233,13 @@ def other_anomalies(
     if severity is not None:
         frame = frame.filter(pl.col("severity") == severity)
     frame = _finite(frame.sort([day, "max_z"], descending=[True, True]).head(limit))
-    rows = frame.drop([c for c in ("first_seen", "last_seen") if c in frame.columns]).to_dicts()
+    rows = frame.drop(
+        [c for c in ("first_seen", "last_seen", "previous_at") if c in frame.columns]
+    ).to_dicts()
     for row in rows:
         row["drivers"] = _drivers(row.get("drivers"))
-        row["day"] = row.pop(day)
+        value = row.pop(day)
+        row["day"] = value.date() if hasattr(value, "date") and callable(value.date) else value
     return rows
 
 

@@ -88,7 +88,7 @@ def forecast(
     )
 
 
-AnomalyType = Literal["sales", "cashier", "security"]
+AnomalyType = Literal["sales", "cashier", "security", "inventory"]
 Category = Literal["revenue", "inventory", "operations", "customer_behaviour"]
 
 
@@ -101,7 +101,10 @@ def anomalies(
     severity: Annotated[Severity | None, Query(description="Only this severity.")] = None,
     type: Annotated[  # noqa: A002 - the query parameter's name
         AnomalyType,
-        Query(description="sales (store-days), cashier (cashier shifts) or security (source IPs, admin)."),
+        Query(
+            description="sales (store-days), cashier (cashier shifts), inventory (shelf counts with stock "
+            "missing) or security (source IPs, admin)."
+        ),
     ] = "sales",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AnomaliesResponse:
@@ -198,6 +201,7 @@ AI_TABLES = (
     "sales_anomalies",
     "cashier_anomalies",
     "security_anomalies",
+    "inventory_anomalies",
     "business_insights",
 )
 

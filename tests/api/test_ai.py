@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
@@ -408,3 +408,37 @@ def test_status_and_cache_clear_are_admin_only(client, tokens, settings) -> None
     cleared = client.post("/api/ai/cache/clear", headers=bearer(tokens["admin"])).json()
     assert cleared["cleared"] >= 1
     assert client.get("/api/ai/status", headers=bearer(tokens["admin"])).json()["cache"]["entries"] == 0
+
+
+def test_inventory_anomalies_show_the_missing_stock(client, tokens, settings) -> None:
+    shrink = pl.DataFrame(
+        {
+            "store_id": ["S001", "S003"],
+            "product_id": ["P001", "P002"],
+            "previous_at": [datetime(2026, 10, 1, 12, tzinfo=UTC)] * 2,
+            "counted_at": [datetime(2026, 10, 29, 12, tzinfo=UTC)] * 2,
+            "previous_level": [40, 40],
+            "counted_level": [10, 12],
+            "moved_units": [60, 60],
+            "sold_units": [45, 44],
+            "expected_level": [55, 56],
+            "missing_units": [45, 44],
+            "max_z": [45.0, 44.0],
+            "z_threshold": [6.0, 6.0],
+            "is_anomaly": [True, True],
+            "severity": ["critical", "critical"],
+            "drivers": ["missing_units", "missing_units"],
+        }
+    )
+    publish_snapshot(settings.serving, {"demand_forecast": forecast_frame(), "inventory_anomalies": shrink})
+    body = client.get(
+        "/api/ai/anomalies", params={"type": "inventory"}, headers=bearer(tokens["manager"])
+    ).json()
+    assert body["count"] == 1  # S003 is not the manager's
+    row = body["anomalies"][0]
+    assert (row["product_id"], row["day"], row["missing_units"], row["expected_level"]) == (
+        "P001",
+        "2026-10-29",
+        45,
+        55,
+    )

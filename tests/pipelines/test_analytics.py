@@ -317,3 +317,29 @@ def test_insights_rank_by_impact_confidence_and_urgency() -> None:
     assert attack["impact"] == 1.0 and attack["urgency"] == 1.0 and attack["confidence"] == 1.0
     assert out["priority"].to_list() == sorted(out["priority"].to_list(), reverse=True)
     assert out["insight_id"].to_list() == ["I0001", "I0002"]
+
+
+def test_stock_missing_at_a_count_is_flagged_as_shrinkage() -> None:
+    from pipelines.defs.anomalies.detectors import score_shrinkage
+
+    rows = []
+    for p in range(40):
+        for c in range(6):
+            expected = 50 + p
+            missing = 30 if (p == 7 and c == 4) else (1 if (p + c) % 13 == 0 else 0)
+            rows.append(
+                {
+                    "store_id": "S1",
+                    "product_id": f"P{p}",
+                    "counted_at": date(2025, 1, 1) + timedelta(days=28 * c),
+                    "previous_level": 40,
+                    "moved_units": 60,
+                    "sold_units": 50 - p + 40,
+                    "expected_level": expected,
+                    "counted_level": expected - missing,
+                }
+            )
+    scored = score_shrinkage(pl.DataFrame(rows))
+    flagged = scored.filter(pl.col("is_anomaly"))
+    assert flagged.select("product_id", "missing_units").rows() == [("P7", 30)]
+    assert flagged["severity"].item() in {"high", "critical"}

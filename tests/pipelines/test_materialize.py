@@ -40,6 +40,7 @@ SNAPSHOT_TABLES = {
     "sales_anomalies",
     "cashier_anomalies",
     "security_anomalies",
+    "inventory_anomalies",
     "business_insights",
     "fct_security_events",
     "fct_sync_sessions",

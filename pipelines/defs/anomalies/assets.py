@@ -5,8 +5,10 @@ import dagster as dg
 from pipelines.defs.anomalies.detectors import (
     CASHIER_FEATURES_SQL,
     SECURITY_FEATURES_SQL,
+    SHRINKAGE_FEATURES_SQL,
     score_cashier_shifts,
     score_security,
+    score_shrinkage,
 )
 from pipelines.defs.anomalies.scoring import FEATURES_SQL, empty_anomalies, score_sales_anomalies
 from pipelines.resources import PipelineConfig, Warehouse
@@ -75,4 +77,22 @@ def security_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) ->
     )
 
 
-assets = [sales_anomalies, cashier_anomalies, security_anomalies]
+@dg.asset(
+    group_name="anomalies",
+    kinds={"duckdb"},
+    deps=[dg.AssetKey("fct_stock_levels")],
+    description="Inventory shrinkage: shelf counts far below the level the books expect (previous count + "
+    "recorded movements - units sold) — analytics.inventory_anomalies.",
+)
+def inventory_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -> dg.MaterializeResult:
+    counts = warehouse.read_frame(SHRINKAGE_FEATURES_SQL)
+    if not pipeline_config.ai_analytics_enabled:
+        counts = counts.clear()
+    scored = score_shrinkage(counts)
+    warehouse.replace_table("analytics.inventory_anomalies", scored)
+    return dg.MaterializeResult(
+        metadata={"rows": scored.height, "anomalies": int(scored["is_anomaly"].sum()) if scored.height else 0}
+    )
+
+
+assets = [sales_anomalies, cashier_anomalies, security_anomalies, inventory_anomalies]

@@ -157,3 +157,70 @@ def score_security(
         drivers=_drivers(z, SECURITY_DRIVERS, z_threshold),
     )
     return out.with_columns(severity=_severity(z_threshold), z_threshold=pl.lit(z_threshold)).drop(zcols)
+
+
+# Shrinkage: at each shelf count, the level the books expect (previous count + recorded movements − units
+# sold since) against the level counted. Stock that vanished without a record shows as missing_units.
+SHRINKAGE_FEATURES_SQL = """
+    with movements as (
+        select store_id, product_id, movement_kind, quantity_delta, counted_level, occurred_at
+        from staging.stg_pos__inventory_movements
+    ),
+    counts as (
+        select store_id, product_id, occurred_at as counted_at, counted_level,
+               lag(occurred_at) over w as previous_at, lag(counted_level) over w as previous_level
+        from movements
+        where movement_kind = 'count'
+        window w as (partition by store_id, product_id order by occurred_at)
+    ),
+    intervals as (select * from counts where previous_at is not null),
+    moved as (
+        select i.store_id, i.product_id, i.counted_at, sum(m.quantity_delta) as moved_units
+        from intervals as i
+        join movements as m
+          on m.store_id = i.store_id and m.product_id = i.product_id and m.movement_kind != 'count'
+         and m.occurred_at > i.previous_at and m.occurred_at <= i.counted_at
+        group by all
+    ),
+    sold as (
+        select i.store_id, i.product_id, i.counted_at, sum(l.quantity) as sold_units
+        from intervals as i
+        join staging.stg_pos__sale_lines as l
+          on l.store_id = i.store_id and l.product_id = i.product_id and l.sale_kind = 'sale'
+         and l.occurred_at > i.previous_at and l.occurred_at <= i.counted_at
+        group by all
+    )
+    select
+        i.store_id, i.product_id, i.previous_at, i.counted_at,
+        cast(i.previous_level as bigint) as previous_level,
+        cast(i.counted_level as bigint) as counted_level,
+        cast(coalesce(m.moved_units, 0) as bigint) as moved_units,
+        cast(coalesce(s.sold_units, 0) as bigint) as sold_units,
+        cast(i.previous_level + coalesce(m.moved_units, 0) - coalesce(s.sold_units, 0) as bigint)
+            as expected_level
+    from intervals as i
+    left join moved as m using (store_id, product_id, counted_at)
+    left join sold as s using (store_id, product_id, counted_at)
+    order by i.store_id, i.product_id, i.counted_at
+"""
+
+
+def score_shrinkage(
+    counts: pl.DataFrame, *, z_threshold: float = Z_THRESHOLD, min_units: int = 5, min_share: float = 0.1
+) -> pl.DataFrame:
+    """Score shelf counts (columns of ``SHRINKAGE_FEATURES_SQL``): missing_units = expected − counted. A
+    count is an anomaly when missing_units lies ``z_threshold`` scaled MADs above the store's typical gap,
+    is at least ``min_units`` and at least ``min_share`` of the expected level."""
+    if counts.is_empty():
+        return counts.with_columns(
+            missing_units=pl.lit(None, pl.Int64), max_z=pl.lit(None, pl.Float64), is_anomaly=pl.lit(False),
+            severity=pl.lit(None, pl.String), z_threshold=pl.lit(z_threshold),
+        )  # fmt: skip
+    frame = counts.with_columns(missing_units=pl.col("expected_level") - pl.col("counted_level"))
+    out = frame.with_columns(robust_z("missing_units", "store_id").alias("max_z")).with_columns(
+        is_anomaly=(pl.col("max_z") >= z_threshold)
+        & (pl.col("missing_units") >= min_units)
+        & (pl.col("missing_units") >= min_share * pl.col("expected_level").clip(lower_bound=1)),
+        drivers=pl.lit("missing_units"),
+    )
+    return out.with_columns(severity=_severity(z_threshold), z_threshold=pl.lit(z_threshold))

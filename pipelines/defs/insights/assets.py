@@ -18,6 +18,7 @@ from pipelines.resources import PipelineConfig, Warehouse
             "sales_anomalies",
             "cashier_anomalies",
             "security_anomalies",
+            "inventory_anomalies",
         )
     ],
     description="Ranked revenue, inventory, operations and customer-behaviour recommendations with evidence "
@@ -37,6 +38,7 @@ def business_insights(warehouse: Warehouse, pipeline_config: PipelineConfig) -> 
         store_days=read("select * from analytics.sales_anomalies"),
         cashiers=read("select * from analytics.cashier_anomalies"),
         security=read("select * from analytics.security_anomalies"),
+        shrinkage=read("select * from analytics.inventory_anomalies"),
     )
     warehouse.replace_table("analytics.business_insights", frame)
     counts = dict(frame.group_by("category").len().iter_rows()) if frame.height else {}

@@ -81,10 +81,11 @@ def build_insights(
     store_days: pl.DataFrame,
     cashiers: pl.DataFrame,
     security: pl.DataFrame,
+    shrinkage: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Insights from: ``sales`` (fct_sales_daily), ``forecast`` (demand_forecast), ``reorder``
     (reorder_suggestions), ``store_days`` (sales_anomalies), ``cashiers`` (cashier_anomalies), ``security``
-    (security_anomalies). Sorted by priority, highest first."""
+    (security_anomalies), ``shrinkage`` (inventory_anomalies). Sorted by priority, highest first."""
     if sales.is_empty():
         return empty_insights()
     as_of: date = sales["sale_date"].max()  # type: ignore[assignment]
@@ -210,6 +211,27 @@ def build_insights(
                      "max_z": round(r["max_z"], 1), "last_day": r["last_day"]},
                     f"Block {r['source_ip']} and reset the passwords of the accounts it tried",
                     SECURITY_EXPOSURE_CENTS, r["max_z"] / (2 * r["threshold"]), urgency_of(r["last_day"]),
+                )
+            )  # fmt: skip
+
+    # Inventory: stock that vanished between shelf counts.
+    if shrinkage is not None and shrinkage.height:
+        missing = shrinkage.filter(pl.col("is_anomaly")).join(
+            prices, on=["store_id", "product_id"], how="left"
+        )
+        for r in missing.iter_rows(named=True):
+            counted_day = r["counted_at"].date() if hasattr(r["counted_at"], "date") else r["counted_at"]
+            rows.append(
+                _row(
+                    "inventory", r["store_id"], r["product_id"],
+                    f"{r['missing_units']} units of {r['product_id']} missing at {r['store_id']} "
+                    f"(count on {counted_day})",
+                    {"expected_level": r["expected_level"], "counted_level": r["counted_level"],
+                     "missing_units": r["missing_units"], "sold_units": r["sold_units"],
+                     "max_z": round(r["max_z"], 1)},
+                    f"Recount {r['product_id']} at {r['store_id']}, check deliveries and review CCTV",
+                    r["missing_units"] * (r["price_cents"] or 0.0),
+                    min(1.0, r["max_z"] / (2 * r["z_threshold"])), urgency_of(counted_day),
                 )
             )  # fmt: skip
 

@@ -23,6 +23,7 @@ SNAPSHOT_TABLES: dict[str, str] = {
     "sales_anomalies": "analytics.sales_anomalies",
     "cashier_anomalies": "analytics.cashier_anomalies",
     "security_anomalies": "analytics.security_anomalies",
+    "inventory_anomalies": "analytics.inventory_anomalies",
     "business_insights": "analytics.business_insights",
 }
 
