@@ -86,3 +86,41 @@ def test_accuracy_is_shown_when_the_snapshot_has_it(
     assert shown["Mean mase"] == "1.000"
     assert shown["Mean wape"] == "0.375"
     assert not any("forecast_accuracy" in i for i in infos(at))
+
+
+def test_coherent_totals_are_used_for_chain_store_and_category(
+    dashboard_settings: Settings, tables: dict[str, pl.DataFrame]
+) -> None:
+    from datetime import timedelta
+
+    from chainsync.serving import publish_snapshot
+    from tests.dashboards.snapshot import LAST
+
+    rows = [
+        {
+            "level": level,
+            "key": key,
+            "ds": LAST + timedelta(days=h),
+            "horizon_day": h,
+            "yhat": value,
+            "lo_80": value - 1,
+            "hi_80": value + 1,
+            "lo_95": value - 2,
+            "hi_95": value + 2,
+            "n_series": 3,
+        }
+        for level, key, value in (
+            ("chain", "chain", 100.0),
+            ("store", "S001", 40.0),
+            ("category", "Drinks", 7.0),
+        )
+        for h in range(1, 91)
+    ]
+    tables["demand_forecast_totals"] = pl.DataFrame(rows)
+    publish_snapshot(dashboard_settings.serving, tables)
+    assert metrics(open_page("forecast"))["Forecast units, next 30 days"] == "3,000"
+    assert metrics(open_page("forecast", store_filter="S001"))["Forecast units, next 30 days"] == "1,200"
+    assert metrics(open_page("forecast", category_filter="Drinks"))["Forecast units, next 30 days"] == "210"
+    # Store × category is not a reconciled level: the series are summed (S001's two drinks, 3 a day each).
+    shown = metrics(open_page("forecast", store_filter="S001", category_filter="Drinks"))
+    assert shown["Forecast units, next 30 days"] == "180"
