@@ -284,7 +284,7 @@ def dashboard(snapshot: Snapshot, *, stores: frozenset[str] | None) -> dict[str,
         week = totals.filter((pl.col("key") == store) & (pl.col("horizon_day") <= 7))
         flagged = sales_days.filter((pl.col("store_id") == store) & pl.col("is_anomaly"))
         if last_day is not None:
-            flagged = flagged.filter(pl.col("sale_date") > last_day - timedelta(days=7))
+            flagged = flagged.filter(pl.col("sale_date") > last_day - timedelta(days=7))  # type: ignore[operator]
         mine = reorder.filter(pl.col("store_id") == store)
         out.append(
             {

@@ -219,7 +219,6 @@ def forecast_accuracy(
     )
 
     def summarise(keys: list[str], level: str) -> pl.DataFrame:
-        grouped = per_series.group_by(keys) if keys else per_series.select(pl.all())
         agg = [
             pl.len().cast(pl.Int64).alias("n_series"),
             pl.col("mase").mean().alias("mase"),
@@ -228,7 +227,7 @@ def forecast_accuracy(
             (pl.col("in80").sum() / pl.col("days").sum()).alias("coverage_80"),
             (pl.col("in95").sum() / pl.col("days").sum()).alias("coverage_95"),
         ]
-        frame = grouped.agg(agg) if keys else per_series.select(agg)
+        frame = per_series.group_by(keys).agg(agg) if keys else per_series.select(agg)
         return frame.with_columns(level=pl.lit(level))
 
     parts = [
