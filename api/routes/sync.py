@@ -41,9 +41,10 @@ from api.sync.download import download_page
 from api.sync.snapshot import current_or_none
 from api.sync.upload import EnvelopeError, parse_upload, prepare_items
 from api.sync.writer import upload_writer
+from api.ws.feeds import publish_ingested
 from chainsync.ops_store import sync as store
 from chainsync.schemas.events import StrictModel
-from chainsync.sync.protocol import SCHEMA_VERSION, Cursor, CursorError, OverrideValues, StaleCursor
+from chainsync.sync.protocol import SCHEMA_VERSION, Cursor, CursorError, OverrideValues, SaleItem, StaleCursor
 
 SKEW_WARNING_SECONDS = 300
 
@@ -98,6 +99,15 @@ async def upload(
     for name, n in outcome.counts.items():
         if n:
             metrics.events.labels("sync_item", name).inc(n)
+    # Sales a terminal kept while offline reach the live ticker like any other newly stored sale.
+    publish_ingested(
+        getattr(request.app.state, "hub", None),
+        (
+            item.parsed.payload
+            for item, result in zip(items, outcome.results, strict=True)
+            if result.get("status") == "applied" and isinstance(item.parsed, SaleItem)
+        ),
+    )
     response: dict[str, Any] = {
         "batch_id": envelope.batch_id,
         "results": outcome.results,

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -250,6 +251,34 @@ def test_sales_ticker_and_admin_only_security_alerts(server: Server) -> None:
             assert sale["data"]["latest"][0]["transaction_id"] == "T-TICKER-1"
             assert sale["data"]["net_revenue_cents"] == 2 * 399
             assert (await next_message(alice, lambda m: m["type"] == "sales"))["seq"] == sale["seq"]
+
+    run(scenario())
+
+
+def test_sales_uploaded_after_an_offline_spell_reach_the_ticker(server: Server) -> None:
+    cashier = server.token("cora", "cashier", ["S001"])
+    event = sale_event(store_id="S001", transaction_id="T-OFFLINE-1")
+    body = {
+        "batch_id": "B-TICKER-OFFLINE",
+        "sent_at": datetime.now(UTC).isoformat(),
+        "items": [{"mutation_id": "m-ticker-offline-1", "type": "sale", "payload": event}],
+    }
+
+    async def scenario() -> None:
+        async with websockets.connect(f"{server.ws}?token={cashier}") as ws:
+            assert (await next_message(ws))["channels"] == ["sales:S001"]
+            resp = await asyncio.to_thread(
+                httpx.post,
+                f"{server.base}/api/sync/upload",
+                json=body,
+                headers={"X-API-Key": server.device_keys["S001"]},
+                timeout=10,
+            )
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["results"][0]["status"] == "applied"
+            sale = await next_message(ws, lambda m: m["type"] == "sales")
+            assert sale["data"]["latest"][0]["transaction_id"] == "T-OFFLINE-1"
+            assert sale["data"]["transactions"] == 1
 
     run(scenario())
 
