@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 from sqlalchemy import select
@@ -19,51 +15,14 @@ from chainsync.ops_store import get_engine
 from chainsync.ops_store.tables import event_inbox
 from chainsync.ops_store.users import create_device_key
 from tests.api.conftest import sale_event
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(base: str, proc: subprocess.Popen, deadline_s: float = 30.0) -> None:  # type: ignore[type-arg]
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"server exited early with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
-            )
-        try:
-            if httpx.get(f"{base}/api/observability/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("server did not become healthy in time")
+from tests.live_api import api_env, free_port, start_api, wait_healthy
 
 
 def test_acknowledged_events_survive_sigkill(settings, data_dir) -> None:
     engine = get_engine(settings.ops_store)
     key = create_device_key(engine, "S001", "POS-01")
     port = free_port()
-    env = {
-        **os.environ,
-        "CHAINSYNC_DATA_DIR": str(data_dir),
-        "CHAINSYNC_JWT_SECRET": settings.jwt_key(),
-        "LOG_LEVEL": "WARNING",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_api(port, api_env(data_dir, settings.jwt_key()))
     base = f"http://127.0.0.1:{port}"
     acknowledged: list[str] = []
     stop = threading.Event()

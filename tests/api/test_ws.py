@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,7 +25,7 @@ from chainsync.ops_store.users import create_device_key, upsert_user
 from chainsync.serving import publish_snapshot
 from chainsync.settings import Settings
 from tests.api.conftest import anomaly_frame, bearer, sale_event
-from tests.api.test_server import REPO, free_port, wait_healthy
+from tests.live_api import api_env, free_port, start_api, stop_api, wait_healthy
 
 HEARTBEAT_MS = 400
 WS_PATH = "/ws/notifications"
@@ -82,40 +78,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     upsert_user(engine, "mona", "correct-horse-battery", "manager", ["S001", "S002"])
     keys = {s: create_device_key(engine, s, "POS-01") for s in ("S001", "S002")}
     port = free_port()
-    env = {
-        **os.environ,
-        "CHAINSYNC_DATA_DIR": str(data_dir),
-        "CHAINSYNC_JWT_SECRET": secret,
-        "LOG_LEVEL": "WARNING",
-        "WS_HEARTBEAT_INTERVAL": str(HEARTBEAT_MS),
-        "WS_MAX_CONNECTIONS": "8",
-        "CHAINSYNC_WS_MAX_CONNECTIONS_PER_USER": "2",
-        "CHAINSYNC_WS_AUTH_TIMEOUT_SECONDS": "1",
-        "CHAINSYNC_NOTIFY_POLL_SECONDS": "0.1",
-        "CHAINSYNC_WS_METRICS_INTERVAL_SECONDS": "0.3",
-    }
-    env.pop("CHAINSYNC_DEMO_MODE", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    env = api_env(
+        data_dir,
+        secret,
+        WS_HEARTBEAT_INTERVAL=str(HEARTBEAT_MS),
+        WS_MAX_CONNECTIONS="8",
+        CHAINSYNC_WS_MAX_CONNECTIONS_PER_USER="2",
+        CHAINSYNC_WS_AUTH_TIMEOUT_SECONDS="1",
+        CHAINSYNC_NOTIFY_POLL_SECONDS="0.1",
+        CHAINSYNC_WS_METRICS_INTERVAL_SECONDS="0.3",
     )
+    proc = start_api(port, env)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_healthy(base, proc)
         admin = create_access_token(settings, subject="alice", role="admin", stores=[ALL_STORES]).token
         yield Server(base, f"ws://127.0.0.1:{port}{WS_PATH}", settings, admin, keys)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_api(proc)
 
 
 def run(coro: Any, timeout_s: float = 20.0) -> Any:

@@ -3,10 +3,6 @@ manager with the username and password from the settings; what the pages show is
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -17,8 +13,8 @@ from chainsync.ops_store import get_engine
 from chainsync.ops_store.users import upsert_user
 from chainsync.serving import publish_snapshot
 from chainsync.settings import Settings, get_settings
-from tests.api.test_server import REPO, free_port, wait_healthy
 from tests.dashboards.snapshot import LAST, metrics, open_page, snapshot_tables
+from tests.live_api import api_env, free_port, start_api, stop_api, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -84,21 +80,9 @@ def live_api(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     upsert_user(engine, "mona", PASSWORD, "manager", ["S001", "S002"])
     publish_snapshot(settings.serving, _ai_tables(), run_id="live-test")
     port = free_port()
-    env = {
-        **os.environ,
-        "CHAINSYNC_DATA_DIR": str(settings.data_dir),
-        "CHAINSYNC_JWT_SECRET": settings.jwt_secret.get_secret_value(),  # type: ignore[union-attr]
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("CHAINSYNC_DEMO_MODE", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    proc = start_api(
+        port,
+        api_env(settings.data_dir, settings.jwt_secret.get_secret_value()),  # type: ignore[union-attr]
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -113,12 +97,7 @@ def live_api(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
         st.cache_resource.clear()
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_api(proc)
 
 
 def _manager_get(base: str, path: str) -> dict:  # type: ignore[type-arg]

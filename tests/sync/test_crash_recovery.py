@@ -5,10 +5,7 @@ exactly once, and the warehouse built from the ops store holds the same totals a
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -21,27 +18,9 @@ from chainsync.ops_store.catalog import upsert_products, upsert_stores
 from chainsync.ops_store.tables import event_inbox
 from chainsync.ops_store.users import create_device_key
 from chainsync.sync.simulator import SimulationConfig, SimulationReport, run_simulation
-from tests.api.test_server import REPO, free_port, wait_healthy
+from tests.live_api import api_env, free_port, start_api, stop_api, wait_healthy
 
 TERMINALS = 4
-
-
-def _start(port: int, env: dict[str, str]) -> subprocess.Popen:  # type: ignore[type-arg]
-    return subprocess.Popen(
-        [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _kill(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 def _net_cents(payload: dict[str, Any]) -> int:
@@ -76,12 +55,7 @@ def test_no_sale_lost_or_doubled_across_sigkill(settings, data_dir) -> None:  # 
         (f"POS-{i:02d}", create_device_key(engine, "S001", f"POS-{i:02d}")) for i in range(1, TERMINALS + 1)
     ]
     port = free_port()
-    env = {
-        **os.environ,
-        "CHAINSYNC_DATA_DIR": str(data_dir),
-        "CHAINSYNC_JWT_SECRET": settings.jwt_key(),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = api_env(data_dir, settings.jwt_key())
     base = f"http://127.0.0.1:{port}"
     config = SimulationConfig(
         api=base,
@@ -100,7 +74,7 @@ def test_no_sale_lost_or_doubled_across_sigkill(settings, data_dir) -> None:  # 
         timeout_seconds=3,
     )
     reports: list[SimulationReport] = []
-    proc = _start(port, env)
+    proc = start_api(port, env)
     try:
         wait_healthy(base, proc)
         sim = threading.Thread(target=lambda: reports.append(run_simulation(config)))
@@ -115,14 +89,14 @@ def test_no_sale_lost_or_doubled_across_sigkill(settings, data_dir) -> None:  # 
             if len(stored) >= 80:
                 break
             time.sleep(0.05)
-        _kill(proc)
+        stop_api(proc, signal.SIGKILL)
         time.sleep(1.0)
-        proc = _start(port, env)
+        proc = start_api(port, env)
         wait_healthy(base, proc)
         sim.join(timeout=90)
         assert not sim.is_alive()
     finally:
-        _kill(proc)
+        stop_api(proc, signal.SIGKILL)
 
     (report,) = reports
     t_sim = time.monotonic()
