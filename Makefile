@@ -23,14 +23,15 @@ install: uv ## Sync the locked environment (.venv)
 demo: install ## Generate the demo chain, materialize every asset, serve API :8000, Dagster :3000, Streamlit :8501
 	CHAINSYNC_DEMO_MODE=true $(UV) run --frozen chainsync demo
 
-test: install ## Run the whole test suite
+test: install chromium ## Run the whole test suite (installs Debian's Chromium if missing)
 	$(UV) run --frozen pytest -q
 
 test-fast: install ## The suite without the slow end-to-end checks
 	$(UV) run --frozen pytest -q -m "not slow"
 
-chromium: ## Install Debian's Chromium for the dashboards' browser test (root; only when missing)
-	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
+chromium: ## Install Debian's Chromium for the dashboards' browser test (only when missing)
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium chromium-driver; }
 
 lint: install ## ruff lint and format check, mypy
 	$(UV) run --frozen ruff check .
