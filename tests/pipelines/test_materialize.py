@@ -43,6 +43,7 @@ SNAPSHOT_TABLES = {
     "inventory_anomalies",
     "business_insights",
     "fct_security_events",
+    "fct_ip_risk",
     "fct_sync_sessions",
 }
 
@@ -139,6 +140,9 @@ def test_full_materialization_publishes_every_table(chain: Chain) -> None:
     assert snapshot.read("dim_product").height == PRODUCTS
     assert snapshot.read("fct_stock_levels").height > 0
     assert snapshot.read("fct_security_events").height > 0
+    # Every address seen in the security events has its risk row for the dashboards.
+    ips = snapshot.read("fct_security_events")["source_ip"].drop_nulls().unique()
+    assert set(snapshot.read("fct_ip_risk")["source_ip"].to_list()) >= set(ips.to_list())
 
 
 def test_marts_total_the_events_appended(chain: Chain) -> None:

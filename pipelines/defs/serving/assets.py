@@ -15,6 +15,7 @@ SNAPSHOT_TABLES: dict[str, str] = {
     "dim_product": "marts.dim_product",
     "fct_stock_levels": "marts.fct_stock_levels",
     "fct_security_events": "marts.fct_security_events",
+    "fct_ip_risk": "marts.fct_ip_risk",
     "fct_sync_sessions": "marts.fct_sync_sessions",
     "demand_forecast": "analytics.demand_forecast",
     "forecast_accuracy": "analytics.forecast_accuracy",
