@@ -107,6 +107,11 @@ def ai_dashboard() -> Live:
     return get("/api/ai/dashboard")
 
 
+def sales_today(store_id: str | None = None) -> Live:
+    """Sales so far today (each store's business day), straight from the ops store."""
+    return get("/api/sales/today", **({"store_id": store_id} if store_id else {}))
+
+
 def notice(live: Live, what: str) -> None:
     """The standard notice for a live figure that is not available."""
     st.info(f"Live {what} not shown: {live.error}.", icon=":material/cloud_off:")

@@ -39,15 +39,9 @@ def publish_ingested(hub: Hub | None, events: Iterable[EventBase]) -> None:
         if isinstance(event, SaleEvent):
             by_store.setdefault(event.store_id, []).append(event)
     for store_id, sales in by_store.items():
-        net = 0
-        units = 0
-        for sale in sales:
-            if sale.kind == "void":
-                continue
-            sign = 1 if sale.kind == "sale" else -1
-            for line in sale.lines:
-                units += sign * line.quantity
-                net += sign * (line.quantity * line.unit_price_cents - line.discount_cents)
+        totals = [sale.signed_totals() for sale in sales]
+        units = sum(u for u, _ in totals)
+        net = sum(n for _, n in totals)
         hub.publish(
             f"sales:{store_id}",
             "sales",

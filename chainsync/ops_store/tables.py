@@ -37,6 +37,7 @@ event_inbox = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("payload", Text, nullable=False),
     Index("ix_event_inbox_type_seq", "event_type", "seq"),
+    Index("ix_event_inbox_type_occurred", "event_type", "occurred_at"),
 )
 
 stores = Table(

@@ -108,6 +108,16 @@ class SaleEvent(EventBase):
     payment_type: Literal["cash", "card", "mobile", "gift_card", "other"]
     lines: Annotated[list[SaleLine], Field(min_length=1, max_length=MAX_LINES)]
 
+    def signed_totals(self) -> tuple[int, int]:
+        """``(units, net_cents)`` this transaction adds to sales: positive for a sale, negative for a
+        refund, zero for a void. Net is quantity × unit price less discounts, in cents."""
+        if self.kind == "void":
+            return 0, 0
+        sign = 1 if self.kind == "sale" else -1
+        units = sum(line.quantity for line in self.lines)
+        net = sum(line.quantity * line.unit_price_cents - line.discount_cents for line in self.lines)
+        return sign * units, sign * net
+
 
 class InventoryEvent(EventBase):
     """A stock movement. ``receipt``/``adjustment``/``shrinkage`` carry ``quantity_delta`` (receipt > 0,

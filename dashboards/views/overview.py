@@ -63,6 +63,18 @@ else:
         width="stretch",
     )
 
+st.subheader("Today so far (live from the API)")
+today = api.sales_today(f.store_id)
+if today.ok:
+    total = today.data["total"]
+    t1, t2, t3 = st.columns(3)
+    t1.metric("Net sales today (live)", ui.money(total["net_revenue_cents"]))
+    t2.metric("Transactions today (live)", f"{total['transactions']:,}")
+    t3.metric("Average basket today (live)", ui.money(total["avg_basket_cents"]))
+    st.caption(f"Refunds {total['refunds']:,}, voids {total['voids']:,}, units {total['units']:,}.")
+else:
+    api.notice(today, "today's sales")
+
 st.divider()
 left, mid, right = st.columns(3)
 with left:

@@ -37,6 +37,7 @@ RULES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/ai/anomalies"): MANAGER_UP,
     ("GET", "/api/ai/insights"): MANAGER_UP,
     ("GET", "/api/ai/dashboard"): MANAGER_UP,
+    ("GET", "/api/sales/today"): MANAGER_UP,
     ("GET", "/api/ai/status"): ADMIN,
     ("POST", "/api/ai/cache/clear"): ADMIN,
     ("GET", "/api/observability/health"): PUBLIC,

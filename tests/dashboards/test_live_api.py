@@ -4,15 +4,18 @@ manager with the username and password from the settings; what the pages show is
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import polars as pl
 import pytest
 
 from chainsync.ops_store import get_engine
-from chainsync.ops_store.users import upsert_user
+from chainsync.ops_store.users import create_device_key, upsert_user
 from chainsync.serving import publish_snapshot
 from chainsync.settings import Settings, get_settings
+from dashboards import ui
+from tests.api.conftest import sale_event
 from tests.dashboards.snapshot import LAST, metrics, open_page, snapshot_tables
 from tests.live_api import api_env, free_port, start_api, stop_api, wait_healthy
 
@@ -107,7 +110,15 @@ def _manager_get(base: str, path: str) -> dict:  # type: ignore[type-arg]
     return resp.json()  # type: ignore[no-any-return]
 
 
-def test_pages_show_what_the_api_answers(live_api: str) -> None:
+def test_pages_show_what_the_api_answers(live_api: str, settings: Settings) -> None:
+    # A sale made today, before any page is opened (live figures are cached for a few seconds).
+    sold = sale_event(occurred_at=datetime.now(UTC).isoformat(), transaction_id="T-LIVE-1")
+    key = create_device_key(get_engine(settings.ops_store), "S001", "POS-01")
+    posted = httpx.post(f"{live_api}/api/events/sales", json=sold, headers={"X-API-Key": key})
+    assert posted.status_code == 201, posted.text
+    today = _manager_get(live_api, "/api/sales/today")["total"]
+    assert today["transactions"] == 1 and today["net_revenue_cents"] == 2 * 399
+
     health = httpx.get(f"{live_api}/api/observability/health").json()
     at = open_page("system")
     shown = metrics(at)
@@ -128,6 +139,8 @@ def test_pages_show_what_the_api_answers(live_api: str) -> None:
 
     board = _manager_get(live_api, "/api/ai/dashboard")
     at = open_page("overview")
+    assert metrics(at)["Transactions today (live)"] == "1"
+    assert metrics(at)["Net sales today (live)"] == ui.money(today["net_revenue_cents"])
     stores = at.dataframe[0].value
     assert stores["store_id"].tolist() == [s["store_id"] for s in board["stores"]] == ["S001", "S002"]
     assert stores["anomalies_7d"].tolist() == [s["anomalies_7d"] for s in board["stores"]]
