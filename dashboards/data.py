@@ -377,6 +377,15 @@ def next_day_forecast(snap: Snapshot, store_id: str | None) -> dict[str, Any] | 
     return fc.row(0, named=True)
 
 
+def forecast_on(snap: Snapshot, store_id: str | None, day: date) -> dict[str, Any] | None:
+    """The forecast for one day (summed yhat and 80 % bounds, units), or None when no forecast covers it."""
+    fc = forecast(snap, store_id, None, 90)
+    if fc.is_empty():
+        return None
+    row = fc.filter(pl.col("ds") == day)
+    return row.row(0, named=True) if row.height else None
+
+
 def threat(snap: Snapshot) -> dict[str, Any]:
     """Threat level from security data: fct_ip_risk's highest risk when present, else the failure count on
     the latest day of fct_security_events (< 10 low, < 50 elevated, < 200 high, else critical)."""

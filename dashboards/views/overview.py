@@ -3,7 +3,7 @@ pipeline freshness. Figures from the snapshot; live ones from the API when it an
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import polars as pl
 import streamlit as st
@@ -72,6 +72,15 @@ if today.ok:
     t2.metric("Transactions today (live)", f"{total['transactions']:,}")
     t3.metric("Average basket today (live)", ui.money(total["avg_basket_cents"]))
     st.caption(f"Refunds {total['refunds']:,}, voids {total['voids']:,}, units {total['units']:,}.")
+    days_now = {s["business_day"] for s in today.data["stores"]}
+    planned = data.forecast_on(snap, f.store_id, date.fromisoformat(min(days_now))) if days_now else None
+    if planned is None:
+        st.caption("No forecast in this snapshot covers today; the next pipeline run will add one.")
+    else:
+        st.caption(
+            f"Units so far today: {total['units']:,}, against a whole-day forecast of {planned['yhat']:,.0f} "
+            f"(80 % band {planned['lo_80']:,.0f} – {planned['hi_80']:,.0f})."
+        )
 else:
     api.notice(today, "today's sales")
 

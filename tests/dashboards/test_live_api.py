@@ -141,6 +141,8 @@ def test_pages_show_what_the_api_answers(live_api: str, settings: Settings) -> N
     at = open_page("overview")
     assert metrics(at)["Transactions today (live)"] == "1"
     assert metrics(at)["Net sales today (live)"] == ui.money(today["net_revenue_cents"])
+    # The snapshot's forecast starts after its last day of data (March), so nothing covers today.
+    assert any("No forecast in this snapshot covers today" in c.value for c in at.caption)
     stores = at.dataframe[0].value
     assert stores["store_id"].tolist() == [s["store_id"] for s in board["stores"]] == ["S001", "S002"]
     assert stores["anomalies_7d"].tolist() == [s["anomalies_7d"] for s in board["stores"]]
