@@ -34,3 +34,26 @@ def test_reorder_suggestions_when_published(
     at = open_page("inventory", category_filter="Drinks")
     assert metrics(at)["Units to reorder"] == "65"
     assert not any("reorder_suggestions" in i for i in infos(at))
+
+
+def test_shrinkage_shows_the_flagged_counts_of_the_store(
+    dashboard_settings: Settings, tables: dict[str, pl.DataFrame]
+) -> None:
+    # The columns the pipeline's inventory_anomalies asset writes (shelf counts against expected stock).
+    tables["inventory_anomalies"] = pl.DataFrame(
+        {
+            "store_id": ["S001", "S001", "S002"],
+            "product_id": ["P0001", "P0003", "P0001"],
+            "counted_level": [4, 29, 1],
+            "expected_level": [30, 30, 25],
+            "missing_units": [26, 1, 24],
+            "is_anomaly": [True, False, True],
+            "severity": ["high", "low", "high"],
+        }
+    )
+    publish_snapshot(dashboard_settings.serving, tables)
+    at = open_page("inventory", store_filter="S001")
+    shown = at.dataframe[-1].value
+    assert shown["product_id"].tolist() == ["P0001"]  # S001's flagged count only
+    assert shown["missing_units"].tolist() == [26]
+    assert not any("inventory_anomalies" in i for i in infos(at))
