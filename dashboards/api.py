@@ -107,6 +107,11 @@ def ai_dashboard() -> Live:
     return get("/api/ai/dashboard")
 
 
+def security_status() -> Live:
+    """Threat level and the blocks in force (admin only)."""
+    return get("/api/admin/security/status")
+
+
 def sales_today(store_id: str | None = None) -> Live:
     """Sales so far today (each store's business day), straight from the ops store."""
     return get("/api/sales/today", **({"store_id": store_id} if store_id else {}))

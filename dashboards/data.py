@@ -391,11 +391,10 @@ def threat(snap: Snapshot) -> dict[str, Any]:
     the latest day of fct_security_events (< 10 low, < 50 elevated, < 200 high, else critical)."""
     risk = table(snap, "fct_ip_risk")
     score_col = _first(risk, "risk_score", "score")
-    if "threat_level" in risk.columns and risk.height:
+    level_col = _first(risk, "threat_level", "risk_level")
+    if level_col and risk.height:
         order = {lvl: i for i, lvl in enumerate(THREAT_LEVELS)}
-        level = max(
-            risk["threat_level"].drop_nulls().to_list(), key=lambda v: order.get(v, -1), default="low"
-        )
+        level = max(risk[level_col].drop_nulls().to_list(), key=lambda v: order.get(v, -1), default="low")
         return {"level": level, "basis": "fct_ip_risk threat level"}
     events = table(snap, "fct_security_events")
     if events.is_empty():

@@ -16,7 +16,7 @@ from chainsync.serving import publish_snapshot
 from chainsync.settings import Settings, get_settings
 from dashboards import ui
 from tests.api.conftest import sale_event
-from tests.dashboards.snapshot import LAST, metrics, open_page, snapshot_tables
+from tests.dashboards.snapshot import LAST, infos, metrics, open_page, snapshot_tables
 from tests.live_api import api_env, free_port, start_api, stop_api, wait_healthy
 
 pytestmark = pytest.mark.slow
@@ -158,3 +158,26 @@ def test_wrong_password_is_a_notice_not_a_traceback(live_api: str, monkeypatch: 
     # The public health endpoint still answers.
     at = open_page("system")
     assert "Status" in metrics(at)
+
+
+def test_security_page_shows_the_apis_threat_level_and_blocks(
+    live_api: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.security import ALL_STORES, create_access_token
+
+    admin = create_access_token(settings, subject="alice", role="admin", stores=[ALL_STORES]).token
+    upsert_user(get_engine(settings.ops_store), "alice", PASSWORD, "admin")
+    monkeypatch.setenv("CHAINSYNC_DASHBOARD_API_TOKEN", admin)
+    get_settings.cache_clear()
+    status = httpx.get(
+        f"{live_api}/api/admin/security/status", headers={"Authorization": f"Bearer {admin}"}
+    ).json()
+    at = open_page("security")
+    assert metrics(at)["Threat level (live)"] == status["threat_level"].upper()
+    assert not any("Live blocks not shown" in i for i in infos(at))
+
+
+def test_security_page_without_admin_rights_says_so(live_api: str) -> None:
+    at = open_page("security")  # the dashboards log in as a manager here
+    assert "Threat level (live)" not in metrics(at)
+    assert any("Live blocks not shown" in i for i in infos(at))
