@@ -234,11 +234,18 @@ def test_third_run_picks_up_exactly_the_new_events(chain: Chain) -> None:
 
 def test_ai_disabled_publishes_empty_scores(chain: Chain) -> None:
     disabled = chain.settings.model_copy(update={"ai_analytics_enabled": False})
-    result = run_pipeline(disabled, selection="demand_forecast,sales_anomalies,serving_snapshot")
+    result = run_pipeline(
+        disabled,
+        selection="demand_forecast,sales_anomalies,cashier_anomalies,security_anomalies,inventory_anomalies,"
+        "serving_snapshot",
+    )
     assert result.success
     snapshot = current_snapshot(chain.settings.serving)
     assert snapshot is not None
     assert snapshot.read("demand_forecast").is_empty()
     assert snapshot.read("sales_anomalies").is_empty()
+    for name in ("cashier_anomalies", "security_anomalies", "inventory_anomalies"):
+        scores = snapshot.read(name)
+        assert scores.is_empty() and "is_anomaly" in scores.columns, name
     assert set(snapshot.read("demand_forecast").columns) >= {"store_id", "ds", "horizon_day", "yhat", "hi_95"}
     assert snapshot.read("fct_sales_daily").height > 0

@@ -1,6 +1,10 @@
-"""The sales anomalies asset: ECOD scores per store-day, stored in analytics.sales_anomalies."""
+"""Anomaly assets: store-day sales, cashier shifts, source IPs and shelf counts, each scored into an
+``analytics.*_anomalies`` table with raw scores kept so thresholds can change without refitting."""
+
+from collections.abc import Callable
 
 import dagster as dg
+import polars as pl
 
 from pipelines.defs.anomalies.detectors import (
     CASHIER_FEATURES_SQL,
@@ -12,6 +16,22 @@ from pipelines.defs.anomalies.detectors import (
 )
 from pipelines.defs.anomalies.scoring import FEATURES_SQL, empty_anomalies, score_sales_anomalies
 from pipelines.resources import PipelineConfig, Warehouse
+
+
+def _score_into(
+    warehouse: Warehouse,
+    pipeline_config: PipelineConfig,
+    table: str,
+    features_sql: str,
+    score: Callable[[pl.DataFrame], pl.DataFrame],
+) -> dg.MaterializeResult:
+    """Read the features, score them and replace ``table``. With AI analytics off the features query runs
+    with no rows, so the table keeps its columns and nothing is computed."""
+    sql = features_sql if pipeline_config.ai_analytics_enabled else f"select * from ({features_sql}) limit 0"
+    scored = score(warehouse.read_frame(sql))
+    warehouse.replace_table(table, scored)
+    flagged = int(scored["is_anomaly"].sum()) if scored.height else 0
+    return dg.MaterializeResult(metadata={"rows": scored.height, "anomalies": flagged})
 
 
 @dg.asset(
@@ -49,13 +69,8 @@ def sales_anomalies(
     "robust z-scores, ECOD score kept) — analytics.cashier_anomalies.",
 )
 def cashier_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -> dg.MaterializeResult:
-    features = warehouse.read_frame(CASHIER_FEATURES_SQL)
-    if not pipeline_config.ai_analytics_enabled:
-        features = features.clear()
-    scored = score_cashier_shifts(features)
-    warehouse.replace_table("analytics.cashier_anomalies", scored)
-    return dg.MaterializeResult(
-        metadata={"rows": scored.height, "anomalies": int(scored["is_anomaly"].sum()) if scored.height else 0}
+    return _score_into(
+        warehouse, pipeline_config, "analytics.cashier_anomalies", CASHIER_FEATURES_SQL, score_cashier_shifts
     )
 
 
@@ -67,13 +82,8 @@ def cashier_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -> 
     "z-scores, ECOD score kept) — analytics.security_anomalies.",
 )
 def security_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -> dg.MaterializeResult:
-    features = warehouse.read_frame(SECURITY_FEATURES_SQL)
-    if not pipeline_config.ai_analytics_enabled:
-        features = features.clear()
-    scored = score_security(features)
-    warehouse.replace_table("analytics.security_anomalies", scored)
-    return dg.MaterializeResult(
-        metadata={"rows": scored.height, "anomalies": int(scored["is_anomaly"].sum()) if scored.height else 0}
+    return _score_into(
+        warehouse, pipeline_config, "analytics.security_anomalies", SECURITY_FEATURES_SQL, score_security
     )
 
 
@@ -85,13 +95,8 @@ def security_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) ->
     "recorded movements - units sold) — analytics.inventory_anomalies.",
 )
 def inventory_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -> dg.MaterializeResult:
-    counts = warehouse.read_frame(SHRINKAGE_FEATURES_SQL)
-    if not pipeline_config.ai_analytics_enabled:
-        counts = counts.clear()
-    scored = score_shrinkage(counts)
-    warehouse.replace_table("analytics.inventory_anomalies", scored)
-    return dg.MaterializeResult(
-        metadata={"rows": scored.height, "anomalies": int(scored["is_anomaly"].sum()) if scored.height else 0}
+    return _score_into(
+        warehouse, pipeline_config, "analytics.inventory_anomalies", SHRINKAGE_FEATURES_SQL, score_shrinkage
     )
 
 
