@@ -131,6 +131,12 @@ def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:  # type: ign
     )
 
 
+def start_bare(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:  # type: ignore[type-arg]
+    """Serve the bench module's bare FastAPI factory ``app`` (``module:function``) on 127.0.0.1:``port``."""
+    cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--app-dir", str(REPO / "bench")]
+    return start([*cmd, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env)
+
+
 def stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -198,24 +204,7 @@ def main() -> None:
     assert stored == acknowledged, (stored, acknowledged)
 
     port = free_port()
-    proc = start(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "ingest:bare_app",
-            "--factory",
-            "--app-dir",
-            str(REPO / "bench"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env,
-    )
+    proc = start_bare("ingest:bare_app", port, env)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/docs", proc)

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import REPO, free_port, start, stop, wait_ready  # noqa: E402
+from ingest import free_port, start, start_bare, stop, wait_ready  # noqa: E402
 
 PAGE = 1000
 
@@ -257,24 +257,7 @@ def main() -> None:
     assert stored == acknowledged, (stored, acknowledged)
 
     port = free_port()
-    proc = start(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "sync:bare_app",
-            "--factory",
-            "--app-dir",
-            str(REPO / "bench"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env,
-    )
+    proc = start_bare("sync:bare_app", port, env)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/docs", proc)
