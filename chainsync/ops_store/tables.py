@@ -288,8 +288,36 @@ user_totp = Table(
     "user_totp",
     metadata,
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
-    Column("secret", String(64), nullable=False),
+    Column("secret", String(255), nullable=False),
     Column("enabled", Boolean, nullable=False, server_default="0"),
     Column("last_step", BigInteger, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Access tokens ended by logout before they expire, shared by every API process (rows past
+# ``expires_at`` can be deleted: the token no longer verifies anyway).
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=False),
+)
+
+# The request log, aggregated: one row per minute, API process, method and route template. Latency
+# percentiles are per row; the pipeline combines processes (sum of counts, max of percentiles).
+request_stats = Table(
+    "request_stats",
+    metadata,
+    Column("bucket_start", DateTime(timezone=True), primary_key=True),
+    Column("instance", String(64), primary_key=True),
+    Column("method", String(10), primary_key=True),
+    Column("route", String(200), primary_key=True),
+    Column("requests", Integer, nullable=False),
+    Column("errors_4xx", Integer, nullable=False),
+    Column("errors_5xx", Integer, nullable=False),
+    Column("latency_ms_sum", Float, nullable=False),
+    Column("latency_ms_max", Float, nullable=False),
+    Column("latency_ms_p50", Float, nullable=False),
+    Column("latency_ms_p95", Float, nullable=False),
 )
