@@ -6,6 +6,7 @@ the API never opens the warehouse, so it never imports dagster, duckdb or the mo
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
 from api.openapi import install_openapi
 from api.ratelimit import RateLimiter
+from api.request_log import RequestLog
 from api.routes import api_router, root_router
 from api.routes.observability import app_version, live_source
 from api.routes.ws import websocket_router
@@ -62,6 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.writer = InboxWriter(engine)
         app.state.writer.start()
+        request_log = None
+        if settings.request_log_enabled:
+            request_log = RequestLog(engine, flush_seconds=settings.request_log_flush_seconds)
+            request_log.start()
+            app.state.metrics.request_log = request_log.observe
+        app.state.request_log = request_log
         notifier = Notifier(
             app.state.hub,
             engine,
@@ -79,6 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await notifier.stop()
             await app.state.writer.stop()
+            if request_log is not None:
+                app.state.metrics.request_log = None
+                await asyncio.to_thread(request_log.stop)  # writes what is left, the current minute too
 
     app = FastAPI(
         title="ChainSync Analytics API",

@@ -228,6 +228,8 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         self._live: Callable[[], dict[str, Any]] = dict
         self.registry.register(_LiveCollector(lambda: self._live()))
+        # The request log (api.request_log.RequestLog.observe) when REQUEST_LOG_ENABLED, set at start-up.
+        self.request_log: Callable[[str, str, int, float], None] | None = None
 
     def set_live_source(self, source: Callable[[], dict[str, Any]]) -> None:
         """What the scrape-time gauges read (set at start-up, once the hub and paths exist)."""
@@ -237,6 +239,8 @@ class Metrics:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
         self.window.add(method, route, status, seconds)
+        if self.request_log is not None:
+            self.request_log(method, route, status, seconds)
 
     def observe_ingest(self, event_type: str, outcome: str, count: int) -> None:
         self.events.labels(event_type, outcome).inc(count)

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     disk_free_warn_mb: int = Field(1024, ge=0)
     disk_free_critical_mb: int = Field(100, ge=0)
     performance_window_seconds: int = Field(900, ge=10, le=24 * 3600)
+    request_log_enabled: bool = True  # per-minute request stats into the ops store (performance anomalies)
+    request_log_flush_seconds: float = Field(15.0, gt=0, le=3600)
 
     @field_validator("ws_ip_allowlist", "ws_ip_denylist")
     @classmethod
