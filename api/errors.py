@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,6 +21,19 @@ from api.queries.audit import record_security_event
 log = get_logger("api.errors")
 
 _LOCATIONS = {"body", "query", "path", "header", "cookie"}
+
+
+class ErrorResponse(BaseModel):
+    """Every error body: the reason and the request id (a validation error adds ``errors``)."""
+
+    detail: str
+    request_id: str | None = None
+
+
+def error_response(description: str) -> dict[str, Any]:
+    """An OpenAPI ``responses`` entry for an error a route raises itself, e.g.
+    ``responses={404: error_response("No such user")}``."""
+    return {"model": ErrorResponse, "description": description}
 
 
 def request_id(request: Request) -> str | None:

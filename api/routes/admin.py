@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AdminPrincipal, EngineDep, Principal, require_admin
+from api.errors import error_response
 from api.ipfilter import client_ip_of
 from chainsync.ops_store.security import (
     add_ip_rule,
@@ -143,7 +144,12 @@ def get_users(engine: EngineDep) -> list[dict]:
     return list_users(engine)
 
 
-@router.post("/users", response_model=UserOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/users",
+    response_model=UserOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={409: error_response("The user exists")},
+)
 def create_user(body: UserCreate, request: Request, admin: AdminPrincipal, engine: EngineDep) -> dict:
     if get_user(engine, body.username) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"User {body.username} exists")
@@ -152,7 +158,7 @@ def create_user(body: UserCreate, request: Request, admin: AdminPrincipal, engin
     return next(u for u in list_users(engine) if u["username"] == body.username)
 
 
-@router.patch("/users/{username}", response_model=UserOut)
+@router.patch("/users/{username}", response_model=UserOut, responses={404: error_response("No such user")})
 def change_user(
     username: Annotated[str, Path(max_length=128)],
     body: UserUpdate,
@@ -181,7 +187,11 @@ def change_user(
     return next(u for u in list_users(engine) if u["username"] == username)
 
 
-@router.delete("/users/{username}/totp", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/users/{username}/totp",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: error_response("No such user or no two-factor enrolment")},
+)
 def reset_totp(
     username: Annotated[str, Path(max_length=128)], request: Request, admin: AdminPrincipal, engine: EngineDep
 ) -> Response:
@@ -214,7 +224,11 @@ def issue_device_key(
     return DeviceKeyIssued(prefix=prefix, store_id=body.store_id, device_id=body.device_id, api_key=key)
 
 
-@router.delete("/device-keys/{prefix}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/device-keys/{prefix}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: error_response("No active device key with this prefix")},
+)
 def revoke_key(
     prefix: Annotated[str, Path(pattern=r"^[0-9a-f]{8}$")],
     request: Request,
@@ -247,7 +261,11 @@ async def create_ip_rule(
     return rule
 
 
-@router.delete("/ip-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/ip-rules/{rule_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: error_response("No such IP rule")},
+)
 async def remove_ip_rule(
     rule_id: Annotated[int, Path(ge=1, le=2**31)], request: Request, admin: AdminPrincipal, engine: EngineDep
 ) -> Response:
@@ -279,7 +297,11 @@ def security_status(request: Request) -> SecurityStatus:
     )
 
 
-@router.delete("/ip-reputation/{ip}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/ip-reputation/{ip}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: error_response("No reputation kept for this address")},
+)
 def unblock_ip(
     ip: Annotated[str, Path(max_length=64)], request: Request, admin: AdminPrincipal, engine: EngineDep
 ) -> Response:

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from api.audit import Auditor
 from api.deps import CurrentPrincipal, EngineDep, SettingsDep
+from api.errors import error_response
 from api.ipfilter import client_ip_of
 from api.log import get_logger
 from api.risk import RiskEngine
@@ -148,7 +149,11 @@ def _issue(settings: Settings, engine: Engine, user: User, family: str | None = 
     )
 
 
-@router.post("/token", response_model=TokenResponse)
+@router.post(
+    "/token",
+    response_model=TokenResponse,
+    responses={403: error_response("An administrator without two-factor enrolment (outside demo mode)")},
+)
 def login(
     request: Request,
     response: Response,
@@ -229,7 +234,11 @@ def refresh(
     raise _unauthorized("Invalid refresh token")
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={400: error_response("Devices have no login to end")},
+)
 def logout(request: Request, principal: CurrentPrincipal, engine: EngineDep) -> Response:
     """End this login: the access token stops working now and its refresh tokens are revoked."""
     if principal.role == "device":
@@ -246,7 +255,11 @@ def logout(request: Request, principal: CurrentPrincipal, engine: EngineDep) -> 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/2fa/enroll", response_model=TotpEnrolment)
+@router.post(
+    "/2fa/enroll",
+    response_model=TotpEnrolment,
+    responses={409: error_response("Two-factor authentication is already on")},
+)
 def enroll_totp(
     request: Request,
     response: Response,
@@ -268,7 +281,11 @@ def enroll_totp(
     return TotpEnrolment(secret=secret, otpauth_uri=uri)
 
 
-@router.post("/2fa/confirm", response_model=TotpEnabled)
+@router.post(
+    "/2fa/confirm",
+    response_model=TotpEnabled,
+    responses={409: error_response("Not enrolled, or already on")},
+)
 def confirm_totp(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
