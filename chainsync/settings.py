@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     # memory:// is per process; with several API workers use a shared store, e.g. redis://host:6379/0.
     rate_limit_storage_url: str = "memory://"
     security_dry_run: bool = False  # decide and log blocks, enforce none
+    # JSON and form bodies up to this size have their string values scanned for attack patterns (0: off).
+    input_scan_max_bytes: int = Field(1024 * 1024, ge=0)
     risk_block_score: float = Field(10.0, gt=0)  # an address at or above this score is blocked
     risk_half_life_minutes: float = Field(30.0, gt=0)  # scores halve every this many minutes
     ban_initial_seconds: int = Field(3600, ge=1)  # first block: 1 h
@@ -129,7 +131,18 @@ class Settings(BaseSettings):
 
     # --- pipeline ---------------------------------------------------------------------------
     forecast_horizon_days: int = Field(90, ge=7, le=365)
+    # Holiday calendar of the forecast (a `holidays` library country code); empty turns holiday effects off.
+    forecast_holiday_country: str = "US"
     anomaly_threshold_quantile: float = Field(0.99, gt=0.5, lt=1.0)
+    # Anomaly decisions, applied to stored raw scores (changing them re-flags without refitting).
+    anomaly_z_threshold: float = Field(6.0, gt=0)  # scaled MADs a driving feature must reach
+    anomaly_driver_z: float = Field(3.0, gt=0)  # |z| from which a sales feature is listed as a driver
+    anomaly_residual_threshold: float = Field(2.0, ge=0)  # half-widths beyond the 95 % forecast interval
+    anomaly_residual_min_z: float = Field(4.5, ge=0)  # ... with a sales feature this many scaled MADs out
+    anomaly_min_cashier_events: int = Field(5, ge=0)  # refunds + voids a flagged cashier shift holds
+    anomaly_min_security_failures: int = Field(10, ge=0)  # failures a flagged IP-day holds
+    anomaly_min_missing_units: int = Field(5, ge=0)  # units missing at a flagged shelf count
+    anomaly_min_missing_share: float = Field(0.1, ge=0, le=1)  # ... and this share of the expected level
 
     # --- the specification's variables (names kept verbatim) --------------------------------
     ws_enabled: bool = Field(True, validation_alias=_spec("WS_ENABLED"))

@@ -37,6 +37,14 @@ class PipelineConfig(dg.ConfigurableResource):
     serving_keep_versions: int = 5
     forecast_horizon_days: int = 90
     anomaly_threshold_quantile: float = 0.99
+    anomaly_z_threshold: float = 6.0
+    anomaly_driver_z: float = 3.0
+    anomaly_residual_threshold: float = 2.0
+    anomaly_residual_min_z: float = 4.5
+    anomaly_min_cashier_events: int = 5
+    anomaly_min_security_failures: int = 10
+    anomaly_min_missing_units: int = 5
+    anomaly_min_missing_share: float = 0.1
     ai_analytics_enabled: bool = True
 
     @property
@@ -99,6 +107,14 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             serving_keep_versions=settings.serving_keep_versions,
             forecast_horizon_days=settings.forecast_horizon_days,
             anomaly_threshold_quantile=settings.anomaly_threshold_quantile,
+            anomaly_z_threshold=settings.anomaly_z_threshold,
+            anomaly_driver_z=settings.anomaly_driver_z,
+            anomaly_residual_threshold=settings.anomaly_residual_threshold,
+            anomaly_residual_min_z=settings.anomaly_residual_min_z,
+            anomaly_min_cashier_events=settings.anomaly_min_cashier_events,
+            anomaly_min_security_failures=settings.anomaly_min_security_failures,
+            anomaly_min_missing_units=settings.anomaly_min_missing_units,
+            anomaly_min_missing_share=settings.anomaly_min_missing_share,
             ai_analytics_enabled=settings.ai_analytics_enabled,
         ),
     }
