@@ -1,10 +1,10 @@
 """Hold-out backtest of ChainSync's forecasting method on any panel CSV (``chainsync backtest``).
 
 Trains on everything before the last ``horizon`` periods of the panel, forecasts those periods with our method
-(``chainsync.forecasting.forecast_panel``) and with statsforecast's SeasonalNaive and AutoETS, and scores the
-three on the series with a complete history (every period of the panel present, the usual convention for the
-Walmart split): MASE (scaled by the in-sample seasonal-naive error, season from the frequency), WAPE and 80 %
-interval coverage.
+(``chainsync.forecasting.forecast_panel``) and with statsforecast baselines (``BASELINES``: SeasonalNaive and
+AutoETS by default, AutoTheta and MSTL on request), and scores them on the series with a complete history
+(every period of the panel present, the usual convention for the Walmart split): MASE (scaled by the in-sample
+seasonal-naive error, season from the frequency), WAPE and 80 % interval coverage.
 """
 
 from __future__ import annotations
@@ -23,6 +23,24 @@ import polars as pl
 from chainsync.forecasting import coverage, forecast_panel, mase, scale_for, season_length_for, wape
 
 OUTPUT_COLUMNS = ["unique_id", "ds", "yhat", "lo_80", "hi_80", "lo_95", "hi_95"]
+BASELINES = ("SeasonalNaive", "AutoETS", "AutoTheta", "MSTL")
+DEFAULT_BASELINES = ("SeasonalNaive", "AutoETS")
+
+
+def parse_baselines(text: str) -> tuple[str, ...]:
+    """``"SeasonalNaive,AutoTheta"`` -> the baseline names in the given order (case-insensitive, no
+    duplicates); an empty string or ``none`` -> no baselines. Raises ValueError naming an unknown one."""
+    by_lower = {name.lower(): name for name in BASELINES}
+    names: list[str] = []
+    for part in text.split(","):
+        key = part.strip().lower()
+        if not key or key == "none":
+            continue
+        if key not in by_lower:
+            raise ValueError(f"unknown baseline {part.strip()!r}; choose from {', '.join(BASELINES)}")
+        if by_lower[key] not in names:
+            names.append(by_lower[key])
+    return tuple(names)
 
 
 @dataclass
@@ -84,9 +102,16 @@ def _fill_gaps(frame: pl.DataFrame, end: object, every: str) -> pl.DataFrame:
 
 
 def run_backtest(
-    panel: pl.DataFrame, *, freq: str, horizon: int, baselines: bool = True, n_jobs: int = -1
+    panel: pl.DataFrame,
+    *,
+    freq: str,
+    horizon: int,
+    baselines: tuple[str, ...] = DEFAULT_BASELINES,
+    holidays: str | None = "US",
+    n_jobs: int = -1,
 ) -> BacktestResult:
-    """The hold-out backtest of ``panel`` (unique_id, ds, y); see the module docstring."""
+    """The hold-out backtest of ``panel`` (unique_id, ds, y); see the module docstring. ``holidays``: the
+    country of our method's holiday calendar (None: no holiday effects)."""
     from chainsync.forecasting.method import _polars_interval
 
     season = season_length_for(freq)
@@ -103,12 +128,14 @@ def run_backtest(
     warnings.filterwarnings("ignore", module="statsforecast")  # short-series notes, one per series
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     started = time.perf_counter()
-    ours = forecast_panel(train, horizon=horizon, freq=freq, season=season)
+    ours = forecast_panel(train, horizon=horizon, freq=freq, season=season, holidays=holidays)
     our_seconds = time.perf_counter() - started
     forecasts = ours.forecasts.select(OUTPUT_COLUMNS)
     predictions = {"ChainSync": (forecasts, our_seconds)}
     if baselines:
-        predictions.update(_baselines(train, horizon=horizon, freq=freq, season=season, n_jobs=n_jobs))
+        predictions.update(
+            _baselines(train, baselines, horizon=horizon, freq=freq, season=season, n_jobs=n_jobs)
+        )
 
     scales = (
         train.group_by("unique_id", maintain_order=True)
@@ -147,19 +174,25 @@ def run_backtest(
 
 
 def _baselines(
-    train: pl.DataFrame, *, horizon: int, freq: str, season: int, n_jobs: int
+    train: pl.DataFrame, names: tuple[str, ...], *, horizon: int, freq: str, season: int, n_jobs: int
 ) -> dict[str, tuple[pl.DataFrame, float]]:
-    """statsforecast's SeasonalNaive and AutoETS with their own 80/95 % intervals."""
+    """statsforecast's ``names`` (of ``BASELINES``) with their own 80/95 % intervals."""
     from chainsync.forecasting.method import _sf_freq
 
     os.environ.setdefault("NIXTLA_NUMBA_CACHE", "1")
     os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
     from statsforecast import StatsForecast
-    from statsforecast.models import AutoETS, SeasonalNaive
+    from statsforecast.models import MSTL, AutoETS, AutoTheta, SeasonalNaive
 
+    factories = {
+        "SeasonalNaive": lambda: SeasonalNaive(season_length=season),
+        "AutoETS": lambda: AutoETS(season_length=season),
+        "AutoTheta": lambda: AutoTheta(season_length=season),
+        "MSTL": lambda: MSTL(season_length=season),
+    }
     out = {}
-    for model in (SeasonalNaive(season_length=season), AutoETS(season_length=season)):
-        name = type(model).__name__
+    for name in names:
+        model = factories[name]()
         started = time.perf_counter()
         sf = StatsForecast(
             models=[model], freq=_sf_freq(freq), n_jobs=n_jobs, fallback_model=SeasonalNaive(season)

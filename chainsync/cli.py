@@ -147,19 +147,35 @@ def backtest(
     forecasts_out: Annotated[
         Path | None, typer.Option(help="Write our forecasts (unique_id, ds, yhat, lo/hi_80, lo/hi_95) here.")
     ] = None,
-    baselines: Annotated[bool, typer.Option(help="Also run SeasonalNaive and AutoETS.")] = True,
+    baselines: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated statsforecast baselines to run beside ours: SeasonalNaive, AutoETS, "
+            "AutoTheta, MSTL ('none' for none)."
+        ),
+    ] = "SeasonalNaive,AutoETS",
+    holidays: Annotated[
+        str,
+        typer.Option(help="Country of our method's holiday calendar (daily, weekly data); 'none' for none."),
+    ] = "US",
 ) -> None:
     """Hold out the last HORIZON periods, forecast them, print MASE / WAPE / coverage beside the baselines."""
     from rich.table import Table
 
-    from chainsync.backtest import read_panel, run_backtest, write_forecasts
+    from chainsync.backtest import parse_baselines, read_panel, run_backtest, write_forecasts
 
     if not path.exists():
         console.print(f"[red]{path} does not exist[/]")
         raise typer.Exit(2)
     try:
         panel = read_panel(path, [c.strip() for c in id_cols.split(",") if c.strip()], date_col, target)
-        result = run_backtest(panel, freq=freq, horizon=horizon, baselines=baselines)
+        result = run_backtest(
+            panel,
+            freq=freq,
+            horizon=horizon,
+            baselines=parse_baselines(baselines),
+            holidays=None if holidays.strip().lower() in ("", "none") else holidays.strip(),
+        )
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None

@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from chainsync.forecasting.holidays import week_anchor
 from chainsync.forecasting.metrics import scale_for
 
 LEVELS = (80, 95)
@@ -151,6 +154,42 @@ def _split(frame: pl.DataFrame) -> tuple[list[str], list[np.ndarray], pl.DataFra
 
 
 def forecast_panel(
+    frame: pl.DataFrame,
+    *,
+    horizon: int,
+    freq: str,
+    holidays: str | None = None,
+    **options: Any,
+) -> PanelForecast:
+    """Forecast ``horizon`` periods after each series' last ``ds`` (see the module docstring).
+
+    ``holidays``: a country code (``US``) to take holiday effects out of the history before fitting and put
+    them back on the holiday periods of the horizon (``chainsync.forecasting.holidays``; daily and weekly data
+    only); None for no holiday adjustment. ``options`` go to ``_forecast_panel``."""
+    if not holidays or frame.is_empty():
+        return _forecast_panel(frame, horizon=horizon, freq=freq, **options)
+    from chainsync.forecasting.holidays import (
+        apply_holiday_effects,
+        holiday_calendar,
+        remove_holiday_effects,
+    )
+
+    first, last = frame.select(
+        pl.col("ds").min().cast(pl.Date).alias("first"), pl.col("ds").max().cast(pl.Date).alias("last")
+    ).row(0)
+    span_days = horizon * (7 if week_anchor(freq) is not None else 1) + 7
+    calendar = holiday_calendar(first, last + timedelta(days=span_days), freq, holidays)
+    if options.get("nonnegative") is None:
+        options["nonnegative"] = bool(frame["y"].min() >= 0)  # type: ignore[operator]
+    adjusted, effects = remove_holiday_effects(frame.select("unique_id", "ds", "y"), calendar, freq)
+    result = _forecast_panel(adjusted, horizon=horizon, freq=freq, **options)
+    forecasts = apply_holiday_effects(
+        result.forecasts, calendar, effects, ["yhat", *(f"{b}_{lvl}" for lvl in LEVELS for b in ("lo", "hi"))]
+    )
+    return PanelForecast(forecasts=forecasts, series=result.series)
+
+
+def _forecast_panel(
     frame: pl.DataFrame,
     *,
     horizon: int,

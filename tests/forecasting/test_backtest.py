@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
+from chainsync.backtest import DEFAULT_BASELINES, parse_baselines
 from chainsync.cli import app
 
 
-def test_backtest_command_writes_forecasts_and_scores(tmp_path: Path) -> None:
+def _weekly_panel(tmp_path: Path) -> tuple[Path, list[dict[str, object]], int]:
     rng = np.random.default_rng(3)
     weeks = 120
     rows = []
@@ -35,26 +37,31 @@ def test_backtest_command_writes_forecasts_and_scores(tmp_path: Path) -> None:
     archive = tmp_path / "panel.csv.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.write(csv, "panel.csv")
+    return archive, rows, weeks
+
+
+def _args(archive: Path, *extra: str) -> list[str]:
+    return [
+        "backtest",
+        str(archive),
+        "--id-cols",
+        "Store,Dept",
+        "--date-col",
+        "Date",
+        "--target",
+        "Sales",
+        "--freq",
+        "W-FRI",
+        "--horizon",
+        "8",
+        *extra,
+    ]
+
+
+def test_backtest_command_writes_forecasts_and_scores(tmp_path: Path) -> None:
+    archive, rows, weeks = _weekly_panel(tmp_path)
     out = tmp_path / "out.csv"
-    result = CliRunner().invoke(
-        app,
-        [
-            "backtest",
-            str(archive),
-            "--id-cols",
-            "Store,Dept",
-            "--date-col",
-            "Date",
-            "--target",
-            "Sales",
-            "--freq",
-            "W-FRI",
-            "--horizon",
-            "8",
-            "--forecasts-out",
-            str(out),
-        ],
-    )
+    result = CliRunner().invoke(app, _args(archive, "--forecasts-out", str(out)))
     assert result.exit_code == 0, result.output
     for name in ("ChainSync", "SeasonalNaive", "AutoETS", "MASE", "WAPE"):
         assert name in result.output
@@ -69,3 +76,47 @@ def test_backtest_command_writes_forecasts_and_scores(tmp_path: Path) -> None:
     )
     joined = written.join(truth, on=["unique_id", "ds"])
     assert ((joined["yhat"] - joined["Sales"]).abs() / joined["Sales"]).mean() < 0.1  # type: ignore[operator]
+
+
+def _methods(output: str) -> list[str]:
+    """The method column of the printed score table (rows with every column filled)."""
+    return [
+        line.split("│")[1].strip()
+        for line in output.splitlines()
+        if line.count("│") == 7 and "method" not in line and line.split("│")[1].strip()
+    ]
+
+
+def test_parse_baselines() -> None:
+    assert parse_baselines("SeasonalNaive,AutoETS") == DEFAULT_BASELINES
+    assert parse_baselines(" autotheta, MSTL ,AutoTheta") == ("AutoTheta", "MSTL")
+    assert parse_baselines("none") == parse_baselines("") == ()
+    with pytest.raises(ValueError, match="unknown baseline 'Prophet'"):
+        parse_baselines("SeasonalNaive,Prophet")
+
+
+def test_backtest_command_runs_the_chosen_baselines(tmp_path: Path) -> None:
+    archive, _, _ = _weekly_panel(tmp_path)
+    result = CliRunner().invoke(
+        app, _args(archive, "--baselines", "SeasonalNaive,AutoTheta", "--holidays", "none")
+    )
+    assert result.exit_code == 0, result.output
+    assert _methods(result.output) == ["ChainSync", "SeasonalNaive", "AutoTheta"]
+    header = next(line for line in result.output.splitlines() if "method" in line)
+    for column in ("MASE", "WAPE", "80% coverage", "95% coverage", "seconds"):
+        assert column in header
+
+    only_ours = CliRunner().invoke(app, _args(archive, "--baselines", "none"))
+    assert only_ours.exit_code == 0, only_ours.output
+    assert _methods(only_ours.output) == ["ChainSync"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--baselines", "AutoETS,Prophet"], "unknown baseline"), (["--holidays", "XX"], "no holiday calendar")],
+)
+def test_backtest_command_rejects_bad_options(tmp_path: Path, option: list[str], message: str) -> None:
+    archive, _, _ = _weekly_panel(tmp_path)
+    result = CliRunner().invoke(app, _args(archive, *option))
+    assert result.exit_code == 2
+    assert message in result.output

@@ -3,6 +3,7 @@ demand_forecast_totals (bottom-up store / category / chain totals), in the analy
 
 import dagster as dg
 
+from chainsync.settings import get_settings
 from pipelines.defs.forecasting.demand import (
     empty_accuracy,
     empty_forecast,
@@ -62,7 +63,8 @@ def demand_forecasts(
     series = history.select("store_id", "product_id").n_unique() if history.height else 0
     context.log.info(f"forecasting {series} series, {history.height} history rows")
 
-    accuracy = forecast_accuracy(history, categories)
+    holidays = get_settings().forecast_holiday_country.strip() or None
+    accuracy = forecast_accuracy(history, categories, holidays=holidays)
     warehouse.replace_table("analytics.forecast_accuracy", accuracy)
     chain = accuracy.filter(accuracy["level"] == "chain")
     if "forecast_accuracy" in selected:
@@ -78,7 +80,9 @@ def demand_forecasts(
             },
         )
 
-    forecast = forecast_demand(history, horizon=pipeline_config.forecast_horizon_days, accuracy=accuracy)
+    forecast = forecast_demand(
+        history, horizon=pipeline_config.forecast_horizon_days, accuracy=accuracy, holidays=holidays
+    )
     warehouse.replace_table("analytics.demand_forecast", forecast)
     if "demand_forecast" in selected:
         yield dg.MaterializeResult(

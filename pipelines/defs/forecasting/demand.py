@@ -108,23 +108,30 @@ def confidence_score(mase: pl.Expr, n_obs: pl.Expr, gap_share: pl.Expr, zero_sha
 
 
 def forecast_demand(
-    history: pl.DataFrame, *, horizon: int, n_jobs: int = 1, accuracy: pl.DataFrame | None = None
+    history: pl.DataFrame,
+    *,
+    horizon: int,
+    n_jobs: int = 1,
+    accuracy: pl.DataFrame | None = None,
+    holidays: str | None = "US",
 ) -> pl.DataFrame:
     """Forecast ``horizon`` days of units per day for every series in ``history``.
 
     ``history`` has store_id, product_id, ds (date, gap-free per series up to the cutoff), y (units, >= 0)
     and optionally store_gap (the store sent no sales that day). The method is
     ``chainsync.forecasting.forecast_panel`` (demand-pattern routing, model choice by rolling-origin
-    cross-validation, conformal 80/95 % intervals). ``accuracy`` (series rows of ``forecast_accuracy``)
-    feeds the confidence score. Returns ``FORECAST_SCHEMA``: units per day, clipped at 0 and ordered
-    lo_95 <= lo_80 <= yhat <= hi_80 <= hi_95.
+    cross-validation, conformal 80/95 % intervals, holiday effects of the ``holidays`` country's calendar).
+    ``accuracy`` (series rows of ``forecast_accuracy``) feeds the confidence score. Returns
+    ``FORECAST_SCHEMA``: units per day, clipped at 0 and ordered lo_95 <= lo_80 <= yhat <= hi_80 <= hi_95.
     """
     if history.is_empty():
         return empty_forecast()
     from chainsync.forecasting import forecast_panel
 
     cutoff: date = history["ds"].max()  # type: ignore[assignment]
-    result = forecast_panel(_panel(history), horizon=horizon, freq="1d", season=SEASON, n_jobs=n_jobs)
+    result = forecast_panel(
+        _panel(history), horizon=horizon, freq="1d", season=SEASON, n_jobs=n_jobs, holidays=holidays
+    )
     gaps = (
         history.group_by("store_id", "product_id").agg(gap_share=pl.col("store_gap").cast(pl.Float64).mean())
         if "store_gap" in history.columns
@@ -163,7 +170,11 @@ def forecast_demand(
 
 
 def forecast_accuracy(
-    history: pl.DataFrame, categories: pl.DataFrame | None = None, *, holdout: int = ACCURACY_HOLDOUT_DAYS
+    history: pl.DataFrame,
+    categories: pl.DataFrame | None = None,
+    *,
+    holdout: int = ACCURACY_HOLDOUT_DAYS,
+    holidays: str | None = "US",
 ) -> pl.DataFrame:
     """Hold-out accuracy of the method: forecast the last ``holdout`` days from the history before them and
     score per series, store, category and chain. MASE is scaled by each series' in-sample seasonal-naive
@@ -183,7 +194,7 @@ def forecast_accuracy(
     if train.is_empty():
         return empty_accuracy()
     panel = _panel(train)
-    result = forecast_panel(panel, horizon=holdout, freq="1d", season=SEASON)
+    result = forecast_panel(panel, horizon=holdout, freq="1d", season=SEASON, holidays=holidays)
     scales = (
         panel.group_by("unique_id")
         .agg(pl.col("y"))
