@@ -2,6 +2,7 @@
 ``analytics.*_anomalies`` table with raw scores kept so thresholds can change without refitting."""
 
 from collections.abc import Callable
+from functools import partial
 
 import dagster as dg
 import polars as pl
@@ -14,8 +15,27 @@ from pipelines.defs.anomalies.detectors import (
     score_security,
     score_shrinkage,
 )
-from pipelines.defs.anomalies.scoring import FEATURES_SQL, empty_anomalies, score_sales_anomalies
+from pipelines.defs.anomalies.scoring import (
+    FEATURES_SQL,
+    SalesThresholds,
+    empty_anomalies,
+    flag_store_days,
+    score_store_days,
+    store_day_forecasts,
+)
 from pipelines.resources import PipelineConfig, Warehouse
+
+
+def sales_thresholds(pipeline_config: PipelineConfig) -> SalesThresholds:
+    """The sales decision knobs from the settings (ANOMALY_THRESHOLD_QUANTILE, ANOMALY_Z_THRESHOLD,
+    ANOMALY_DRIVER_Z, ANOMALY_RESIDUAL_THRESHOLD, ANOMALY_RESIDUAL_MIN_Z)."""
+    return SalesThresholds(
+        score_quantile=pipeline_config.anomaly_threshold_quantile,
+        z=pipeline_config.anomaly_z_threshold,
+        driver_z=pipeline_config.anomaly_driver_z,
+        residual=pipeline_config.anomaly_residual_threshold,
+        residual_min_z=pipeline_config.anomaly_residual_min_z,
+    )
 
 
 def _score_into(
@@ -36,10 +56,13 @@ def _score_into(
 
 @dg.asset(
     group_name="anomalies",
-    kinds={"pyod", "duckdb"},
+    kinds={"pyod", "statsforecast", "duckdb"},
     deps=[dg.AssetKey("int_sale_lines_localized"), dg.AssetKey("fct_sales_daily")],
-    description="Store-day sales anomalies (net revenue, transactions, basket, refund/void/discount rates) "
-    "scored by ECOD; threshold = anomaly_threshold_quantile of the raw scores (analytics.sales_anomalies).",
+    description="Store-day sales anomalies (analytics.sales_anomalies), one row per store-day with every "
+    "raw score: a pyod ensemble (ECOD + IForest, rank average) over robust z-scores of net revenue, "
+    "transactions, basket, refund/void/discount rates, and the day's units and revenue against an "
+    "out-of-sample forecast's 95 % interval; flagged by the ANOMALY_* thresholds, with the detectors that "
+    "fired, drivers, severity and the expected range.",
 )
 def sales_anomalies(
     context: dg.AssetExecutionContext, warehouse: Warehouse, pipeline_config: PipelineConfig
@@ -48,15 +71,24 @@ def sales_anomalies(
         warehouse.replace_table("analytics.sales_anomalies", empty_anomalies())
         return dg.MaterializeResult(metadata={"rows": 0, "disabled": True})
     features = warehouse.read_frame(FEATURES_SQL)
-    scored = score_sales_anomalies(features, threshold_quantile=pipeline_config.anomaly_threshold_quantile)
+    forecasts = store_day_forecasts(features)
+    thresholds = sales_thresholds(pipeline_config)
+    scored = flag_store_days(score_store_days(features, forecasts), thresholds)
     warehouse.replace_table("analytics.sales_anomalies", scored)
-    flagged = int(scored["is_anomaly"].sum()) if scored.height else 0
-    context.log.info(f"scored {scored.height} store-days, {flagged} anomalies")
+    flagged = scored.filter(pl.col("is_anomaly"))
+    by_detector = {
+        name: int(flagged["detectors"].str.contains(name).sum()) for name in ("features", "forecast_residual")
+    }
+    context.log.info(f"scored {scored.height} store-days, {flagged.height} anomalies {by_detector}")
     return dg.MaterializeResult(
         metadata={
             "rows": scored.height,
-            "anomalies": flagged,
-            "threshold_quantile": pipeline_config.anomaly_threshold_quantile,
+            "anomalies": flagged.height,
+            "forecast_store_days": int(scored["units_residual"].is_not_null().sum()) if scored.height else 0,
+            **{f"flagged_by_{name}": n for name, n in by_detector.items()},
+            "threshold_quantile": thresholds.score_quantile,
+            "z_threshold": thresholds.z,
+            "residual_threshold": thresholds.residual,
         }
     )
 
@@ -69,9 +101,12 @@ def sales_anomalies(
     "robust z-scores, ECOD score kept) — analytics.cashier_anomalies.",
 )
 def cashier_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -> dg.MaterializeResult:
-    return _score_into(
-        warehouse, pipeline_config, "analytics.cashier_anomalies", CASHIER_FEATURES_SQL, score_cashier_shifts
+    score = partial(
+        score_cashier_shifts,
+        z_threshold=pipeline_config.anomaly_z_threshold,
+        min_count=pipeline_config.anomaly_min_cashier_events,
     )
+    return _score_into(warehouse, pipeline_config, "analytics.cashier_anomalies", CASHIER_FEATURES_SQL, score)
 
 
 @dg.asset(
@@ -82,8 +117,13 @@ def cashier_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -> 
     "z-scores, ECOD score kept) — analytics.security_anomalies.",
 )
 def security_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -> dg.MaterializeResult:
+    score = partial(
+        score_security,
+        z_threshold=pipeline_config.anomaly_z_threshold,
+        min_count=pipeline_config.anomaly_min_security_failures,
+    )
     return _score_into(
-        warehouse, pipeline_config, "analytics.security_anomalies", SECURITY_FEATURES_SQL, score_security
+        warehouse, pipeline_config, "analytics.security_anomalies", SECURITY_FEATURES_SQL, score
     )
 
 
@@ -95,8 +135,14 @@ def security_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) ->
     "recorded movements - units sold) — analytics.inventory_anomalies.",
 )
 def inventory_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -> dg.MaterializeResult:
+    score = partial(
+        score_shrinkage,
+        z_threshold=pipeline_config.anomaly_z_threshold,
+        min_units=pipeline_config.anomaly_min_missing_units,
+        min_share=pipeline_config.anomaly_min_missing_share,
+    )
     return _score_into(
-        warehouse, pipeline_config, "analytics.inventory_anomalies", SHRINKAGE_FEATURES_SQL, score_shrinkage
+        warehouse, pipeline_config, "analytics.inventory_anomalies", SHRINKAGE_FEATURES_SQL, score
     )
 
 

@@ -72,15 +72,23 @@ def robust_z(column: str, over: str | list[str] | None = None) -> pl.Expr:
     return ((x - median) / (1.4826 * mad + 1.0)).alias(f"z_{column}")
 
 
+def grade_severity(value: pl.Expr, high_from: float, critical_from: float) -> pl.Expr:
+    """The severity of a flagged row by how far ``value`` goes: medium below ``high_from``, high below
+    ``critical_from``, critical beyond."""
+    return (
+        pl.when(value < high_from)
+        .then(pl.lit("medium"))
+        .when(value < critical_from)
+        .then(pl.lit("high"))
+        .otherwise(pl.lit("critical"))
+    )
+
+
 def _severity(z_threshold: float) -> pl.Expr:
     return (
         pl.when(~pl.col("is_anomaly"))
         .then(pl.lit("low"))
-        .when(pl.col("max_z") < 2 * z_threshold)
-        .then(pl.lit("medium"))
-        .when(pl.col("max_z") < 4 * z_threshold)
-        .then(pl.lit("high"))
-        .otherwise(pl.lit("critical"))
+        .otherwise(grade_severity(pl.col("max_z"), 2 * z_threshold, 4 * z_threshold))
     )
 
 

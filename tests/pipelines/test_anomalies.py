@@ -1,0 +1,246 @@
+"""Sales anomalies: the forecast-residual view, the pyod ensemble, one row per store-day, and thresholds
+that re-flag stored scores without refitting — on sale lines run through the pipeline's own feature SQL
+(DuckDB) and, last, a real materialization of the assets with thresholds from the settings."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+
+import pipelines.defs.anomalies.scoring as scoring
+from chainsync.settings import Settings
+from pipelines.defs.anomalies.scoring import (
+    ANOMALY_SCHEMA,
+    FEATURES_SQL,
+    SalesThresholds,
+    flag_store_days,
+    score_store_days,
+    store_day_forecasts,
+)
+from pipelines.resources import build_resources
+from tests.pipelines.conftest import make_settings
+
+START = date(2025, 1, 6)  # a Monday
+DAYS = 140
+STORES = 8
+SPIKE = ("S02", START + timedelta(days=110), 3.5)  # store, day, demand multiplier
+DROP = ("S05", START + timedelta(days=124), 0.15)
+HOLIDAY = (START + timedelta(days=100), 1.7)  # every store busier: not a store anomaly
+
+
+def sale_lines(seed: int = 7) -> pl.DataFrame:
+    """The columns of intermediate.int_sale_lines_localized for ``STORES`` x ``DAYS``: one line per
+    transaction, a weekly pattern, 2 % refunds, 1 % voids, a planted spike and drop and a chain holiday."""
+    rng = np.random.default_rng(seed)
+    weekly = np.array([0.8, 0.85, 0.9, 1.0, 1.3, 1.5, 0.7])
+    rows: dict[str, list] = {k: [] for k in ("store_id", "sale_date", "transaction_id", "sale_kind")}
+    quantity, price, discount, cashier = [], [], [], []
+    for s in range(STORES):
+        store = f"S{s + 1:02d}"
+        level = 100 + 20 * s
+        for d in range(DAYS):
+            day = START + timedelta(days=d)
+            mean = level * weekly[day.weekday()]
+            mean *= HOLIDAY[1] if day == HOLIDAY[0] else 1.0
+            for planted in (SPIKE, DROP):
+                mean *= planted[2] if (store, day) == planted[:2] else 1.0
+            n = int(rng.poisson(mean))
+            kinds = rng.choice(["sale", "refund", "void"], size=n, p=[0.97, 0.02, 0.01])
+            rows["store_id"] += [store] * n
+            rows["sale_date"] += [day] * n
+            rows["transaction_id"] += [f"{store}-{d}-{i}" for i in range(n)]
+            rows["sale_kind"] += kinds.tolist()
+            quantity.append(1 + rng.poisson(1.0, n))
+            price.append(rng.integers(300, 1500, n))
+            discount.append(np.where(rng.random(n) < 0.1, 50, 0))
+            cashier += [f"{store}-C{1 + i % 3:02d}" for i in range(n)]
+    return pl.DataFrame(
+        {
+            **rows,
+            "quantity": np.concatenate(quantity),
+            "unit_price_cents": np.concatenate(price),
+            "discount_cents": np.concatenate(discount),
+            "cashier_id": cashier,
+        }
+    ).with_columns(pl.col("sale_date").cast(pl.Date))
+
+
+def load_lines(con: duckdb.DuckDBPyConnection, lines: pl.DataFrame) -> None:
+    con.execute("create schema if not exists intermediate")
+    con.register("lines", lines.to_arrow())
+    con.execute("create or replace table intermediate.int_sale_lines_localized as select * from lines")
+    con.unregister("lines")
+
+
+@pytest.fixture(scope="module")
+def features() -> pl.DataFrame:
+    con = duckdb.connect()
+    load_lines(con, sale_lines())
+    return pl.from_arrow(con.sql(FEATURES_SQL).to_arrow_table())  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def raw(features: pl.DataFrame) -> pl.DataFrame:
+    return score_store_days(features, store_day_forecasts(features))
+
+
+def _row(frame: pl.DataFrame, store: str, day: date) -> dict:
+    return frame.filter((pl.col("store_id") == store) & (pl.col("sale_date") == day)).row(0, named=True)
+
+
+def test_forecasts_are_out_of_sample_with_ordered_intervals(features: pl.DataFrame) -> None:
+    forecasts = store_day_forecasts(features)
+    assert set(forecasts["target"].unique()) == {"units", "revenue"}
+    # Every store-day after the warm-up has one units and one revenue forecast, none before it.
+    first = START + timedelta(days=scoring.RESIDUAL_WARMUP)
+    assert forecasts["sale_date"].min() == first
+    assert forecasts.height == 2 * STORES * (DAYS - scoring.RESIDUAL_WARMUP)
+    assert forecasts.select("store_id", "sale_date", "target").is_unique().all()
+    ordered = forecasts.select(
+        (pl.col("lo_95") <= pl.col("lo_80"))
+        & (pl.col("lo_80") <= pl.col("yhat"))
+        & (pl.col("yhat") <= pl.col("hi_80"))
+        & (pl.col("hi_80") <= pl.col("hi_95"))
+    )
+    assert ordered.to_series().all()
+    # Out of sample: the spike's own forecast does not know the spike (it sits near the store's usual).
+    spike_units = _row(features, *SPIKE[:2])["units"]
+    forecast = forecasts.filter(
+        (pl.col("store_id") == SPIKE[0]) & (pl.col("sale_date") == SPIKE[1]) & (pl.col("target") == "units")
+    ).row(0, named=True)
+    assert forecast["hi_95"] < spike_units / 1.5
+
+
+def test_a_spike_is_one_row_with_both_views_and_the_forecast_range(raw: pl.DataFrame) -> None:
+    flagged = flag_store_days(raw, SalesThresholds())
+    assert flagged.schema == pl.Schema(ANOMALY_SCHEMA) and flagged.height == raw.height
+    assert flagged.select("store_id", "sale_date").is_unique().all()  # one row per store-day
+    spike = _row(flagged, *SPIKE[:2])
+    assert spike["is_anomaly"] and spike["detectors"] == "features,forecast_residual"
+    drivers = spike["drivers"].split(",")
+    assert len(drivers) == len(set(drivers))  # both views, no duplicates
+    assert {"units_residual", "revenue_residual"} <= set(drivers) and drivers[0] in scoring.FEATURES
+    # The residual score: distance beyond the 95 % interval over its upper half-width.
+    hi, yhat = spike["forecast_units_hi_95"], spike["forecast_units"]
+    assert spike["units_residual"] == pytest.approx((spike["units"] - hi) / (hi - yhat))
+    assert spike["units_residual"] >= 3 and spike["severity"] == "critical"
+    # Expected range = the forecast's 95 % interval; the day's revenue is above it.
+    assert spike["expected_revenue_hi_cents"] == spike["forecast_revenue_hi_95_cents"]
+    assert spike["expected_revenue_lo_cents"] == spike["forecast_revenue_lo_95_cents"]
+    assert spike["net_revenue_cents"] > spike["expected_revenue_hi_cents"]
+    drop = _row(flagged, *DROP[:2])
+    assert drop["is_anomaly"] and drop["units_residual"] < 0 and drop["units"] < drop["forecast_units_lo_95"]
+    # A holiday lifts every store: the forecasts are put on the day's chain level, nothing fires.
+    holiday = flagged.filter(pl.col("sale_date") == HOLIDAY[0])
+    assert holiday.height == STORES and not holiday["is_anomaly"].any()
+    assert (holiday["units_residual"].abs() < 1).all()
+    # Unflagged days are low and carry no detector.
+    calm = flagged.filter(~pl.col("is_anomaly"))
+    assert set(calm["severity"]) == {"low"} and set(calm["detectors"]) == {""}
+    assert set(flagged.filter("is_anomaly")["detectors"]) <= {
+        "features",
+        "forecast_residual",
+        "features,forecast_residual",
+    }
+
+
+def test_the_residual_view_needs_a_second_opinion(raw: pl.DataFrame) -> None:
+    """Alone (residual_min_z = 0, outside the interval at all) the residual view flags ordinary noise;
+    confirmed by a feature at |z| >= residual_min_z it flags the planted days."""
+    alone = flag_store_days(raw, SalesThresholds(residual=0.0, residual_min_z=0.0))
+    confirmed = flag_store_days(raw, SalesThresholds())
+    by_residual_alone = alone.filter(pl.col("detectors").str.contains("forecast_residual"))
+    by_residual = confirmed.filter(pl.col("detectors").str.contains("forecast_residual"))
+    assert by_residual_alone.height > 3 * by_residual.height
+    planted = {SPIKE[:2], DROP[:2]}
+    assert planted <= {(r["store_id"], r["sale_date"]) for r in by_residual.iter_rows(named=True)}
+
+
+def test_a_threshold_change_reflags_stored_scores_without_refitting(
+    raw: pl.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The raw scores as stored (a real DuckDB file), read back.
+    path = tmp_path / "scores.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.register("raw", raw.to_arrow())
+        con.execute("create table sales_scores as select * from raw")
+    with duckdb.connect(str(path), read_only=True) as con:
+        stored = pl.from_arrow(con.sql("select * from sales_scores").to_arrow_table())
+    assert isinstance(stored, pl.DataFrame)
+
+    def no_refit(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was fitted while re-flagging")
+
+    monkeypatch.setattr(scoring, "ensemble_scores", no_refit)
+    monkeypatch.setattr(scoring, "store_day_forecasts", no_refit)
+    strict = flag_store_days(stored, SalesThresholds(z=6.0, residual=2.0))
+    loose = flag_store_days(stored, SalesThresholds(z=3.0, residual=0.5, residual_min_z=3.0))
+    scores = ["anomaly_score", "ecod_score", "iforest_score", "max_abs_z", "units_residual"]
+    assert strict.select(scores).equals(loose.select(scores))  # same scores ...
+    strict_days = set(strict.filter("is_anomaly").select("store_id", "sale_date").iter_rows())
+    loose_days = set(loose.filter("is_anomaly").select("store_id", "sale_date").iter_rows())
+    assert strict_days < loose_days  # ... different flags: a lower bar flags more, and all of the strict
+    assert {SPIKE[:2], DROP[:2]} <= strict_days
+
+
+def test_the_ensemble_is_deterministic_and_ranks_combined(features: pl.DataFrame) -> None:
+    first = score_store_days(features)
+    second = score_store_days(features)
+    assert first["iforest_score"].equals(second["iforest_score"])  # IForest is seeded
+    assert first["anomaly_score"].equals(second["anomaly_score"])
+    # Rank average: each detector's rank / n, averaged.
+    n = first.height
+    expected = (first["ecod_score"].rank("average") / n + first["iforest_score"].rank("average") / n) / 2
+    assert np.allclose(first["anomaly_score"].to_numpy(), expected.to_numpy())
+    assert first["anomaly_score"].min() > 0 and first["anomaly_score"].max() <= 1  # type: ignore[operator]
+    # Without forecasts the residual columns are null and the range is the store-weekday norm.
+    assert first["units_residual"].is_null().all() and first["forecast_units"].is_null().all()
+    flagged = flag_store_days(first, SalesThresholds())
+    assert flagged["expected_revenue_hi_cents"].is_not_null().all()
+    assert set(flagged.filter("is_anomaly")["detectors"]) <= {"features"}
+
+
+def test_assets_take_their_thresholds_from_the_settings(tmp_path: Path) -> None:
+    from pipelines.defs.anomalies.assets import cashier_anomalies, sales_anomalies
+
+    def materialize(settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+        resources = build_resources(settings)
+        with resources["warehouse"].get_connection() as con:
+            load_lines(con, sale_lines())
+        result = dg.materialize([sales_anomalies, cashier_anomalies], resources=resources)
+        materialization = result.asset_materializations_for_node("sales_anomalies")[0]
+        metadata = {k: v.value for k, v in materialization.metadata.items()}
+        read = resources["warehouse"].read_frame
+        return (
+            read("select * from analytics.sales_anomalies"),
+            read("select * from analytics.cashier_anomalies"),
+            metadata,
+        )
+
+    default, cashiers, metadata = materialize(make_settings(tmp_path / "default"))
+    assert default.height == STORES * DAYS and metadata["rows"] == default.height
+    assert metadata["z_threshold"] == 6.0 and metadata["residual_threshold"] == 2.0
+    assert metadata["forecast_store_days"] == STORES * (DAYS - scoring.RESIDUAL_WARMUP)
+    assert metadata["flagged_by_forecast_residual"] >= 2
+    assert set(cashiers["z_threshold"]) == {6.0}
+    spike = _row(default, *SPIKE[:2])
+    assert spike["is_anomaly"] and "forecast_residual" in spike["detectors"]
+
+    loose, loose_cashiers, loose_meta = materialize(
+        make_settings(
+            tmp_path / "loose",
+            anomaly_z_threshold=3.0,
+            anomaly_residual_threshold=0.5,
+            anomaly_residual_min_z=3.0,
+            anomaly_min_cashier_events=0,
+        )
+    )
+    assert loose_meta["z_threshold"] == 3.0 and set(loose_cashiers["z_threshold"]) == {3.0}
+    assert loose_meta["anomalies"] > metadata["anomalies"]
+    assert loose["anomaly_score"].equals(default["anomaly_score"])  # same data, same seeded scores
