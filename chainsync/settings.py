@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     security_dry_run: bool = False  # decide and log blocks, enforce none
     # JSON and form bodies up to this size have their string values scanned for attack patterns (0: off).
     input_scan_max_bytes: int = Field(1024 * 1024, ge=0)
+    # JSON and form bodies up to this size have their string values scanned for attack patterns (0: off).
+    input_scan_max_bytes: int = Field(1024 * 1024, ge=0)
     risk_block_score: float = Field(10.0, gt=0)  # an address at or above this score is blocked
     risk_half_life_minutes: float = Field(30.0, gt=0)  # scores halve every this many minutes
     ban_initial_seconds: int = Field(3600, ge=1)  # first block: 1 h

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from api.firewall import suspicious_body
 from api.main import create_app
 from chainsync.ops_store.security import verify_audit_chain
 from chainsync.ops_store.tables import security_audit
@@ -342,6 +343,133 @@ def test_suspicious_input_is_recorded_and_scored(make_client, tokens, engine) ->
     rows = audit_rows(engine, "suspicious_input")
     assert len(rows) == 2 and all(r["category"] == "application" and r["risk_score"] > 0 for r in rows)
     assert c.app.state.risk.ip_score(ATTACKER) >= 8  # type: ignore[attr-defined]
+
+
+def _rule(c: TestClient, token: str, note: str, cidr: str = "198.51.100.0/24"):  # type: ignore[no-untyped-def]
+    return c.post(
+        "/api/admin/ip-rules", json={"cidr": cidr, "action": "allow", "note": note}, headers=bearer(token)
+    )
+
+
+def test_suspicious_json_body_is_recorded_by_field_and_the_route_still_reads_it(
+    make_client, tokens, engine
+) -> None:
+    c = make_client()
+    resp = _rule(c, tokens["admin"], "<script>alert(1)</script>")
+    # The route parsed the same body the firewall read (replayed), and stored the note as sent.
+    assert resp.status_code == 201 and resp.json()["note"] == "<script>alert(1)</script>"
+    rows = audit_rows(engine, "suspicious_input")
+    assert len(rows) == 1 and rows[0]["category"] == "application" and rows[0]["risk_score"] > 3.5
+    assert "body field note" in rows[0]["detail"] and "'<script'" in rows[0]["detail"]
+    assert c.app.state.risk.ip_score(ATTACKER) > 3.5  # type: ignore[attr-defined]
+    # Nested fields are named by their path; the first hit is recorded, once per request.
+    c.post(
+        "/api/sync/upload",
+        json={
+            "batch_id": "b-1",
+            "items": [{"payload": {"name": "ok"}}, {"payload": {"name": "x' OR '1'='1"}}],
+        },
+        headers=bearer(tokens["admin"]),
+    )
+    rows = audit_rows(engine, "suspicious_input")
+    assert len(rows) == 2 and "body field items.1.payload.name" in rows[1]["detail"]
+
+
+ATTACK_TEXT = [
+    "<script>alert(1)</script>",
+    "<IFRAME src=x>",
+    "javascript:alert(1)",
+    'x" onerror=alert(1)',
+    "1 UNION/**/ALL SELECT password FROM users",
+    "x' OR '1'='1",
+    "1; DROP TABLE users",
+    "admin'--",
+    "admin'--\t",
+    "../../etc/passwd",
+    "..\\windows\\win.ini",
+    "nul\x00byte",
+    "1 AND SLEEP(5)",
+    "${jndi:ldap://x/a}",
+]
+
+
+@pytest.mark.parametrize("attack", ATTACK_TEXT)
+@pytest.mark.parametrize("ascii_only", [True, False])
+def test_body_scan_finds_each_pattern_however_json_spells_it(attack: str, ascii_only: bool) -> None:
+    body = {"batch_id": "b", "items": [{"name": "fine"}, {"name": "O'Brien's"}, {"name": attack}]}
+    raw = json.dumps(body, ensure_ascii=ascii_only).encode()
+    assert (
+        suspicious_body(raw, "application/json") is not None
+        and suspicious_body(raw, "application/json")[0] == "items.2.name"
+    )
+    clean = json.dumps({"items": [{"name": t} for t in LEGITIMATE_TEXT]}, ensure_ascii=ascii_only).encode()
+    assert suspicious_body(clean, "application/json") is None
+
+
+def test_suspicious_secret_fields_are_never_recorded(make_client, tokens, engine) -> None:
+    c = make_client()
+    password = "pw-<script>-" + "s3cret" * 3
+    resp = c.post(
+        "/api/admin/users",
+        json={"username": "sam", "password": password, "role": "cashier", "store_ids": ["S001"]},
+        headers=bearer(tokens["admin"]),
+    )
+    assert resp.status_code == 201  # detection only: the password is accepted (and hashed)
+    rows = audit_rows(engine, "suspicious_input")
+    assert len(rows) == 1 and "body field password" in rows[0]["detail"]
+    dump = json.dumps(audit_rows(engine), default=str)
+    assert password not in dump and "<script" not in dump
+    # A form body (the login) is scanned too; the password field again only by name.
+    login(c, "admin' or 1=1--", "x' OR '1'='1")
+    row = audit_rows(engine, "suspicious_input")[-1]
+    assert "body field username" in row["detail"] and "1'='1" not in row["detail"]
+
+
+# Product names, notes and addresses that look a little like attacks but are not.
+LEGITIMATE_TEXT = [
+    "O'Brien's Irish Cream",
+    "Rock 'n' Roll Candy",
+    "Ben & Jerry's Cookie Dough",
+    "Union Jack Select Tea",
+    "Mum's 'Best' Jam -- 2 for 1",
+    "Select Union Crackers",
+    "Price: 3 or 4 = bargain",
+    "Dr. Pepper (12 oz.)",
+    "C:/POS/receipts",
+    "Order #42; table 7",
+    "50% off <b>today</b>",
+    "L'Oréal Élvive 250 ml",
+    "Sleepy Time Tea (20 bags)",
+]
+
+
+def test_legitimate_bodies_are_not_flagged(make_client, tokens, engine) -> None:
+    c = make_client()
+    for i, note in enumerate(LEGITIMATE_TEXT):
+        resp = _rule(c, tokens["admin"], note, cidr=f"198.51.{i}.0/24")
+        assert resp.status_code == 201 and resp.json()["note"] == note
+    assert audit_rows(engine, "suspicious_input") == []
+    assert c.app.state.risk.ip_score(ATTACKER) == 0  # type: ignore[attr-defined]
+
+
+def test_body_scan_keeps_the_size_cap_and_can_be_turned_off(make_client, tokens, engine) -> None:
+    c = make_client(CHAINSYNC_MAX_BODY_BYTES="2048")
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"cidr": "198.51.100.0/24", "action": "allow", "note": "'
+        yield b"x" * 4096
+        yield b'"}'
+
+    # Streamed without a Content-Length: the cap still stops the read the firewall does.
+    resp = c.post(
+        "/api/admin/ip-rules",
+        content=chunks(),
+        headers={**bearer(tokens["admin"]), "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 413
+    off = make_client("192.0.2.55", CHAINSYNC_INPUT_SCAN_MAX_BYTES="0")
+    assert _rule(off, tokens["admin"], "<script>alert(1)</script>").status_code == 201
+    assert audit_rows(engine, "suspicious_input") == []
 
 
 # --- the audit trail -----------------------------------------------------------------------------------
