@@ -51,10 +51,12 @@ class ForecastResponse(BaseModel):
 class SalesAnomaly(BaseModel):
     store_id: str
     sale_date: date
-    anomaly_score: float
+    anomaly_score: float  # ensemble (ECOD + IForest rank average), in (0, 1]
     threshold: float | None = None
     severity: str | None = None
-    drivers: list[str] = []  # features behind the anomaly, strongest first
+    # The views that fired: "features" (the ensemble and robust z-scores), "forecast_residual".
+    detectors: list[str] = []
+    drivers: list[str] = []  # features behind the anomaly, strongest first, then units/revenue_residual
     net_revenue_cents: int | float | None = None
     transactions: int | float | None = None
     avg_basket_cents: int | float | None = None
@@ -62,8 +64,21 @@ class SalesAnomaly(BaseModel):
     void_rate: float | None = None
     discount_rate: float | None = None
     max_abs_z: float | None = None  # largest robust z-score of the features (store and weekday norm)
+    # The forecast's 95 % interval where the day has an out-of-sample forecast, else the norm's range.
     expected_revenue_lo_cents: float | None = None
     expected_revenue_hi_cents: float | None = None
+    ecod_score: float | None = None  # raw pyod scores
+    iforest_score: float | None = None
+    units: int | None = None
+    # Beyond the 95 % interval in half-widths (negative below it, 0 inside, null without a forecast).
+    units_residual: float | None = None
+    revenue_residual: float | None = None
+    forecast_units: float | None = None
+    forecast_units_lo_95: float | None = None
+    forecast_units_hi_95: float | None = None
+    forecast_revenue_cents: float | None = None
+    forecast_revenue_lo_95_cents: float | None = None
+    forecast_revenue_hi_95_cents: float | None = None
 
 
 class CashierAnomaly(BaseModel):
@@ -111,12 +126,45 @@ class InventoryAnomaly(BaseModel):
     sold_units: int | None = None
 
 
+class PerformanceAnomaly(BaseModel):
+    endpoint: str  # METHOD /route/template
+    method: str
+    route: str
+    day: date  # of hour_start (UTC)
+    hour_start: datetime  # the hour scored (UTC)
+    anomaly_score: float  # raw: the larger robust z of p95 latency (log) and 5xx rate
+    max_z: float
+    z_threshold: float
+    severity: str
+    drivers: list[str] = []  # latency_p95, error_rate
+    requests: int
+    errors_4xx: int | None = None
+    errors_5xx: int
+    error_rate_4xx: float | None = None
+    error_rate_5xx: float
+    latency_ms_mean: float | None = None
+    latency_ms_p95: float
+    baseline_hours: int | None = None  # earlier hours of the endpoint in the baseline
+    expected_latency_p95_ms: float | None = None  # the baseline's median p95
+    expected_latency_p95_hi_ms: float | None = None  # p95 at the threshold
+    expected_error_rate: float | None = None
+    expected_error_rate_hi: float | None = None
+    z_latency: float | None = None
+    z_error_rate: float | None = None
+
+
 class AnomaliesResponse(BaseModel):
     snapshot_version: str
     snapshot_created_at: datetime
     type: str = "sales"
     count: int
-    anomalies: list[SalesAnomaly] | list[CashierAnomaly] | list[SecurityAnomaly] | list[InventoryAnomaly]
+    anomalies: (
+        list[SalesAnomaly]
+        | list[CashierAnomaly]
+        | list[SecurityAnomaly]
+        | list[InventoryAnomaly]
+        | list[PerformanceAnomaly]
+    )
 
 
 class Insight(BaseModel):

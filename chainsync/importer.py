@@ -27,6 +27,7 @@ from sqlalchemy import Engine, select
 
 from chainsync.ops_store.catalog import upsert_products, upsert_stores
 from chainsync.ops_store.events import InboxRow, append_events
+from chainsync.ops_store.request_stats import merge_request_stats
 from chainsync.ops_store.tables import products as products_table
 from chainsync.ops_store.tables import stores as stores_table
 from chainsync.schemas.events import (
@@ -63,6 +64,7 @@ class ImportSummary:
     skipped: dict[str, int] = field(default_factory=dict)
     stores: int = 0
     products: int = 0
+    request_stats: int = 0  # per-minute request-log rows written (replaced when imported again)
     seconds: float = 0.0
 
     @property
@@ -101,6 +103,8 @@ class ImportSummary:
         table.add_section()
         table.add_row("all events", f"{sum(self.applied.values()):,}", f"{sum(self.duplicate.values()):,}")
         table.add_row("catalog upserts", f"{self.stores} stores", f"{self.products} products")
+        if self.request_stats:
+            table.add_row("request-log minutes", f"{self.request_stats:,}", "")
         table.add_row("time", f"{self.seconds:.1f} s", f"{self.events_per_second:,.0f} events/s")
         return table
 
@@ -217,7 +221,8 @@ def import_generated(
     engine: Engine, path: Path, *, batch_size: int = 5000, progress: Progress | None = None
 ) -> ImportSummary:
     """Import a chain written by :func:`chainsync.generator.generate_chain`: upsert its stores and
-    products, then append every sale transaction, inventory, security and sync event."""
+    products, then append every sale transaction, inventory, security and sync event, and write its
+    request log (``request_stats.parquet``, when present) into ``request_stats``."""
     t0 = time.perf_counter()
     path = Path(path)
     required = [
@@ -272,6 +277,11 @@ def import_generated(
             progress=progress,
         )
     con.close()
+    if (path / "request_stats.parquet").exists():
+        log = pl.read_parquet(path / "request_stats.parquet").with_columns(
+            pl.col("bucket_start").dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        )
+        summary.request_stats = merge_request_stats(engine, log.to_dicts(), replace=True)
     summary.seconds = time.perf_counter() - t0
     return summary
 

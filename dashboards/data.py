@@ -451,6 +451,7 @@ _DATE_COLS = (
     "detected_at",
     "occurred_at",
     "window_start",
+    "hour_start",
 )
 _EXPLAIN_COLS = ("explanation", "reason", "drivers", "detail", "description")
 
@@ -477,7 +478,12 @@ def _anomalies(root: str, version: str, store_id: str | None, days: int | None) 
             flagged = flagged.filter(pl.col(date_col).cast(pl.Date) >= last - timedelta(days=days - 1))  # type: ignore[operator]
         if flagged.is_empty():
             continue
-        explain = _explanations(raw, flagged) if kind == "sales" else _generic_explanation(flagged)
+        if kind == "sales":
+            explain = _explanations(raw, flagged)
+        elif kind == "performance":
+            explain = _performance_explanation(flagged)
+        else:
+            explain = _generic_explanation(flagged)
         score = _first(flagged, "anomaly_score", "score", "risk_score")
         entity = _first(flagged, *_ENTITY_COLS)
         frames.append(
@@ -565,6 +571,27 @@ def _generic_explanation(flagged: pl.DataFrame) -> pl.Series:
             else:
                 parts.append(label if value is None else f"{label} {value}")
         texts.append("; ".join(parts) or "unusual combination of features (no single driver)")
+    return pl.Series("explanation", texts, dtype=pl.String)
+
+
+def _performance_explanation(flagged: pl.DataFrame) -> pl.Series:
+    """'14:00 UTC, 420 requests: p95 1,450 ms vs usual 240 ms (expected up to 390 ms)' and/or the 5xx rate
+    against its usual level, for each flagged endpoint-hour."""
+    texts = []
+    for row in flagged.iter_rows(named=True):
+        drivers = (row.get("drivers") or "").split(",")
+        parts = [f"{row['hour_start']:%H:00} UTC, {row['requests']:,} requests"]
+        if "latency_p95" in drivers:
+            parts.append(
+                f"p95 {row['latency_ms_p95']:,.0f} ms vs usual {row['expected_latency_p95_ms']:,.0f} ms "
+                f"(expected up to {row['expected_latency_p95_hi_ms']:,.0f} ms)"
+            )
+        if "error_rate" in drivers:
+            parts.append(
+                f"5xx {row['error_rate_5xx']:.1%} ({row['errors_5xx']:,}) vs usual "
+                f"{row['expected_error_rate']:.1%} (expected up to {row['expected_error_rate_hi']:.1%})"
+            )
+        texts.append("; ".join(parts))
     return pl.Series("explanation", texts, dtype=pl.String)
 
 

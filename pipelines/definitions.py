@@ -7,10 +7,12 @@ import dagster as dg
 
 from chainsync.settings import Settings, get_settings
 from pipelines.defs.anomalies import assets as anomalies
+from pipelines.defs.anomalies import performance
 from pipelines.defs.dbt import assets as dbt
 from pipelines.defs.forecasting import assets as forecasting
 from pipelines.defs.ingest import assets as ingest
 from pipelines.defs.ingest import checks as ingest_checks
+from pipelines.defs.ingest import request_log
 from pipelines.defs.insights import assets as insights
 from pipelines.defs.inventory import assets as inventory
 from pipelines.defs.monitoring import checks as monitoring
@@ -25,10 +27,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             *ingest.assets,
+            *request_log.assets,
             *dbt.assets,
             *forecasting.assets,
             *inventory.assets,
             *anomalies.assets,
+            *performance.assets,
             *insights.assets,
             *serving.assets,
         ],

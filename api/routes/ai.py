@@ -88,7 +88,8 @@ def forecast(
     )
 
 
-AnomalyType = Literal["sales", "cashier", "security", "inventory"]
+AnomalyType = Literal["sales", "cashier", "security", "inventory", "performance"]
+ADMIN_ANOMALY_TYPES = ("security", "performance")  # chain-wide, not a store's: for admins
 Category = Literal["revenue", "inventory", "operations", "customer_behaviour"]
 
 
@@ -103,17 +104,18 @@ def anomalies(
         AnomalyType,
         Query(
             description="sales (store-days), cashier (cashier shifts), inventory (shelf counts with stock "
-            "missing) or security (source IPs, admin)."
+            "missing), security (source IPs, admin) or performance (API endpoint-hours with latency or "
+            "error-rate degradation, admin)."
         ),
     ] = "sales",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AnomaliesResponse:
-    """Flagged anomalies, newest first; managers see their stores only (security anomalies are chain-wide,
-    for admins)."""
+    """Flagged anomalies, newest first; managers see their stores only (security and performance anomalies
+    are chain-wide, for admins)."""
     if store_id is not None:
         principal.require_store(store_id)
-    if type == "security" and principal.stores is not None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "Security anomalies are for admins")
+    if type in ADMIN_ANOMALY_TYPES and principal.stores is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"{type.capitalize()} anomalies are for admins")
     snapshot = _current(settings)
     try:
         if type == "sales":
@@ -202,6 +204,7 @@ AI_TABLES = (
     "cashier_anomalies",
     "security_anomalies",
     "inventory_anomalies",
+    "performance_anomalies",
     "business_insights",
 )
 

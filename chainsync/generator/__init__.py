@@ -9,8 +9,10 @@ Output layout of :func:`generate_chain` (column names are the event models' fiel
   ``transaction_id`` repeat on every line of a transaction; ``transaction_id`` is
   ``<store>-<local YYYYMMDD>-<n>``
 - ``inventory.parquet``, ``security.parquet``, ``sync.parquet``: one row per event
+- ``request_stats.parquet``: the API's request log over the last 14 days, one row per minute x route with
+  requests (columns of the ops store's ``request_stats``; see :mod:`chainsync.generator.requests`)
 - ``ground_truth.parquet``: planted anomalies (anomaly_id, anomaly_type, store_id, product_id, cashier_id,
-  source_ip, start_at, end_at, description), times in UTC
+  source_ip, route, start_at, end_at, description), times in UTC
 
 Inventory is exact: between two counts of a store-product, stock moves only by the receipts,
 adjustments, recorded shrinkage and ``kind = 'sale'`` lines in between (refunded goods go back to the

@@ -30,6 +30,7 @@ from chainsync.generator.calendar import (
 )
 from chainsync.generator.catalog import CATEGORIES, Catalog, build_catalog, on_duty_window
 from chainsync.generator.ids import uuid4_strings
+from chainsync.generator.requests import request_stats
 from chainsync.generator.security import _truth, security_events, sync_events
 
 FORMAT_VERSION = 1
@@ -381,6 +382,8 @@ def generate_chain(
     pq.write_table(security.to_arrow(), out_dir / "security.parquet", compression="zstd")
     sync = sync_events(np.random.default_rng([seed, 4]), cat, open_sd, day_epoch, offsets, day_labels)
     pq.write_table(sync.to_arrow(), out_dir / "sync.parquet", compression="zstd")
+    requests = request_stats(np.random.default_rng([seed, 5]), open_sd, day_epoch, offsets, plan.truth)
+    pq.write_table(requests.to_arrow(), out_dir / "request_stats.parquet", compression="zstd")
     if progress and task is not None:
         progress.advance(task)
 
@@ -408,6 +411,7 @@ def generate_chain(
         "inventory": summary.inventory_events,
         "security": summary.security_events,
         "sync": summary.sync_events,
+        "request_stats": requests.height,
         "ground_truth": summary.anomalies,
     }
     summary.seconds = time.perf_counter() - t0
@@ -441,6 +445,7 @@ OUTPUT_FILES = [
     "inventory.parquet",
     "security.parquet",
     "sync.parquet",
+    "request_stats.parquet",
     "ground_truth.parquet",
 ]
 
@@ -706,6 +711,7 @@ def _ground_truth(rows: list[dict]) -> pl.DataFrame:
         "product_id": pl.String,
         "cashier_id": pl.String,
         "source_ip": pl.String,
+        "route": pl.String,  # performance anomalies: "METHOD /route/template"
         "start_at": pl.Int64,
         "end_at": pl.Int64,
         "description": pl.String,

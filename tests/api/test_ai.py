@@ -442,3 +442,126 @@ def test_inventory_anomalies_show_the_missing_stock(client, tokens, settings) ->
         45,
         55,
     )
+
+
+def test_performance_anomalies_are_for_admins(client, tokens, settings) -> None:
+    hours = [datetime(2026, 11, 20, 14), datetime(2026, 11, 21, 9), datetime(2026, 11, 21, 10)]
+    performance = pl.DataFrame(
+        {
+            "endpoint": ["GET /api/sync/download", "POST /api/sync/upload", "POST /api/sync/upload"],
+            "method": ["GET", "POST", "POST"],
+            "route": ["/api/sync/download", "/api/sync/upload", "/api/sync/upload"],
+            "hour_start": hours,
+            "requests": [420, 300, 310],
+            "errors_4xx": [1, 2, 3],
+            "errors_5xx": [0, 75, 1],
+            "error_rate_4xx": [1 / 420, 2 / 300, 3 / 310],
+            "error_rate_5xx": [0.0, 0.25, 1 / 310],
+            "latency_ms_mean": [310.0, 60.0, 52.0],
+            "latency_ms_p95": [1450.0, 240.0, 230.0],
+            "baseline_hours": [120, 140, 141],
+            "expected_latency_p95_ms": [240.0, 200.0, 200.0],
+            "expected_latency_p95_hi_ms": [390.0, 330.0, 330.0],
+            "expected_error_rate": [0.001, 0.002, 0.002],
+            "expected_error_rate_hi": [0.04, 0.045, 0.045],
+            "z_latency": [36.1, 1.2, 0.9],
+            "z_error_rate": [-0.1, 38.5, 0.2],
+            "anomaly_score": [36.1, 38.5, 0.9],
+            "max_z": [36.1, 38.5, 0.9],
+            "z_threshold": [6.0, 6.0, 6.0],
+            "is_anomaly": [True, True, False],
+            "severity": ["critical", "critical", "low"],
+            "drivers": ["latency_p95", "error_rate", ""],
+        }
+    )
+    publish_snapshot(settings.serving, {"performance_anomalies": performance})
+    manager = client.get(
+        "/api/ai/anomalies", params={"type": "performance"}, headers=bearer(tokens["manager"])
+    )
+    assert manager.status_code == 403
+    body = client.get(
+        "/api/ai/anomalies", params={"type": "performance"}, headers=bearer(tokens["admin"])
+    ).json()
+    assert body["type"] == "performance" and body["count"] == 2  # the normal hour is not listed
+    newest, older = body["anomalies"]
+    assert (newest["endpoint"], newest["hour_start"], newest["day"]) == (
+        "POST /api/sync/upload",
+        "2026-11-21T09:00:00",
+        "2026-11-21",
+    )
+    assert newest["drivers"] == ["error_rate"] and newest["errors_5xx"] == 75
+    assert newest["error_rate_5xx"] == 0.25 and newest["expected_error_rate_hi"] == 0.045
+    assert older["drivers"] == ["latency_p95"] and older["latency_ms_p95"] == 1450.0
+    assert older["expected_latency_p95_ms"] == 240.0 and older["anomaly_score"] == 36.1
+    since = client.get(
+        "/api/ai/anomalies",
+        params={"type": "performance", "since": "2026-11-21"},
+        headers=bearer(tokens["admin"]),
+    ).json()
+    assert [a["endpoint"] for a in since["anomalies"]] == ["POST /api/sync/upload"]
+    bad = client.get("/api/ai/anomalies", params={"type": "latency"}, headers=bearer(tokens["admin"]))
+    assert bad.status_code == 422
+
+
+def test_sales_anomalies_carry_the_detectors_scores_and_forecast_range(client, tokens, settings) -> None:
+    """One row per store-day as the pipeline writes it (detectors and drivers comma-joined): the API lists
+    which views fired, the raw scores, the residuals and the forecast's 95 % range, number for number."""
+    days = [date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 3)]
+    frame = pl.DataFrame(
+        {
+            "store_id": ["S001", "S001", "S001", "S003"],
+            "sale_date": days,
+            "anomaly_score": [0.9931, 0.9987, 0.41, 0.9999],
+            "threshold": [0.9886] * 4,
+            "is_anomaly": [True, True, False, True],
+            "detectors": ["features", "features,forecast_residual", "", "features,forecast_residual"],
+            "severity": ["medium", "critical", "low", "critical"],
+            "drivers": [
+                "refund_rate,void_rate",
+                "transactions,net_revenue_cents,units_residual,revenue_residual",
+                "",
+                "net_revenue_cents,units_residual",
+            ],
+            "net_revenue_cents": [250_000, 1_210_000, 260_000, 900_000],
+            "transactions": [101, 402, 99, 300],
+            "units": [290, 1201, 301, 900],
+            "max_abs_z": [7.1, 9.58, 0.6, 12.0],
+            "ecod_score": [14.2, 19.7, 3.1, 25.0],
+            "iforest_score": [0.081, 0.164, -0.12, 0.2],
+            "units_residual": [0.0, 8.0003, 0.0, 5.0],
+            "revenue_residual": [None, 7.992, 0.0, 0.0],
+            "forecast_units": [None, 356.23, 310.0, 400.0],
+            "forecast_units_lo_95": [None, 262.37, 250.0, 300.0],
+            "forecast_units_hi_95": [None, 450.09, 370.0, 500.0],
+            "forecast_revenue_cents": [None, 330_000.0, 270_000.0, 400_000.0],
+            "forecast_revenue_lo_95_cents": [None, 240_000.0, 200_000.0, 300_000.0],
+            "forecast_revenue_hi_95_cents": [None, 420_000.0, 340_000.0, 500_000.0],
+            "expected_revenue_lo_cents": [180_000.0, 240_000.0, 200_000.0, 300_000.0],
+            "expected_revenue_hi_cents": [330_000.0, 420_000.0, 340_000.0, 500_000.0],
+        }
+    )
+    publish_snapshot(settings.serving, {"demand_forecast": forecast_frame(), "sales_anomalies": frame})
+    body = client.get(ANOMALIES, params={"type": "sales"}, headers=bearer(tokens["manager"])).json()
+    assert body["count"] == 2  # S001's two flagged days; S003 is not the manager's, 3 Nov is not flagged
+    both, features_only = body["anomalies"]  # newest first
+    assert both["sale_date"] == "2026-11-02" and both["detectors"] == ["features", "forecast_residual"]
+    assert both["drivers"] == ["transactions", "net_revenue_cents", "units_residual", "revenue_residual"]
+    assert (both["units"], both["units_residual"], both["revenue_residual"]) == (1201, 8.0003, 7.992)
+    assert (both["forecast_units"], both["forecast_units_lo_95"], both["forecast_units_hi_95"]) == (
+        356.23,
+        262.37,
+        450.09,
+    )
+    assert (both["expected_revenue_lo_cents"], both["expected_revenue_hi_cents"]) == (240_000.0, 420_000.0)
+    assert (both["anomaly_score"], both["ecod_score"], both["iforest_score"]) == (0.9987, 19.7, 0.164)
+    assert both["severity"] == "critical" and both["threshold"] == 0.9886
+    assert features_only["detectors"] == ["features"] and features_only["forecast_units"] is None
+    assert features_only["revenue_residual"] is None and features_only["drivers"] == [
+        "refund_rate",
+        "void_rate",
+    ]
+    critical = client.get(ANOMALIES, params={"severity": "critical"}, headers=bearer(tokens["admin"])).json()
+    assert [(a["store_id"], a["sale_date"]) for a in critical["anomalies"]] == [
+        ("S003", "2026-11-03"),
+        ("S001", "2026-11-02"),
+    ]

@@ -45,6 +45,8 @@ SNAPSHOT_TABLES = {
     "fct_security_events",
     "fct_ip_risk",
     "fct_sync_sessions",
+    "fct_api_performance",
+    "performance_anomalies",
 }
 
 
@@ -59,6 +61,7 @@ class Chain:
     store_days: int
     last_day: date
     first: PipelineResult
+    chain_dir: Path
 
 
 def _expected(chain_dir: Path) -> tuple[ChainTotals, int, date]:
@@ -106,7 +109,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     stores = store_frame["store_id"].to_list()
     zones = dict(store_frame.select("store_id", "timezone").iter_rows())
     first = run_pipeline(settings)
-    yield Chain(settings, engine, stores, zones, prices, totals, store_days, last_day, first)
+    yield Chain(settings, engine, stores, zones, prices, totals, store_days, last_day, first, root / "chain")
     engine.dispose()
 
 
@@ -195,6 +198,42 @@ def test_anomalies_score_every_store_day(chain: Chain) -> None:
     assert set(anomalies["severity"].unique()) <= {"low", "medium", "high", "critical"}
 
 
+def test_performance_anomalies_flag_the_planted_degradations_only(chain: Chain) -> None:
+    """The generator's request log reaches the ops store, the hourly mart and the detector: every planted
+    latency regression and error burst is flagged on its endpoint and hours, and nothing else is."""
+    snapshot = current_snapshot(chain.settings.serving)
+    assert snapshot is not None
+    hourly = snapshot.read("fct_api_performance")
+    with chain.engine.connect() as conn:
+        logged = conn.exec_driver_sql("select sum(requests), sum(errors_5xx) from request_stats").one()
+    assert (hourly["requests"].sum(), hourly["errors_5xx"].sum()) == tuple(logged)
+
+    truth = pl.read_parquet(chain.chain_dir / "ground_truth.parquet").filter(pl.col("route").is_not_null())
+    assert set(truth["anomaly_type"]) == {"latency_regression", "error_burst"}
+    scores = snapshot.read("performance_anomalies")
+    assert scores.height == hourly.height  # every endpoint-hour scored (quiet ones never flagged)
+    flagged = scores.filter(pl.col("is_anomaly"))
+    planted = flagged.join(
+        truth.select(endpoint="route", start="start_at", end="end_at"), on="endpoint"
+    ).filter(
+        (pl.col("hour_start").dt.replace_time_zone("UTC") >= pl.col("start"))
+        & (pl.col("hour_start").dt.replace_time_zone("UTC") < pl.col("end"))
+    )
+    assert planted.select("endpoint", "start").unique().height == truth.height  # every incident found
+    assert planted.height == flagged.height  # and no normal hour flagged
+    for row in truth.iter_rows(named=True):
+        hit = planted.filter(pl.col("start") == row["start_at"]).row(0, named=True)
+        driver = "latency_p95" if row["anomaly_type"] == "latency_regression" else "error_rate"
+        assert driver in hit["drivers"].split(","), (row, hit)
+        assert hit["severity"] in {"medium", "high", "critical"} and hit["max_z"] >= hit["z_threshold"]
+        if driver == "latency_p95":
+            assert hit["latency_ms_p95"] > hit["expected_latency_p95_hi_ms"] > hit["expected_latency_p95_ms"]
+        else:
+            assert hit["error_rate_5xx"] > hit["expected_error_rate_hi"]
+    quiet = scores.filter(pl.col("requests") < 20)
+    assert quiet.height > 0 and not quiet["is_anomaly"].any()
+
+
 def test_second_run_without_new_events_changes_nothing(chain: Chain) -> None:
     version = current_snapshot(chain.settings.serving).version  # type: ignore[union-attr]
     before = _mart_totals(chain)
@@ -237,14 +276,14 @@ def test_ai_disabled_publishes_empty_scores(chain: Chain) -> None:
     result = run_pipeline(
         disabled,
         selection="demand_forecast,sales_anomalies,cashier_anomalies,security_anomalies,inventory_anomalies,"
-        "serving_snapshot",
+        "performance_anomalies,serving_snapshot",
     )
     assert result.success
     snapshot = current_snapshot(chain.settings.serving)
     assert snapshot is not None
     assert snapshot.read("demand_forecast").is_empty()
     assert snapshot.read("sales_anomalies").is_empty()
-    for name in ("cashier_anomalies", "security_anomalies", "inventory_anomalies"):
+    for name in ("cashier_anomalies", "security_anomalies", "inventory_anomalies", "performance_anomalies"):
         scores = snapshot.read(name)
         assert scores.is_empty() and "is_anomaly" in scores.columns, name
     assert set(snapshot.read("demand_forecast").columns) >= {"store_id", "ds", "horizon_day", "yhat", "hi_95"}

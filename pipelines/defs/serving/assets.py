@@ -17,6 +17,7 @@ SNAPSHOT_TABLES: dict[str, str] = {
     "fct_security_events": "marts.fct_security_events",
     "fct_ip_risk": "marts.fct_ip_risk",
     "fct_sync_sessions": "marts.fct_sync_sessions",
+    "fct_api_performance": "marts.fct_api_performance",
     "demand_forecast": "analytics.demand_forecast",
     "forecast_accuracy": "analytics.forecast_accuracy",
     "demand_forecast_totals": "analytics.demand_forecast_totals",
@@ -25,6 +26,7 @@ SNAPSHOT_TABLES: dict[str, str] = {
     "cashier_anomalies": "analytics.cashier_anomalies",
     "security_anomalies": "analytics.security_anomalies",
     "inventory_anomalies": "analytics.inventory_anomalies",
+    "performance_anomalies": "analytics.performance_anomalies",
     "business_insights": "analytics.business_insights",
 }
 

@@ -1,0 +1,57 @@
+"""Landing the request log: a real ops store (SQLite, written by the API's upsert) into a real DuckDB
+warehouse, incrementally by a trailing window, with late rows of an instance picked up and nothing doubled."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+from sqlalchemy import Engine
+
+from chainsync.ops_store.request_stats import merge_request_stats
+from pipelines.defs.ingest.request_log import OVERLAP, land_request_stats
+
+T0 = datetime(2026, 3, 1, 10, 0)
+
+
+def _row(minute: int, instance: str, requests: int, errors_5xx: int = 0) -> dict:
+    return {
+        "bucket_start": T0 + timedelta(minutes=minute),
+        "instance": instance,
+        "method": "GET",
+        "route": "/api/sync/download",
+        "requests": requests,
+        "errors_4xx": 0,
+        "errors_5xx": errors_5xx,
+        "latency_ms_sum": 50.0 * requests,
+        "latency_ms_max": 200.0,
+        "latency_ms_p50": 40.0,
+        "latency_ms_p95": 120.0,
+    }
+
+
+def _totals(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+    return con.execute("select count(*), sum(requests), sum(errors_5xx) from raw.request_stats").fetchall()[0]  # type: ignore[return-value]
+
+
+def test_landing_is_incremental_and_picks_up_late_minutes(ops_engine: Engine, tmp_path: Path) -> None:
+    merge_request_stats(ops_engine, [_row(m, "a:1", 10) for m in range(60)])
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        first = land_request_stats(con, ops_engine)
+        assert (first.rows_read, first.new_rows, first.changed) == (60, 60, True)
+        assert _totals(con) == (60, 600, 0)
+
+        again = land_request_stats(con, ops_engine)  # nothing new: nothing rewritten, dbt not triggered
+        assert again.changed is False and again.rows_read == OVERLAP.total_seconds() // 60 + 1
+        fingerprint = con.execute("select fingerprint from meta.catalog_state").fetchall()
+
+        # Instance b flushes its last minutes late, a adds a late request to its last minute, new minutes.
+        merge_request_stats(ops_engine, [_row(m, "b:2", 5, errors_5xx=1) for m in range(50, 60)])
+        merge_request_stats(ops_engine, [_row(59, "a:1", 1)])
+        merge_request_stats(ops_engine, [_row(m, "a:1", 10) for m in range(60, 63)])
+        third = land_request_stats(con, ops_engine)
+        assert third.changed and third.new_rows == 3
+        assert _totals(con) == (60 + 10 + 3, 600 + 50 + 1 + 30, 10)
+        assert con.execute("select fingerprint from meta.catalog_state").fetchall() != fingerprint
+        assert third.newest_minute == T0 + timedelta(minutes=62)
