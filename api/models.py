@@ -126,12 +126,45 @@ class InventoryAnomaly(BaseModel):
     sold_units: int | None = None
 
 
+class PerformanceAnomaly(BaseModel):
+    endpoint: str  # METHOD /route/template
+    method: str
+    route: str
+    day: date  # of hour_start (UTC)
+    hour_start: datetime  # the hour scored (UTC)
+    anomaly_score: float  # raw: the larger robust z of p95 latency (log) and 5xx rate
+    max_z: float
+    z_threshold: float
+    severity: str
+    drivers: list[str] = []  # latency_p95, error_rate
+    requests: int
+    errors_4xx: int | None = None
+    errors_5xx: int
+    error_rate_4xx: float | None = None
+    error_rate_5xx: float
+    latency_ms_mean: float | None = None
+    latency_ms_p95: float
+    baseline_hours: int | None = None  # earlier hours of the endpoint in the baseline
+    expected_latency_p95_ms: float | None = None  # the baseline's median p95
+    expected_latency_p95_hi_ms: float | None = None  # p95 at the threshold
+    expected_error_rate: float | None = None
+    expected_error_rate_hi: float | None = None
+    z_latency: float | None = None
+    z_error_rate: float | None = None
+
+
 class AnomaliesResponse(BaseModel):
     snapshot_version: str
     snapshot_created_at: datetime
     type: str = "sales"
     count: int
-    anomalies: list[SalesAnomaly] | list[CashierAnomaly] | list[SecurityAnomaly] | list[InventoryAnomaly]
+    anomalies: (
+        list[SalesAnomaly]
+        | list[CashierAnomaly]
+        | list[SecurityAnomaly]
+        | list[InventoryAnomaly]
+        | list[PerformanceAnomaly]
+    )
 
 
 class Insight(BaseModel):

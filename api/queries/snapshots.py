@@ -201,6 +201,7 @@ def sales_anomalies(
 CASHIER_TABLE = "cashier_anomalies"
 SECURITY_TABLE = "security_anomalies"
 INVENTORY_TABLE = "inventory_anomalies"
+PERFORMANCE_TABLE = "performance_anomalies"
 INSIGHTS_TABLE = "business_insights"
 REORDER_TABLE = "reorder_suggestions"
 TOTALS_TABLE = "demand_forecast_totals"
@@ -216,12 +217,14 @@ def other_anomalies(
     severity: str | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Flagged cashier shifts (``kind='cashier'``), source-IP days (``'security'``) or shelf counts with
-    stock missing (``'inventory'``), newest first."""
+    """Flagged cashier shifts (``kind='cashier'``), source-IP days (``'security'``), shelf counts with
+    stock missing (``'inventory'``) or API endpoint-hours (``'performance'``, with ``hour_start``), newest
+    first."""
     table, day = {
         "cashier": (CASHIER_TABLE, "sale_date"),
         "security": (SECURITY_TABLE, "event_date"),
         "inventory": (INVENTORY_TABLE, "counted_at"),
+        "performance": (PERFORMANCE_TABLE, "hour_start"),
     }[kind]
     frame = read_table(snapshot, table).filter(pl.col("is_anomaly"))
     if "store_id" in frame.columns:
@@ -241,6 +244,8 @@ def other_anomalies(
         row["drivers"] = _drivers(row.get("drivers"))
         value = row.pop(day)
         row["day"] = value.date() if hasattr(value, "date") and callable(value.date) else value
+        if kind == "performance":
+            row["hour_start"] = value
     return rows
 
 
