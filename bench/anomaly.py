@@ -7,15 +7,20 @@ Generates a chain, builds the detectors' feature tables with the pipeline's own 
 like the warehouse relations, on the generated Parquet), scores them with the pipeline's detectors and
 matches flags with ``ground_truth.parquet`` as incidents:
 
-- sales store-days (``score_sales_anomalies``): a flagged store-day is right when it is a planted
-  sales_spike / sales_drop of that store and local day, or a day inside that store's refund_abuse window;
+- sales store-days (``score_store_days`` over the out-of-sample forecasts of ``store_day_forecasts``, then
+  ``flag_store_days``): a flagged store-day is right when it is a planted sales_spike / sales_drop of that
+  store and local day, or a day inside that store's refund_abuse window; two extra lines split the flags
+  by the view that fired (features ensemble, forecast residual), outside the totals;
 - cashier shifts (``score_cashier_shifts``): right when cashier and day fall in a refund_abuse window;
 - security IP-days (``score_security``): right when the IP is a planted brute_force_ip or
   credential_stuffing source.
 
 Precision = right flags / flags; recall = planted incidents with at least one right flag / planted incidents
 - inventory counts (``score_shrinkage``): right when store and product are a planted shrinkage and the count
-  closes its window.
+  closes its window;
+- API endpoint-hours (``score_performance``, over ``fct_api_performance`` built by the dbt model's own SQL
+  from the generated request log): right when endpoint and hour fall in a planted latency_regression or
+  error_burst.
 """
 
 from __future__ import annotations
@@ -40,7 +45,30 @@ from pipelines.defs.anomalies.detectors import (  # noqa: E402
     score_security,
     score_shrinkage,
 )
-from pipelines.defs.anomalies.scoring import FEATURES_SQL, score_sales_anomalies  # noqa: E402
+from pipelines.defs.anomalies.performance import (  # noqa: E402
+    PERFORMANCE_FEATURES_SQL,
+    score_performance,
+)
+from pipelines.defs.anomalies.scoring import (  # noqa: E402
+    ENSEMBLE,
+    FEATURES_SQL,
+    RESIDUAL_MIN_Z,
+    RESIDUAL_THRESHOLD,
+    SalesThresholds,
+    flag_store_days,
+    score_store_days,
+    store_day_forecasts,
+)
+
+DBT_MODELS = Path(__file__).resolve().parents[1] / "dbt_project" / "models"
+
+
+def _model_sql(path: str, refs: dict[str, str]) -> str:
+    """A dbt model's SQL with its ``ref``/``source`` calls replaced by relation names."""
+    sql = (DBT_MODELS / path).read_text()
+    for call, relation in refs.items():
+        sql = sql.replace("{{ " + call + " }}", relation)
+    return sql
 
 
 def views(con: duckdb.DuckDBPyConnection, chain: Path) -> None:
@@ -80,6 +108,17 @@ def views(con: duckdb.DuckDBPyConnection, chain: Path) -> None:
         from read_parquet('{chain}/security.parquet')
         """
     )
+    # The request log through the dbt project's own staging and mart SQL (bucket_start is UTC).
+    staging = _model_sql(
+        "staging/ops/stg_ops__request_stats.sql",
+        {"source('ops', 'request_stats')": f"read_parquet('{chain}/request_stats.parquet')"},
+    ).replace("cast(bucket_start as timestamp)", "cast(timezone('UTC', bucket_start) as timestamp)")
+    con.execute(f"create view staging.stg_ops__request_stats as {staging}")
+    mart = _model_sql(
+        "marts/operations/fct_api_performance.sql",
+        {"ref('stg_ops__request_stats')": "staging.stg_ops__request_stats"},
+    )
+    con.execute(f"create table marts.fct_api_performance as {mart}")
 
 
 def prf(right_flags: int, flags: int, found: int, planted: int) -> tuple[float, float, float]:
@@ -97,7 +136,24 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=150)
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--quantile", type=float, default=0.99, help="ECOD threshold quantile (sales)")
+    parser.add_argument("--quantile", type=float, default=0.99, help="ensemble score quantile (sales)")
+    parser.add_argument(
+        "--ensemble",
+        default=",".join(ENSEMBLE),
+        help="pyod detectors of the sales ensemble, rank-averaged (ECOD, IForest, COPOD, HBOS)",
+    )
+    parser.add_argument(
+        "--residual-threshold",
+        type=float,
+        default=RESIDUAL_THRESHOLD,
+        help="half-widths beyond the 95 %% forecast interval (sales residual view)",
+    )
+    parser.add_argument(
+        "--residual-min-z",
+        type=float,
+        default=RESIDUAL_MIN_Z,
+        help="robust |z| of some sales feature the residual view needs (0: residual alone)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,14 +168,27 @@ def main() -> None:
         cashier_features = pl.from_arrow(con.sql(CASHIER_FEATURES_SQL).to_arrow_table())
         security_features = pl.from_arrow(con.sql(SECURITY_FEATURES_SQL).to_arrow_table())
         count_features = pl.from_arrow(con.sql(SHRINKAGE_FEATURES_SQL).to_arrow_table())
+        performance_features = pl.from_arrow(con.sql(PERFORMANCE_FEATURES_SQL).to_arrow_table())
         features_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        forecasts = store_day_forecasts(sales_features)  # type: ignore[arg-type]
+        forecast_seconds = time.perf_counter() - started
         import pyod.models.ecod  # noqa: F401  (its ~12 s import is not scoring time)
+        import pyod.models.iforest  # noqa: F401
 
         started = time.perf_counter()
-        sales = score_sales_anomalies(sales_features, threshold_quantile=args.quantile)  # type: ignore[arg-type]
+        thresholds = SalesThresholds(
+            score_quantile=args.quantile,
+            residual=args.residual_threshold,
+            residual_min_z=args.residual_min_z,
+        )
+        detectors = tuple(d.strip() for d in args.ensemble.split(",") if d.strip())
+        sales_raw = score_store_days(sales_features, forecasts, detectors=detectors)  # type: ignore[arg-type]
+        sales = flag_store_days(sales_raw, thresholds)
         cashiers = score_cashier_shifts(cashier_features)  # type: ignore[arg-type]
         security = score_security(security_features)  # type: ignore[arg-type]
         shrinkage = score_shrinkage(count_features)  # type: ignore[arg-type]
+        performance = score_performance(performance_features)  # type: ignore[arg-type]
         scoring_seconds = time.perf_counter() - started
 
     def local_day(column: str) -> pl.Expr:
@@ -136,24 +205,31 @@ def main() -> None:
     )
     ips = truth.filter(pl.col("anomaly_type").is_in(["brute_force_ip", "credential_stuffing"]))
 
+    def sales_row(name: str, flagged: pl.DataFrame) -> tuple[str, int, int, int, int, int]:
+        hit_day = flagged.join(
+            days.select("store_id", sale_date="day", id="anomaly_id"), on=["store_id", "sale_date"]
+        )
+        hit_abuse = flagged.join(
+            abuse.select("store_id", "first", "last", id="anomaly_id"), on="store_id"
+        ).filter(pl.col("sale_date").is_between("first", "last"))
+        right = flagged.join(
+            pl.concat(
+                [hit_day.select("store_id", "sale_date"), hit_abuse.select("store_id", "sale_date")]
+            ).unique(),
+            on=["store_id", "sale_date"],
+            how="semi",
+        ).height
+        found = hit_day["id"].n_unique()
+        return (name, sales.height, right, flagged.height, found, days.height)
+
     rows = []
-    # Sales store-days.
-    flagged = sales.filter(pl.col("is_anomaly")).select("store_id", "sale_date")
-    hit_day = flagged.join(
-        days.select("store_id", sale_date="day", id="anomaly_id"), on=["store_id", "sale_date"]
-    )
-    hit_abuse = flagged.join(
-        abuse.select("store_id", "first", "last", id="anomaly_id"), on="store_id"
-    ).filter(pl.col("sale_date").is_between("first", "last"))
-    right = flagged.join(
-        pl.concat(
-            [hit_day.select("store_id", "sale_date"), hit_abuse.select("store_id", "sale_date")]
-        ).unique(),
-        on=["store_id", "sale_date"],
-        how="semi",
-    ).height
-    found = hit_day["id"].n_unique()
-    rows.append(("sales store-days (spike, drop)", sales.height, right, flagged.height, found, days.height))
+    # Sales store-days: one row per store-day whichever view fired; the views apart, outside the totals.
+    flagged = sales.filter(pl.col("is_anomaly")).select("store_id", "sale_date", "detectors")
+    rows.append(sales_row("sales store-days (spike, drop)", flagged))
+    views_apart = [
+        sales_row(f"  of which {view}", flagged.filter(pl.col("detectors").str.contains(view)))
+        for view in ("features", "forecast_residual")
+    ]
     # Cashier shifts.
     flagged_c = cashiers.filter(pl.col("is_anomaly")).select("cashier_id", "sale_date")
     hit_c = flagged_c.join(
@@ -203,7 +279,30 @@ def main() -> None:
         )
     )
 
+    # API endpoint-hours: right when endpoint and hour fall in a planted latency regression or error burst.
+    degradations = truth.filter(pl.col("anomaly_type").is_in(["latency_regression", "error_burst"]))
+    flagged_p = performance.filter(pl.col("is_anomaly")).select(
+        "endpoint", hour=pl.col("hour_start").dt.replace_time_zone("UTC")
+    )
+    hit_p = flagged_p.join(
+        degradations.select(endpoint="route", start="start_at", end="end_at", id="anomaly_id"), on="endpoint"
+    ).filter((pl.col("hour") >= pl.col("start")) & (pl.col("hour") < pl.col("end")))
+    rows.append(
+        (
+            "API endpoint-hours (latency, errors)",
+            performance.height,
+            hit_p.select("endpoint", "hour").unique().height,
+            flagged_p.height,
+            hit_p["id"].n_unique(),
+            degradations.height,
+        )
+    )
+
     print(f"chain: {args.stores} stores x {args.products} products x {args.days} days, seed {args.seed}")
+    print(
+        f"sales: ensemble {'+'.join(detectors)} above its {args.quantile} quantile; residual >= "
+        f"{args.residual_threshold} half-widths with a feature at |z| >= {args.residual_min_z}"
+    )
     print(f"{'detector':42} {'rows':>8} {'flags':>6} {'right':>6} {'found':>9} {'P':>6} {'R':>6} {'F1':>6}")
     totals = [0, 0, 0, 0, 0]
     for name, n, right_flags, flags, found_n, planted in rows:
@@ -217,6 +316,10 @@ def main() -> None:
             totals[3] + found_n,
             totals[4] + planted,
         ]
+    for name, n, right_flags, flags, found_n, planted in views_apart:
+        p, r, f = prf(right_flags, flags, found_n, planted)
+        found_text = f"{found_n}/{planted}"
+        print(f"{name:42} {n:8d} {flags:6d} {right_flags:6d} {found_text:>9} {p:6.2f} {r:6.2f} {f:6.2f}")
     p, r, f = prf(totals[1], totals[2], totals[3], totals[4])
     found_text = f"{totals[3]}/{totals[4]}"
     print(
@@ -231,12 +334,15 @@ def main() -> None:
                 "brute_force_ip",
                 "credential_stuffing",
                 "shrinkage",
+                "latency_regression",
+                "error_burst",
             ]
         )
     )
     print(f"not covered by these detectors: {not_covered['anomaly_type'].value_counts().rows()}")
     print(
-        f"feature SQL {features_seconds:.2f} s; scoring {scoring_seconds:.2f} s = "
+        f"feature SQL {features_seconds:.2f} s; store-day forecasts {forecast_seconds:.2f} s "
+        f"({forecasts.height:,} out-of-sample store-day x target rows); scoring {scoring_seconds:.2f} s = "
         f"{totals[0] / scoring_seconds:,.0f} rows/s"
     )
 
