@@ -145,6 +145,8 @@ class Settings(BaseSettings):
     anomaly_min_security_failures: int = Field(10, ge=0)  # failures a flagged IP-day holds
     anomaly_min_missing_units: int = Field(5, ge=0)  # units missing at a flagged shelf count
     anomaly_min_missing_share: float = Field(0.1, ge=0, le=1)  # ... and this share of the expected level
+    anomaly_min_api_requests: int = Field(20, ge=1)  # requests an API endpoint-hour needs to be scored
+    anomaly_min_api_errors: int = Field(5, ge=0)  # 5xx responses a flagged error-rate hour holds
 
     # --- the specification's variables (names kept verbatim) --------------------------------
     ws_enabled: bool = Field(True, validation_alias=_spec("WS_ENABLED"))

@@ -45,6 +45,8 @@ class PipelineConfig(dg.ConfigurableResource):
     anomaly_min_security_failures: int = 10
     anomaly_min_missing_units: int = 5
     anomaly_min_missing_share: float = 0.1
+    anomaly_min_api_requests: int = 20
+    anomaly_min_api_errors: int = 5
     ai_analytics_enabled: bool = True
 
     @property
@@ -115,6 +117,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             anomaly_min_security_failures=settings.anomaly_min_security_failures,
             anomaly_min_missing_units=settings.anomaly_min_missing_units,
             anomaly_min_missing_share=settings.anomaly_min_missing_share,
+            anomaly_min_api_requests=settings.anomaly_min_api_requests,
+            anomaly_min_api_errors=settings.anomaly_min_api_errors,
             ai_analytics_enabled=settings.ai_analytics_enabled,
         ),
     }

@@ -6,17 +6,19 @@ become robust z-scores against the baseline's median and MAD (scaled by 1.4826).
 (``z_latency``, ``z_error_rate``, their maximum ``max_z`` = ``anomaly_score``) are stored, so the threshold
 can move without recomputing. An hour is an anomaly when
 
-- it and its baseline carry enough traffic (``MIN_REQUESTS`` requests in the hour, ``MIN_BASELINE_HOURS``
-  such hours before it), so a quiet endpoint's one slow call does not fire, and
-- its p95 lies ``z_threshold`` scaled MADs above the norm (and at least ``MIN_LATENCY_DELTA_MS`` above it),
-  or its 5xx rate does, counting the binomial noise of the hour's request count, with at least
-  ``MIN_ERRORS`` server errors.
+- it and its baseline carry enough traffic (``ANOMALY_MIN_API_REQUESTS`` requests in the hour,
+  ``MIN_BASELINE_HOURS`` such hours before it), so a quiet endpoint's one slow call does not fire, and
+- its p95 lies ``ANOMALY_Z_THRESHOLD`` scaled MADs above the norm (and at least ``MIN_LATENCY_DELTA_MS``
+  above it), or its 5xx rate does, counting the binomial noise of the hour's request count, with at least
+  ``ANOMALY_MIN_API_ERRORS`` server errors.
 
 Severity grows with ``max_z`` like the other detectors (medium below 2x the threshold, high below 4x,
 critical beyond). The expected range is the baseline p95 and the p95 / error rate at the threshold.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import dagster as dg
 import polars as pl
@@ -26,21 +28,26 @@ from pipelines.defs.anomalies.detectors import Z_THRESHOLD, _severity
 from pipelines.resources import PipelineConfig, Warehouse
 
 TABLE = "analytics.performance_anomalies"
+# Defaults of the settings ANOMALY_Z_THRESHOLD, ANOMALY_MIN_API_REQUESTS and ANOMALY_MIN_API_ERRORS.
 MIN_REQUESTS = 20  # requests in the hour to score it (and to count it in a baseline)
+MIN_ERRORS = 5  # 5xx responses in the hour for an error-rate anomaly
 MIN_BASELINE_HOURS = 24  # scored hours of the endpoint before this one
 BASELINE_DAYS = 14
-MIN_ERRORS = 5  # 5xx responses in the hour for an error-rate anomaly
 MIN_LATENCY_DELTA_MS = 10.0  # p95 above the norm by at least this much for a latency anomaly
 LATENCY_FLOOR = 0.05  # added to the scaled MAD of log p95 (5 %): a steady endpoint's jitter is not news
 ERROR_FLOOR = 0.005  # added to the error rate's spread (half a percentage point)
 
-PERFORMANCE_FEATURES_SQL = f"""
+
+def performance_features_sql(min_requests: int = MIN_REQUESTS) -> str:
+    """Endpoint-hours with their baseline: median and MAD of log p95 and of the 5xx rate over the endpoint's
+    earlier hours (``BASELINE_DAYS``) that carried at least ``min_requests`` requests."""
+    return f"""
     with hours as (
         select
             endpoint, method, route, hour_start, requests, errors_4xx, errors_5xx,
             error_rate_4xx, error_rate_5xx, latency_ms_mean, latency_ms_p95,
             ln(greatest(latency_ms_p95, 0.01)) as log_p95,
-            requests >= {MIN_REQUESTS} as scored
+            requests >= {int(min_requests)} as scored
         from marts.fct_api_performance
     )
     select
@@ -57,6 +64,9 @@ PERFORMANCE_FEATURES_SQL = f"""
     )
     order by endpoint, hour_start
 """
+
+
+PERFORMANCE_FEATURES_SQL = performance_features_sql()
 
 OUTPUT_COLUMNS = (
     "endpoint",
@@ -145,7 +155,14 @@ def score_performance(
     "the endpoint's earlier hours (robust z-scores, minimum traffic) — analytics.performance_anomalies.",
 )
 def performance_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -> dg.MaterializeResult:
-    return _score_into(warehouse, pipeline_config, TABLE, PERFORMANCE_FEATURES_SQL, score_performance)
+    score = partial(
+        score_performance,
+        z_threshold=pipeline_config.anomaly_z_threshold,
+        min_requests=pipeline_config.anomaly_min_api_requests,
+        min_errors=pipeline_config.anomaly_min_api_errors,
+    )
+    sql = performance_features_sql(pipeline_config.anomaly_min_api_requests)
+    return _score_into(warehouse, pipeline_config, TABLE, sql, score)
 
 
 assets = [performance_anomalies]
