@@ -8,6 +8,7 @@ terminals); :data:`DeviceAuth`, :data:`ManagerPrincipal` and :data:`AdminPrincip
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -52,6 +53,7 @@ class Principal:
     device_id: str | None = None
     token_id: str | None = None  # the access token's jti (users only)
     token_family: str | None = None  # its refresh-token family (users only)
+    token_expires_at: datetime | None = None  # when the access token expires (users only)
 
     def can_see(self, store_id: str) -> bool:
         return self.stores is None or store_id in self.stores
@@ -112,6 +114,7 @@ async def get_current_principal(
         stores=stores,
         token_id=claims.jti,
         token_family=claims.family,
+        token_expires_at=claims.expires_at,
     )
     await check_principal(request, principal)  # revoked by logout? per-user rate limit
     return principal

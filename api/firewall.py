@@ -28,6 +28,7 @@ from api.log import get_logger
 from api.middleware import route_template_of
 from api.ratelimit import RateLimiter
 from api.risk import RiskEngine
+from api.security import RevokedTokens
 
 log = get_logger("api.firewall")
 
@@ -440,7 +441,9 @@ async def check_principal(request: Request, principal: Any) -> None:
     state = request.app.state
     request.state.principal = principal
     token_id = getattr(principal, "token_id", None)
-    revoked = getattr(state, "revoked_tokens", None)
+    revoked: RevokedTokens | None = getattr(state, "revoked_tokens", None)
+    if token_id and revoked is not None and revoked.stale():
+        await run_in_threadpool(revoked.refresh)
     if token_id and revoked is not None and token_id in revoked:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "Token has been revoked", headers={"WWW-Authenticate": "Bearer"}
@@ -479,10 +482,9 @@ async def check_principal(request: Request, principal: Any) -> None:
 
 def install_security_state(app: Any, settings: Any, engine: Any) -> None:
     """Build the firewall's parts on ``app.state`` once the ops store is open (at start-up): the IP
-    lists (settings plus admin rules), the risk engine (reputations restored), the auditor, and the set
-    of access tokens revoked by logout (in memory: access tokens live minutes; refresh families are
-    revoked in the store)."""
+    lists (settings plus admin rules), the risk engine (reputations restored), the auditor, and the
+    access tokens revoked by logout (in the store, shared by every process; cached here)."""
     app.state.ipfilter = IpFilter(settings, engine)
     app.state.risk = RiskEngine(settings, engine, app.state.ipfilter)
     app.state.auditor = Auditor(engine, settings)
-    app.state.revoked_tokens = set()
+    app.state.revoked_tokens = RevokedTokens(engine, settings.revocation_cache_seconds)

@@ -5,18 +5,27 @@ strings (``csr_...``) of which the ops store keeps only a hash, rotated on every
 :mod:`chainsync.ops_store.security`). Access tokens are signed with ``settings.jwt_key()`` and decoded
 with the configured algorithm only, so ``alg=none`` and tokens signed with any other key or algorithm are
 refused.
+
+A logout ends an access token before it expires: :class:`RevokedTokens` records its id in the ops store
+(table ``revoked_tokens``), so every API process refuses it, and keeps the set in memory, re-read at most
+every ``CHAINSYNC_REVOCATION_CACHE_SECONDS``, so a request costs no query.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import jwt
+from sqlalchemy import Engine
 
+from chainsync.ops_store.security import active_revocations, revoke_access_token
 from chainsync.settings import Settings
 
 ALL_STORES = "*"
@@ -111,3 +120,44 @@ def new_refresh_token() -> str:
 
 def new_token_family() -> str:
     return uuid.uuid4().hex
+
+
+class RevokedTokens:
+    """Access tokens ended by logout, shared by every API process through the ops store.
+
+    ``revoke`` writes the store and takes effect in this process at once; a revocation made by another
+    process is seen once the cached set is older than ``max_age_s`` (the documented bound), when the next
+    request re-reads it (``stale`` then ``refresh``, on a worker thread). Expired ids are dropped, from the
+    store on each logout and from memory on each re-read."""
+
+    def __init__(self, engine: Engine, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self._shared: dict[str, datetime] = {}  # as last read from the store
+        self._local: dict[str, datetime] = {}  # revoked here (kept even if a re-read raced with the write)
+        self._read_at = float("-inf")
+        self._refreshing = threading.Lock()
+
+    def revoke(self, jti: str, expires_at: datetime) -> None:
+        revoke_access_token(self.engine, jti, expires_at)
+        self._local[jti] = expires_at
+
+    def stale(self) -> bool:
+        return self.clock() - self._read_at >= self.max_age_s
+
+    def refresh(self) -> None:
+        """Re-read the store (one query); a refresh already under way elsewhere is not repeated."""
+        if not self._refreshing.acquire(blocking=False):
+            return
+        try:
+            started = self.clock()
+            now = datetime.now(UTC)
+            self._shared = active_revocations(self.engine, now)
+            self._local = {jti: exp for jti, exp in self._local.items() if exp > now}
+            self._read_at = started
+        finally:
+            self._refreshing.release()
+
+    def __contains__(self, jti: object) -> bool:
+        return jti in self._local or jti in self._shared

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
 
     # --- security (authentication, controls, risk scoring) -----------------------------------
     refresh_token_days: int = Field(14, ge=1, le=365)
+    # A token revoked by logout in another API process is refused within this many seconds (0: at once,
+    # at the cost of a query per authenticated request); the logout's own process refuses it at once.
+    revocation_cache_seconds: float = Field(2.0, ge=0, le=60)
     totp_issuer: str = "ChainSync"
     # Networks of trusted reverse proxies (comma-separated CIDRs). X-Forwarded-For is read only when the
     # peer is one of them, so a spoofed header from anyone else changes nothing.

@@ -243,8 +243,8 @@ def logout(request: Request, principal: CurrentPrincipal, engine: EngineDep) -> 
     """End this login: the access token stops working now and its refresh tokens are revoked."""
     if principal.role == "device":
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "Devices authenticate with API keys; nothing to end")
-    if principal.token_id:
-        request.app.state.revoked_tokens.add(principal.token_id)
+    if principal.token_id and principal.token_expires_at:
+        request.app.state.revoked_tokens.revoke(principal.token_id, principal.token_expires_at)
     if principal.token_family:
         revoke_refresh_family(engine, principal.token_family)
     ip, agent = _context(request)

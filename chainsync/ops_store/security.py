@@ -1,5 +1,5 @@
 """Security state in the ops store: the hash-chained audit trail, IP reputation, IP rules, refresh
-tokens, TOTP secrets, and the user/device-key listings admins need.
+tokens, access tokens revoked by logout, TOTP secrets, and the user/device-key listings admins need.
 
 Times are stored as naive UTC (as the rest of the ops store does) and returned timezone-aware.
 """
@@ -20,6 +20,7 @@ from chainsync.ops_store.tables import (
     ip_reputation,
     ip_rules,
     refresh_tokens,
+    revoked_tokens,
     security_audit,
     user_stores,
     user_totp,
@@ -366,6 +367,40 @@ def family_is_active(engine: Engine, family_id: str) -> bool:
             ).scalar()
             or 0
         ) > 0
+
+
+# --- access tokens revoked by logout -------------------------------------------------------------------
+
+
+def revoke_access_token(engine: Engine, jti: str, expires_at: datetime, now: datetime | None = None) -> int:
+    """Record that the access token ``jti`` (valid until ``expires_at``) is ended, for every API process,
+    and delete the rows of tokens that have expired anyway; returns how many were pruned."""
+    now = now or utcnow()
+    with engine.begin() as conn:
+        pruned = conn.execute(
+            delete(revoked_tokens).where(revoked_tokens.c.expires_at <= _naive(now))
+        ).rowcount
+        known = conn.execute(select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == jti)).first()
+        if known is None:
+            conn.execute(
+                insert(revoked_tokens).values(
+                    jti=jti[:64], expires_at=_naive(expires_at), revoked_at=_naive(now)
+                )
+            )
+    return int(pruned)
+
+
+def active_revocations(engine: Engine, now: datetime | None = None) -> dict[str, datetime]:
+    """The revoked access tokens that have not expired yet: ``{jti: expires_at}`` (a few per logout in
+    the last access-token lifetime, so the whole set is read at once)."""
+    now = now or utcnow()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(revoked_tokens.c.jti, revoked_tokens.c.expires_at).where(
+                revoked_tokens.c.expires_at > _naive(now)
+            )
+        ).all()
+    return {str(r.jti): _aware(r.expires_at) for r in rows}  # type: ignore[misc]
 
 
 # --- TOTP -------------------------------------------------------------------------------------------------

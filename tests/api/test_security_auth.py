@@ -1,12 +1,20 @@
-"""Authentication and administration: refresh-token rotation and reuse detection, logout, TOTP two-factor,
-admin management of users and device keys, and GET /api/observability/security/events."""
+"""Authentication and administration: refresh-token rotation and reuse detection, logout (shared by every
+API process on the ops store), TOTP two-factor, admin management of users and device keys, and
+GET /api/observability/security/events."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pyotp
+from sqlalchemy import func, select
 
+from api.main import create_app
+from api.security import RevokedTokens
+from chainsync.ops_store.security import active_revocations, revoke_access_token
+from chainsync.ops_store.tables import revoked_tokens
+from chainsync.settings import get_settings
 from tests.api.conftest import PASSWORD, TestClient, bearer
 
 
@@ -52,6 +60,57 @@ def test_logout_ends_the_access_token_and_the_refresh_token(client, users) -> No
     assert (
         client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401
     )
+
+
+def test_logout_on_one_api_process_ends_the_token_on_another(settings, users, monkeypatch) -> None:
+    monkeypatch.setenv("CHAINSYNC_REVOCATION_CACHE_SECONDS", "0")  # re-read on every request
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings())) as one, TestClient(create_app(get_settings())) as other:
+        tokens = login(one, "mona").json()
+        auth = bearer(tokens["access_token"])
+        assert other.get("/api/sync/health", headers=auth).status_code == 200
+        assert one.post("/api/auth/logout", headers=auth).status_code == 204
+        refused = other.get("/api/sync/health", headers=auth)
+        assert refused.status_code == 401 and refused.json()["detail"] == "Token has been revoked"
+        assert one.get("/api/sync/health", headers=auth).status_code == 401
+        # A fresh login is unaffected.
+        again = bearer(login(one, "mona").json()["access_token"])
+        assert other.get("/api/sync/health", headers=again).status_code == 200
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_revocation_elsewhere_is_seen_within_the_cache_bound(engine) -> None:
+    clock = Clock()
+    here, there = RevokedTokens(engine, 2.0, clock), RevokedTokens(engine, 2.0, clock)
+    there.refresh()
+    expires = datetime.now(UTC) + timedelta(minutes=15)
+    here.revoke("jti-1", expires)
+    assert "jti-1" in here  # at once in the process that revoked it
+    clock.now += 1.9
+    assert not there.stale() and "jti-1" not in there  # the cached set, under 2 s old
+    clock.now += 0.1
+    assert there.stale()
+    there.refresh()
+    assert "jti-1" in there and not there.stale()
+
+
+def test_expired_revocations_are_pruned(engine) -> None:
+    now = datetime.now(UTC)
+    revoke_access_token(engine, "old", now - timedelta(seconds=1), now=now - timedelta(minutes=20))
+    assert active_revocations(engine) == {}  # expired: no longer listed ...
+    revoke_access_token(engine, "new", now + timedelta(minutes=15))
+    with engine.connect() as conn:  # ... and deleted by the next logout
+        assert conn.execute(select(func.count()).select_from(revoked_tokens)).scalar() == 1
+    assert set(active_revocations(engine)) == {"new"}
+    revoke_access_token(engine, "new", now + timedelta(minutes=15))  # twice: still one row
+    assert set(active_revocations(engine)) == {"new"}
 
 
 def test_totp_login(client, users) -> None:
