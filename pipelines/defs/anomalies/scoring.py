@@ -35,8 +35,8 @@ ANOMALY_Z = 6.0
 # A store-day is a residual anomaly when units or revenue lie this many interval half-widths beyond the 95 %
 # forecast interval (0 = anywhere outside it) *and* some feature lies RESIDUAL_MIN_Z scaled MADs from its
 # norm. The store-day intervals are too narrow in the tails (about 88-91 % of days inside the 95 % band on
-# the generated chain), so a residual alone fires on ordinary noise: bench/anomaly.py measured 27 false
-# alarms in 7,210 store-days at 3 half-widths without the second view, none with it (README).
+# the generated chain), so a residual alone fires on ordinary noise: bench/anomaly.py measured 45 false
+# alarms in 7,210 store-days at 2 half-widths without the second view, none with it (README).
 RESIDUAL_THRESHOLD = 2.0
 RESIDUAL_MIN_Z = 4.5
 # Added to every scaled MAD: a rate that is usually exactly 0 (voids) would otherwise turn one void into an
@@ -44,8 +44,8 @@ RESIDUAL_MIN_Z = 4.5
 Z_FLOOR = 0.01
 SCALE_FEATURES = ("net_revenue_cents", "transactions", "avg_basket_cents")  # compared in logs, net of the day
 IFOREST_SEED = 0  # IForest is randomised: a fixed seed makes the scores (and the flags) reproducible
-# The pyod ensemble. Measured with bench/anomaly.py --ensemble (README): COPOD or HBOS beside ECOD lost
-# planted days that ECOD + IForest keeps.
+# The pyod ensemble. Measured with bench/anomaly.py --ensemble (README): beside ECOD, COPOD or HBOS lose
+# more planted days than IForest.
 ENSEMBLE = ("ECOD", "IForest")
 RESIDUAL_HORIZON = 7  # days forecast from each rolling origin (a week: the forecast the stores act on)
 RESIDUAL_WARMUP = 56  # days of a store's history before its first out-of-sample day
