@@ -28,7 +28,7 @@ from api.log import get_logger
 from api.middleware import route_template_of
 from api.ratelimit import RateLimiter
 from api.risk import RiskEngine
-from api.security import RevokedTokens
+from api.security import RevokedTokens, totp_cipher
 
 log = get_logger("api.firewall")
 
@@ -483,8 +483,10 @@ async def check_principal(request: Request, principal: Any) -> None:
 def install_security_state(app: Any, settings: Any, engine: Any) -> None:
     """Build the firewall's parts on ``app.state`` once the ops store is open (at start-up): the IP
     lists (settings plus admin rules), the risk engine (reputations restored), the auditor, and the
-    access tokens revoked by logout (in the store, shared by every process; cached here)."""
+    access tokens revoked by logout (in the store, shared by every process; cached here), and the cipher
+    of TOTP secrets."""
     app.state.ipfilter = IpFilter(settings, engine)
     app.state.risk = RiskEngine(settings, engine, app.state.ipfilter)
     app.state.auditor = Auditor(engine, settings)
     app.state.revoked_tokens = RevokedTokens(engine, settings.revocation_cache_seconds)
+    app.state.totp_cipher = totp_cipher(settings)

@@ -13,6 +13,7 @@ every ``CHAINSYNC_REVOCATION_CACHE_SECONDS``, so a request costs no query.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 import time
@@ -23,9 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Engine
 
-from chainsync.ops_store.security import active_revocations, revoke_access_token
+from chainsync.ops_store.security import TotpCipher, active_revocations, revoke_access_token
 from chainsync.settings import Settings
 
 ALL_STORES = "*"
@@ -161,3 +164,17 @@ class RevokedTokens:
 
     def __contains__(self, jti: object) -> bool:
         return jti in self._local or jti in self._shared
+
+
+def totp_cipher(settings: Settings) -> TotpCipher:
+    """The cipher of TOTP secrets at rest: the Fernet keys of ``CHAINSYNC_TOTP_ENCRYPTION_KEY`` (comma-
+    separated; the first encrypts, all decrypt, for rotation), or when it is unset one key derived from the
+    JWT secret with HKDF-SHA256 (so changing the JWT secret then makes enrolled users enrol again)."""
+    configured = settings.totp_encryption_key.get_secret_value() if settings.totp_encryption_key else ""
+    keys = [k.strip().encode("ascii") for k in configured.split(",") if k.strip()]
+    if not keys:
+        derived = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"chainsync totp secret encryption v1"
+        ).derive(settings.jwt_key().encode())
+        keys = [base64.urlsafe_b64encode(derived)]
+    return TotpCipher(keys)

@@ -7,6 +7,7 @@ by building them at import time, so tests can point a process at its own data di
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import secrets
 from functools import lru_cache
@@ -90,6 +91,9 @@ class Settings(BaseSettings):
     # at the cost of a query per authenticated request); the logout's own process refuses it at once.
     revocation_cache_seconds: float = Field(2.0, ge=0, le=60)
     totp_issuer: str = "ChainSync"
+    # Fernet keys (comma-separated; the first encrypts, all decrypt) for TOTP secrets at rest. Unset: a key
+    # derived from the JWT secret (HKDF-SHA256), so changing that secret then voids every enrolment.
+    totp_encryption_key: SecretStr | None = None
     # Networks of trusted reverse proxies (comma-separated CIDRs). X-Forwarded-For is read only when the
     # peer is one of them, so a spoofed header from anyone else changes nothing.
     trusted_proxies: str = ""
@@ -107,8 +111,6 @@ class Settings(BaseSettings):
     security_dry_run: bool = False  # decide and log blocks, enforce none
     # JSON and form bodies up to this size have their string values scanned for attack patterns (0: off).
     input_scan_max_bytes: int = Field(1024 * 1024, ge=0)
-    # JSON and form bodies up to this size have their string values scanned for attack patterns (0: off).
-    input_scan_max_bytes: int = Field(1024 * 1024, ge=0)
     risk_block_score: float = Field(10.0, gt=0)  # an address at or above this score is blocked
     risk_half_life_minutes: float = Field(30.0, gt=0)  # scores halve every this many minutes
     ban_initial_seconds: int = Field(3600, ge=1)  # first block: 1 h
@@ -124,6 +126,21 @@ class Settings(BaseSettings):
         for part in v.split(","):
             if part.strip():
                 ipaddress.ip_network(part.strip(), strict=False)
+        return v
+
+    @field_validator("totp_encryption_key")
+    @classmethod
+    def _fernet_keys(cls, v: SecretStr | None) -> SecretStr | None:
+        for key in (v.get_secret_value() if v else "").split(","):
+            if key.strip():
+                try:
+                    ok = len(base64.urlsafe_b64decode(key.strip().encode("ascii"))) == 32
+                except (ValueError, UnicodeEncodeError):
+                    ok = False
+                if not ok:
+                    raise ValueError(
+                        "each key must be a Fernet key: 32 bytes, url-safe base64 (44 characters)"
+                    )
         return v
 
     @field_validator("business_hours")

@@ -121,7 +121,7 @@ def _totp_step(secret: str, code: str, now: datetime) -> int | None:
 
 
 def _verify_totp(request: Request, engine: Engine, user: User, code: str, *, enable: bool = False) -> bool:
-    state = get_totp(engine, user.id)
+    state = get_totp(engine, user.id, request.app.state.totp_cipher)
     if state is None:
         return False
     step = _totp_step(state.secret, code, datetime.now(UTC))
@@ -174,7 +174,7 @@ def login(
         "user_agent": agent,
     }
     audit |= {"method": request.method, "route": request.url.path}
-    totp = get_totp(engine, user.id)
+    totp = get_totp(engine, user.id, request.app.state.totp_cipher)
     if totp is not None and totp.enabled:
         if not otp:
             raise _unauthorized("Two-factor code required", {"X-2FA-Required": "totp"})
@@ -271,11 +271,12 @@ def enroll_totp(
     ``otpauth://`` URI for an authenticator app. Confirm with a code at ``/api/auth/2fa/confirm``.
     Refused (409) once two-factor authentication is on; an administrator can reset it."""
     user = _check_password(request, engine, form.username, form.password)
-    state = get_totp(engine, user.id)
+    cipher = request.app.state.totp_cipher
+    state = get_totp(engine, user.id, cipher)
     if state is not None and state.enabled:
         raise HTTPException(status.HTTP_409_CONFLICT, "Two-factor authentication is already enabled")
     secret = pyotp.random_base32()
-    set_totp_secret(engine, user.id, secret)
+    set_totp_secret(engine, user.id, secret, cipher)
     response.headers["Cache-Control"] = "no-store"
     uri = pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=settings.totp_issuer)
     return TotpEnrolment(secret=secret, otpauth_uri=uri)
@@ -294,7 +295,7 @@ def confirm_totp(
 ) -> TotpEnabled:
     """Turn two-factor authentication on with the first code from the authenticator app."""
     user = _check_password(request, engine, form.username, form.password)
-    state = get_totp(engine, user.id)
+    state = get_totp(engine, user.id, request.app.state.totp_cipher)
     if state is None:
         raise HTTPException(status.HTTP_409_CONFLICT, "Start with POST /api/auth/2fa/enroll")
     ip, agent = _context(request)

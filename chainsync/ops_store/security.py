@@ -1,5 +1,6 @@
 """Security state in the ops store: the hash-chained audit trail, IP reputation, IP rules, refresh
-tokens, access tokens revoked by logout, TOTP secrets, and the user/device-key listings admins need.
+tokens, access tokens revoked by logout, TOTP secrets (encrypted), and the user/device-key listings admins
+need.
 
 Times are stored as naive UTC (as the rest of the ops store does) and returned timezone-aware.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import Engine, and_, delete, func, insert, select, update
 
 from chainsync.ops_store.tables import (
@@ -406,28 +408,74 @@ def active_revocations(engine: Engine, now: datetime | None = None) -> dict[str,
 # --- TOTP -------------------------------------------------------------------------------------------------
 
 
+class TotpCipher:
+    """Encrypts TOTP secrets at rest with Fernet (AES-128-CBC + HMAC-SHA256). Stored values carry the
+    prefix ``fernet:``; a value without it is a secret stored in clear before encryption, read as is.
+    Several keys rotate: the first encrypts, every one decrypts, and :func:`get_totp` rewrites a value
+    that is in clear or under an older key."""
+
+    PREFIX = "fernet:"
+
+    def __init__(self, keys: list[bytes]) -> None:
+        if not keys:
+            raise ValueError("at least one key")
+        self._primary = Fernet(keys[0])
+        self._older = [Fernet(k) for k in keys[1:]]
+
+    def encrypt(self, secret: str) -> str:
+        return self.PREFIX + self._primary.encrypt(secret.encode()).decode("ascii")
+
+    def open(self, stored: str) -> tuple[str, bool]:
+        """``(clear secret, current)``: ``current`` is False when the value should be written again (it
+        is in clear, or under an older key). Raises ``cryptography.fernet.InvalidToken`` when no key
+        opens it."""
+        if not stored.startswith(self.PREFIX):
+            return stored, False
+        token = stored[len(self.PREFIX) :].encode("ascii")
+        try:
+            return self._primary.decrypt(token).decode(), True
+        except InvalidToken:
+            if not self._older:
+                raise
+        return MultiFernet(self._older).decrypt(token).decode(), False
+
+    def decrypt(self, stored: str) -> str:
+        return self.open(stored)[0]
+
+
 @dataclass(frozen=True)
 class TotpState:
-    secret: str
+    secret: str  # in clear
     enabled: bool
     last_step: int | None
 
 
-def get_totp(engine: Engine, user_id: int) -> TotpState | None:
+def get_totp(engine: Engine, user_id: int, cipher: TotpCipher) -> TotpState | None:
+    """The user's TOTP state with the secret decrypted. A secret still stored in clear, or under an older
+    key, is encrypted again with the current key now."""
     with engine.connect() as conn:
         row = conn.execute(select(user_totp).where(user_totp.c.user_id == user_id)).mappings().first()
     if row is None:
         return None
-    return TotpState(secret=row["secret"], enabled=bool(row["enabled"]), last_step=row["last_step"])
+    stored = str(row["secret"])
+    secret, current = cipher.open(stored)
+    if not current:
+        with engine.begin() as conn:
+            conn.execute(
+                update(user_totp)
+                .where(user_totp.c.user_id == user_id, user_totp.c.secret == stored)
+                .values(secret=cipher.encrypt(secret))
+            )
+    return TotpState(secret=secret, enabled=bool(row["enabled"]), last_step=row["last_step"])
 
 
-def set_totp_secret(engine: Engine, user_id: int, secret: str) -> None:
-    """Start (or restart) enrolment with a new, not yet enabled secret."""
+def set_totp_secret(engine: Engine, user_id: int, secret: str, cipher: TotpCipher) -> None:
+    """Start (or restart) enrolment with a new, not yet enabled secret (stored encrypted)."""
     with engine.begin() as conn:
         conn.execute(delete(user_totp).where(user_totp.c.user_id == user_id))
         conn.execute(
             insert(user_totp).values(
-                user_id=user_id, secret=secret, enabled=False, created_at=_naive(utcnow())
+                user_id=user_id, secret=cipher.encrypt(secret), enabled=False, created_at=_naive(utcnow())
             )
         )
 

@@ -8,13 +8,16 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pyotp
-from sqlalchemy import func, select
+import pytest
+from cryptography.fernet import Fernet, InvalidToken
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
 
 from api.main import create_app
 from api.security import RevokedTokens
-from chainsync.ops_store.security import active_revocations, revoke_access_token
-from chainsync.ops_store.tables import revoked_tokens
-from chainsync.settings import get_settings
+from chainsync.ops_store.security import TotpCipher, active_revocations, revoke_access_token
+from chainsync.ops_store.tables import revoked_tokens, user_totp
+from chainsync.settings import Settings, get_settings
 from tests.api.conftest import PASSWORD, TestClient, bearer
 
 
@@ -130,6 +133,45 @@ def test_totp_login(client, users) -> None:
         client.post("/api/auth/2fa/enroll", data={"username": "mona", "password": "nope-nope"}).status_code
         == 401
     )
+
+
+def _stored_totp(engine) -> str:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return str(conn.execute(select(user_totp.c.secret)).scalar_one())
+
+
+def test_totp_secret_is_encrypted_at_rest(client, users, engine) -> None:
+    secret = enrol(client, "mona")
+    stored = _stored_totp(engine)
+    assert stored.startswith("fernet:") and secret not in stored
+    assert login(client, "mona", otp=next_code(secret)).status_code == 200
+
+
+def test_a_secret_stored_in_clear_still_verifies_and_is_encrypted_on_use(client, users, engine) -> None:
+    secret = enrol(client, "mona")
+    with engine.begin() as conn:  # as rows written before encryption look
+        conn.execute(update(user_totp).values(secret=secret))
+    assert login(client, "mona", otp=next_code(secret)).status_code == 200
+    stored = _stored_totp(engine)
+    assert stored.startswith("fernet:") and secret not in stored
+
+
+def test_totp_keys_rotate(settings, users, engine, monkeypatch) -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    monkeypatch.setenv("CHAINSYNC_TOTP_ENCRYPTION_KEY", old)
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings())) as c:
+        secret = enrol(c, "mona")
+    monkeypatch.setenv("CHAINSYNC_TOTP_ENCRYPTION_KEY", f"{new},{old}")  # new first: it encrypts
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings())) as c:
+        assert login(c, "mona", otp=next_code(secret)).status_code == 200
+    # The login rewrote the secret under the new key: the old one can be dropped.
+    assert TotpCipher([new.encode()]).decrypt(_stored_totp(engine)) == secret
+    with pytest.raises(InvalidToken):
+        TotpCipher([old.encode()]).decrypt(_stored_totp(engine))
+    with pytest.raises(ValidationError, match="Fernet key"):
+        Settings(totp_encryption_key="not-a-key")  # type: ignore[arg-type]
 
 
 def test_admins_need_two_factor_outside_demo_mode(client, users, tokens) -> None:
