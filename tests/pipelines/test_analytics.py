@@ -117,6 +117,45 @@ def test_accuracy_and_totals_add_up() -> None:
     assert (totals["lo_95"] <= totals["yhat"]).all() and (totals["yhat"] <= totals["hi_95"]).all()
 
 
+def test_reconciled_totals_are_coherent_and_sensible() -> None:
+    history = _history(series=8, days=150, seed=4)
+    categories = pl.DataFrame(
+        {"product_id": [f"P{i}" for i in range(8)], "category": ["a", "b", "c", "d"] * 2}
+    )
+    forecast = forecast_demand(history, horizon=14)
+    bottom_up = forecast_totals(forecast, categories)
+    for method in ("ols", "wls_struct"):
+        totals = forecast_totals(forecast, categories, history=history, method=method)
+        assert totals.schema == pl.Schema(TOTALS_SCHEMA)
+        assert totals.height == bottom_up.height == (2 + 4 + 1) * 14
+        assert set(totals.filter(pl.col("level") == "store")["key"]) == {"S0", "S1"}
+        assert dict(totals.filter(pl.col("horizon_day") == 1).select("key", "n_series").iter_rows()) == {
+            "S0": 4,
+            "S1": 4,
+            "a": 2,
+            "b": 2,
+            "c": 2,
+            "d": 2,
+            "chain": 8,
+        }
+        # Children add up to their parent on every day, within rounding.
+        chain = totals.filter(pl.col("level") == "chain").select("ds", chain="yhat")
+        for level in ("store", "category"):
+            summed = totals.filter(pl.col("level") == level).group_by("ds").agg(pl.col("yhat").sum())
+            joined = summed.join(chain, on="ds")
+            assert joined.height == 14
+            assert ((joined["yhat"] - joined["chain"]).abs() < 1e-6 * joined["chain"].abs().max()).all()
+        # Reconciled totals stay near the bottom-up sums and keep ordered, non-negative bounds.
+        near = totals.join(bottom_up, on=["level", "key", "ds"], suffix="_bu")
+        assert ((near["yhat"] - near["yhat_bu"]).abs() <= 0.25 * near["yhat_bu"] + 1).all()
+        assert (totals["lo_95"] >= 0).all()
+        assert (totals["lo_95"] <= totals["lo_80"]).all() and (totals["lo_80"] <= totals["yhat"]).all()
+        assert (totals["yhat"] <= totals["hi_80"]).all() and (totals["hi_80"] <= totals["hi_95"]).all()
+        assert (totals["hi_80"] > totals["lo_80"]).all()
+    with pytest.raises(ValueError, match="unknown reconciliation"):
+        forecast_totals(forecast, categories, history=history, method="top_down")
+
+
 def test_forecast_of_nothing_is_empty() -> None:
     empty = pl.DataFrame(
         schema={"store_id": pl.String, "product_id": pl.String, "ds": pl.Date, "y": pl.Float64}

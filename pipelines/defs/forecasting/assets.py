@@ -1,5 +1,6 @@
 """Forecasting assets: demand_forecast (per store x product), forecast_accuracy (hold-out scores) and
-demand_forecast_totals (bottom-up store / category / chain totals), in the analytics schema."""
+demand_forecast_totals (coherent store / category / chain totals: MinTrace-reconciled by default, or bottom-up
+sums, by FORECAST_RECONCILIATION), in the analytics schema."""
 
 import dagster as dg
 
@@ -41,8 +42,9 @@ CATEGORIES_SQL = "select product_id, category from marts.dim_product"
             "demand_forecast_totals",
             kinds={"duckdb"},
             deps=[dg.AssetKey("fct_sales_daily"), dg.AssetKey("dim_product")],
-            description="Bottom-up forecast totals per store, category and chain "
-            "(analytics.demand_forecast_totals).",
+            description="Coherent forecast totals per store, category and chain: MinTrace (ols) "
+            "reconciliation of each total's own forecast with the series' by default, bottom-up sums with "
+            "FORECAST_RECONCILIATION=bottom_up (analytics.demand_forecast_totals).",
         ),
     ],
 )
@@ -101,7 +103,13 @@ def demand_forecasts(
             },
         )
 
-    totals = forecast_totals(forecast, categories)
+    totals = forecast_totals(
+        forecast,
+        categories,
+        history=history,
+        method=get_settings().forecast_reconciliation,
+        holidays=holidays,
+    )
     warehouse.replace_table("analytics.demand_forecast_totals", totals)
     if "demand_forecast_totals" in selected:
         yield dg.MaterializeResult(asset_key="demand_forecast_totals", metadata={"rows": totals.height})

@@ -10,8 +10,9 @@ import polars as pl
 
 LEVELS = (80, 95)
 SEASON = 7  # weekly seasonality of retail demand
-# A year holds every weekly pattern and the recent level; longer history only costs time.
-TRAIN_DAYS = 364
+# A year plus the 28-day hold-out and a week: last year's holidays fall inside the history of both the
+# forecast and the hold-out (holiday effects); longer history only costs time.
+TRAIN_DAYS = 400
 ACCURACY_HOLDOUT_DAYS = 28  # the hold-out behind forecast_accuracy and the confidence score
 
 FORECAST_SCHEMA = pl.Schema(
@@ -257,18 +258,44 @@ def forecast_accuracy(
     return out.select(list(ACCURACY_SCHEMA)).cast(ACCURACY_SCHEMA).sort("level", "store_id", "product_id")
 
 
-def forecast_totals(forecast: pl.DataFrame, categories: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Bottom-up totals per store, category and chain: point forecasts are sums of the series' (so the
-    levels add up exactly); bounds assume independent series errors, ``total ± sqrt(Σ half-width²)`` with
-    each series' lower and upper half-widths."""
-    if forecast.is_empty():
-        return empty_totals()
-    frame = forecast
+RECONCILIATION_METHODS = ("bottom_up", "ols", "wls_struct")
+HIERARCHY = [["chain"], ["chain", "store"], ["chain", "category"], ["chain", "store", "category", "product"]]
+
+
+def _with_category(frame: pl.DataFrame, categories: pl.DataFrame | None) -> pl.DataFrame:
     if categories is not None and categories.height:
         frame = frame.join(categories.select("product_id", "category"), on="product_id", how="left")
     else:
         frame = frame.with_columns(category=pl.lit(None, pl.String))
-    frame = frame.with_columns(pl.col("category").fill_null("unknown"), chain=pl.lit("chain"))
+    return frame.with_columns(pl.col("category").fill_null("unknown"))
+
+
+def forecast_totals(
+    forecast: pl.DataFrame,
+    categories: pl.DataFrame | None = None,
+    *,
+    history: pl.DataFrame | None = None,
+    method: str = "bottom_up",
+    holidays: str | None = "US",
+) -> pl.DataFrame:
+    """Store, category and chain totals of ``forecast``, coherent: the stores' totals and the categories'
+    totals each add up to the chain's on every day.
+
+    ``method="bottom_up"``: sums of the series' forecasts; bounds assume independent series errors,
+    ``total ± sqrt(Σ half-width²)`` with each series' lower and upper half-widths.
+    ``method="ols"`` or ``"wls_struct"`` (needs ``history``, the frame ``forecast`` was made from):
+    hierarchicalforecast's MinTrace reconciliation of base forecasts at every level — the series' from
+    ``forecast`` and the totals' own, made by the same method from the aggregated history — so each total
+    uses its own (smoother) history and the levels still add up; each total's 80/95 % bounds are its base
+    forecast's conformal half-widths around the reconciled value."""
+    if method not in RECONCILIATION_METHODS:
+        choices = ", ".join(RECONCILIATION_METHODS)
+        raise ValueError(f"unknown reconciliation {method!r}; choose from {choices}")
+    if forecast.is_empty():
+        return empty_totals()
+    if method != "bottom_up" and history is not None and not history.is_empty():
+        return _reconciled_totals(forecast, categories, history, method, holidays)
+    frame = _with_category(forecast, categories).with_columns(chain=pl.lit("chain"))
     agg = [
         pl.col("yhat").sum(),
         *[((pl.col("yhat") - pl.col(f"lo_{lvl}")) ** 2).sum().sqrt().alias(f"dlo_{lvl}") for lvl in LEVELS],
@@ -286,6 +313,90 @@ def forecast_totals(forecast: pl.DataFrame, categories: pl.DataFrame | None = No
     out = pl.concat(parts).with_columns(
         *[(pl.col("yhat") - pl.col(f"dlo_{lvl}")).clip(lower_bound=0.0).alias(f"lo_{lvl}") for lvl in LEVELS],
         *[(pl.col("yhat") + pl.col(f"dhi_{lvl}")).alias(f"hi_{lvl}") for lvl in LEVELS],
+    )
+    return out.select(list(TOTALS_SCHEMA)).cast(TOTALS_SCHEMA).sort("level", "key", "ds")
+
+
+def _reconciled_totals(
+    forecast: pl.DataFrame,
+    categories: pl.DataFrame | None,
+    history: pl.DataFrame,
+    method: str,
+    holidays: str | None,
+) -> pl.DataFrame:
+    # hierarchicalforecast takes ~5 s to import (scikit-learn): only here, never at module import.
+    from hierarchicalforecast.core import HierarchicalReconciliation
+    from hierarchicalforecast.methods import MinTraceSparse
+    from hierarchicalforecast.utils import aggregate
+
+    from chainsync.forecasting import forecast_panel
+
+    horizon = int(forecast["horizon_day"].max())  # type: ignore[arg-type]
+    forecast = _with_category(forecast, categories)
+    keyed = _with_category(
+        history.join(forecast.select("store_id", "product_id").unique(), on=["store_id", "product_id"]),
+        categories,
+    ).select(
+        chain=pl.lit("chain"),
+        store="store_id",
+        category="category",
+        product="product_id",
+        ds=pl.col("ds").cast(pl.Datetime("us")),
+        y=pl.col("y").cast(pl.Float64),
+    )
+    hierarchy, summing, tags = aggregate(keyed, HIERARCHY, sparse_s=True)
+    bottom_level = "/".join(HIERARCHY[-1])
+    totals_ids = [uid for level, ids in tags.items() if level != bottom_level for uid in ids]
+    totals_history = hierarchy.filter(pl.col("unique_id").is_in(totals_ids))
+    bounds = [f"{b}_{lvl}" for lvl in LEVELS for b in ("lo", "hi")]
+    base_totals = forecast_panel(
+        totals_history, horizon=horizon, freq="1d", season=SEASON, holidays=holidays
+    ).forecasts.select("unique_id", "ds", "yhat", *bounds)
+    base_series = forecast.select(
+        unique_id=pl.concat_str(pl.lit("chain"), "store_id", "category", "product_id", separator="/"),
+        ds=pl.col("ds").cast(pl.Datetime("us")),
+        yhat="yhat",
+    )
+    base = pl.concat([base_totals.select("unique_id", "ds", "yhat"), base_series])
+    reconciler = HierarchicalReconciliation(reconcilers=[MinTraceSparse(method=method)])
+    reconciled = reconciler.reconcile(Y_hat_df=base, S_df=summing, tags=tags)
+    column = next(c for c in reconciled.columns if c.startswith("yhat/"))
+    level_names = {"chain": "chain", "chain/store": "store", "chain/category": "category"}
+    nodes = pl.DataFrame(
+        [
+            (uid, level_names[level], uid.removeprefix("chain/") if level != "chain" else "chain")
+            for level, ids in tags.items()
+            if level in level_names
+            for uid in ids
+        ],
+        schema={"unique_id": pl.String(), "level": pl.String(), "key": pl.String()},
+        orient="row",
+    )
+    first_day = forecast.filter(pl.col("horizon_day") == pl.col("horizon_day").min())  # one row per series
+    counts = pl.concat(
+        [
+            first_day.group_by(key="store_id").agg(level=pl.lit("store"), n_series=pl.len()),
+            first_day.group_by(key="category").agg(level=pl.lit("category"), n_series=pl.len()),
+            pl.DataFrame({"key": ["chain"], "level": ["chain"], "n_series": [first_day.height]}),
+        ],
+        how="vertical_relaxed",
+    )
+    per_day = forecast.select("ds", "horizon_day").unique().with_columns(pl.col("ds").cast(pl.Datetime("us")))
+    out = (
+        base_totals.join(reconciled.select("unique_id", "ds", rec=column), on=["unique_id", "ds"])
+        .join(per_day, on="ds")
+        .with_columns(yhat="rec", **{b: pl.col(b) - pl.col("yhat") + pl.col("rec") for b in bounds})
+        .join(nodes, on="unique_id")
+        .join(counts.with_columns(pl.col("n_series").cast(pl.Int64)), on=["level", "key"])
+        .with_columns(
+            # Order lo_95 <= lo_80 <= yhat <= hi_80 <= hi_95, nothing below 0 (units).
+            lo_80=pl.min_horizontal("lo_80", "yhat").clip(lower_bound=0.0),
+            hi_80=pl.max_horizontal("hi_80", "yhat"),
+        )
+        .with_columns(
+            lo_95=pl.min_horizontal("lo_95", "lo_80").clip(lower_bound=0.0),
+            hi_95=pl.max_horizontal("hi_95", "hi_80"),
+        )
     )
     return out.select(list(TOTALS_SCHEMA)).cast(TOTALS_SCHEMA).sort("level", "key", "ds")
 
