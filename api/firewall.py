@@ -224,7 +224,7 @@ class FirewallMiddleware:
         refusal = await self._refusal(scope, ip or "unknown", path, ipfilter, risk, settings)
         if refusal is not None:
             if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1008, "reason": "address not allowed"})
+                await self._refuse_websocket(receive, send, refusal.status_code)
             else:
                 await refusal(scope, receive, send)
             return
@@ -266,6 +266,19 @@ class FirewallMiddleware:
 
         await self.app(scope, receive, send_watch)
         await self._after(scope, ip, path, status_code, risk)
+
+    async def _refuse_websocket(self, receive: Receive, send: Send, status_code: int) -> None:
+        """Accept, then close with the notifications protocol's code (4403 refused address, 4429 rate
+        limited), so a browser client sees why; nothing else is sent."""
+        hub = getattr(self.host.state, "hub", None)
+        if hub is not None:
+            hub.stats.rejected["ip_blocked" if status_code == 403 else "rate_limited"] += 1
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        code, reason = (4429, "rate limited") if status_code == 429 else (4403, "address not allowed")
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": code, "reason": reason})
 
     @staticmethod
     def _scannable(scope: Scope, limit: int) -> bool:
@@ -422,6 +435,22 @@ async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
             return b"".join(chunks), None
 
 
+def address_refused(state: Any, ip: str | None) -> str | None:
+    """Why the firewall refuses ``ip`` now (the deny list or admin deny rules, allowlist-only mode, a
+    risk block), or None. A dry run refuses nothing. For connections that outlive the check made when
+    they opened (WebSockets)."""
+    if state.settings.security_dry_run:
+        return None
+    listed = state.ipfilter.decide(ip)
+    if listed.verdict == "denied":
+        return "deny list"
+    if listed.verdict == "not_allowlisted":
+        return "not on the allowlist"
+    if state.risk.blocked_for(ip):
+        return "address blocked"
+    return None
+
+
 def _rid(scope: Scope) -> str | None:
     return (scope.get("state") or {}).get("request_id")
 
@@ -490,3 +519,9 @@ def install_security_state(app: Any, settings: Any, engine: Any) -> None:
     app.state.auditor = Auditor(engine, settings)
     app.state.revoked_tokens = RevokedTokens(engine, settings.revocation_cache_seconds)
     app.state.totp_cipher = totp_cipher(settings)
+    if settings.ws_ip_allowlist or settings.ws_ip_denylist:
+        log.warning(
+            "deprecated_setting",
+            detail="CHAINSYNC_WS_IP_ALLOWLIST/_DENYLIST still narrow WebSockets, but the firewall's "
+            "CHAINSYNC_IP_ALLOWLIST/_DENYLIST and admin IP rules now apply to them too: move the lists there",
+        )

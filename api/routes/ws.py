@@ -5,8 +5,12 @@ Protocol (JSON text frames):
 
 1. Connect with ``?token=<JWT or device key>``, or send ``{"type": "auth", "token": ...}`` first (within
    ``CHAINSYNC_WS_AUTH_TIMEOUT_SECONDS``). A bad or missing token closes with 4401 before any data; an
-   address outside the allow list or inside the deny list closes with 4403; a full server with 1013, a
-   user over ``CHAINSYNC_WS_MAX_CONNECTIONS_PER_USER`` with 4429.
+   address the HTTP firewall refuses (``CHAINSYNC_IP_DENYLIST`` and admin deny rules, allowlist-only
+   mode, a risk block) closes with 4403 (:mod:`api.firewall`), as does one outside the deprecated
+   WebSocket-only lists ``CHAINSYNC_WS_IP_ALLOWLIST``/``_DENYLIST``; an address over its rate limit
+   closes with 4429; a full server with 1013, a user over ``CHAINSYNC_WS_MAX_CONNECTIONS_PER_USER`` with
+   4429. An open connection whose address becomes refused (a new deny rule, a block) is closed with 4403
+   within ``ADDRESS_CHECK_SECONDS``.
 2. Optional: ``?channels=a,b`` (default: every channel the caller may follow) and ``?last_seq=N`` (or
    ``"channels"``/``"last_seq"`` in the auth message) to resume: messages after N still in the replay
    buffers are sent first, and ``{"type": "gap", "channels": [...]}`` names channels that lost some.
@@ -27,6 +31,7 @@ import inspect
 import ipaddress
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -35,6 +40,8 @@ from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Principal, get_current_principal
+from api.firewall import address_refused
+from api.ipfilter import client_ip_of
 from api.log import get_logger
 from api.queries.audit import record_security_event
 from api.security import InvalidToken, decode_access_token
@@ -54,8 +61,15 @@ from chainsync.settings import Settings
 log = get_logger("api.ws")
 
 
+# How often an open connection looks again at whether the firewall now refuses its address (an
+# in-memory check: the IP lists and the risk engine's blocks).
+ADDRESS_CHECK_SECONDS = 1.0
+
+
 def ip_admitted(settings: Settings, host: str | None) -> bool:
-    """Deny list first, then the allow list (when one is set). An unparsable address is refused."""
+    """The deprecated WebSocket-only lists (``CHAINSYNC_WS_IP_ALLOWLIST``/``_DENYLIST``): deny list first,
+    then the allow list (when one is set). An unparsable address is refused. The firewall's own lists
+    apply before this, to every connection."""
     allow, deny = settings.ws_ip_allow, settings.ws_ip_deny
     if not allow and not deny:
         return True
@@ -115,11 +129,11 @@ async def notifications(websocket: WebSocket) -> None:
     app = websocket.app
     settings: Settings = app.state.settings
     hub: Hub = app.state.hub
-    host = websocket.client.host if websocket.client else None
+    host = client_ip_of(websocket.scope)  # behind a trusted proxy, the client, not the proxy
     await websocket.accept()
     if not ip_admitted(settings, host):
         hub.stats.rejected["ip_blocked"] += 1
-        detail = f"WebSocket {settings.ws_path} refused by the IP allow/deny lists"
+        detail = f"WebSocket {settings.ws_path} refused by CHAINSYNC_WS_IP_ALLOWLIST/_DENYLIST"
         auditor = getattr(app.state, "auditor", None)
         if auditor is not None:  # the app's audit trail (honours SECURITY_AUDIT_ENABLED itself)
             await run_in_threadpool(
@@ -204,7 +218,8 @@ async def notifications(websocket: WebSocket) -> None:
         for message in backlog:
             await websocket.send_text(message.text)
         expires_in = _token_expiry(settings, str(token)) if principal.role != "device" else None
-        reason, code = await _serve(websocket, hub, sub, principal, heartbeat_ms / 1000, expires_in)
+        refused = partial(address_refused, app.state, host) if hasattr(app.state, "ipfilter") else None
+        reason, code = await _serve(websocket, hub, sub, principal, heartbeat_ms / 1000, expires_in, refused)
     except WebSocketDisconnect:
         reason = "client_closed"
     finally:
@@ -221,8 +236,10 @@ async def _serve(
     principal: Principal,
     interval_s: float,
     expires_in: float | None = None,
+    refused: Callable[[], str | None] | None = None,
 ) -> tuple[str, int]:
-    """Run the connection until it ends; returns ``(reason, close code)``."""
+    """Run the connection until it ends; returns ``(reason, close code)``. ``refused`` says why the
+    firewall now refuses the client's address (checked every ``ADDRESS_CHECK_SECONDS``)."""
     last_heard = time.monotonic()
 
     async def send_loop() -> str:
@@ -279,7 +296,14 @@ async def _serve(
         await asyncio.sleep(max(0.0, expires_in or 0.0))
         return "token_expired"
 
+    async def address_watch() -> str:
+        while True:
+            await asyncio.sleep(ADDRESS_CHECK_SECONDS)
+            if refused is not None and refused() is not None:
+                return "address_refused"
+
     tasks = [
+        asyncio.create_task(address_watch()),
         asyncio.create_task(token_expired()),
         asyncio.create_task(send_loop()),
         asyncio.create_task(receive_loop()),
@@ -305,6 +329,7 @@ async def _serve(
         "heartbeat_timeout": CLOSE_HEARTBEAT_TIMEOUT,
         "slow_consumer": CLOSE_SLOW_CONSUMER,
         "token_expired": CLOSE_UNAUTHORIZED,
+        "address_refused": CLOSE_FORBIDDEN,
     }
     return reason, codes.get(reason, CLOSE_GOING_AWAY)
 

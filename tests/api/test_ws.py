@@ -162,6 +162,16 @@ async def closed_with(ws: Any, deadline_s: float = 5.0) -> int:
     raise AssertionError("the server did not close the connection in time")
 
 
+async def pumped_close(ws: Any, deadline_s: float = 5.0) -> int | None:
+    """For a connection read by :func:`next_message`'s pump: wait until the server closes it (pings still
+    answered), return the close code."""
+    inbox = _inboxes[ws]
+    deadline = time.monotonic() + deadline_s
+    while (message := await asyncio.wait_for(inbox.get(), max(0.0, deadline - time.monotonic()))) is not None:
+        assert message["type"] != "welcome", message
+    return ws.close_code
+
+
 def test_bad_or_missing_token_closes_4401_before_any_data(server: Server) -> None:
     async def scenario() -> None:
         async with websockets.connect(f"{server.ws}?token=not-a-jwt") as ws:
@@ -487,6 +497,74 @@ def test_ip_deny_list_closes_4403_and_is_audited(settings, monkeypatch, tokens) 
     with engine.connect() as conn:
         kinds = [json.loads(p)["kind"] for p in conn.execute(select(event_inbox.c.payload)).scalars()]
     assert "ip_blocked" in kinds
+
+
+def test_firewall_refused_addresses_are_closed_4403_at_connect_and_while_open(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A real server with the firewall's lists: loopback has room for several client addresses
+    (127.0.0.x), so one server sees a denylisted client, one that an admin denies while it is connected,
+    and one that the risk engine blocks for failed logins while it is connected."""
+    data_dir = tmp_path_factory.mktemp("ws-firewall") / "data"
+    data_dir.mkdir()
+    secret = "ws-firewall-secret-" + "z" * 40
+    settings = Settings(_env_file=None, data_dir=data_dir, jwt_secret=secret)  # type: ignore[call-arg]
+    upsert_user(get_engine(settings.ops_store), "mona", "correct-horse-battery", "manager", ["S001"])
+    port = free_port()
+    proc = start_api(port, api_env(data_dir, secret, CHAINSYNC_IP_DENYLIST="127.0.0.2/32"))
+    base, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}{WS_PATH}"
+    admin = create_access_token(settings, subject="alice", role="admin", stores=[ALL_STORES]).token
+    manager = create_access_token(settings, subject="mona", role="manager", stores=["S001"]).token
+
+    def connect(source: str, token: str) -> Any:
+        return websockets.connect(f"{ws_url}?token={token}", local_addr=(source, 0))
+
+    async def scenario() -> None:
+        # Denylisted (CHAINSYNC_IP_DENYLIST, the HTTP firewall's list): closed at connect, nothing sent.
+        async with connect("127.0.0.2", admin) as ws:
+            assert await closed_with(ws) == 4403
+        # Connected, then an admin denies the address: the open connection is closed.
+        async with (
+            connect("127.0.0.3", admin) as denied_later,
+            connect("127.0.0.4", manager) as blocked_later,
+        ):
+            assert (await next_message(denied_later))["type"] == "welcome"
+            assert (await next_message(blocked_later))["type"] == "welcome"
+            rule = await asyncio.to_thread(
+                httpx.post,
+                f"{base}/api/admin/ip-rules",
+                json={"cidr": "127.0.0.3/32", "action": "deny"},
+                headers=bearer(admin),
+            )
+            assert rule.status_code == 201
+            assert await pumped_close(denied_later) == 4403
+            # Failed logins from 127.0.0.4 until the risk engine blocks it: its open connection closes.
+            with httpx.Client(
+                transport=httpx.HTTPTransport(local_address="127.0.0.4"), base_url=base
+            ) as http:
+                statuses = [
+                    (await asyncio.to_thread(
+                        http.post, "/api/auth/token", data={"username": "mona", "password": f"wrong-{i}"}
+                    )).status_code
+                    for i in range(8)
+                ]  # fmt: skip
+            assert statuses[0] == 401 and statuses[-1] == 403
+            assert await pumped_close(blocked_later) == 4403
+        async with connect("127.0.0.4", manager) as ws:
+            assert await closed_with(ws) == 4403
+        # Anyone else is unaffected.
+        async with connect("127.0.0.1", manager) as ws:
+            assert (await next_message(ws))["type"] == "welcome"
+
+    try:
+        wait_healthy(base, proc)
+        run(scenario(), timeout_s=60)
+        stats = httpx.get(
+            f"{base}/api/observability/websocket/stats", headers=bearer(admin), timeout=5
+        ).json()
+        assert stats["rejected_total"]["ip_blocked"] >= 2
+    finally:
+        stop_api(proc)
 
 
 def test_replay_is_bounded_per_channel_and_names_the_gaps() -> None:
