@@ -397,13 +397,21 @@ def _statsforecast_cv_and_forecast(
     errors: dict[str, list[np.ndarray | None]],
     final: dict[str, dict[int, np.ndarray]],
 ) -> None:
-    """Cross-validation errors and final forecasts of statsforecast models, for the series routed to them."""
+    """Cross-validation errors and final forecasts of statsforecast models, for the series routed to them.
+
+    On daily data (season 7) the intermittent models' flat forecasts are multiplied by the series' weekday
+    profile (``WeekdayProfiles``), so every daily forecast carries the day of week."""
     from statsforecast import StatsForecast
     from statsforecast.models import SeasonalNaive
 
     for name in names:
         errors[name] = [None] * len(ids)
         final[name] = {}
+    weekdays = (
+        weekday_profiles(arrays, meta, holdout=[w * horizon for w in windows])
+        if season == 7 and any(n in FLAT_MODELS for n in names)
+        else None
+    )
     wanted = [i for i in range(len(ids)) if any(n in names for n in candidates[i])]
     if not wanted:
         return
@@ -429,7 +437,10 @@ def _statsforecast_cv_and_forecast(
         for uid, part in fc.sort("unique_id", "ds").group_by("unique_id", maintain_order=True):
             i = index[uid[0]]  # type: ignore[index]
             for model_name in model_names:
-                final[model_name][i] = part[model_name].to_numpy().astype(float)
+                f = part[model_name].to_numpy().astype(float)
+                if weekdays is not None and model_name in FLAT_MODELS:
+                    f = f * weekdays.final[i, (weekdays.first[i] + arrays[i].size + np.arange(horizon)) % 7]
+                final[model_name][i] = f
         if n_win == 0:
             continue
         cv = sf.cross_validation(df=data, h=horizon, n_windows=n_win, step_size=horizon)
@@ -439,9 +450,60 @@ def _statsforecast_cv_and_forecast(
             actual = part["y"].to_numpy().reshape(n_win, horizon)
             for model_name in model_names:
                 pred = part[model_name].to_numpy().astype(float).reshape(n_win, horizon)
+                if weekdays is not None and model_name in FLAT_MODELS:
+                    cuts = arrays[i].size - horizon * np.arange(n_win, 0, -1)
+                    slots = (weekdays.first[i] + cuts[:, None] + np.arange(horizon)[None, :]) % 7
+                    pred = pred * weekdays.cv[i][slots]
                 if nonnegative:
                     pred = np.maximum(pred, 0.0)
                 errors[model_name][i] = actual - pred
+
+
+FLAT_MODELS = ("CrostonOptimized", "ADIDA", "IMAPA", "TSB")  # forecasts with no seasonal shape
+WEEKDAY_PRIOR_DAYS = 28  # pseudo-days per weekday pulling a series' profile towards the pooled one
+
+
+@dataclass(frozen=True)
+class WeekdayProfiles:
+    """Per series (rows) demand multipliers by weekday slot (7 columns, mean 1): ``final`` from the whole
+    history, ``cv`` from the history before the first cross-validation cut; ``first`` is the slot of each
+    series' first observation (slot = weekday, Monday 0, when ``ds`` are dates)."""
+
+    final: np.ndarray
+    cv: np.ndarray
+    first: np.ndarray
+
+
+def weekday_profiles(arrays: list[np.ndarray], meta: pl.DataFrame, holdout: list[int]) -> WeekdayProfiles:
+    """Each series' weekday profile: its own share of demand per weekday, shrunk towards the panel's pooled
+    profile by ``WEEKDAY_PRIOR_DAYS`` pseudo-days per weekday (slow movers have few sales per weekday).
+    ``holdout[i]`` periods at the end of series ``i`` are left out of its ``cv`` profile."""
+    last = meta["last_ds"].cast(pl.Date).dt.weekday().to_numpy().astype(np.int64) - 1  # Monday 0
+    first = np.array([(last[i] - (y.size - 1)) % 7 for i, y in enumerate(arrays)], dtype=np.int64)
+
+    def sums(cut: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        total, count = np.zeros((len(arrays), 7)), np.zeros((len(arrays), 7))
+        for i, y in enumerate(arrays):
+            part = y[: max(0, y.size - cut[i])]
+            slots = (first[i] + np.arange(part.size)) % 7
+            total[i] = np.bincount(slots, weights=part, minlength=7)
+            count[i] = np.bincount(slots, minlength=7)
+        return total, count
+
+    def profiles(cut: list[int]) -> np.ndarray:
+        total, count = sums(cut)
+        mean = total.sum(axis=1) / np.maximum(count.sum(axis=1), 1)
+        pooled_rate = total.sum(axis=0) / np.maximum((count * mean[:, None]).sum(axis=0), 1e-12)
+        pooled = pooled_rate / pooled_rate.mean() if pooled_rate.mean() > 0 else np.ones(7)
+        prior = WEEKDAY_PRIOR_DAYS * mean[:, None]
+        shrunk = np.where(
+            mean[:, None] > 0,
+            (total + prior * pooled) / np.maximum(count * mean[:, None] + prior, 1e-12),
+            1.0,
+        )
+        return shrunk / shrunk.mean(axis=1, keepdims=True)
+
+    return WeekdayProfiles(final=profiles([0] * len(arrays)), cv=profiles(holdout), first=first)
 
 
 def _sf_freq(freq: str) -> str:

@@ -81,3 +81,29 @@ def test_short_series_fall_back_to_seasonal_naive() -> None:
     assert result.series["model"].item() == "SeasonalNaive"
     assert result.forecasts.height == 7
     assert result.series["cv_mase"].is_null().all()
+
+
+def test_intermittent_daily_forecasts_carry_the_day_of_week() -> None:
+    # Slow movers that sell mostly at the weekend: the intermittent models' flat forecasts get the weekday
+    # profile (pooled over the panel, shrunk per series), so Saturday's forecast is well above Tuesday's.
+    rng = np.random.default_rng(8)
+    start = date(2025, 1, 6)  # a Monday
+    weekday_rate = np.array([0.1, 0.1, 0.1, 0.15, 0.3, 0.8, 0.4])
+    days = 210
+    rows = []
+    for s in range(40):
+        y = rng.poisson(weekday_rate[np.arange(days) % 7])
+        rows += [
+            {"unique_id": f"s{s}", "ds": start + timedelta(days=d), "y": float(y[d])} for d in range(days)
+        ]
+    result = forecast_panel(pl.DataFrame(rows), horizon=14, freq="D")
+    assert set(result.series["pattern"]) <= {"intermittent", "lumpy"}
+    by_weekday = (
+        result.forecasts.filter(pl.col("model").is_in(["CrostonOptimized", "ADIDA", "IMAPA", "TSB"]))
+        .group_by(pl.col("ds").dt.weekday().alias("weekday"))
+        .agg(pl.col("yhat").mean())
+    )
+    assert by_weekday.height == 7  # the flat models were chosen for some series and shaped
+    rate = dict(by_weekday.iter_rows())
+    assert rate[6] > 3 * rate[2]  # Saturday vs Tuesday (planted 0.8 vs 0.1)
+    assert rate[6] > rate[7] > rate[1]
