@@ -183,13 +183,55 @@ def _replay(body: bytes, ended: Message | None, receive: Receive) -> Receive:
     return receive_again
 
 
+class InboxSampler:
+    """Which validation failures also go to the event inbox (for ``fct_security_events``/``fct_ip_risk``).
+
+    One failure is usually a client bug; a burst from one address is probing. So an address's failures go
+    to the inbox from its ``burst``-th within a minute on, at most ``per_address`` of them per address and
+    ``total`` in all per minute, so a flood cannot fill the inbox (every failure is still audited and
+    scored). Counted per process, like the rate limits."""
+
+    def __init__(self, burst: int, per_address: int, total: int, clock: Any = time.monotonic) -> None:
+        self.burst = burst
+        self.per_address = per_address
+        self.total = total
+        self.clock = clock
+        self._window = -1
+        self._seen: dict[str, int] = {}
+        self._sent: dict[str, int] = {}
+        self._sent_total = 0
+        self._held_back: dict[str, int] = {}  # failures not sent since the address's last inbox event
+
+    def admit(self, ip: str) -> int | None:
+        """None when this failure stays out of the inbox; else how many from ``ip`` were held back since
+        its last inbox event (the event says so)."""
+        window = int(self.clock() // 60)
+        if window != self._window:
+            self._window, self._seen, self._sent, self._sent_total = window, {}, {}, 0
+            if len(self._held_back) > 10_000:
+                self._held_back.clear()
+        seen = self._seen[ip] = self._seen.get(ip, 0) + 1
+        if seen < self.burst or self._sent.get(ip, 0) >= self.per_address or self._sent_total >= self.total:
+            self._held_back[ip] = self._held_back.get(ip, 0) + 1
+            return None
+        self._sent[ip] = self._sent.get(ip, 0) + 1
+        self._sent_total += 1
+        return self._held_back.pop(ip, 0)
+
+
 class FirewallMiddleware:
     def __init__(self, app: ASGIApp, *, host: Any) -> None:
         """``host`` is the FastAPI app, whose ``state`` holds the settings, firewall parts and auditor."""
         self.app = app
         self.host = host
-        self._trusted = parse_networks(host.state.settings.trusted_proxies)
+        settings = host.state.settings
+        self._trusted = parse_networks(settings.trusted_proxies)
         self._last_audit: dict[tuple[str, str], float] = {}
+        self._inbox_sampler = InboxSampler(
+            settings.validation_inbox_burst,
+            settings.validation_inbox_per_address_minute,
+            settings.validation_inbox_per_minute,
+        )
 
     def _quiet(self, ip: str, kind: str) -> bool:
         """True when a record of ``kind`` for ``ip`` was written in the last minute."""
@@ -394,21 +436,28 @@ class FirewallMiddleware:
         elif status_code == 404:
             await run_in_threadpool(risk.observe, ip, "not_found")
         elif status_code == 422:
+            # A burst of validation failures from one address is a probing signal the pipeline should see,
+            # so they reach the event inbox too, sampled (InboxSampler) so a flood cannot fill it.
             decision = await run_in_threadpool(risk.observe, ip, "validation_failure")
+            held_back = self._inbox_sampler.admit(ip or "unknown")
+            detail = f"{scope['method']} {route_template_of(scope)} answered 422"
+            if held_back:
+                detail += f"; {held_back} earlier from this address not in the event inbox"
             await self._record(
                 scope,
                 kind="validation_failure",
                 outcome="failure",
-                inbox=False,
+                inbox=held_back is not None,
                 source_ip=ip,
                 username=None if role == "device" else actor,
                 actor=actor,
                 role=role,
                 route=route_template_of(scope),
                 risk_score=decision.risk_score,
-                detail=f"{scope['method']} {route_template_of(scope)} answered 422",
+                detail=detail,
             )
         elif 200 <= status_code < 300 and path.startswith(SENSITIVE_PREFIXES) and principal is not None:
+            # Audit trail only: an authorised read is no risk signal, and not a kind the pipeline knows.
             await self._record(
                 scope,
                 kind="data_access",

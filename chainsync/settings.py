@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     security_dry_run: bool = False  # decide and log blocks, enforce none
     # JSON and form bodies up to this size have their string values scanned for attack patterns (0: off).
     input_scan_max_bytes: int = Field(1024 * 1024, ge=0)
+    # Validation failures (422) that also go to the event inbox, per minute and API process: an address's
+    # from its burst-th on, at most per_address_minute of them, and per_minute in all (every one is audited
+    # and scored; the rest are held back, so a flood cannot fill the inbox).
+    validation_inbox_burst: int = Field(5, ge=1)
+    validation_inbox_per_address_minute: int = Field(10, ge=0)
+    validation_inbox_per_minute: int = Field(300, ge=0)
     risk_block_score: float = Field(10.0, gt=0)  # an address at or above this score is blocked
     risk_half_life_minutes: float = Field(30.0, gt=0)  # scores halve every this many minutes
     ban_initial_seconds: int = Field(3600, ge=1)  # first block: 1 h

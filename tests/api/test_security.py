@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from api.firewall import suspicious_body
+from api.firewall import InboxSampler, suspicious_body
 from api.main import create_app
 from chainsync.ops_store.security import verify_audit_chain
-from chainsync.ops_store.tables import security_audit
+from chainsync.ops_store.tables import event_inbox, security_audit
 from chainsync.settings import get_settings
 from tests.api.conftest import PASSWORD, TestClient, bearer, sale_event
 
@@ -473,6 +473,52 @@ def test_body_scan_keeps_the_size_cap_and_can_be_turned_off(make_client, tokens,
 
 
 # --- the audit trail -----------------------------------------------------------------------------------
+
+
+def inbox_security_events(engine, kind: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        payloads = conn.execute(select(event_inbox.c.payload).where(event_inbox.c.event_type == "security"))
+        return [p for p in (json.loads(raw) for raw in payloads.scalars()) if p["kind"] == kind]
+
+
+def test_validation_failures_reach_the_event_inbox_sampled(make_client, engine) -> None:
+    # One API process seen through a trusted proxy, so two client addresses share its sampler.
+    c = make_client(
+        "10.0.0.1",
+        CHAINSYNC_TRUSTED_PROXIES="10.0.0.1/32",
+        CHAINSYNC_VALIDATION_INBOX_BURST="4",
+        CHAINSYNC_VALIDATION_INBOX_PER_ADDRESS_MINUTE="3",
+        CHAINSYNC_VALIDATION_INBOX_PER_MINUTE="5",
+    )
+
+    def probe(ip: str) -> int:
+        bad = {"refresh_token": "x" * 20, "extra": 1}
+        return c.post("/api/auth/refresh", json=bad, headers={"X-Forwarded-For": ip}).status_code
+
+    assert [probe(ATTACKER) for _ in range(10)] == [422] * 10
+    # Every failure is audited and scored; from the fourth on (a burst), three reach the inbox, for
+    # fct_security_events and fct_ip_risk, the first saying how many came before it.
+    assert len(audit_rows(engine, "validation_failure")) == 10
+    sent = inbox_security_events(engine, "validation_failure")
+    assert len(sent) == 3 and {e["source_ip"] for e in sent} == {ATTACKER}
+    assert all("risk_score=" in e["detail"] for e in sent)  # the API's score, which saw all ten
+    assert "3 earlier from this address" in sent[0]["detail"]
+    # Another address has its own allowance, within the total of five a minute.
+    for _ in range(10):
+        probe("198.51.100.9")
+    sent = inbox_security_events(engine, "validation_failure")
+    assert len(sent) == 5 and sum(e["source_ip"] == "198.51.100.9" for e in sent) == 2
+
+
+def test_inbox_sampler_says_how_many_it_held_back() -> None:
+    now = [0.0]
+    sampler = InboxSampler(burst=2, per_address=2, total=100, clock=lambda: now[0])
+    assert [sampler.admit("a") for _ in range(5)] == [None, 1, 0, None, None]
+    assert [sampler.admit("b") for _ in range(2)] == [None, 1]  # per address
+    now[0] = 60.0  # the next minute: the burst counts again
+    assert [sampler.admit("a") for _ in range(4)] == [None, 3, 0, None]
+    off = InboxSampler(burst=1, per_address=0, total=100)
+    assert off.admit("a") is None
 
 
 def test_audit_records_carry_context_and_no_secrets(make_client, users, engine) -> None:
