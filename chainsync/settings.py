@@ -161,8 +161,8 @@ class Settings(BaseSettings):
     forecast_horizon_days: int = Field(90, ge=7, le=365)
     # Holiday calendar of the forecast (a `holidays` library country code); empty turns holiday effects off.
     forecast_holiday_country: str = "US"
-    # How demand_forecast_totals are made coherent: MinTrace "ols" / "wls_struct" or plain "bottom_up" sums.
-    forecast_reconciliation: Literal["bottom_up", "ols", "wls_struct"] = "ols"
+    # How demand_forecast_totals are made coherent: MinTrace "wls_struct" / "ols" or plain "bottom_up" sums.
+    forecast_reconciliation: Literal["bottom_up", "ols", "wls_struct"] = "wls_struct"
     anomaly_threshold_quantile: float = Field(0.99, gt=0.5, lt=1.0)
     # Anomaly decisions, applied to stored raw scores (changing them re-flags without refitting).
     anomaly_z_threshold: float = Field(6.0, gt=0)  # scaled MADs a driving feature must reach

@@ -42,7 +42,7 @@ CATEGORIES_SQL = "select product_id, category from marts.dim_product"
             "demand_forecast_totals",
             kinds={"duckdb"},
             deps=[dg.AssetKey("fct_sales_daily"), dg.AssetKey("dim_product")],
-            description="Coherent forecast totals per store, category and chain: MinTrace (ols) "
+            description="Coherent forecast totals per store, category and chain: MinTrace (wls_struct) "
             "reconciliation of each total's own forecast with the series' by default, bottom-up sums with "
             "FORECAST_RECONCILIATION=bottom_up (analytics.demand_forecast_totals).",
         ),
