@@ -6,7 +6,8 @@ cross-validation, conformal intervals.
    erratic (ADI < 1.32, CV² >= 0.49), intermittent (ADI >= 1.32, CV² < 0.49), lumpy (both high).
 2. **Route**: smooth and erratic series get the seasonal family — SeasonalNaive and SeasonalLevel (below),
    optionally statsforecast's AutoTheta/AutoETS (``regular_models``); intermittent and lumpy series get
-   statsforecast's CrostonOptimized, ADIDA, IMAPA and TSB besides SeasonalLevel.
+   statsforecast's CrostonOptimized, ADIDA, IMAPA and TSB besides SeasonalLevel. On daily data those four
+   flat forecasts are multiplied by the series' weekday profile (``weekday_profiles``).
 3. **Select** per series the candidate with the lowest mean absolute error over the latest ``n_windows``
    rolling origins (step = horizon). Series too short for one window get SeasonalNaive (the fallback model,
    also statsforecast's ``fallback_model`` where statsforecast fits).
@@ -20,6 +21,8 @@ weeks of daily data), each taken relative to the level of
 the ``k`` periods before it, added to the level of the last ``k`` periods: day-of-week (or week-of-year)
 shape from several seasons, level from the recent past. Holiday weeks recur at the same seasonal position, so
 on weekly data the yearly profile carries them; on daily data the weekly profile carries the day of week.
+``forecast_panel(..., holidays="US")`` also takes holiday effects out of the history and puts them back on the
+horizon (``chainsync.forecasting.holidays``).
 """
 
 from __future__ import annotations
