@@ -41,9 +41,10 @@ VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
 
 # Errors raised by routes that read their body raw or by the serving snapshot, which the routes do not
 # declare themselves (``responses=`` on the decorator is the place for new routes: api.errors.error_response).
+_INGEST_INVALID = "An invalid event (field errors listed) or batch envelope (the reason only)"
 ROUTE_ERRORS: dict[tuple[str, str], dict[str, str]] = {
-    ("post", "/api/events/sales"): {"400": "The body is not JSON"},
-    ("post", "/api/events/inventory"): {"400": "The body is not JSON"},
+    ("post", "/api/events/sales"): {"400": "The body is not JSON", "422": _INGEST_INVALID},
+    ("post", "/api/events/inventory"): {"400": "The body is not JSON", "422": _INGEST_INVALID},
     ("post", "/api/sync/upload"): {"400": "The body is not JSON"},
     ("get", "/api/sync/download"): {"400": "Invalid cursor", "410": "Stale cursor: start a full download"},
     ("get", "/api/ai/forecast"): {"404": "No forecast for this store or product in the current snapshot"},
