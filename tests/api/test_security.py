@@ -381,6 +381,7 @@ ATTACK_TEXT = [
     "javascript:alert(1)",
     'x" onerror=alert(1)',
     "1 UNION/**/ALL SELECT password FROM users",
+    "0 union(select 1)",
     "x' OR '1'='1",
     "1; DROP TABLE users",
     "admin'--",
