@@ -221,7 +221,7 @@ async def conflicts(
 
 
 class Resolution(StrictModel):
-    conflict_id: StrictInt
+    conflict_id: Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]
     strategy: Literal["server_wins", "client_wins", "last_writer_wins", "value"]
     value: OverrideValues | None = None
 

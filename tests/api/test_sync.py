@@ -301,6 +301,14 @@ def test_override_conflicts_queue_and_resolution_is_audited(
         ).status_code
         == 422
     )
+    # Ids past SQLite's 64-bit integers are refused as input, not left to overflow in the store.
+    for bad_id in (10**22, 0, -1):
+        huge = client.post(
+            "/api/sync/resolve-conflicts",
+            json={"resolutions": [{"conflict_id": bad_id, "strategy": "server_wins"}]},
+            headers=manager,
+        )
+        assert huge.status_code == 422, (bad_id, huge.text)
     resp = client.post(
         "/api/sync/resolve-conflicts",
         json={
