@@ -156,6 +156,31 @@ def test_reconciled_totals_are_coherent_and_sensible() -> None:
         forecast_totals(forecast, categories, history=history, method="top_down")
 
 
+def test_forecast_puts_last_years_holidays_on_the_horizon() -> None:
+    # Closed on Christmas Day, double demand on Christmas Eve, in 2024: the forecast from 10 December 2025
+    # repeats both (the history holds last year's holidays), and without holiday effects it does not.
+    rng = np.random.default_rng(2)
+    days = [date(2024, 11, 1) + timedelta(days=d) for d in range(405)]
+    planted = {date(2024, 12, 24): 2.0, date(2024, 12, 25): 0.0}
+    rate = np.array([10 * planted.get(d, 1.0) for d in days])
+    history = pl.concat(
+        pl.DataFrame(
+            {"store_id": "S0", "product_id": f"P{i}", "ds": days, "y": rng.poisson(rate).astype(float)}
+        )
+        for i in range(6)
+    )
+    assert history["ds"].max() == date(2025, 12, 10)
+
+    def on(forecast: pl.DataFrame, day: date) -> float:
+        return float(forecast.filter(pl.col("ds") == day)["yhat"].mean())  # type: ignore[arg-type]
+
+    with_holidays = forecast_demand(history, horizon=21)
+    without = forecast_demand(history, horizon=21, holidays=None)
+    assert on(with_holidays, date(2025, 12, 25)) < 1.0 < 5.0 < on(without, date(2025, 12, 25))
+    assert on(with_holidays, date(2025, 12, 24)) > 1.5 * on(without, date(2025, 12, 24))
+    assert on(with_holidays, date(2025, 12, 12)) == pytest.approx(on(without, date(2025, 12, 12)), rel=0.15)
+
+
 def test_forecast_of_nothing_is_empty() -> None:
     empty = pl.DataFrame(
         schema={"store_id": pl.String, "product_id": pl.String, "ds": pl.Date, "y": pl.Float64}
