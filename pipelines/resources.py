@@ -36,6 +36,8 @@ class PipelineConfig(dg.ConfigurableResource):
     serving_dir: str
     serving_keep_versions: int = 5
     forecast_horizon_days: int = 90
+    forecast_holiday_country: str = "US"  # "" for no holiday effects
+    forecast_reconciliation: str = "wls_struct"  # bottom_up, ols or wls_struct
     anomaly_threshold_quantile: float = 0.99
     anomaly_z_threshold: float = 6.0
     anomaly_driver_z: float = 3.0
@@ -108,6 +110,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             serving_dir=str(settings.serving),
             serving_keep_versions=settings.serving_keep_versions,
             forecast_horizon_days=settings.forecast_horizon_days,
+            forecast_holiday_country=settings.forecast_holiday_country,
+            forecast_reconciliation=settings.forecast_reconciliation,
             anomaly_threshold_quantile=settings.anomaly_threshold_quantile,
             anomaly_z_threshold=settings.anomaly_z_threshold,
             anomaly_driver_z=settings.anomaly_driver_z,

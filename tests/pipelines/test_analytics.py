@@ -17,6 +17,7 @@ from pipelines.defs.forecasting.demand import (
     forecast_accuracy,
     forecast_demand,
     forecast_totals,
+    reconcile_forecast,
 )
 
 
@@ -154,6 +155,96 @@ def test_reconciled_totals_are_coherent_and_sensible() -> None:
         assert (totals["hi_80"] > totals["lo_80"]).all()
     with pytest.raises(ValueError, match="unknown reconciliation"):
         forecast_totals(forecast, categories, history=history, method="top_down")
+
+
+def assert_coherent(series: pl.DataFrame, totals: pl.DataFrame, categories: pl.DataFrame) -> None:
+    """Every store's and category's total and the chain's equal the sum of their published series on every
+    day (within float rounding: 1e-6 of the sum), and the chain's equals the stores' and the categories' sums;
+    ``n_series`` counts the series."""
+    keyed = series.join(
+        categories.select("product_id", "category"), on="product_id", how="left"
+    ).with_columns(pl.col("category").fill_null("unknown"), chain=pl.lit("chain"))
+
+    def close(a: pl.Series, b: pl.Series) -> bool:
+        return bool(((a - b).abs() <= 1e-6 * b.abs().clip(lower_bound=1.0)).all())
+
+    for level, column in (("store", "store_id"), ("category", "category"), ("chain", "chain")):
+        sums = keyed.group_by(pl.col(column).alias("key"), "ds").agg(summed=pl.col("yhat").sum(), n=pl.len())
+        level_totals = totals.filter(pl.col("level") == level)
+        joined = level_totals.join(sums, on=["key", "ds"])
+        assert joined.height == level_totals.height == sums.height, level
+        assert close(joined["yhat"], joined["summed"]), level
+        assert (joined["n_series"] == joined["n"]).all(), level
+    chain = totals.filter(pl.col("level") == "chain").select("ds", chain="yhat")
+    for level in ("store", "category"):
+        summed = (
+            totals.filter(pl.col("level") == level)
+            .group_by("ds")
+            .agg(pl.col("yhat").sum())
+            .join(chain, on="ds")
+        )
+        assert summed.height == chain.height and close(summed["yhat"], summed["chain"]), level
+
+
+def _in_order(frame: pl.DataFrame) -> bool:
+    return (
+        frame.filter(
+            (pl.col("lo_95") <= pl.col("lo_80"))
+            & (pl.col("lo_80") <= pl.col("yhat"))
+            & (pl.col("yhat") <= pl.col("hi_80"))
+            & (pl.col("hi_80") <= pl.col("hi_95"))
+            & (pl.col("lo_95") >= 0)
+        ).height
+        == frame.height
+    )
+
+
+def test_reconciled_series_are_published_coherent_ordered_and_non_negative() -> None:
+    history = _history(series=6, days=120, seed=5)
+    categories = pl.DataFrame({"product_id": [f"P{i}" for i in range(6)], "category": ["a", "b", "c"] * 2})
+    base = forecast_demand(history, horizon=10)
+    # Series forecasts far above their history (the totals' own forecasts pull them down) and one tiny one:
+    # reconciliation takes the tiny series below 0, where it must clip without breaking coherence.
+    bounds = ["yhat", "lo_80", "hi_80", "lo_95", "hi_95"]
+    inflated = base.with_columns(
+        pl.when(pl.col("product_id") == "P0").then(pl.col(c) * 0.01).otherwise(pl.col(c) * 3 + 5).alias(c)
+        for c in bounds
+    )
+    assert _in_order(inflated)
+    for method in ("ols", "wls_struct"):
+        published = reconcile_forecast(inflated, categories, history=history, method=method)
+        series, totals = published.series, published.totals
+        assert series.schema == pl.Schema(FORECAST_SCHEMA) and totals.schema == pl.Schema(TOTALS_SCHEMA)
+        assert series.height == inflated.height and totals.height == (2 + 3 + 1) * 10
+        assert _in_order(series) and _in_order(totals)
+        assert_coherent(series, totals, categories)
+        moved = series.join(inflated, on=["store_id", "product_id", "ds"], suffix="_base")
+        # Reconciled: the inflated series come down, and the tiny one is clipped at 0 on some days.
+        assert (
+            (moved.filter(pl.col("product_id") != "P0").select(pl.col("yhat") < pl.col("yhat_base")))
+            .to_series()
+            .all()
+        )
+        assert (moved.filter(pl.col("product_id") == "P0")["yhat"] == 0).any()
+        # Bounds moved with the point where nothing was clipped.
+        unclipped = moved.filter(pl.col("lo_95") > 0)
+        assert unclipped.height > 0
+        for bound in ("lo_80", "hi_80", "lo_95", "hi_95"):
+            shift = (unclipped[bound] - unclipped[f"{bound}_base"]) - (
+                unclipped["yhat"] - unclipped["yhat_base"]
+            )
+            assert (shift.abs() < 1e-9).all(), bound
+        # model, pattern, confidence and cutoff are the base forecast's.
+        for column in ("model", "pattern", "confidence", "cutoff", "horizon_day"):
+            assert (moved[column] == moved[f"{column}_base"]).all(), column
+        assert forecast_totals(inflated, categories, history=history, method=method).equals(totals)
+
+    bottom_up = reconcile_forecast(inflated, categories, history=history, method="bottom_up")
+    assert bottom_up.series.equals(inflated)  # bottom-up publishes the base series unchanged
+    assert_coherent(bottom_up.series, bottom_up.totals, categories)
+    assert _in_order(bottom_up.totals)
+    empty = reconcile_forecast(inflated.clear(), categories, history=history, method="wls_struct")
+    assert empty.series.is_empty() and empty.totals.is_empty()
 
 
 def test_forecast_puts_last_years_holidays_on_the_horizon() -> None:

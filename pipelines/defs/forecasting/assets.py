@@ -1,18 +1,18 @@
-"""Forecasting assets: demand_forecast (per store x product), forecast_accuracy (hold-out scores) and
-demand_forecast_totals (coherent store / category / chain totals: MinTrace-reconciled by default, or bottom-up
-sums, by FORECAST_RECONCILIATION), in the analytics schema."""
+"""Forecasting assets: demand_forecast (per store x product), forecast_accuracy (hold-out scores of the
+base forecasts) and demand_forecast_totals (store / category / chain totals), in the analytics schema. The
+series and totals form one coherent hierarchy, every total the sum of its published series: MinTrace-
+reconciled by default, or the base series and their bottom-up sums, by FORECAST_RECONCILIATION."""
 
 import dagster as dg
 
-from chainsync.settings import get_settings
 from pipelines.defs.forecasting.demand import (
     empty_accuracy,
     empty_forecast,
     empty_totals,
     forecast_accuracy,
     forecast_demand,
-    forecast_totals,
     history_sql,
+    reconcile_forecast,
 )
 from pipelines.resources import PipelineConfig, Warehouse
 
@@ -28,7 +28,8 @@ CATEGORIES_SQL = "select product_id, category from marts.dim_product"
             kinds={"statsforecast", "duckdb"},
             deps=[dg.AssetKey("fct_sales_daily"), dg.AssetKey("dim_product")],
             description="Hold-out (last 28 days) MASE, WAPE, bias and 80/95 % coverage of the forecasting "
-            "method per series, store, category and chain (analytics.forecast_accuracy).",
+            "method's base (unreconciled) forecasts per series, store, category and chain "
+            "(analytics.forecast_accuracy).",
         ),
         dg.AssetSpec(
             "demand_forecast",
@@ -36,15 +37,19 @@ CATEGORIES_SQL = "select product_id, category from marts.dim_product"
             deps=[dg.AssetKey("fct_sales_daily"), dg.AssetKey("dim_product")],
             description="Daily units forecast per store x product for the next forecast_horizon_days, with "
             "80/95 % conformal intervals, the model chosen, the demand pattern and a confidence score "
-            "(analytics.demand_forecast). Empty when AI analytics are disabled.",
+            "(analytics.demand_forecast): MinTrace-reconciled with the store, category and chain totals by "
+            "default (bounds moved with the point, clipped at 0), the base forecasts with "
+            "FORECAST_RECONCILIATION=bottom_up. Empty when AI analytics are disabled.",
         ),
         dg.AssetSpec(
             "demand_forecast_totals",
             kinds={"duckdb"},
             deps=[dg.AssetKey("fct_sales_daily"), dg.AssetKey("dim_product")],
-            description="Coherent forecast totals per store, category and chain: MinTrace (wls_struct) "
-            "reconciliation of each total's own forecast with the series' by default, bottom-up sums with "
-            "FORECAST_RECONCILIATION=bottom_up (analytics.demand_forecast_totals).",
+            description="Coherent forecast totals per store, category and chain, each exactly the sum of "
+            "its published demand_forecast series: MinTrace (wls_struct) reconciliation of each total's own "
+            "forecast with the series' by default, bounds its own conformal half-widths; bottom-up sums, "
+            "bounds assuming independent errors, with FORECAST_RECONCILIATION=bottom_up "
+            "(analytics.demand_forecast_totals).",
         ),
     ],
 )
@@ -65,7 +70,7 @@ def demand_forecasts(
     series = history.select("store_id", "product_id").n_unique() if history.height else 0
     context.log.info(f"forecasting {series} series, {history.height} history rows")
 
-    holidays = get_settings().forecast_holiday_country.strip() or None
+    holidays = pipeline_config.forecast_holiday_country.strip() or None
     accuracy = forecast_accuracy(history, categories, holidays=holidays)
     warehouse.replace_table("analytics.forecast_accuracy", accuracy)
     chain = accuracy.filter(accuracy["level"] == "chain")
@@ -82,9 +87,12 @@ def demand_forecasts(
             },
         )
 
-    forecast = forecast_demand(
+    base = forecast_demand(
         history, horizon=pipeline_config.forecast_horizon_days, accuracy=accuracy, holidays=holidays
     )
+    method = pipeline_config.forecast_reconciliation
+    published = reconcile_forecast(base, categories, history=history, method=method, holidays=holidays)
+    forecast = published.series
     warehouse.replace_table("analytics.demand_forecast", forecast)
     if "demand_forecast" in selected:
         yield dg.MaterializeResult(
@@ -94,6 +102,8 @@ def demand_forecasts(
                 "series": series,
                 "horizon_days": pipeline_config.forecast_horizon_days,
                 "cutoff": str(forecast["cutoff"].max()) if forecast.height else "",
+                "reconciliation": method,
+                "holidays": holidays or "",
                 "models": ", ".join(
                     f"{m} {n}"
                     for m, n in forecast.group_by("model").len().sort("len", descending=True).iter_rows()
@@ -103,16 +113,12 @@ def demand_forecasts(
             },
         )
 
-    totals = forecast_totals(
-        forecast,
-        categories,
-        history=history,
-        method=get_settings().forecast_reconciliation,
-        holidays=holidays,
-    )
-    warehouse.replace_table("analytics.demand_forecast_totals", totals)
+    warehouse.replace_table("analytics.demand_forecast_totals", published.totals)
     if "demand_forecast_totals" in selected:
-        yield dg.MaterializeResult(asset_key="demand_forecast_totals", metadata={"rows": totals.height})
+        yield dg.MaterializeResult(
+            asset_key="demand_forecast_totals",
+            metadata={"rows": published.totals.height, "reconciliation": method},
+        )
 
 
 assets = [demand_forecasts]

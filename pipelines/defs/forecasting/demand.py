@@ -1,8 +1,10 @@
 """Daily demand forecasts per store x product (polars in, polars out) with the shared method of
-``chainsync.forecasting``; hold-out accuracy, bottom-up totals and the confidence score."""
+``chainsync.forecasting``; hold-out accuracy, the coherent (reconciled) series and totals and the
+confidence score."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
@@ -270,6 +272,48 @@ def _with_category(frame: pl.DataFrame, categories: pl.DataFrame | None) -> pl.D
     return frame.with_columns(pl.col("category").fill_null("unknown"))
 
 
+@dataclass(frozen=True)
+class ReconciledForecast:
+    """What the pipeline publishes: ``series`` (``FORECAST_SCHEMA``, one row per store x product x day) and
+    ``totals`` (``TOTALS_SCHEMA``, store / category / chain), each total the sum of the published series'
+    ``yhat`` on every day."""
+
+    series: pl.DataFrame
+    totals: pl.DataFrame
+
+
+def reconcile_forecast(
+    forecast: pl.DataFrame,
+    categories: pl.DataFrame | None = None,
+    *,
+    history: pl.DataFrame | None = None,
+    method: str = "bottom_up",
+    holidays: str | None = "US",
+) -> ReconciledForecast:
+    """The coherent hierarchy of ``forecast`` (units per day): series and store, category and chain totals
+    where every total is exactly the sum of the published series (stores' and categories' totals both add
+    up to the chain's).
+
+    ``method="bottom_up"``: the series stay ``forecast``; totals are their sums, bounds assuming independent
+    series errors, ``total ± sqrt(Σ half-width²)`` with each series' lower and upper half-widths.
+    ``method="ols"`` or ``"wls_struct"`` (needs ``history``, the frame ``forecast`` was made from, else
+    bottom-up): hierarchicalforecast's MinTrace reconciliation of base forecasts at every level — the series'
+    from ``forecast`` and the totals' own, made by the same method from the aggregated history. Each series'
+    ``yhat`` becomes its reconciled value and its 80/95 % bounds move by the same amount; negative values clip
+    at 0, then each total's ``yhat`` is the sum of its clipped series and its bounds are its base forecast's
+    conformal half-widths around that sum. Bounds are ordered lo_95 <= lo_80 <= yhat <= hi_80 <= hi_95 and
+    nothing is below 0; model, pattern and confidence are kept."""
+    if method not in RECONCILIATION_METHODS:
+        choices = ", ".join(RECONCILIATION_METHODS)
+        raise ValueError(f"unknown reconciliation {method!r}; choose from {choices}")
+    if forecast.is_empty():
+        return ReconciledForecast(forecast, empty_totals())
+    if method != "bottom_up" and history is not None and not history.is_empty():
+        series, offsets = _reconciled(forecast, categories, history, method, holidays)
+        return ReconciledForecast(series, _totals(series, categories, offsets))
+    return ReconciledForecast(forecast, _totals(forecast, categories, None))
+
+
 def forecast_totals(
     forecast: pl.DataFrame,
     categories: pl.DataFrame | None = None,
@@ -278,24 +322,33 @@ def forecast_totals(
     method: str = "bottom_up",
     holidays: str | None = "US",
 ) -> pl.DataFrame:
-    """Store, category and chain totals of ``forecast``, coherent: the stores' totals and the categories'
-    totals each add up to the chain's on every day.
+    """The ``totals`` of :func:`reconcile_forecast` (store, category and chain totals of ``forecast``,
+    coherent; with MinTrace, the sums of the reconciled series rather than of ``forecast``)."""
+    return reconcile_forecast(forecast, categories, history=history, method=method, holidays=holidays).totals
 
-    ``method="bottom_up"``: sums of the series' forecasts; bounds assume independent series errors,
-    ``total ± sqrt(Σ half-width²)`` with each series' lower and upper half-widths.
-    ``method="ols"`` or ``"wls_struct"`` (needs ``history``, the frame ``forecast`` was made from):
-    hierarchicalforecast's MinTrace reconciliation of base forecasts at every level — the series' from
-    ``forecast`` and the totals' own, made by the same method from the aggregated history — so each total
-    uses its own (smoother) history and the levels still add up; each total's 80/95 % bounds are its base
-    forecast's conformal half-widths around the reconciled value."""
-    if method not in RECONCILIATION_METHODS:
-        choices = ", ".join(RECONCILIATION_METHODS)
-        raise ValueError(f"unknown reconciliation {method!r}; choose from {choices}")
-    if forecast.is_empty():
-        return empty_totals()
-    if method != "bottom_up" and history is not None and not history.is_empty():
-        return _reconciled_totals(forecast, categories, history, method, holidays)
-    frame = _with_category(forecast, categories).with_columns(chain=pl.lit("chain"))
+
+def _ordered(frame: pl.DataFrame) -> pl.DataFrame:
+    """``yhat`` clipped at 0 and the bounds ordered lo_95 <= lo_80 <= yhat <= hi_80 <= hi_95, none below 0."""
+    return (
+        frame.with_columns(pl.col("yhat").clip(lower_bound=0.0))
+        .with_columns(
+            lo_80=pl.min_horizontal("lo_80", "yhat").clip(lower_bound=0.0),
+            hi_80=pl.max_horizontal("hi_80", "yhat"),
+        )
+        .with_columns(
+            lo_95=pl.min_horizontal("lo_95", "lo_80").clip(lower_bound=0.0),
+            hi_95=pl.max_horizontal("hi_95", "hi_80"),
+        )
+    )
+
+
+def _totals(
+    series: pl.DataFrame, categories: pl.DataFrame | None, offsets: pl.DataFrame | None
+) -> pl.DataFrame:
+    """Store, category and chain sums of ``series``. Bounds: ``offsets`` (level, key, ds, off_lo_80 ...: each
+    total's base-forecast bound minus its base point) around the sum when given, else the bottom-up
+    independent-errors half-widths."""
+    frame = _with_category(series, categories).with_columns(chain=pl.lit("chain"))
     agg = [
         pl.col("yhat").sum(),
         *[((pl.col("yhat") - pl.col(f"lo_{lvl}")) ** 2).sum().sqrt().alias(f"dlo_{lvl}") for lvl in LEVELS],
@@ -310,20 +363,36 @@ def forecast_totals(
             .rename({column: "key"})
             .with_columns(level=pl.lit(level))
         )
-    out = pl.concat(parts).with_columns(
-        *[(pl.col("yhat") - pl.col(f"dlo_{lvl}")).clip(lower_bound=0.0).alias(f"lo_{lvl}") for lvl in LEVELS],
-        *[(pl.col("yhat") + pl.col(f"dhi_{lvl}")).alias(f"hi_{lvl}") for lvl in LEVELS],
-    )
-    return out.select(list(TOTALS_SCHEMA)).cast(TOTALS_SCHEMA).sort("level", "key", "ds")
+    out = pl.concat(parts)
+    if offsets is None:
+        out = out.with_columns(
+            *[(pl.col("yhat") - pl.col(f"dlo_{lvl}")).alias(f"lo_{lvl}") for lvl in LEVELS],
+            *[(pl.col("yhat") + pl.col(f"dhi_{lvl}")).alias(f"hi_{lvl}") for lvl in LEVELS],
+        )
+    else:
+        out = out.join(offsets, on=["level", "key", "ds"], how="left").with_columns(
+            # A total without a base forecast of its own (none here) keeps the bottom-up half-widths.
+            *[
+                (pl.col("yhat") + pl.coalesce(f"off_lo_{lvl}", -pl.col(f"dlo_{lvl}"))).alias(f"lo_{lvl}")
+                for lvl in LEVELS
+            ],
+            *[
+                (pl.col("yhat") + pl.coalesce(f"off_hi_{lvl}", pl.col(f"dhi_{lvl}"))).alias(f"hi_{lvl}")
+                for lvl in LEVELS
+            ],
+        )
+    return _ordered(out).select(list(TOTALS_SCHEMA)).cast(TOTALS_SCHEMA).sort("level", "key", "ds")
 
 
-def _reconciled_totals(
+def _reconciled(
     forecast: pl.DataFrame,
     categories: pl.DataFrame | None,
     history: pl.DataFrame,
     method: str,
     holidays: str | None,
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """MinTrace-reconciled series (``FORECAST_SCHEMA``, clipped and ordered) and the totals' bound offsets
+    from their own base forecasts (level, key, ds, off_lo_80, off_hi_80, off_lo_95, off_hi_95)."""
     # hierarchicalforecast takes ~5 s to import (scikit-learn): only here, never at module import.
     from hierarchicalforecast.core import HierarchicalReconciliation
     from hierarchicalforecast.methods import MinTraceSparse
@@ -332,7 +401,10 @@ def _reconciled_totals(
     from chainsync.forecasting import forecast_panel
 
     horizon = int(forecast["horizon_day"].max())  # type: ignore[arg-type]
-    forecast = _with_category(forecast, categories)
+    keyed_forecast = _with_category(forecast, categories).with_columns(
+        unique_id=pl.concat_str(pl.lit("chain"), "store_id", "category", "product_id", separator="/"),
+        ds_time=pl.col("ds").cast(pl.Datetime("us")),
+    )
     keyed = _with_category(
         history.join(forecast.select("store_id", "product_id").unique(), on=["store_id", "product_id"]),
         categories,
@@ -352,15 +424,24 @@ def _reconciled_totals(
     base_totals = forecast_panel(
         totals_history, horizon=horizon, freq="1d", season=SEASON, holidays=holidays
     ).forecasts.select("unique_id", "ds", "yhat", *bounds)
-    base_series = forecast.select(
-        unique_id=pl.concat_str(pl.lit("chain"), "store_id", "category", "product_id", separator="/"),
-        ds=pl.col("ds").cast(pl.Datetime("us")),
-        yhat="yhat",
-    )
+    base_series = keyed_forecast.select("unique_id", ds="ds_time", yhat="yhat")
     base = pl.concat([base_totals.select("unique_id", "ds", "yhat"), base_series])
     reconciler = HierarchicalReconciliation(reconcilers=[MinTraceSparse(method=method)])
     reconciled = reconciler.reconcile(Y_hat_df=base, S_df=summing, tags=tags)
     column = next(c for c in reconciled.columns if c.startswith("yhat/"))
+
+    # A series missing from the hierarchy (no history: none in the pipeline) keeps its base forecast.
+    series = (
+        keyed_forecast.join(
+            reconciled.select("unique_id", ds_time="ds", rec=column), on=["unique_id", "ds_time"], how="left"
+        )
+        .with_columns(shift=pl.col("rec").fill_null(pl.col("yhat")) - pl.col("yhat"))
+        .with_columns(pl.col("yhat", *bounds) + pl.col("shift"))
+        .pipe(_ordered)
+        .select(list(FORECAST_SCHEMA))
+        .cast(FORECAST_SCHEMA)
+        .sort("store_id", "product_id", "ds")
+    )
     level_names = {"chain": "chain", "chain/store": "store", "chain/category": "category"}
     nodes = pl.DataFrame(
         [
@@ -372,33 +453,13 @@ def _reconciled_totals(
         schema={"unique_id": pl.String(), "level": pl.String(), "key": pl.String()},
         orient="row",
     )
-    first_day = forecast.filter(pl.col("horizon_day") == pl.col("horizon_day").min())  # one row per series
-    counts = pl.concat(
-        [
-            first_day.group_by(key="store_id").agg(level=pl.lit("store"), n_series=pl.len()),
-            first_day.group_by(key="category").agg(level=pl.lit("category"), n_series=pl.len()),
-            pl.DataFrame({"key": ["chain"], "level": ["chain"], "n_series": [first_day.height]}),
-        ],
-        how="vertical_relaxed",
+    offsets = base_totals.join(nodes, on="unique_id").select(
+        "level",
+        "key",
+        ds=pl.col("ds").cast(pl.Date),
+        **{f"off_{b}": pl.col(b) - pl.col("yhat") for b in bounds},
     )
-    per_day = forecast.select("ds", "horizon_day").unique().with_columns(pl.col("ds").cast(pl.Datetime("us")))
-    out = (
-        base_totals.join(reconciled.select("unique_id", "ds", rec=column), on=["unique_id", "ds"])
-        .join(per_day, on="ds")
-        .with_columns(yhat="rec", **{b: pl.col(b) - pl.col("yhat") + pl.col("rec") for b in bounds})
-        .join(nodes, on="unique_id")
-        .join(counts.with_columns(pl.col("n_series").cast(pl.Int64)), on=["level", "key"])
-        .with_columns(
-            # Order lo_95 <= lo_80 <= yhat <= hi_80 <= hi_95, nothing below 0 (units).
-            lo_80=pl.min_horizontal("lo_80", "yhat").clip(lower_bound=0.0),
-            hi_80=pl.max_horizontal("hi_80", "yhat"),
-        )
-        .with_columns(
-            lo_95=pl.min_horizontal("lo_95", "lo_80").clip(lower_bound=0.0),
-            hi_95=pl.max_horizontal("hi_95", "hi_80"),
-        )
-    )
-    return out.select(list(TOTALS_SCHEMA)).cast(TOTALS_SCHEMA).sort("level", "key", "ds")
+    return series, offsets
 
 
 def history_sql(train_days: int = TRAIN_DAYS) -> str:
