@@ -234,10 +234,30 @@ def test_reconciled_series_are_published_coherent_ordered_and_non_negative() -> 
                 unclipped["yhat"] - unclipped["yhat_base"]
             )
             assert (shift.abs() < 1e-9).all(), bound
+        # A lower bound clipped at 0 in the base forecast stays at 0, whichever way the point moved.
+        for bound in ("lo_80", "lo_95"):
+            assert (moved.filter(pl.col(f"{bound}_base") == 0)[bound] == 0).all(), bound
         # model, pattern, confidence and cutoff are the base forecast's.
         for column in ("model", "pattern", "confidence", "cutoff", "horizon_day"):
             assert (moved[column] == moved[f"{column}_base"]).all(), column
         assert forecast_totals(inflated, categories, history=history, method=method).equals(totals)
+
+    # Series forecasts below their history come up; their lower bounds clipped at 0 stay at 0 (a day without
+    # a sale stays inside the interval), the others move with the point.
+    deflated = base.with_columns(pl.col(c) * 0.3 for c in bounds)
+    raised = reconcile_forecast(deflated, categories, history=history, method="wls_struct")
+    assert_coherent(raised.series, raised.totals, categories)
+    assert _in_order(raised.series)
+    up = raised.series.join(deflated, on=["store_id", "product_id", "ds"], suffix="_base")
+    assert (up["yhat"] > up["yhat_base"]).all()
+    at_zero = up.filter(pl.col("lo_80_base") == 0)
+    assert (
+        at_zero.height > 0
+        and (at_zero["lo_80"] == 0).all()
+        and (at_zero["hi_80"] > at_zero["hi_80_base"]).all()
+    )
+    above = up.filter(pl.col("lo_95_base") > 0)
+    assert above.height > 0 and (above["lo_95"] > above["lo_95_base"]).all()
 
     bottom_up = reconcile_forecast(inflated, categories, history=history, method="bottom_up")
     assert bottom_up.series.equals(inflated)  # bottom-up publishes the base series unchanged

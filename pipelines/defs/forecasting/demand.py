@@ -299,10 +299,11 @@ def reconcile_forecast(
     ``method="ols"`` or ``"wls_struct"`` (needs ``history``, the frame ``forecast`` was made from, else
     bottom-up): hierarchicalforecast's MinTrace reconciliation of base forecasts at every level — the series'
     from ``forecast`` and the totals' own, made by the same method from the aggregated history. Each series'
-    ``yhat`` becomes its reconciled value and its 80/95 % bounds move by the same amount; negative values clip
-    at 0, then each total's ``yhat`` is the sum of its clipped series and its bounds are its base forecast's
-    conformal half-widths around that sum. Bounds are ordered lo_95 <= lo_80 <= yhat <= hi_80 <= hi_95 and
-    nothing is below 0; model, pattern and confidence are kept."""
+    ``yhat`` becomes its reconciled value and its 80/95 % bounds move by the same amount (a lower bound at 0,
+    clipped there in the base forecast, stays at 0); negative values clip at 0, then each total's ``yhat`` is
+    the sum of its clipped series and its bounds are its base forecast's conformal half-widths around that
+    sum. Bounds are ordered lo_95 <= lo_80 <= yhat <= hi_80 <= hi_95 and nothing is below 0; model, pattern
+    and confidence are kept."""
     if method not in RECONCILIATION_METHODS:
         choices = ", ".join(RECONCILIATION_METHODS)
         raise ValueError(f"unknown reconciliation {method!r}; choose from {choices}")
@@ -436,7 +437,15 @@ def _reconciled(
             reconciled.select("unique_id", ds_time="ds", rec=column), on=["unique_id", "ds_time"], how="left"
         )
         .with_columns(shift=pl.col("rec").fill_null(pl.col("yhat")) - pl.col("yhat"))
-        .with_columns(pl.col("yhat", *bounds) + pl.col("shift"))
+        .with_columns(
+            pl.col("yhat", "hi_80", "hi_95") + pl.col("shift"),
+            # A lower bound at 0 was clipped there (the interval reaches below 0 units): it stays at 0 however
+            # the point moves, else a small upward shift would exclude every day without a sale.
+            *[
+                pl.when(pl.col(b) > 0).then(pl.col(b) + pl.col("shift")).otherwise(0.0).alias(b)
+                for b in ("lo_80", "lo_95")
+            ],
+        )
         .pipe(_ordered)
         .select(list(FORECAST_SCHEMA))
         .cast(FORECAST_SCHEMA)
