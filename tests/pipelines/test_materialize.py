@@ -23,6 +23,7 @@ from chainsync.settings import Settings
 from pipelines.run import PipelineResult, run_pipeline
 from tests.pipelines.chain import ChainTotals, append, sale_events
 from tests.pipelines.conftest import make_settings
+from tests.pipelines.test_analytics import assert_coherent
 
 pytestmark = pytest.mark.slow
 
@@ -179,14 +180,10 @@ def test_forecast_covers_every_series_for_the_horizon(chain: Chain) -> None:
     chain_row = accuracy.filter(pl.col("level") == "chain").row(0, named=True)
     assert chain_row["n_series"] == series and chain_row["mase"] > 0
     assert 0 <= chain_row["coverage_80"] <= chain_row["coverage_95"] <= 1
-    totals = snapshot.read("demand_forecast_totals").filter(pl.col("horizon_day") == 1)
-    chain_total = totals.filter(pl.col("level") == "chain")["yhat"].item()
-    first_day = forecast.filter(pl.col("horizon_day") == 1)["yhat"].sum()
-    # Reconciled (MinTrace): coherent — stores and categories each add up to the chain — and close to the
-    # series' sum (the chain's own forecast pulls it, within a fifth here).
-    for level in ("store", "category"):
-        assert totals.filter(pl.col("level") == level)["yhat"].sum() == pytest.approx(chain_total, rel=1e-6)
-    assert chain_total == pytest.approx(first_day, rel=0.2)
+    # Reconciled (MinTrace wls_struct, the default), and exactly coherent: every store's, category's and the
+    # chain's total is the sum of its published series on every day of the horizon.
+    assert chain.first.metadata["demand_forecast"]["reconciliation"] == "wls_struct"
+    assert_coherent(forecast, snapshot.read("demand_forecast_totals"), snapshot.read("dim_product"))
     reorder = snapshot.read("reorder_suggestions")
     assert reorder.height == series
     assert (reorder["reorder_point"] >= reorder["safety_stock"]).all()
@@ -273,6 +270,28 @@ def test_third_run_picks_up_exactly_the_new_events(chain: Chain) -> None:
         e.occurred_at.astimezone(ZoneInfo(chain.zones[e.store_id])).date() for e in new if e.kind != "void"
     ]
     assert (forecast["cutoff"] == max(local_days)).all()
+
+
+def test_bottom_up_reconciliation_is_a_per_run_setting_and_coherent(chain: Chain) -> None:
+    """FORECAST_RECONCILIATION reaches the asset per run, and bottom_up publishes totals that are exactly the
+    sums of the series too. (Sixty days of history give every level a seasonal-naive base forecast, whose
+    totals already add up, so MinTrace moves no point here; the totals' bounds tell the runs apart: their
+    own conformal half-widths with MinTrace, independent-error sums bottom-up.)"""
+    snapshot = current_snapshot(chain.settings.serving)
+    assert snapshot is not None
+    reconciled_totals = snapshot.read("demand_forecast_totals")
+    bottom_up = chain.settings.model_copy(update={"forecast_reconciliation": "bottom_up"})
+    result = run_pipeline(bottom_up, selection="demand_forecast,demand_forecast_totals,serving_snapshot")
+    assert result.success, result
+    assert result.metadata["demand_forecast"]["reconciliation"] == "bottom_up"
+    snapshot = current_snapshot(chain.settings.serving)
+    assert snapshot is not None and snapshot.manifest["run_id"] == result.run_id
+    forecast, totals = snapshot.read("demand_forecast"), snapshot.read("demand_forecast_totals")
+    assert forecast.height == len(chain.totals.series) * chain.settings.forecast_horizon_days
+    assert_coherent(forecast, totals, snapshot.read("dim_product"))
+    both = totals.join(reconciled_totals, on=["level", "key", "ds"], suffix="_mintrace")
+    assert both.height == totals.height
+    assert (both["hi_80"] - both["hi_80_mintrace"]).abs().max() > 1e-3  # type: ignore[operator]
 
 
 def test_ai_disabled_publishes_empty_scores(chain: Chain) -> None:
