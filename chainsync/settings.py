@@ -161,7 +161,8 @@ class Settings(BaseSettings):
     forecast_horizon_days: int = Field(90, ge=7, le=365)
     # Holiday calendar of the forecast (a `holidays` library country code); empty turns holiday effects off.
     forecast_holiday_country: str = "US"
-    # How demand_forecast_totals are made coherent: MinTrace "wls_struct" / "ols" or plain "bottom_up" sums.
+    # How the forecast hierarchy is made coherent: MinTrace "wls_struct" / "ols" reconciles the series and
+    # the store / category / chain totals; "bottom_up" keeps the series and sums them.
     forecast_reconciliation: Literal["bottom_up", "ols", "wls_struct"] = "wls_struct"
     anomaly_threshold_quantile: float = Field(0.99, gt=0.5, lt=1.0)
     # Anomaly decisions, applied to stored raw scores (changing them re-flags without refitting).
