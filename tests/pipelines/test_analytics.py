@@ -427,6 +427,67 @@ def test_a_refund_abusing_cashier_and_an_attacking_ip_are_flagged() -> None:
     assert security.filter(pl.col("is_anomaly"))["severity"].item() == "critical"
 
 
+def test_ordinary_refunds_on_mostly_refund_free_shifts_are_not_cashier_anomalies() -> None:
+    """Refund value is in cents: its noise floor is one ordinary refund, not one cent. Most shifts have no
+    refund (MAD 0), so with a 1-cent floor a single $8 refund scored z = 800 and every busy refund day was
+    'critical' on refund value alone."""
+    from pipelines.defs.anomalies.detectors import score_cashier_shifts
+
+    rng = np.random.default_rng(7)
+    shifts = []
+    for c in range(8):
+        for d in range(90):
+            refunds = int(rng.random() < 0.15)  # mostly no refund, now and then one of about $8
+            shifts.append(
+                {
+                    "store_id": "S1",
+                    "cashier_id": f"S1-C{c}",
+                    "sale_date": date(2025, 1, 1) + timedelta(days=d),
+                    "transactions": int(rng.integers(80, 120)),
+                    "refunds": refunds,
+                    "refund_cents": refunds * int(rng.integers(600, 1100)),
+                    "voids": int(rng.random() < 0.1),
+                    "discount_rate": float(rng.uniform(0.03, 0.06)),
+                }
+            )
+    # A busy but ordinary day: three refunds of the usual size and two voids (5 >= min_count).
+    shifts.append(
+        {
+            "store_id": "S1",
+            "cashier_id": "S1-C1",
+            "sale_date": date(2025, 4, 1),
+            "transactions": 110,
+            "refunds": 3,
+            "refund_cents": 2_500,
+            "voids": 2,
+            "discount_rate": 0.04,
+        }  # fmt: skip
+    )
+    # Refund abuse: few refunds, each far larger than usual.
+    shifts.append(
+        {
+            "store_id": "S1",
+            "cashier_id": "S1-C2",
+            "sale_date": date(2025, 4, 1),
+            "transactions": 100,
+            "refunds": 5,
+            "refund_cents": 90_000,
+            "voids": 0,
+            "discount_rate": 0.04,
+        }  # fmt: skip
+    )
+    scored = score_cashier_shifts(pl.DataFrame(shifts))
+
+    single = scored.filter(pl.col("refunds") == 1)
+    assert single["max_z"].max() < 6, "one ordinary refund must not pass the threshold"
+    assert not single["drivers"].str.contains("refund_cents").any()
+    flagged = scored.filter(pl.col("is_anomaly"))
+    assert flagged.select("cashier_id", "refund_cents").rows() == [("S1-C2", 90_000)]
+    # z in units of one ordinary refund: 90,000 cents is about a hundred of them, not 90,000.
+    assert 30 < flagged["max_z"][0] < 300
+    assert flagged["drivers"][0] == "refund_cents"
+
+
 def test_insights_rank_by_impact_confidence_and_urgency() -> None:
     from pipelines.defs.insights.insights import INSIGHT_SCHEMA, build_insights
 

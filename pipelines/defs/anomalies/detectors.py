@@ -63,13 +63,22 @@ SECURITY_FEATURES_SQL = """
 """
 
 
-def robust_z(column: str, over: str | list[str] | None = None) -> pl.Expr:
-    """(x − median) / (1.4826 · MAD + 1): the +1 keeps counts whose MAD is 0 (mostly zero) from
-    exploding, so one refund on a quiet shift is not an outlier."""
+def robust_z(column: str, over: str | list[str] | None = None, floor: float | pl.Expr = 1.0) -> pl.Expr:
+    """(x − median) / (1.4826 · MAD + floor): the floor, one unit of the feature (1 for counts), keeps
+    features whose MAD is 0 (mostly zero) from exploding, so one refund on a quiet shift is not an
+    outlier."""
     x = pl.col(column).cast(pl.Float64).fill_null(0.0).fill_nan(0.0)
     median = x.median() if over is None else x.median().over(over)
     mad = (x - median).abs().median() if over is None else (x - median).abs().median().over(over)
-    return ((x - median) / (1.4826 * mad + 1.0)).alias(f"z_{column}")
+    return ((x - median) / (1.4826 * mad + floor)).alias(f"z_{column}")
+
+
+def one_refund_cents(over: str) -> pl.Expr:
+    """The value of an ordinary refund per ``over`` group (the median of refund_cents / refunds over the
+    shifts with a refund; 1 cent where there is none): the noise floor of ``refund_cents``, which is in
+    cents, so that a single ordinary refund scores about 1 rather than its value in cents."""
+    per_refund = pl.when(pl.col("refunds") > 0).then(pl.col("refund_cents") / pl.col("refunds"))
+    return per_refund.cast(pl.Float64).median().over(over).fill_null(1.0).clip(lower_bound=1.0)
 
 
 def grade_severity(value: pl.Expr, high_from: float, critical_from: float) -> pl.Expr:
@@ -123,7 +132,12 @@ def score_cashier_shifts(
             drivers=pl.lit(None, pl.String),
             expected_refunds_hi=pl.lit(None, pl.Float64),
         )
-    z = features.with_columns([robust_z(f, "store_id") for f in CASHIER_FEATURES])
+    z = features.with_columns(
+        [
+            robust_z(f, "store_id", floor=one_refund_cents("store_id") if f == "refund_cents" else 1.0)
+            for f in CASHIER_FEATURES
+        ]
+    )
     zcols = [f"z_{f}" for f in CASHIER_FEATURES]
     scores = _ecod(z.select(zcols).to_numpy())
     refunds = pl.col("refunds").cast(pl.Float64)
