@@ -13,7 +13,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import HTTPException, Request, status
@@ -382,6 +382,7 @@ class FirewallMiddleware:
                     {"detail": "Address not allowed", "request_id": _rid(scope)},
                     status_code=status.HTTP_403_FORBIDDEN,
                 )
+        await reread_if_stale(risk)  # blocks and unblocks made by the other API processes
         blocked = risk.blocked_for(ip)
         if blocked:
             if not self._quiet(ip, "banned"):
@@ -512,6 +513,22 @@ def _too_many(retry_after: int, scope_name: str, rid: str | None) -> JSONRespons
     )
 
 
+class SharedStateCache(Protocol):
+    """State shared by the API processes through the ops store and cached in each (the access tokens
+    revoked by logout, the risk engine's blocks): ``stale`` once older than its bound; ``refresh``
+    re-reads it."""
+
+    def stale(self) -> bool: ...
+
+    def refresh(self) -> None: ...
+
+
+async def reread_if_stale(cache: SharedStateCache | None) -> None:
+    """Re-read ``cache`` on a worker thread when it is past its bound; otherwise a request costs no query."""
+    if cache is not None and cache.stale():
+        await run_in_threadpool(cache.refresh)
+
+
 async def check_principal(request: Request, principal: Any) -> None:
     """Per-user and per-device rate limits and access-token revocation, for an authenticated caller.
 
@@ -520,8 +537,8 @@ async def check_principal(request: Request, principal: Any) -> None:
     request.state.principal = principal
     token_id = getattr(principal, "token_id", None)
     revoked: RevokedTokens | None = getattr(state, "revoked_tokens", None)
-    if token_id and revoked is not None and revoked.stale():
-        await run_in_threadpool(revoked.refresh)
+    if token_id:
+        await reread_if_stale(revoked)
     if token_id and revoked is not None and token_id in revoked:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "Token has been revoked", headers={"WWW-Authenticate": "Bearer"}

@@ -9,11 +9,21 @@ failures, and a success outside business hours, score the user. Address reputati
 so they survive a restart and keep decaying. Allowlisted networks are scored and logged, never blocked;
 in dry-run mode every decision is logged and none enforced. Addresses that are not IP addresses (a Unix
 socket peer, an in-process test client) are scored but never blocked.
+
+Every API process keeps the reputations in memory and shares them through the ops store, in the manner of
+the logout revocations (:class:`api.security.RevokedTokens`): a signal writes its address's row at once,
+and each process re-reads, at most every ``risk_sync_seconds`` (``stale`` then ``refresh``, on a worker
+thread, so a request costs no query), the rows whose block is in force and the rows written since its last
+read. Merging them: a block in force elsewhere is enforced here (the later end wins, with its ban count);
+a block lifted elsewhere (an admin unblock deletes the row) is lifted here; of two scores the higher
+decayed level is kept, so the same address scored on two processes counts as its worse side, not the sum.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +34,12 @@ from sqlalchemy import Engine
 
 from api.ipfilter import IpFilter, parse_address
 from api.log import get_logger
-from chainsync.ops_store.security import Reputation, load_reputations, save_reputation
+from chainsync.ops_store.security import (
+    Reputation,
+    load_reputations,
+    reputations_to_sync,
+    save_reputation,
+)
 from chainsync.settings import Settings
 
 log = get_logger("api.risk")
@@ -43,6 +58,9 @@ WEIGHTS: dict[str, float] = {
     "rate_limited": 1.0,
 }
 STUFFING_WINDOW = timedelta(minutes=15)
+# Rows written up to this long before the newest one already read are read again: another process may
+# commit a row stamped a moment before one this process has seen (its clock read before a busy wait).
+SYNC_OVERLAP = timedelta(seconds=30)
 THREAT_LEVELS = ("low", "elevated", "high", "critical")
 
 
@@ -77,6 +95,10 @@ class RiskDecision:
         return round(max(self.ip_score, self.user_score or 0.0), 2)
 
 
+def _blocked(rep: Reputation | None, now: datetime) -> bool:
+    return rep is not None and rep.blocked_until is not None and rep.blocked_until > now
+
+
 class RiskEngine:
     def __init__(
         self,
@@ -84,6 +106,7 @@ class RiskEngine:
         engine: Engine | None,
         ipfilter: IpFilter,
         clock: Callable[[], datetime] | None = None,
+        sync_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -99,9 +122,85 @@ class RiskEngine:
         start, _, end = settings.business_hours.partition("-")
         self._hours = (int(start), int(end))
         self._tz = ZoneInfo(settings.business_timezone)
+        # Sharing with the other API processes (see the module docstring).
+        self.sync_clock = sync_clock
+        self.max_age_s = settings.risk_sync_seconds
+        self._read_at = float("-inf")
+        self._refreshing = threading.Lock()
+        self._changed_since: datetime | None = None  # the newest ``updated_at`` read from the store
+        self._seq = 0  # counts local signals, so a re-read does not lift a block made here meanwhile
+        self._touched: dict[str, int] = {}  # ip -> ``_seq`` of its last local change
         if engine is not None:
             for rep in load_reputations(engine):
                 self._ips[rep.ip] = rep
+                self._note_read(rep)
+
+    # --- sharing with the other API processes -------------------------------------------------------
+
+    def stale(self) -> bool:
+        """True when the reputations were last re-read ``risk_sync_seconds`` ago or more."""
+        return self.engine is not None and self.sync_clock() - self._read_at >= self.max_age_s
+
+    def refresh(self) -> None:
+        """Re-read the store (one query) and merge; a refresh already under way elsewhere is not repeated."""
+        if self.engine is None or not self._refreshing.acquire(blocking=False):
+            return
+        started = self.sync_clock()
+        try:
+            now = self.clock()
+            with self._lock:
+                seen = self._seq
+            since = None if self._changed_since is None else self._changed_since - SYNC_OVERLAP
+            rows = reputations_to_sync(self.engine, since, now)
+            self._merge(rows, now, seen)
+        except Exception as exc:  # the store is busy: keep what is known, try again after the interval
+            log.error("ip_reputation_read_failed", error_type=type(exc).__name__)
+        finally:
+            self._read_at = started
+            self._refreshing.release()
+
+    def _note_read(self, rep: Reputation) -> None:
+        if rep.updated_at is not None and (
+            self._changed_since is None or rep.updated_at > self._changed_since
+        ):
+            self._changed_since = rep.updated_at
+
+    def _merge(self, rows: list[Reputation], now: datetime, seen: int) -> None:
+        """Merge reputations read from the store at ``now``; ``seen`` is ``_seq`` before the read."""
+        read = {r.ip: r for r in rows}
+        with self._lock:
+            for row in rows:
+                self._note_read(row)
+                local = self._ips.get(row.ip)
+                if local is None:
+                    self._ips[row.ip] = row
+                    continue
+                if Bucket(row.score, row.score_at).level(now, self.half_life_s) > Bucket(
+                    local.score, local.score_at
+                ).level(now, self.half_life_s):
+                    local.score, local.score_at = row.score, row.score_at
+                if row.blocked_until is not None and (
+                    local.blocked_until is None or row.blocked_until > local.blocked_until
+                ):
+                    local.blocked_until, local.ban_count = row.blocked_until, row.ban_count
+                    local.last_reason = row.last_reason
+            # A block in force here that the store no longer holds was lifted elsewhere (an admin unblock),
+            # unless it was made here after the read began or is not written yet.
+            lifted = [
+                ip
+                for ip, rep in self._ips.items()
+                if _blocked(rep, now)
+                and not _blocked(read.get(ip), now)
+                and self._touched.get(ip, -1) <= seen
+            ]
+            for ip in lifted:
+                again = read.get(ip)
+                if again is None:
+                    del self._ips[ip]
+                    self._touched.pop(ip, None)
+                else:  # unblocked, then scored again by a process that never saw the block
+                    self._ips[ip] = again
+                log.info("ip_unblocked_elsewhere", ip=ip)
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -118,8 +217,9 @@ class RiskEngine:
             return 0.0 if bucket is None else bucket.level(now, self.half_life_s)
 
     def blocked_for(self, ip: str | None, now: datetime | None = None) -> int:
-        """Seconds ``ip`` stays blocked (0: not blocked). Allowlisted addresses are never blocked."""
-        if not ip:
+        """Seconds ``ip`` stays blocked (0: not blocked). Allowlisted addresses are never blocked, and in
+        dry-run mode nothing is (not even a block read from the store)."""
+        if not ip or self.settings.security_dry_run:
             return 0
         now = now or self.clock()
         with self._lock:
@@ -187,6 +287,8 @@ class RiskEngine:
             rep.score = bucket.add(w, now, self.half_life_s)
             rep.score_at = now
             self._ips[ip] = rep
+            self._seq += 1
+            self._touched[ip] = self._seq
             decision = self._maybe_block(rep, now, reason, severity, signal)
             if decision.severity == "critical":
                 self._critical.append(now)
@@ -274,8 +376,10 @@ class RiskEngine:
         return start <= hour < end if start <= end else (hour >= start or hour < end)
 
     def unblock(self, ip: str) -> bool:
+        """Forget ``ip`` here; the caller deletes its row, which lifts it on the other processes."""
         with self._lock:
             rep = self._ips.pop(ip, None)
+            self._touched.pop(ip, None)
         return rep is not None
 
     def _persist(self, rep: Reputation) -> None:
@@ -285,3 +389,5 @@ class RiskEngine:
             save_reputation(self.engine, rep)
         except Exception as exc:  # scoring goes on in memory even if the store is busy
             log.error("ip_reputation_write_failed", error_type=type(exc).__name__)
+            with self._lock:  # not in the store: a re-read must not take its absence for an unblock
+                self._touched[rep.ip] = sys.maxsize

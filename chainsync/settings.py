@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     validation_inbox_per_minute: int = Field(300, ge=0)
     risk_block_score: float = Field(10.0, gt=0)  # an address at or above this score is blocked
     risk_half_life_minutes: float = Field(30.0, gt=0)  # scores halve every this many minutes
+    # A block (or an admin unblock) made by another API process takes effect here within this many seconds
+    # (each process re-reads the ops store's blocks and changed reputations at most this often; 0: on
+    # every request, at the cost of a query each).
+    risk_sync_seconds: float = Field(2.0, ge=0, le=60)
     ban_initial_seconds: int = Field(3600, ge=1)  # first block: 1 h
     ban_multiplier: float = Field(24.0, ge=1)  # each repeat multiplies it: 1 h -> 1 d -> ...
     ban_max_seconds: int = Field(7 * 86400, ge=1)  # the cap

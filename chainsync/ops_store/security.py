@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, RowMapping, and_, case, delete, func, insert, or_, select, update
 
 from chainsync.ops_store.tables import (
     device_keys,
@@ -203,37 +203,70 @@ class Reputation:
     ban_count: int = 0
     blocked_until: datetime | None = None
     last_reason: str | None = None
+    updated_at: datetime | None = None  # when the row was last written (read back only)
+
+
+def _reputation(r: RowMapping) -> Reputation:
+    return Reputation(
+        ip=r["ip"],
+        score=float(r["score"]),
+        score_at=_aware(r["score_at"]),  # type: ignore[arg-type]
+        ban_count=int(r["ban_count"]),
+        blocked_until=_aware(r["blocked_until"]),
+        last_reason=r["last_reason"],
+        updated_at=_aware(r["updated_at"]),
+    )
 
 
 def load_reputations(engine: Engine) -> list[Reputation]:
     with engine.connect() as conn:
         rows = conn.execute(select(ip_reputation)).mappings().all()
-    return [
-        Reputation(
-            ip=r["ip"],
-            score=float(r["score"]),
-            score_at=_aware(r["score_at"]),  # type: ignore[arg-type]
-            ban_count=int(r["ban_count"]),
-            blocked_until=_aware(r["blocked_until"]),
-            last_reason=r["last_reason"],
+    return [_reputation(r) for r in rows]
+
+
+def reputations_to_sync(engine: Engine, changed_since: datetime | None, now: datetime) -> list[Reputation]:
+    """The reputations another API process must know: every address whose block is in force at ``now``,
+    and every row written at or after ``changed_since`` (all rows when it is None). One query."""
+    stmt = select(ip_reputation)
+    if changed_since is not None:
+        stmt = stmt.where(
+            or_(
+                ip_reputation.c.blocked_until > _naive(now),
+                ip_reputation.c.updated_at >= _naive(changed_since),
+            )
         )
-        for r in rows
-    ]
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    return [_reputation(r) for r in rows]
 
 
 def save_reputation(engine: Engine, rep: Reputation) -> None:
-    values = {
+    """Write ``rep``'s score; its block only when it ends later than the stored one, so a process that
+    has not seen a block made elsewhere yet cannot shorten or clear it (an admin unblock deletes the
+    row: :func:`delete_reputation`). ``ban_count`` goes with the block it counts."""
+    blocked_until = _naive(rep.blocked_until) if rep.blocked_until else None
+    values: dict[str, Any] = {
         "score": rep.score,
         "score_at": _naive(rep.score_at),
-        "ban_count": rep.ban_count,
-        "blocked_until": _naive(rep.blocked_until) if rep.blocked_until else None,
         "last_reason": (rep.last_reason or "")[:200] or None,
         "updated_at": _naive(utcnow()),
     }
+    merged = values
+    if blocked_until is not None:
+        later = or_(ip_reputation.c.blocked_until.is_(None), ip_reputation.c.blocked_until < blocked_until)
+        merged = {
+            **values,
+            "blocked_until": case((later, blocked_until), else_=ip_reputation.c.blocked_until),
+            "ban_count": case((later, rep.ban_count), else_=ip_reputation.c.ban_count),
+        }
     with engine.begin() as conn:
-        done = conn.execute(update(ip_reputation).where(ip_reputation.c.ip == rep.ip).values(**values))
+        done = conn.execute(update(ip_reputation).where(ip_reputation.c.ip == rep.ip).values(**merged))
         if done.rowcount == 0:
-            conn.execute(insert(ip_reputation).values(ip=rep.ip, **values))
+            conn.execute(
+                insert(ip_reputation).values(
+                    ip=rep.ip, ban_count=rep.ban_count, blocked_until=blocked_until, **values
+                )
+            )
 
 
 def delete_reputation(engine: Engine, ip: str) -> bool:

@@ -1,6 +1,7 @@
 """The request firewall and risk scoring: strict input, body cap, rate limits with Retry-After, trusted
 proxies, IP allow/deny lists, brute force and credential stuffing, escalating blocks, allowlist and dry
-run, reputation across restarts, the audit trail's hash chain, and alerts to a loopback webhook."""
+run, reputation across restarts, blocks shared by two API processes on one ops store, the audit trail's
+hash chain, and alerts to a loopback webhook."""
 
 from __future__ import annotations
 
@@ -15,8 +16,15 @@ import pytest
 from sqlalchemy import select, text
 
 from api.firewall import InboxSampler, suspicious_body
+from api.ipfilter import IpFilter
 from api.main import create_app
-from chainsync.ops_store.security import verify_audit_chain
+from api.risk import RiskEngine
+from chainsync.ops_store.security import (
+    Reputation,
+    load_reputations,
+    save_reputation,
+    verify_audit_chain,
+)
 from chainsync.ops_store.tables import event_inbox, security_audit
 from chainsync.settings import get_settings
 from tests.api.conftest import PASSWORD, TestClient, bearer, sale_event
@@ -276,6 +284,137 @@ def test_dry_run_logs_decisions_without_enforcing(make_client, users, engine) ->
     c = make_client(CHAINSYNC_SECURITY_DRY_RUN="true")
     assert [login(c, "mona", f"wrong-{i}-password").status_code for i in range(7)] == [401] * 7
     assert any("dry run, not blocked" in (r["detail"] or "") for r in audit_rows(engine, "login_failure"))
+
+
+# --- risk blocks shared by the API processes (one ops store) --------------------------------------------
+
+
+class SyncClock:
+    """A monotonic clock the test moves: when each process re-reads the store's reputations."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def two_processes(make_client, **env: str) -> tuple[TestClient, TestClient, SyncClock]:  # type: ignore[no-untyped-def]
+    """Two API apps on one ops store, both called from :data:`ATTACKER`, re-reading it every 2 s of one
+    fake monotonic clock."""
+    env = {"CHAINSYNC_RISK_SYNC_SECONDS": "2", **env}
+    a, b = make_client(**env), make_client(**env)
+    clock, scores_at = SyncClock(), Clock()  # the second keeps scores from decaying mid-test
+    for c in (a, b):
+        c.app.state.risk.sync_clock = clock  # type: ignore[attr-defined]
+        c.app.state.risk.clock = scores_at  # type: ignore[attr-defined]
+    return a, b, clock
+
+
+def from_address(c: TestClient, ip: str) -> TestClient:
+    """Another caller of the same running app (its state, risk engine included, is shared)."""
+    return TestClient(c.app, client=(ip, 40000))
+
+
+def block_in_store(engine, ip: str) -> None:  # type: ignore[no-untyped-def]
+    """A block written by some other process (say, one with other allowlist or dry-run settings)."""
+    now = datetime.now(UTC)
+    save_reputation(
+        engine,
+        Reputation(ip=ip, score=50.0, score_at=now, ban_count=1, blocked_until=now + timedelta(hours=1)),
+    )
+
+
+def test_a_block_on_one_process_is_enforced_by_another_and_an_unblock_lifts_it(
+    make_client, users, tokens, engine
+) -> None:
+    a, b, clock = two_processes(make_client)
+    assert b.get("/api/observability/health").status_code == 200
+    codes = [login(a, "mona", f"wrong-{i}-password").status_code for i in range(6)]
+    assert codes[:5] == [401] * 5 and codes[5] == 403, codes
+    # B read the store under 2 s ago: not yet ...
+    assert b.get("/api/observability/health").status_code == 200
+    clock.now += 2.0
+    # ... and once its copy is 2 s old, B refuses the address too, for the rest of A's block.
+    refused = b.get("/api/observability/health")
+    assert refused.status_code == 403 and 3500 <= int(refused.headers["Retry-After"]) <= 3600
+    assert login(b, "mona", PASSWORD).status_code == 403  # the right password changes nothing
+    assert a.get("/api/observability/health").status_code == 403  # A re-reads now, too
+    admin_b = from_address(b, "198.51.100.9")
+    status = admin_b.get("/api/admin/security/status", headers=bearer(tokens["admin"])).json()
+    assert [r["ip"] for r in status["active_blocks"]] == [ATTACKER]
+    # An admin lifts it on B: at once there, and on A within the bound.
+    gone = admin_b.delete(f"/api/admin/ip-reputation/{ATTACKER}", headers=bearer(tokens["admin"]))
+    assert gone.status_code == 204
+    assert b.get("/api/observability/health").status_code == 200
+    assert a.get("/api/observability/health").status_code == 403  # A's copy is under 2 s old
+    clock.now += 2.0
+    assert a.get("/api/observability/health").status_code == 200
+    assert login(a, "mona", PASSWORD).status_code == 200
+    assert a.app.state.risk.ip_score(ATTACKER) < 1  # type: ignore[attr-defined]  # the score forgotten too
+
+
+def test_interval_zero_shares_a_block_on_the_next_request(make_client, users) -> None:
+    a, b, _ = two_processes(make_client, CHAINSYNC_RISK_SYNC_SECONDS="0")
+    assert b.get("/api/observability/health").status_code == 200
+    for i in range(6):
+        login(a, "mona", f"wrong-{i}-password")
+    assert b.get("/api/observability/health").status_code == 403
+
+
+def test_an_allowlisted_address_is_blocked_on_neither_process(make_client, users, engine) -> None:
+    a, b, clock = two_processes(make_client, CHAINSYNC_IP_ALLOWLIST="203.0.113.0/24")
+    assert [login(a, "mona", f"wrong-{i}-password").status_code for i in range(8)] == [401] * 8
+    block_in_store(engine, ATTACKER)  # even a block some other process wrote
+    block_in_store(engine, "198.51.100.66")  # (not allowlisted: refused, so the re-read did happen)
+    clock.now += 2.0
+    for c in (a, b):
+        assert c.get("/api/observability/health").status_code == 200
+        assert from_address(c, "198.51.100.66").get("/api/observability/health").status_code == 403
+    assert login(b, "mona", PASSWORD).status_code == 200
+
+
+def test_dry_run_enforces_nothing_on_either_process(make_client, users, engine) -> None:
+    a, b, clock = two_processes(make_client, CHAINSYNC_SECURITY_DRY_RUN="true")
+    assert [login(a, "mona", f"wrong-{i}-password").status_code for i in range(7)] == [401] * 7
+    assert any("dry run, not blocked" in (r["detail"] or "") for r in audit_rows(engine, "login_failure"))
+    block_in_store(engine, ATTACKER)  # written by a process that enforces
+    clock.now += 2.0
+    for c in (a, b):
+        assert c.get("/api/observability/health").status_code == 200
+        assert c.app.state.risk.active_blocks()  # type: ignore[attr-defined]  # known, listed, not enforced
+    assert login(b, "mona", PASSWORD).status_code == 200
+
+
+def test_a_process_that_has_not_seen_a_block_cannot_shorten_or_clear_it(engine) -> None:
+    now = datetime.now(UTC)
+    until = now + timedelta(hours=1)
+    save_reputation(engine, Reputation(ATTACKER, 12.0, now, ban_count=1, blocked_until=until))
+    save_reputation(engine, Reputation(ATTACKER, 3.0, now))  # a stale process scores the address
+    save_reputation(engine, Reputation(ATTACKER, 3.0, now, ban_count=1, blocked_until=now))  # an older block
+    [rep] = load_reputations(engine)
+    assert (rep.score, rep.blocked_until, rep.ban_count) == (3.0, until, 1)
+    later = now + timedelta(days=1)
+    save_reputation(engine, Reputation(ATTACKER, 14.0, now, ban_count=2, blocked_until=later))
+    [rep] = load_reputations(engine)
+    assert (rep.blocked_until, rep.ban_count) == (later, 2)
+
+
+def test_merging_keeps_the_higher_decayed_score(settings, engine) -> None:
+    clock = Clock()
+    here = RiskEngine(settings, engine, IpFilter(settings, engine), clock=clock)
+    here.observe(ATTACKER, "suspicious_input")  # 4 here
+    half_life = timedelta(minutes=settings.risk_half_life_minutes)
+    # Written elsewhere: 6 a half-life ago (3 now) is lower than ours; 6 now is higher.
+    save_reputation(engine, Reputation(ATTACKER, 6.0, clock.now - half_life))
+    here.refresh()
+    assert here.ip_score(ATTACKER) == pytest.approx(4.0)
+    save_reputation(engine, Reputation(ATTACKER, 6.0, clock.now))
+    here.refresh()
+    assert here.ip_score(ATTACKER) == pytest.approx(6.0)
+    # A process started later learns both addresses' levels from the store.
+    there = RiskEngine(settings, engine, IpFilter(settings, engine), clock=clock)
+    assert there.ip_score(ATTACKER) == pytest.approx(6.0)
 
 
 class _Receiver(BaseHTTPRequestHandler):
