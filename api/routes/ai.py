@@ -116,6 +116,12 @@ def anomalies(
         principal.require_store(store_id)
     if type in ADMIN_ANOMALY_TYPES and principal.stores is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"{type.capitalize()} anomalies are for admins")
+    if type in ADMIN_ANOMALY_TYPES and store_id is not None:
+        # Source IPs and API endpoints belong to no store: refuse the filter rather than ignore it.
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"store_id does not apply to {type} anomalies (chain-wide); leave it out",
+        )
     snapshot = _current(settings)
     try:
         if type == "sales":

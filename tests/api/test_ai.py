@@ -501,6 +501,14 @@ def test_performance_anomalies_are_for_admins(client, tokens, settings) -> None:
     assert [a["endpoint"] for a in since["anomalies"]] == ["POST /api/sync/upload"]
     bad = client.get("/api/ai/anomalies", params={"type": "latency"}, headers=bearer(tokens["admin"]))
     assert bad.status_code == 422
+    # Chain-wide: a store filter cannot apply, so it is refused rather than ignored (which answered every
+    # endpoint-hour as if they were the store's).
+    for kind in ("performance", "security"):
+        store = client.get(
+            "/api/ai/anomalies", params={"type": kind, "store_id": "S001"}, headers=bearer(tokens["admin"])
+        )
+        assert store.status_code == 422, kind
+        assert "store_id" in store.json()["detail"] and "chain-wide" in store.json()["detail"]
 
 
 def test_sales_anomalies_carry_the_detectors_scores_and_forecast_range(client, tokens, settings) -> None:
