@@ -47,6 +47,8 @@ async def require_ai_enabled(settings: SettingsDep) -> None:
 router = APIRouter(
     prefix="/ai", tags=["ai"], dependencies=[Depends(require_manager), Depends(require_ai_enabled)]
 )
+# GET /ai/status answers with the switch off too: it is where an admin sees ``enabled: false``.
+status_router = APIRouter(prefix="/ai", tags=["ai"], dependencies=[Depends(require_manager)])
 
 
 def _current(settings: Settings) -> Snapshot:
@@ -215,7 +217,7 @@ AI_TABLES = (
 )
 
 
-@router.get("/status", response_model=AIStatus)
+@status_router.get("/status", response_model=AIStatus)
 def ai_status(principal: AdminPrincipal, settings: SettingsDep) -> AIStatus:
     """Admin: the snapshot serving the AI endpoints, its AI tables with row counts, and the cache (as it
     was before this request read the tables)."""

@@ -139,6 +139,10 @@ def test_ai_disabled_is_503(settings, tokens, snapshot, monkeypatch) -> None:
             assert resp.json()["detail"] == "AI analytics disabled"
         # Authentication still comes first.
         assert c.get(ANOMALIES).status_code == 401
+        # The status answers, so an admin can see the switch is off; still admin-only.
+        status = c.get("/api/ai/status", headers=bearer(tokens["admin"]))
+        assert status.status_code == 200 and status.json()["enabled"] is False
+        assert c.get("/api/ai/status", headers=bearer(tokens["manager"])).status_code == 403
 
 
 # --- anomalies -----------------------------------------------------------------------------------
