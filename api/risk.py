@@ -39,6 +39,7 @@ from chainsync.ops_store.security import (
     load_reputations,
     reputations_to_sync,
     save_reputation,
+    utcnow,
 )
 from chainsync.settings import Settings
 
@@ -58,9 +59,10 @@ WEIGHTS: dict[str, float] = {
     "rate_limited": 1.0,
 }
 STUFFING_WINDOW = timedelta(minutes=15)
-# Rows written up to this long before the newest one already read are read again: another process may
-# commit a row stamped a moment before one this process has seen (its clock read before a busy wait).
-SYNC_OVERLAP = timedelta(seconds=30)
+# Each re-read also takes the rows written up to this long before the previous read began: a write may
+# commit a moment after its ``updated_at`` was stamped. (Missing one would cost only a score update: the
+# rows whose block is in force are read whatever their stamp.)
+SYNC_OVERLAP = timedelta(seconds=5)
 THREAT_LEVELS = ("low", "elevated", "high", "critical")
 
 
@@ -127,13 +129,13 @@ class RiskEngine:
         self.max_age_s = settings.risk_sync_seconds
         self._read_at = float("-inf")
         self._refreshing = threading.Lock()
-        self._changed_since: datetime | None = None  # the newest ``updated_at`` read from the store
+        self._changed_since: datetime | None = None  # re-read the rows written since (wall clock)
         self._seq = 0  # counts local signals, so a re-read does not lift a block made here meanwhile
         self._touched: dict[str, int] = {}  # ip -> ``_seq`` of its last local change
         if engine is not None:
+            self._changed_since = utcnow() - SYNC_OVERLAP
             for rep in load_reputations(engine):
                 self._ips[rep.ip] = rep
-                self._note_read(rep)
 
     # --- sharing with the other API processes -------------------------------------------------------
 
@@ -150,27 +152,21 @@ class RiskEngine:
             now = self.clock()
             with self._lock:
                 seen = self._seq
-            since = None if self._changed_since is None else self._changed_since - SYNC_OVERLAP
-            rows = reputations_to_sync(self.engine, since, now)
+            read_from = utcnow()  # the store's own stamps are wall-clock times
+            rows = reputations_to_sync(self.engine, self._changed_since, now)
             self._merge(rows, now, seen)
+            self._changed_since = read_from - SYNC_OVERLAP
         except Exception as exc:  # the store is busy: keep what is known, try again after the interval
             log.error("ip_reputation_read_failed", error_type=type(exc).__name__)
         finally:
             self._read_at = started
             self._refreshing.release()
 
-    def _note_read(self, rep: Reputation) -> None:
-        if rep.updated_at is not None and (
-            self._changed_since is None or rep.updated_at > self._changed_since
-        ):
-            self._changed_since = rep.updated_at
-
     def _merge(self, rows: list[Reputation], now: datetime, seen: int) -> None:
         """Merge reputations read from the store at ``now``; ``seen`` is ``_seq`` before the read."""
         read = {r.ip: r for r in rows}
         with self._lock:
             for row in rows:
-                self._note_read(row)
                 local = self._ips.get(row.ip)
                 if local is None:
                     self._ips[row.ip] = row
