@@ -555,6 +555,60 @@ def test_insights_rank_by_impact_confidence_and_urgency() -> None:
     assert out["insight_id"].to_list() == ["I0001", "I0002"]
 
 
+def test_last_years_anomaly_does_not_outrank_todays_stockout() -> None:
+    """An anomaly's urgency fades with its age: a 400-day-old attack (the largest impact) ranks below a
+    product running out now; one from 10 days ago keeps most of the 0.5 of 'not this week'."""
+    from pipelines.defs.insights.insights import build_insights
+
+    as_of = date(2025, 3, 31)
+    sales = pl.DataFrame(
+        {
+            "store_id": ["S1"] * 28,
+            "product_id": ["P1"] * 28,
+            "sale_date": [as_of - timedelta(days=d) for d in range(28)],
+            "units_sold": [10] * 28,
+            "net_revenue_cents": [1000] * 28,
+        }
+    )
+    forecast = pl.DataFrame(
+        {
+            "store_id": "S1",
+            "product_id": "P1",
+            "horizon_day": list(range(1, 8)),
+            "yhat": 10.0,
+            "confidence": 0.8,
+        }
+    )
+    reorder = pl.DataFrame(
+        {
+            "store_id": ["S1"], "product_id": ["P1"], "on_hand_units": [20.0], "avg_daily_demand": [10.0],
+            "days_of_cover": [2.0], "lead_time_days": [5], "reorder_point": [60.0], "reorder_quantity": [110],
+            "needs_reorder": [True], "stockout_risk": [True], "confidence": [0.8],
+        }
+    )  # fmt: skip
+    security = pl.DataFrame(
+        {
+            "source_ip": ["203.0.113.9", "198.51.100.7"],
+            "event_date": [as_of - timedelta(days=400), as_of - timedelta(days=10)],
+            "failures": [300, 200],
+            "failed_users": [90, 60],
+            "max_z": [60.0, 60.0],
+            "z_threshold": [6.0, 6.0],
+            "is_anomaly": [True, True],
+        }
+    )
+    empty = pl.DataFrame()
+    out = build_insights(
+        sales=sales, forecast=forecast, reorder=reorder, store_days=empty, cashiers=empty, security=security
+    )
+    urgency = dict(zip(out["subject"], out["urgency"], strict=True))
+    assert urgency["198.51.100.7"] == pytest.approx(0.5 * 0.5 ** (3 / 30))
+    assert urgency["203.0.113.9"] < 0.001
+    ranked = out["subject"].to_list()
+    assert ranked.index("P1") < ranked.index("203.0.113.9")
+    assert ranked.index("198.51.100.7") < ranked.index("P1")  # ten days old and the largest impact: first
+
+
 def test_stock_missing_at_a_count_is_flagged_as_shrinkage() -> None:
     from pipelines.defs.anomalies.detectors import score_shrinkage
 

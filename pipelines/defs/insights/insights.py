@@ -13,7 +13,8 @@ title, its evidence (a JSON object of the numbers behind it), an action, and
 - ``confidence``: the forecast's confidence score (inventory, revenue), or min(1, max_z / (2 · threshold))
   for anomalies, 0.6 for basket shifts.
 - ``urgency``: inventory 1 − days_of_cover / lead_time (at least 0.1); anomalies 1 within the last 7 days of
-  data, 0.5 before; revenue 0.6; customer behaviour 0.3.
+  data, 0.5 just before, halving every further ``STALE_HALF_LIFE_DAYS`` (30) days of age, so a flag from
+  last year does not outrank today's stock-outs; revenue 0.6; customer behaviour 0.3.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ SECURITY_EXPOSURE_CENTS = 500_000  # nominal cost of an account takeover, for ra
 REVENUE_CHANGE = 0.10  # forecast vs last week, either way
 BASKET_CHANGE = 0.05  # last 28 days vs the 28 before
 RECENT_DAYS = 7
+STALE_HALF_LIFE_DAYS = 30  # an older anomaly's urgency halves every this many days
 
 INSIGHT_SCHEMA = pl.Schema(
     {
@@ -156,7 +158,10 @@ def build_insights(
             )  # fmt: skip
 
     def urgency_of(day: date) -> float:
-        return 1.0 if day > as_of - timedelta(days=RECENT_DAYS) else 0.5
+        age = (as_of - day).days
+        if age < RECENT_DAYS:
+            return 1.0
+        return 0.5 * 0.5 ** ((age - RECENT_DAYS) / STALE_HALF_LIFE_DAYS)
 
     # Operations: cashier shifts and store-days flagged.
     if cashiers.height:
