@@ -9,6 +9,7 @@ authentication dependency.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -488,9 +489,12 @@ async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
 def address_refused(state: Any, ip: str | None) -> str | None:
     """Why the firewall refuses ``ip`` now (the deny list or admin deny rules, allowlist-only mode, a
     risk block), or None. A dry run refuses nothing. For connections that outlive the check made when
-    they opened (WebSockets)."""
+    they opened (WebSockets): called on the event loop, it answers from memory and, when the risk
+    engine's copy of the other processes' blocks is stale, has it re-read on a worker thread for the next
+    check."""
     if state.settings.security_dry_run:
         return None
+    _refresh_soon(state.risk)
     listed = state.ipfilter.decide(ip)
     if listed.verdict == "denied":
         return "deny list"
@@ -499,6 +503,18 @@ def address_refused(state: Any, ip: str | None) -> str | None:
     if state.risk.blocked_for(ip):
         return "address blocked"
     return None
+
+
+def _refresh_soon(cache: SharedStateCache) -> None:
+    """Start re-reading a stale ``cache`` on a worker thread without waiting for it (no-op outside an
+    event loop); a re-read already under way is not repeated (``refresh`` sees to that)."""
+    if not cache.stale():
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    loop.run_in_executor(None, cache.refresh)
 
 
 def _rid(scope: Scope) -> str | None:

@@ -5,6 +5,7 @@ hash chain, and alerts to a loopback webhook."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from api.firewall import InboxSampler, suspicious_body
+from api.firewall import InboxSampler, address_refused, suspicious_body
 from api.ipfilter import IpFilter
 from api.main import create_app
 from api.risk import RiskEngine
@@ -360,6 +361,28 @@ def test_interval_zero_shares_a_block_on_the_next_request(make_client, users) ->
     for i in range(6):
         login(a, "mona", f"wrong-{i}-password")
     assert b.get("/api/observability/health").status_code == 403
+
+
+def test_an_open_websocket_learns_of_a_block_made_elsewhere(make_client, engine) -> None:
+    """The WebSocket's periodic address check (``address_refused``, on the event loop) has a stale copy
+    re-read on a worker thread, so a connection is closed without any HTTP request reaching B."""
+    _, b, clock = two_processes(make_client)
+    assert b.get("/api/observability/health").status_code == 200
+    block_in_store(engine, ATTACKER)
+    clock.now += 2.0
+    assert address_refused(b.app.state, ATTACKER) is None  # outside an event loop: memory only
+
+    async def watch() -> str | None:
+        for _ in range(
+            500
+        ):  # the connection's own check runs every second; this one every 10 ms, 5 s at most
+            refused = address_refused(b.app.state, ATTACKER)
+            if refused is not None:
+                return refused
+            await asyncio.sleep(0.01)
+        return None
+
+    assert asyncio.run(watch()) == "address blocked"
 
 
 def test_an_allowlisted_address_is_blocked_on_neither_process(make_client, users, engine) -> None:
