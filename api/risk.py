@@ -16,7 +16,8 @@ and each process re-reads, at most every ``risk_sync_seconds`` (``stale`` then `
 thread, so a request costs no query), the rows whose block is in force and the rows written since its last
 read. Merging them: a block in force elsewhere is enforced here (the later end wins, with its ban count);
 a block lifted elsewhere (an admin unblock deletes the row) is lifted here; of two scores the higher
-decayed level is kept, so the same address scored on two processes counts as its worse side, not the sum.
+decayed level is kept and the next signal adds to it, so an address's signals on two processes within one
+interval count as its worse side, not their sum.
 """
 
 from __future__ import annotations
