@@ -92,6 +92,18 @@ def test_demo_serves_three_uis_and_forecasts(tmp_path: Path) -> None:
         assert (
             httpx.get(f"{base}/api/ai/forecast", params={"store_id": "S001"}, timeout=10).status_code == 401
         )
+        # Loopback is allowlisted in the demo: a burst of failed logins from this machine is scored and
+        # logged but does not lock the demo's only client out (outside the demo it blocks within ~5).
+        assert "Never blocked (scored and logged only): 127.0.0.1/32,::1/128" in text
+        for _ in range(12):
+            bad = httpx.post(
+                f"{base}/api/auth/token", data={"username": "manager", "password": "wrong"}, timeout=10
+            )
+            assert bad.status_code == 401, bad.text
+        again = httpx.get(
+            f"{base}/api/ai/forecast", params={"store_id": "S001", "horizon": 7}, headers=auth, timeout=30
+        )
+        assert again.status_code == 200, again.text
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         try:
