@@ -32,6 +32,26 @@ class NotFound(Exception):
     """The snapshot holds nothing for the store or product asked for."""
 
 
+STORE_TABLES = ("dim_store", "demand_forecast", "sales_anomalies")  # where a store of the chain shows up
+
+
+def require_known_store(snapshot: Snapshot, store_id: str) -> None:
+    """Raise :class:`NotFound` (one message for every endpoint) when ``store_id`` is in none of the
+    snapshot's store tables (``STORE_TABLES``). A store known there but with nothing of a kind (no flagged
+    cashier shift, no insight) is not an error: its answer is empty."""
+    seen_any = False
+    for table in STORE_TABLES:
+        try:
+            frame = read_table(snapshot, table)
+        except SnapshotUnavailable:
+            continue
+        seen_any = True
+        if "store_id" in frame.columns and frame.filter(pl.col("store_id") == store_id).height:
+            return
+    if seen_any:
+        raise NotFound(f"Unknown store {store_id}: not in snapshot {snapshot.version}")
+
+
 def load_current(serving_dir: Path) -> Snapshot:
     try:
         snapshot = current_snapshot(serving_dir)
@@ -102,6 +122,7 @@ def demand_forecast(
     frame = read_table(snapshot, FORECAST_TABLE)
     rows = frame.filter(pl.col("store_id") == store_id)
     if rows.is_empty():
+        require_known_store(snapshot, store_id)
         raise NotFound(f"No forecast for store {store_id} in snapshot {snapshot.version}")
     if product_id is not None:
         rows = rows.filter(pl.col("product_id") == product_id)
@@ -181,6 +202,7 @@ def sales_anomalies(
     if store_id is not None:
         frame = frame.filter(pl.col("store_id") == store_id)
         if frame.is_empty():
+            require_known_store(snapshot, store_id)
             raise NotFound(f"No anomaly scores for store {store_id} in snapshot {snapshot.version}")
     elif stores is not None:
         frame = frame.filter(pl.col("store_id").is_in(sorted(stores)))
@@ -227,6 +249,8 @@ def other_anomalies(
         "performance": (PERFORMANCE_TABLE, "hour_start"),
     }[kind]
     frame = read_table(snapshot, table).filter(pl.col("is_anomaly"))
+    if store_id is not None and "store_id" in frame.columns:
+        require_known_store(snapshot, store_id)
     if "store_id" in frame.columns:
         if store_id is not None:
             frame = frame.filter(pl.col("store_id") == store_id)
@@ -261,6 +285,7 @@ def insights(
     (no store, e.g. an attacking IP) only admins."""
     frame = read_table(snapshot, INSIGHTS_TABLE)
     if store_id is not None:
+        require_known_store(snapshot, store_id)
         frame = frame.filter(pl.col("store_id") == store_id)
     elif stores is not None:
         frame = frame.filter(pl.col("store_id").is_in(sorted(stores)))

@@ -179,6 +179,8 @@ def insights(
         )
     except snapshots.SnapshotUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    except snapshots.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     return InsightsResponse.model_validate(
         {
             "snapshot_version": snapshot.version,

@@ -277,7 +277,7 @@ def _insights_frame() -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def _full_snapshot(settings) -> object:
+def _full_snapshot(settings, **extra: pl.DataFrame) -> object:
     forecast = forecast_frame()
     totals = (
         forecast.group_by("store_id", "ds", "horizon_day")
@@ -338,8 +338,45 @@ def _full_snapshot(settings) -> object:
             "cashier_anomalies": cashiers,
             "security_anomalies": security,
             "business_insights": _insights_frame(),
+            **extra,
         },
     )
+
+
+def test_unknown_store_is_the_same_404_on_every_store_scoped_endpoint(client, tokens, settings) -> None:
+    shrink = pl.DataFrame(
+        {
+            "store_id": ["S001"],
+            "product_id": ["P001"],
+            "counted_at": [datetime(2026, 10, 29, 12, tzinfo=UTC)],
+            "missing_units": [45],
+            "max_z": [45.0],
+            "is_anomaly": [True],
+            "severity": ["critical"],
+            "drivers": ["missing_units"],
+        }
+    )
+    snap = _full_snapshot(settings, inventory_anomalies=shrink)
+    admin = bearer(tokens["admin"])
+    expected = f"Unknown store S999: not in snapshot {snap.version}"  # type: ignore[attr-defined]
+    requests = [
+        (FORECAST, {"store_id": "S999"}),
+        (FORECAST, {"store_id": "S999", "product_id": "P001"}),
+        *[(ANOMALIES, {"type": kind, "store_id": "S999"}) for kind in ("sales", "cashier", "inventory")],
+        ("/api/ai/insights", {"store_id": "S999"}),
+        ("/api/ai/insights", {"store_id": "S999", "category": "revenue"}),
+    ]
+    for path, params in requests:
+        resp = client.get(path, params=params, headers=admin)
+        assert (resp.status_code, resp.json()["detail"]) == (404, expected), (path, params)
+    # A known store with nothing of a kind is an empty answer, not a 404.
+    for kind in ("cashier", "inventory"):
+        known = client.get(ANOMALIES, params={"type": kind, "store_id": "S002"}, headers=admin)
+        assert known.status_code == 200 and known.json()["count"] == 0
+    insights = client.get(
+        "/api/ai/insights", params={"store_id": "S001", "category": "revenue"}, headers=admin
+    )
+    assert insights.status_code == 200 and insights.json()["count"] == 0
 
 
 def test_insights_ranked_and_store_scoped(client, tokens, settings) -> None:
