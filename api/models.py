@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ForecastPoint(BaseModel):
@@ -192,9 +192,26 @@ class InsightsResponse(BaseModel):
 
 class StoreDashboard(BaseModel):
     store_id: str
-    forecast_units_7d: float | None
-    forecast_units_7d_lo_80: float | None
-    forecast_units_7d_hi_80: float | None
+    forecast_units_7d: float | None = Field(
+        description="Units forecast for the next 7 days: the sum of the store total's daily yhat."
+    )
+    forecast_units_7d_lo_80: float | None = Field(
+        description="Lower bound of an 80 % band of the 7-day total: total - factor x sqrt(sum of the daily "
+        "lower half-widths squared) (independent days, widened by forecast_units_7d_band_factor because a "
+        "store's daily errors are correlated), at least 0; the daily bounds summed when the snapshot has "
+        "no factor. On the demo chain it holds 81.7 % of 120 out-of-sample store-weeks "
+        "(bench/weekly_band.py), where the summed daily bounds held 94.2 % and plain independence 60.0 %."
+    )
+    forecast_units_7d_hi_80: float | None = Field(
+        description="Upper bound of the same 80 % band: total + factor x sqrt(sum of the daily upper "
+        "half-widths squared)."
+    )
+    forecast_units_7d_band_factor: float | None = Field(
+        default=None,
+        description="The factor on the independent-days half-widths, measured on the forecast_accuracy "
+        "hold-out (split-conformal over the stores' 4 out-of-sample weeks: the share 0.8 of weekly errors "
+        "fall within it); null when the snapshot predates it (then the bounds are the summed daily bounds).",
+    )
     accuracy: ForecastAccuracy | None
     anomalies_7d: int
     products_to_reorder: int

@@ -300,6 +300,33 @@ def insights(
     return rows
 
 
+def weekly_band_factor(snapshot: Snapshot, *, store_id: str) -> float | None:
+    """The hold-out factor on independent-days half-widths for ``store_id``'s 7-day 80 % band
+    (``forecast_accuracy.weekly_band_factor``); None when the snapshot predates it."""
+    try:
+        frame = read_table(snapshot, ACCURACY_TABLE)
+    except SnapshotUnavailable:
+        return None
+    if "weekly_band_factor" not in frame.columns:
+        return None
+    rows = _finite(frame.filter((pl.col("level") == "store") & (pl.col("store_id") == store_id)))
+    value = rows["weekly_band_factor"][0] if rows.height else None
+    return float(value) if value is not None else None
+
+
+def weekly_band(days: pl.DataFrame, factor: float | None) -> tuple[float, float, float]:
+    """The 7-day total of ``days`` (a store total's daily yhat, lo_80, hi_80: units) and its 80 % band:
+    half-widths ``factor × sqrt(Σ hw_d²)`` per side (independent days, scaled by the factor measured on the
+    hold-out weeks, since one store's daily errors are correlated); without a factor, the daily bounds
+    summed (errors all in their tail on the same days: too wide, but never too narrow). Lower bound >= 0."""
+    total = float(days["yhat"].sum())
+    if factor is None:
+        return total, float(days["lo_80"].sum()), float(days["hi_80"].sum())
+    lo = factor * float(((days["yhat"] - days["lo_80"]) ** 2).sum()) ** 0.5
+    hi = factor * float(((days["hi_80"] - days["yhat"]) ** 2).sum()) ** 0.5
+    return total, max(total - lo, 0.0), total + hi
+
+
 def dashboard(snapshot: Snapshot, *, stores: frozenset[str] | None) -> dict[str, Any]:
     """Per visible store: next-7-day forecast units (bottom-up total), hold-out accuracy, anomalies flagged
     over the last 7 days of data, products needing a reorder or at stockout risk; and the top insights."""
@@ -317,12 +344,15 @@ def dashboard(snapshot: Snapshot, *, stores: frozenset[str] | None) -> dict[str,
         if last_day is not None:
             flagged = flagged.filter(pl.col("sale_date") > last_day - timedelta(days=7))  # type: ignore[operator]
         mine = reorder.filter(pl.col("store_id") == store)
+        factor = weekly_band_factor(snapshot, store_id=store)
+        total, lo, hi = weekly_band(week, factor) if week.height else (None, None, None)
         out.append(
             {
                 "store_id": store,
-                "forecast_units_7d": float(week["yhat"].sum()) if week.height else None,
-                "forecast_units_7d_lo_80": float(week["lo_80"].sum()) if week.height else None,
-                "forecast_units_7d_hi_80": float(week["hi_80"].sum()) if week.height else None,
+                "forecast_units_7d": total,
+                "forecast_units_7d_lo_80": lo,
+                "forecast_units_7d_hi_80": hi,
+                "forecast_units_7d_band_factor": factor,
                 "accuracy": store_accuracy(snapshot, store_id=store),
                 "anomalies_7d": flagged.height,
                 "products_to_reorder": int(mine["needs_reorder"].sum()) if mine.height else 0,

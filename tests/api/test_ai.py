@@ -208,8 +208,10 @@ def _accuracy_frame() -> pl.DataFrame:
             "coverage_95": 0.95,
             "holdout_days": 28,
             "cutoff": date(2026, 11, 27),
+            "weekly_band_factor": None,  # a snapshot made before the factor: summed daily bounds
         }
     )
+    rows.append(rows[-1] | {"store_id": "S001", "mase": 0.7, "weekly_band_factor": 1.5})
     return pl.DataFrame(rows)
 
 
@@ -406,6 +408,19 @@ def test_dashboard_sums_the_snapshot_for_the_managers_stores(client, tokens, set
     assert set(stores) == {"S001", "S002"}
     expected = forecast_frame().filter((pl.col("store_id") == "S001") & (pl.col("horizon_day") <= 7))
     assert stores["S001"]["forecast_units_7d"] == pytest.approx(expected["yhat"].sum())
+    # S001's 80 % weekly band: independent days (root sum of squares of the store total's daily
+    # half-widths) times the hold-out factor 1.5; S002 has no factor: its daily bounds summed.
+    daily = expected.group_by("ds").agg(pl.col("yhat", "lo_80", "hi_80").sum())
+    half_lo = 1.5 * math.sqrt(((daily["yhat"] - daily["lo_80"]) ** 2).sum())
+    half_hi = 1.5 * math.sqrt(((daily["hi_80"] - daily["yhat"]) ** 2).sum())
+    assert stores["S001"]["forecast_units_7d_band_factor"] == 1.5
+    assert stores["S001"]["forecast_units_7d_lo_80"] == pytest.approx(daily["yhat"].sum() - half_lo)
+    assert stores["S001"]["forecast_units_7d_hi_80"] == pytest.approx(daily["yhat"].sum() + half_hi)
+    assert stores["S001"]["forecast_units_7d_lo_80"] > daily["lo_80"].sum()  # narrower than summed bounds
+    s002 = forecast_frame().filter((pl.col("store_id") == "S002") & (pl.col("horizon_day") <= 7))
+    assert stores["S002"]["forecast_units_7d_band_factor"] is None
+    assert stores["S002"]["forecast_units_7d_lo_80"] == pytest.approx(s002["lo_80"].sum())
+    assert stores["S002"]["forecast_units_7d_hi_80"] == pytest.approx(s002["hi_80"].sum())
     assert stores["S001"]["products_to_reorder"] == 1 and stores["S001"]["products_at_stockout_risk"] == 1
     assert stores["S002"]["products_to_reorder"] == 1 and stores["S002"]["products_at_stockout_risk"] == 0
     assert stores["S002"]["accuracy"]["mase"] == 0.6

@@ -18,6 +18,8 @@ from pipelines.defs.forecasting.demand import (
     forecast_demand,
     forecast_totals,
     reconcile_forecast,
+    store_weeks,
+    weekly_band_factor,
 )
 
 
@@ -105,6 +107,15 @@ def test_accuracy_and_totals_add_up() -> None:
     assert chain["n_series"] == 6 and 0 < chain["mase"] < 1.5 and 0.5 < chain["coverage_80"] <= 1
     series_mase = accuracy.filter(pl.col("level") == "series")["mase"].mean()
     assert abs(chain["mase"] - series_mase) < 1e-9  # type: ignore[operator]
+    # The weekly band factor is pooled over the stores' hold-out weeks: on store and chain rows only.
+    factors = accuracy.group_by("level").agg(pl.col("weekly_band_factor").unique()).sort("level")
+    assert dict(factors.iter_rows()) == {
+        "category": [None],
+        "chain": [chain["weekly_band_factor"]],
+        "series": [None],
+        "store": [chain["weekly_band_factor"]],
+    }
+    assert chain["weekly_band_factor"] is not None and chain["weekly_band_factor"] > 0
 
     forecast = forecast_demand(history, horizon=14, accuracy=accuracy)
     totals = forecast_totals(forecast, categories)
@@ -633,3 +644,36 @@ def test_stock_missing_at_a_count_is_flagged_as_shrinkage() -> None:
     flagged = scored.filter(pl.col("is_anomaly"))
     assert flagged.select("product_id", "missing_units").rows() == [("P7", 30)]
     assert flagged["severity"].item() in {"high", "critical"}
+
+
+def test_store_weeks_are_out_of_sample_7_day_totals() -> None:
+    history = _history(series=4, days=120)
+    weeks = store_weeks(history, origins=4)
+    assert weeks.height == 2 * 4  # two stores x four weekly origins
+    last = date(2025, 1, 1) + timedelta(days=119)
+    assert sorted(weeks["origin"].unique()) == [last - timedelta(days=7 * k) for k in (4, 3, 2, 1)]
+    first = weeks.filter((pl.col("store_id") == "S0") & (pl.col("origin") == last - timedelta(days=7)))
+    actual = history.filter((pl.col("store_id") == "S0") & (pl.col("ds") > last - timedelta(days=7)))
+    assert first["actual"][0] == actual["y"].sum()
+    # Root sum of squares of 7 positive half-widths: at least the largest, at most their sum.
+    assert ((weeks["lo_rss"] <= weeks["lo_sum"] + 1e-9) & (weeks["hi_rss"] <= weeks["hi_sum"] + 1e-9)).all()
+    assert ((weeks["lo_rss"] >= weeks["lo_sum"] / 7) & (weeks["hi_rss"] > 0)).all()
+    assert store_weeks(history.clear(), origins=4).is_empty()
+
+
+def test_weekly_band_factor_is_the_conformal_quantile_of_the_error_ratios() -> None:
+    # Nine weeks whose |error| / half-width on the error's side is 0.1 ... 0.9; errors alternate in sign, and
+    # the other side's half-width is huge so that taking the wrong side would shrink the ratio.
+    ratios = [0.1 * (i + 1) for i in range(9)]
+    weeks = pl.DataFrame(
+        {
+            "actual": [100.0 + (10 * r if i % 2 == 0 else -10 * r) for i, r in enumerate(ratios)],
+            "yhat": [100.0] * 9,
+            "lo_rss": [10.0 if i % 2 else 1e6 for i in range(9)],
+            "hi_rss": [1e6 if i % 2 else 10.0 for i in range(9)],
+        }
+    )
+    # ceil((9 + 1) x 0.8) = 8th smallest ratio: 0.8, so 8 of the 9 weeks fall inside yhat +- 0.8 x rss.
+    assert weekly_band_factor(weeks) == pytest.approx(0.8)
+    assert weekly_band_factor(weeks, level=0.5) == pytest.approx(0.5)
+    assert weekly_band_factor(weeks.clear()) is None

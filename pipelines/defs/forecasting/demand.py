@@ -49,6 +49,9 @@ ACCURACY_SCHEMA = pl.Schema(
         "coverage_95": pl.Float64(),
         "holdout_days": pl.Int32(),
         "cutoff": pl.Date(),
+        # Store and chain rows: the factor on the independent-days half-widths of a 7-day total's 80 % band
+        # (weekly_band_factor), pooled over the stores' hold-out weeks.
+        "weekly_band_factor": pl.Float64(),
     }
 )
 
@@ -183,6 +186,8 @@ def forecast_accuracy(
     score per series, store, category and chain. MASE is scaled by each series' in-sample seasonal-naive
     (7-day) error and averaged over series; WAPE and bias are pooled (sum |error| / sum actual,
     sum(error) / sum actual); coverage is the share of actual days inside the 80 / 95 % intervals.
+    Store and chain rows also carry ``weekly_band_factor`` (:func:`weekly_band_factor` over the stores'
+    :func:`store_weeks` of the hold-out), which the API puts on a 7-day total's 80 % band.
     ``categories``: product_id, category."""
     if history.is_empty():
         return empty_accuracy()
@@ -250,14 +255,96 @@ def forecast_accuracy(
         summarise(["category"], "category"),
         summarise([], "chain"),
     ]
+    factor = weekly_band_factor(store_weeks(history, origins=holdout // WEEK, holidays=holidays))
     out = pl.concat(parts, how="diagonal_relaxed").with_columns(
-        holdout_days=pl.lit(holdout, pl.Int32), cutoff=pl.lit(cutoff)
+        holdout_days=pl.lit(holdout, pl.Int32),
+        cutoff=pl.lit(cutoff),
+        weekly_band_factor=pl.when(pl.col("level").is_in(["store", "chain"]))
+        .then(pl.lit(factor, pl.Float64))
+        .otherwise(None),
     )
     out = out.with_columns(pl.col("wape", "bias").fill_nan(None))
     for name in ACCURACY_SCHEMA:
         if name not in out.columns:
             out = out.with_columns(pl.lit(None).alias(name))
     return out.select(list(ACCURACY_SCHEMA)).cast(ACCURACY_SCHEMA).sort("level", "store_id", "product_id")
+
+
+WEEK = 7
+WEEKLY_LEVEL = 0.80
+
+
+def store_weeks(history: pl.DataFrame, *, origins: int, holidays: str | None = "US") -> pl.DataFrame:
+    """Out-of-sample 7-day totals per store from ``origins`` weekly origins before the last day of
+    ``history`` (store_id, product_id, ds, y): each store's daily total units forecast 7 days ahead by the
+    pipeline's method from the history up to the origin (as a store total of ``demand_forecast_totals`` gets
+    its own conformal bounds). One row per store x origin with a full week: store_id, origin, actual and
+    yhat (the 7-day sums, units) and the daily 80 % half-widths per side summed (lo_sum, hi_sum) and as a
+    root sum of squares (lo_rss, hi_rss)."""
+    from chainsync.forecasting import forecast_panel
+
+    columns = {"store_id": pl.String(), "origin": pl.Date(), "actual": pl.Float64(), "yhat": pl.Float64()}
+    columns |= {name: pl.Float64() for name in ("lo_sum", "hi_sum", "lo_rss", "hi_rss")}
+    if history.is_empty() or origins < 1:
+        return pl.DataFrame(schema=columns)
+    daily = history.group_by("store_id", "ds").agg(y=pl.col("y").sum().cast(pl.Float64))
+    last: date = daily["ds"].max()  # type: ignore[assignment]
+    parts = []
+    for k in range(origins, 0, -1):
+        origin = last - timedelta(days=WEEK * k)
+        train = daily.filter(pl.col("ds") <= origin)
+        train = train.join(
+            train.group_by("store_id").len().filter(pl.col("len") >= 2 * SEASON), on="store_id"
+        )
+        if train.is_empty():
+            continue
+        test = daily.filter(
+            pl.col("ds").is_between(origin + timedelta(days=1), origin + timedelta(days=WEEK))
+        )
+        forecast = forecast_panel(
+            train.select(unique_id="store_id", ds="ds", y="y").sort("unique_id", "ds"),
+            horizon=WEEK,
+            freq="1d",
+            season=SEASON,
+            holidays=holidays,
+        ).forecasts.select(
+            store_id="unique_id", ds=pl.col("ds").cast(pl.Date), yhat="yhat", lo="lo_80", hi="hi_80"
+        )
+        dlo, dhi = pl.col("yhat") - pl.col("lo"), pl.col("hi") - pl.col("yhat")
+        parts.append(
+            forecast.join(test, on=["store_id", "ds"])
+            .group_by("store_id")
+            .agg(
+                actual=pl.col("y").sum(),
+                yhat=pl.col("yhat").sum(),
+                lo_sum=dlo.sum(),
+                hi_sum=dhi.sum(),
+                lo_rss=(dlo**2).sum().sqrt(),
+                hi_rss=(dhi**2).sum().sqrt(),
+                days=pl.len(),
+            )
+            .filter(pl.col("days") == WEEK)
+            .with_columns(origin=pl.lit(origin))
+        )
+    if not parts:
+        return pl.DataFrame(schema=columns)
+    return pl.concat(parts).select(list(columns)).cast(columns).sort("origin", "store_id")
+
+
+def weekly_band_factor(weeks: pl.DataFrame, level: float = WEEKLY_LEVEL) -> float | None:
+    """The factor ``f`` on the independent-days half-widths (``sqrt(Σ hw_d²)`` per side) that puts a
+    ``level`` share of ``weeks``' (:func:`store_weeks`) actual 7-day totals inside ``yhat ± f·rss``:
+    split-conformal, the ``ceil((n + 1)·level)``-th smallest |error| / half-width on the error's side.
+    Daily errors of one store's week are correlated (a slow week is slow most days), so ``f`` is above 1;
+    None without weeks."""
+    if weeks.is_empty():
+        return None
+    err = weeks["actual"] - weeks["yhat"]
+    side = pl.select(pl.when(err >= 0).then(weeks["hi_rss"]).otherwise(weeks["lo_rss"])).to_series()
+    ratio = (err.abs() / side.clip(lower_bound=1e-9)).sort()
+    n = ratio.len()
+    rank = min(n, int(np.ceil((n + 1) * level)))
+    return round(float(ratio[rank - 1]), 3)
 
 
 RECONCILIATION_METHODS = ("bottom_up", "ols", "wls_struct")
