@@ -18,6 +18,11 @@ read. Merging them: a block in force elsewhere is enforced here (the later end w
 a block lifted elsewhere (an admin unblock deletes the row) is lifted here; of two scores the higher
 decayed level is kept and the next signal adds to it, so an address's signals on two processes within one
 interval count as its worse side, not their sum.
+
+So that the table and the memory stay small, each process prunes at most once per ``PRUNE_EVERY_SECONDS``,
+started by a re-read on a thread of its own: addresses with no block in force whose score has decayed
+below 1 % of the block score go, except that one ever blocked is remembered for
+``risk_reputation_retention_days`` (its ban count makes its next block longer).
 """
 
 from __future__ import annotations
@@ -37,7 +42,11 @@ from api.ipfilter import IpFilter, parse_address
 from api.log import get_logger
 from chainsync.ops_store.security import (
     Reputation,
+    ReputationRetention,
+    decayed_score,
     load_reputations,
+    prune_reputations,
+    reputation_prunable,
     reputations_to_sync,
     save_reputation,
     utcnow,
@@ -64,6 +73,8 @@ STUFFING_WINDOW = timedelta(minutes=15)
 # commit a moment after its ``updated_at`` was stamped. (Missing one would cost only a score update: the
 # rows whose block is in force are read whatever their stamp.)
 SYNC_OVERLAP = timedelta(seconds=5)
+# Pruning forgotten reputations (store and memory) runs at most this often per process (monotonic seconds).
+PRUNE_EVERY_SECONDS = 3600.0
 THREAT_LEVELS = ("low", "elevated", "high", "critical")
 
 
@@ -73,8 +84,7 @@ class Bucket:
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def level(self, now: datetime, half_life_s: float) -> float:
-        elapsed = max(0.0, (now - self.at).total_seconds())
-        return self.score * 0.5 ** (elapsed / half_life_s)
+        return decayed_score(self.score, self.at, now, half_life_s)
 
     def add(self, weight: float, now: datetime, half_life_s: float) -> float:
         self.score = self.level(now, half_life_s) + weight
@@ -133,6 +143,9 @@ class RiskEngine:
         self._changed_since: datetime | None = None  # re-read the rows written since (wall clock)
         self._seq = 0  # counts local signals, so a re-read does not lift a block made here meanwhile
         self._touched: dict[str, int] = {}  # ip -> ``_seq`` of its last local change
+        self.retention = ReputationRetention.from_settings(settings)
+        self._pruned_at = float("-inf")  # ``sync_clock`` time the last prune started
+        self.pruner: threading.Thread | None = None  # the last prune started (tests join it)
         if engine is not None:
             self._changed_since = utcnow() - SYNC_OVERLAP
             for rep in load_reputations(engine):
@@ -162,6 +175,41 @@ class RiskEngine:
         finally:
             self._read_at = started
             self._refreshing.release()
+        self._prune_soon()
+
+    def _prune_soon(self) -> None:
+        """Start :meth:`prune` on a thread of its own when the last one began ``PRUNE_EVERY_SECONDS`` ago
+        or more (the re-read that calls this answers a request; pruning must not hold it up)."""
+        with self._lock:
+            if self.sync_clock() - self._pruned_at < PRUNE_EVERY_SECONDS:
+                return
+            self._pruned_at = self.sync_clock()
+        self.pruner = threading.Thread(target=self.prune, name="ip-reputation-prune", daemon=True)
+        self.pruner.start()
+
+    def prune(self) -> int:
+        """Forget the reputations that no longer change any decision (see the module docstring), in the
+        store and here; returns how many rows left the store."""
+        now = self.clock()
+        deleted = 0
+        if self.engine is not None:
+            try:
+                deleted = prune_reputations(self.engine, now, self.retention)
+            except Exception as exc:  # the store is busy: the next prune tries again
+                log.error("ip_reputation_prune_failed", error_type=type(exc).__name__)
+        with self._lock:
+            gone = [ip for ip, rep in self._ips.items() if reputation_prunable(rep, now, self.retention)]
+            for ip in gone:
+                del self._ips[ip]
+                self._touched.pop(ip, None)
+            quiet = [
+                ip for ip, tried in self._tried.items() if not tried or tried[-1][0] < now - STUFFING_WINDOW
+            ]
+            for ip in quiet:
+                del self._tried[ip]
+        if deleted or gone:
+            log.info("ip_reputation_pruned", store_rows=deleted, memory_entries=len(gone))
+        return deleted
 
     def _merge(self, rows: list[Reputation], now: datetime, seen: int) -> None:
         """Merge reputations read from the store at ``now``; ``seen`` is ``_seq`` before the read."""

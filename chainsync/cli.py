@@ -27,7 +27,9 @@ app = typer.Typer(
 pipeline_app = typer.Typer(help="Materialize and inspect the Dagster asset graph.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage users and device API keys in the ops store.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+security_app = typer.Typer(help="Maintain the security state in the ops store.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+app.add_typer(security_app, name="security")
 
 console = Console(stderr=True)
 
@@ -328,6 +330,20 @@ def users_device_key(
 
     key = create_device_key(_engine(), store, device)
     typer.echo(key)
+
+
+@security_app.command("prune")
+def security_prune() -> None:
+    """Forget IP reputations that no longer change any decision (the API also does this hourly): no block
+    in force and a score decayed below 1 % of CHAINSYNC_RISK_BLOCK_SCORE, and, for an address that was
+    ever blocked, nothing about it for CHAINSYNC_RISK_REPUTATION_RETENTION_DAYS."""
+    from datetime import UTC, datetime
+
+    from chainsync.ops_store.security import ReputationRetention, prune_reputations
+
+    keep = ReputationRetention.from_settings(_settings())
+    deleted = prune_reputations(_engine(), datetime.now(UTC), keep)
+    console.print(f"pruned {deleted} ip_reputation rows")
 
 
 @app.command()

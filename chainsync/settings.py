@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     ban_initial_seconds: int = Field(3600, ge=1)  # first block: 1 h
     ban_multiplier: float = Field(24.0, ge=1)  # each repeat multiplies it: 1 h -> 1 d -> ...
     ban_max_seconds: int = Field(7 * 86400, ge=1)  # the cap
+    # ``ip_reputation`` rows that once held a block are kept this many days after their last write and
+    # the block's end, so a returning address's next block still escalates (keep it at least 4 x
+    # ban_max_seconds, the quiet spell after which escalation starts over anyway); rows with no block
+    # go as soon as their score has decayed below 1 % of risk_block_score.
+    risk_reputation_retention_days: float = Field(30.0, gt=0)
     credential_stuffing_users: int = Field(5, ge=2)  # distinct usernames from one address in 15 min
     business_hours: str = "06-22"  # local hours "HH-HH"; access outside them scores
     business_timezone: str = "UTC"

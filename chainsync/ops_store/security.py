@@ -11,11 +11,24 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import Engine, RowMapping, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    RowMapping,
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from chainsync.ops_store.tables import (
     device_keys,
@@ -28,6 +41,7 @@ from chainsync.ops_store.tables import (
     user_totp,
     users,
 )
+from chainsync.settings import Settings
 
 GENESIS_HASH = "0" * 64
 
@@ -224,9 +238,9 @@ def load_reputations(engine: Engine) -> list[Reputation]:
     return [_reputation(r) for r in rows]
 
 
-def reputations_to_sync(engine: Engine, changed_since: datetime | None, now: datetime) -> list[Reputation]:
-    """The reputations another API process must know: every address whose block is in force at ``now``,
-    and every row written at or after ``changed_since`` (all rows when it is None). One query."""
+def sync_query(changed_since: datetime | None, now: datetime) -> Select[Any]:
+    """The query of :func:`reputations_to_sync` (served by the indexes on ``blocked_until`` and
+    ``updated_at``, migration 0006)."""
     stmt = select(ip_reputation)
     if changed_since is not None:
         stmt = stmt.where(
@@ -235,9 +249,99 @@ def reputations_to_sync(engine: Engine, changed_since: datetime | None, now: dat
                 ip_reputation.c.updated_at >= _naive(changed_since),
             )
         )
+    return stmt
+
+
+def reputations_to_sync(engine: Engine, changed_since: datetime | None, now: datetime) -> list[Reputation]:
+    """The reputations another API process must know: every address whose block is in force at ``now``,
+    and every row written at or after ``changed_since`` (all rows when it is None). One query."""
     with engine.connect() as conn:
-        rows = conn.execute(stmt).mappings().all()
+        rows = conn.execute(sync_query(changed_since, now)).mappings().all()
     return [_reputation(r) for r in rows]
+
+
+# A score below this share of the block score is as good as none: its address may be forgotten.
+NEGLIGIBLE_SHARE = 0.01
+
+
+def decayed_score(score: float, score_at: datetime, now: datetime, half_life_s: float) -> float:
+    """``score`` (computed at ``score_at``) at ``now``: it halves every ``half_life_s`` seconds."""
+    elapsed = max(0.0, (now - score_at).total_seconds())
+    return score * 0.5 ** (elapsed / half_life_s)
+
+
+@dataclass(frozen=True)
+class ReputationRetention:
+    """When a reputation may be forgotten (see :func:`reputation_prunable`)."""
+
+    half_life_s: float  # scores halve every this many seconds
+    negligible_score: float  # a decayed score below this counts as none
+    retention: timedelta  # how long a once-blocked address is remembered
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReputationRetention:
+        return cls(
+            half_life_s=settings.risk_half_life_minutes * 60,
+            negligible_score=settings.risk_block_score * NEGLIGIBLE_SHARE,
+            retention=timedelta(days=settings.risk_reputation_retention_days),
+        )
+
+
+def reputation_prunable(rep: Reputation, now: datetime, keep: ReputationRetention) -> bool:
+    """True when ``rep`` can be deleted at ``now`` without changing any decision: no block in force, a
+    decayed score below ``keep.negligible_score``, and, for an address that was ever blocked
+    (``ban_count > 0``, which makes its next block longer), nothing about it (signal, write, block end)
+    for ``keep.retention``."""
+    if rep.blocked_until is not None and rep.blocked_until > now:
+        return False
+    if decayed_score(rep.score, rep.score_at, now, keep.half_life_s) >= keep.negligible_score:
+        return False
+    if rep.ban_count <= 0:
+        return True
+    last_seen = max(t for t in (rep.score_at, rep.updated_at, rep.blocked_until) if t is not None)
+    return now - last_seen >= keep.retention
+
+
+def prunable_reputations(
+    engine: Engine, now: datetime, keep: ReputationRetention
+) -> list[tuple[str, datetime]]:
+    """``(ip, updated_at as read)`` of every reputation :func:`reputation_prunable` allows at ``now``.
+    Candidates (no block in force) are read in one query and judged here."""
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(
+                select(ip_reputation).where(
+                    or_(
+                        ip_reputation.c.blocked_until.is_(None),
+                        ip_reputation.c.blocked_until <= _naive(now),
+                    )
+                )
+            )
+            .mappings()
+            .all()
+        )
+    return [(r["ip"], r["updated_at"]) for r in rows if reputation_prunable(_reputation(r), now, keep)]
+
+
+def delete_unchanged_reputations(engine: Engine, seen: list[tuple[str, datetime]], batch: int = 500) -> int:
+    """Delete each ``(ip, updated_at)`` row unless it was written again since (its ``updated_at`` has
+    moved), so a signal that arrives after the judgement wins; returns how many went."""
+    stmt = delete(ip_reputation).where(
+        ip_reputation.c.ip == bindparam("doomed_ip"),
+        ip_reputation.c.updated_at == bindparam("seen_updated_at"),
+    )
+    params = [{"doomed_ip": ip, "seen_updated_at": _naive(at)} for ip, at in seen]
+    deleted = 0
+    for start in range(0, len(params), batch):
+        with engine.begin() as conn:  # short write transactions: the API keeps writing meanwhile
+            deleted += conn.execute(stmt, params[start : start + batch]).rowcount
+    return deleted
+
+
+def prune_reputations(engine: Engine, now: datetime, keep: ReputationRetention) -> int:
+    """Delete the reputations :func:`reputation_prunable` allows at ``now`` (unless written again
+    meanwhile); returns how many went."""
+    return delete_unchanged_reputations(engine, prunable_reputations(engine, now, keep))
 
 
 def save_reputation(engine: Engine, rep: Reputation) -> None:

@@ -243,7 +243,8 @@ security_audit = Table(
 )
 
 # IP reputation: a leaky-bucket risk score per address (decays with time), and the escalating ban
-# (fail2ban's bantime.increment). Survives restarts; read back on start-up.
+# (fail2ban's bantime.increment). Survives restarts; read back on start-up; pruned once negligible
+# (``chainsync.ops_store.security.prune_reputations``).
 ip_reputation = Table(
     "ip_reputation",
     metadata,
@@ -254,6 +255,9 @@ ip_reputation = Table(
     Column("blocked_until", DateTime(timezone=True), nullable=True),
     Column("last_reason", String(200), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The re-read every API process makes (migration 0006): blocks in force, rows written since.
+    Index("ix_ip_reputation_blocked_until", "blocked_until"),
+    Index("ix_ip_reputation_updated_at", "updated_at"),
 )
 
 # IP allow and deny rules managed by admins (on top of the CHAINSYNC_IP_* settings).
