@@ -440,6 +440,56 @@ def test_merging_keeps_the_higher_decayed_score(settings, engine) -> None:
     assert there.ip_score(ATTACKER) == pytest.approx(6.0)
 
 
+def test_pruning_keeps_blocks_and_ban_counts_and_forgets_the_rest(settings, engine) -> None:
+    clock = Clock()
+    here = RiskEngine(settings, engine, IpFilter(settings, engine), clock=clock)
+    for _ in range(5):
+        here.observe(ATTACKER, "login_failure")  # 10: blocked an hour
+    here.observe("198.51.100.5", "not_found")  # a probe, never blocked
+    assert here.blocked_for(ATTACKER) > 3500
+    here.prune()  # a block in force is never pruned, here or in the store
+    assert here.blocked_for(ATTACKER) > 3500
+    assert {r.ip for r in load_reputations(engine)} == {ATTACKER, "198.51.100.5"}
+    # Twenty days later, within the retention: the probe is forgotten, the attacker's ban count is not.
+    clock.now += timedelta(days=20)
+    assert here.prune() == 1
+    assert [r.ip for r in load_reputations(engine)] == [ATTACKER]
+    assert "198.51.100.5" not in here._ips  # memory too
+    # The attacker returns to a process started after the prune: its next block is a day, not an hour.
+    there = RiskEngine(settings, engine, IpFilter(settings, engine), clock=clock)
+    for _ in range(4):
+        there.observe(ATTACKER, "login_failure")
+    decision = there.observe(ATTACKER, "login_failure")
+    assert decision.enforced and decision.blocked_seconds == 86400
+    assert there.active_blocks()[0].ban_count == 2
+    # Past the retention after that block's end, it goes as well.
+    clock.now += timedelta(days=1 + settings.risk_reputation_retention_days)
+    assert there.prune() == 1
+    assert load_reputations(engine) == [] and there.ip_score(ATTACKER) == 0.0
+
+
+def test_the_sync_reread_prunes_at_most_hourly_on_a_thread_of_its_own(settings, engine) -> None:
+    clock, sync_clock = Clock(), SyncClock()
+    risk = RiskEngine(settings, engine, IpFilter(settings, engine), clock=clock, sync_clock=sync_clock)
+    risk.observe("198.51.100.5", "not_found")
+    clock.now += timedelta(hours=3)  # 0.25 halved six times: negligible
+    risk.refresh()
+    first = risk.pruner
+    assert first is not None and first is not threading.current_thread()
+    first.join(timeout=30)
+    assert load_reputations(engine) == []
+    risk.observe("198.51.100.6", "not_found")
+    clock.now += timedelta(hours=3)
+    sync_clock.now += 3599.0
+    risk.refresh()  # re-read, but pruned under an hour ago: not again
+    assert risk.pruner is first and [r.ip for r in load_reputations(engine)] == ["198.51.100.6"]
+    sync_clock.now += 1.0
+    risk.refresh()
+    assert risk.pruner is not first
+    risk.pruner.join(timeout=30)  # type: ignore[union-attr]
+    assert load_reputations(engine) == []
+
+
 class _Receiver(BaseHTTPRequestHandler):
     received: list[dict[str, Any]] = []
     arrived = threading.Event()
