@@ -677,3 +677,76 @@ def test_weekly_band_factor_is_the_conformal_quantile_of_the_error_ratios() -> N
     assert weekly_band_factor(weeks) == pytest.approx(0.8)
     assert weekly_band_factor(weeks, level=0.5) == pytest.approx(0.5)
     assert weekly_band_factor(weeks.clear()) is None
+
+
+def test_insights_drop_priority_zero_cap_per_store_and_category_and_speak_in_words() -> None:
+    from pipelines.defs.insights.insights import MAX_PER_STORE_CATEGORY, build_insights
+
+    as_of = date(2025, 3, 31)
+    products = [f"P{i:02d}" for i in range(15)]
+    # P00 ... P13 sell at 100 cents a unit; P14 has sold nothing lately, so no price and no money at stake.
+    sales = pl.DataFrame(
+        {
+            "store_id": "S1",
+            "product_id": [p for p in products[:-1] for _ in range(28)],
+            "sale_date": [as_of - timedelta(days=d) for _ in products[:-1] for d in range(28)],
+            "units_sold": 10,
+            "net_revenue_cents": 1000,
+        }
+    )
+    reorder = pl.DataFrame(
+        {
+            "store_id": "S1",
+            "product_id": products,
+            "on_hand_units": 0.0,
+            "avg_daily_demand": [1.0 + i for i in range(15)],  # P14 the most demand, but no price
+            "days_of_cover": 1.0,
+            "lead_time_days": 5,
+            "reorder_point": 30.0,
+            "reorder_quantity": 40,
+            "needs_reorder": True,
+            "stockout_risk": True,
+            "confidence": 0.8,
+        }
+    )
+    cashiers = pl.DataFrame(
+        {
+            "store_id": ["S1", "S1"],
+            "cashier_id": ["S1-C1", "S1-C1"],
+            "sale_date": [as_of, as_of - timedelta(days=1)],
+            "refunds": [12, 3],
+            "refund_cents": [60_000, 9_000],
+            "voids": [0, 14],
+            "max_z": [40.0, 20.0],
+            "z_threshold": [6.0, 6.0],
+            "is_anomaly": [True, True],
+            "drivers": ["refund_cents,refunds", "voids"],
+        }
+    )
+    empty = pl.DataFrame()
+    out = build_insights(
+        sales=sales, forecast=empty, reorder=reorder, store_days=empty, cashiers=cashiers, security=empty
+    )
+    inventory = out.filter(pl.col("category") == "inventory")
+    # 15 at risk; P14's priority is 0 (dropped); of the other 14 the 10 with the most money at stake stay.
+    assert MAX_PER_STORE_CATEGORY == 10 and inventory.height == 10
+    assert sorted(inventory["subject"]) == products[4:14]
+    assert (out["priority"] > 0).all()
+    assert out["priority"].to_list() == sorted(out["priority"].to_list(), reverse=True)
+    assert out["insight_id"].to_list() == [f"I{i:04d}" for i in range(1, out.height + 1)]
+    cashier = out.filter(pl.col("category") == "operations").row(0, named=True)
+    assert cashier["title"] == "Cashier S1-C1: unusual refund value, refunds, voids on 2 shifts"
+    assert json.loads(cashier["evidence"])["drivers"] == ["refund value", "refunds", "voids"]
+    assert "_" not in cashier["title"].replace("S1-C1", "")
+
+
+def test_insight_drivers_are_words() -> None:
+    from pipelines.defs.insights.insights import human_drivers
+
+    assert human_drivers("transactions,net_revenue_cents,units_residual") == [
+        "transactions",
+        "revenue",
+        "units against forecast",
+    ]
+    assert human_drivers("refund_cents,refund_cents,new_feature") == ["refund value", "new feature"]
+    assert human_drivers(None) == [] and human_drivers("") == []

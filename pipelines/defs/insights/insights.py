@@ -15,6 +15,12 @@ title, its evidence (a JSON object of the numbers behind it), an action, and
 - ``urgency``: inventory 1 − days_of_cover / lead_time (at least 0.1); anomalies 1 within the last 7 days of
   data, 0.5 just before, halving every further ``STALE_HALF_LIFE_DAYS`` (30) days of age, so a flag from
   last year does not outrank today's stock-outs; revenue 0.6; customer behaviour 0.3.
+
+Insights whose priority rounds to 0 (no money at stake, e.g. an unpriced product, or a flag years old) are
+dropped, and each store keeps its ``MAX_PER_STORE_CATEGORY`` (10) highest-priority insights per category
+(chain-wide ones, without a store, count as one more "store"), so a few hundred products short of stock do
+not bury everything else. Titles and evidence name features in words (``refund value``, not
+``refund_cents``; ``DRIVER_LABELS``); evidence keys stay the columns' names, with their units.
 """
 
 from __future__ import annotations
@@ -29,6 +35,26 @@ REVENUE_CHANGE = 0.10  # forecast vs last week, either way
 BASKET_CHANGE = 0.05  # last 28 days vs the 28 before
 RECENT_DAYS = 7
 STALE_HALF_LIFE_DAYS = 30  # an older anomaly's urgency halves every this many days
+MAX_PER_STORE_CATEGORY = 10  # insights kept per store and category, highest priority first
+
+# The anomaly tables' feature and driver names, as a manager reads them.
+DRIVER_LABELS = {
+    "net_revenue_cents": "revenue",
+    "transactions": "transactions",
+    "avg_basket_cents": "basket size",
+    "refund_rate": "refund rate",
+    "void_rate": "void rate",
+    "discount_rate": "discount rate",
+    "units_residual": "units against forecast",
+    "revenue_residual": "revenue against forecast",
+    "refunds": "refunds",
+    "refund_cents": "refund value",
+    "voids": "voids",
+    "failures": "failed logins",
+    "failed_users": "usernames tried",
+    "events_per_minute": "login rate",
+    "missing_units": "missing units",
+}
 
 INSIGHT_SCHEMA = pl.Schema(
     {
@@ -51,6 +77,13 @@ INSIGHT_SCHEMA = pl.Schema(
 
 def empty_insights() -> pl.DataFrame:
     return pl.DataFrame(schema=INSIGHT_SCHEMA)
+
+
+def human_drivers(drivers: str | None) -> list[str]:
+    """Comma-joined driver columns (``"refund_cents,voids"``) as words (``["refund value", "voids"]``), in
+    order, without duplicates; an unknown name has its underscores made spaces."""
+    labels = [DRIVER_LABELS.get(d.strip(), d.strip().replace("_", " ")) for d in (drivers or "").split(",")]
+    return list(dict.fromkeys(label for label in labels if label))
 
 
 def _prices(sales: pl.DataFrame, as_of: date) -> pl.DataFrame:
@@ -166,18 +199,22 @@ def build_insights(
     # Operations: cashier shifts and store-days flagged.
     if cashiers.height:
         flagged = cashiers.filter(pl.col("is_anomaly"))
+        if "drivers" not in flagged.columns:
+            flagged = flagged.with_columns(drivers=pl.lit(None, pl.String))
         per_cashier = flagged.group_by("store_id", "cashier_id").agg(
             shifts=pl.len(), refunds=pl.col("refunds").sum(), refund_cents=pl.col("refund_cents").sum(),
             max_z=pl.col("max_z").max(), last_day=pl.col("sale_date").max(),
             threshold=pl.col("z_threshold").first(),
+            drivers=pl.col("drivers").sort_by("max_z", descending=True).str.join(","),
         )  # fmt: skip
         for r in per_cashier.iter_rows(named=True):
+            drivers = human_drivers(r["drivers"]) or ["refunds"]
             rows.append(
                 _row(
                     "operations", r["store_id"], r["cashier_id"],
-                    f"Cashier {r['cashier_id']} rang up unusual refunds on {r['shifts']} shifts",
+                    f"Cashier {r['cashier_id']}: unusual {', '.join(drivers)} on {r['shifts']} shifts",
                     {"shifts": r["shifts"], "refunds": r["refunds"], "refund_cents": r["refund_cents"],
-                     "max_z": round(r["max_z"], 1), "last_day": r["last_day"]},
+                     "max_z": round(r["max_z"], 1), "last_day": r["last_day"], "drivers": drivers},
                     f"Review the refunds of cashier {r['cashier_id']} and require manager approval",
                     r["refund_cents"], r["max_z"] / (2 * r["threshold"]), urgency_of(r["last_day"]),
                 )
@@ -193,9 +230,9 @@ def build_insights(
                 _row(
                     "operations", r["store_id"], str(r["sale_date"]),
                     f"Unusual trading at {r['store_id']} on {r['sale_date']} "
-                    f"({r['drivers'] or 'several features'})",
+                    f"({', '.join(human_drivers(r['drivers'])) or 'several features'})",
                     {"net_revenue_cents": revenue, "expected_lo_cents": lo, "expected_hi_cents": hi,
-                     "drivers": r["drivers"], "severity": r["severity"]},
+                     "drivers": human_drivers(r["drivers"]), "severity": r["severity"]},
                     "Check the day's till reports, refunds and voids with the store manager",
                     abs(gap or 0), min(1.0, (r.get("max_abs_z") or 0) / 12.0), urgency_of(r["sale_date"]),
                 )
@@ -281,7 +318,12 @@ def build_insights(
         impact=(pl.col("impact_cents") + 1).log() / max(float(pl.Series([top + 1]).log()[0]), 1e-9),
         as_of=pl.lit(as_of),
     ).with_columns(priority=(pl.col("impact") * pl.col("confidence") * pl.col("urgency")).round(4))
-    frame = frame.sort("priority", descending=True).with_columns(
-        insight_id=pl.format("I{}", pl.int_range(1, pl.len() + 1).cast(pl.String).str.zfill(4))
+    frame = (
+        frame.filter(pl.col("priority") > 0)
+        .sort(["priority", "impact_cents", "subject"], descending=[True, True, False])
+        .filter(pl.int_range(pl.len()).over("store_id", "category") < MAX_PER_STORE_CATEGORY)
+        .with_columns(insight_id=pl.format("I{}", pl.int_range(1, pl.len() + 1).cast(pl.String).str.zfill(4)))
     )
+    if frame.is_empty():
+        return empty_insights()
     return frame.select(list(INSIGHT_SCHEMA)).cast(INSIGHT_SCHEMA)
