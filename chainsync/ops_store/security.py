@@ -303,24 +303,35 @@ def reputation_prunable(rep: Reputation, now: datetime, keep: ReputationRetentio
 
 
 def prunable_reputations(
-    engine: Engine, now: datetime, keep: ReputationRetention
+    engine: Engine, now: datetime, keep: ReputationRetention, page: int = 5000
 ) -> list[tuple[str, datetime]]:
     """``(ip, updated_at as read)`` of every reputation :func:`reputation_prunable` allows at ``now``.
-    Candidates (no block in force) are read in one query and judged here."""
-    with engine.connect() as conn:
-        rows = (
-            conn.execute(
-                select(ip_reputation).where(
-                    or_(
-                        ip_reputation.c.blocked_until.is_(None),
-                        ip_reputation.c.blocked_until <= _naive(now),
+    Candidates (no block in force) are read in pages of ``page`` addresses, each its own short
+    transaction (a transaction holds the SQLite write lock here), and judged in Python."""
+    found: list[tuple[str, datetime]] = []
+    after = ""
+    while True:
+        with engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(ip_reputation)
+                    .where(
+                        ip_reputation.c.ip > after,
+                        or_(
+                            ip_reputation.c.blocked_until.is_(None),
+                            ip_reputation.c.blocked_until <= _naive(now),
+                        ),
                     )
+                    .order_by(ip_reputation.c.ip)
+                    .limit(page)
                 )
+                .mappings()
+                .all()
             )
-            .mappings()
-            .all()
-        )
-    return [(r["ip"], r["updated_at"]) for r in rows if reputation_prunable(_reputation(r), now, keep)]
+        found += [(r["ip"], r["updated_at"]) for r in rows if reputation_prunable(_reputation(r), now, keep)]
+        if len(rows) < page:
+            return found
+        after = rows[-1]["ip"]
 
 
 def delete_unchanged_reputations(engine: Engine, seen: list[tuple[str, datetime]], batch: int = 500) -> int:
