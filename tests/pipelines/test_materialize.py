@@ -180,6 +180,8 @@ def test_forecast_covers_every_series_for_the_horizon(chain: Chain) -> None:
     chain_row = accuracy.filter(pl.col("level") == "chain").row(0, named=True)
     assert chain_row["n_series"] == series and chain_row["mase"] > 0
     assert 0 <= chain_row["coverage_80"] <= chain_row["coverage_95"] <= 1
+    # The 7-day band's factor on independent-days half-widths, measured on the hold-out weeks.
+    assert chain_row["weekly_band_factor"] > 0
     # Reconciled (MinTrace wls_struct, the default), and exactly coherent: every store's, category's and the
     # chain's total is the sum of its published series on every day of the horizon.
     assert chain.first.metadata["demand_forecast"]["reconciliation"] == "wls_struct"
