@@ -124,6 +124,22 @@ def demo_chain_history(out_dir: Path, end: date, days: int) -> tuple[pl.DataFram
     return history, categories
 
 
+def _hold_out_scores() -> list[pl.Expr]:
+    """Per group of hold-out rows (y, yhat, bounds, the MASE scale): MASE, absolute error, actual total and
+    the share inside the 80 % and 95 % bands."""
+    return [
+        ((pl.col("y") - pl.col("yhat")).abs().mean() / pl.col("scale").first()).alias("mase"),
+        (pl.col("y") - pl.col("yhat")).abs().sum().alias("abs_err"),
+        pl.col("y").sum().alias("actual"),
+        *[
+            ((pl.col("y") >= pl.col(f"lo_{lvl}")) & (pl.col("y") <= pl.col(f"hi_{lvl}")))
+            .mean()
+            .alias(f"in{lvl}")
+            for lvl in (80, 95)
+        ],
+    ]
+
+
 def bench_chain() -> None:
     import tempfile
 
@@ -214,13 +230,7 @@ def bench_chain() -> None:
             published.series.join(actual, on=["store_id", "product_id", "ds"])
             .join(series_scales, on=["store_id", "product_id"])
             .group_by("store_id", "product_id")
-            .agg(
-                mase=(pl.col("y") - pl.col("yhat")).abs().mean() / pl.col("scale").first(),
-                abs_err=(pl.col("y") - pl.col("yhat")).abs().sum(),
-                actual=pl.col("y").sum(),
-                in80=((pl.col("y") >= pl.col("lo_80")) & (pl.col("y") <= pl.col("hi_80"))).mean(),
-                in95=((pl.col("y") >= pl.col("lo_95")) & (pl.col("y") <= pl.col("hi_95"))).mean(),
-            )
+            .agg(*_hold_out_scores())
             .select(
                 pl.col("mase").mean(),
                 wape=pl.col("abs_err").sum() / pl.col("actual").sum(),
@@ -236,13 +246,7 @@ def bench_chain() -> None:
         scored = totals.join(truth, on=["level", "key", "ds"]).join(scales, on=["level", "key"])
         per_level = (
             scored.group_by("level", "key")
-            .agg(
-                mase=(pl.col("y") - pl.col("yhat")).abs().mean() / pl.col("scale").first(),
-                abs_err=(pl.col("y") - pl.col("yhat")).abs().sum(),
-                actual=pl.col("y").sum(),
-                in80=((pl.col("y") >= pl.col("lo_80")) & (pl.col("y") <= pl.col("hi_80"))).mean(),
-                in95=((pl.col("y") >= pl.col("lo_95")) & (pl.col("y") <= pl.col("hi_95"))).mean(),
-            )
+            .agg(*_hold_out_scores())
             .group_by("level")
             .agg(
                 pl.col("mase").mean(),
