@@ -121,7 +121,7 @@ def anomalies(
     if type in ADMIN_ANOMALY_TYPES and store_id is not None:
         # Source IPs and API endpoints belong to no store: refuse the filter rather than ignore it.
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"store_id does not apply to {type} anomalies (chain-wide); leave it out",
         )
     snapshot = _current(settings)
