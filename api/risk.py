@@ -207,8 +207,30 @@ class RiskEngine:
             ]
             for ip in quiet:
                 del self._tried[ip]
-        if deleted or gone:
-            log.info("ip_reputation_pruned", store_rows=deleted, memory_entries=len(gone))
+            # Usernames are attacker-chosen (a login with any name scores it): forget the ones whose score
+            # has decayed to nothing and whose failures are out of the stuffing window, so a stream of
+            # made-up names cannot grow memory without bound.
+            faded = [
+                name
+                for name, bucket in self._users.items()
+                if bucket.level(now, self.half_life_s) < self.retention.negligible_score
+            ]
+            for name in faded:
+                del self._users[name]
+            old = [
+                name
+                for name, times in self._user_failures.items()
+                if not times or times[-1] < now - STUFFING_WINDOW
+            ]
+            for name in old:
+                del self._user_failures[name]
+        if deleted or gone or faded or old:
+            log.info(
+                "ip_reputation_pruned",
+                store_rows=deleted,
+                memory_entries=len(gone),
+                users_forgotten=len(faded),
+            )
         return deleted
 
     def _merge(self, rows: list[Reputation], now: datetime, seen: int) -> None:

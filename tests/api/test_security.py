@@ -468,6 +468,19 @@ def test_pruning_keeps_blocks_and_ban_counts_and_forgets_the_rest(settings, engi
     assert load_reputations(engine) == [] and there.ip_score(ATTACKER) == 0.0
 
 
+def test_pruning_forgets_faded_usernames_but_not_recent_ones(settings, engine) -> None:
+    clock = Clock()
+    risk = RiskEngine(settings, engine, IpFilter(settings, engine), clock=clock)
+    for n in range(200):  # made-up usernames from many addresses (enumeration)
+        risk.observe(f"198.51.100.{n % 250}", "login_failure", username=f"nobody{n}")
+    clock.now += timedelta(hours=12)  # every one of those scores has halved dozens of times
+    risk.observe("198.51.100.251", "login_failure", username="alice")  # fresh: kept
+    risk.prune()
+    assert set(risk._users) == {"alice"}
+    assert set(risk._user_failures) == {"alice"}
+    assert risk.user_score("alice") > 0
+
+
 def test_the_sync_reread_prunes_at_most_hourly_on_a_thread_of_its_own(settings, engine) -> None:
     clock, sync_clock = Clock(), SyncClock()
     risk = RiskEngine(settings, engine, IpFilter(settings, engine), clock=clock, sync_clock=sync_clock)
