@@ -37,8 +37,9 @@ select
     sum(errors_5xx) / sum(requests) as error_rate_5xx,
     sum(latency_ms_sum) / sum(requests) as latency_ms_mean,
     sum(latency_ms_p50 * requests) / sum(requests) as latency_ms_p50,
-    -- The slowest instance's p95: one degraded instance is a degradation of the endpoint.
-    max(latency_ms_p95) as latency_ms_p95,
+    -- Request-weighted like the minutes: a max over instances would let a quiet one (a single cold 2 s
+    -- request) set the hour's p95 although the minimum-traffic rule counts all instances' requests.
+    sum(latency_ms_p95 * requests) / sum(requests) as latency_ms_p95,
     max(latency_ms_max) as latency_ms_max
 from per_instance
 group by all
