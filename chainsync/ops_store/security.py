@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,8 @@ from chainsync.ops_store.tables import (
     users,
 )
 from chainsync.settings import Settings
+
+log = logging.getLogger("chainsync.ops_store.security")
 
 GENESIS_HASH = "0" * 64
 
@@ -600,13 +603,24 @@ class TotpState:
 
 def get_totp(engine: Engine, user_id: int, cipher: TotpCipher) -> TotpState | None:
     """The user's TOTP state with the secret decrypted. A secret still stored in clear, or under an older
-    key, is encrypted again with the current key now."""
+    key, is encrypted again with the current key now; one that no configured key opens is deleted (None:
+    the user enrols again)."""
     with engine.connect() as conn:
         row = conn.execute(select(user_totp).where(user_totp.c.user_id == user_id)).mappings().first()
     if row is None:
         return None
     stored = str(row["secret"])
-    secret, current = cipher.open(stored)
+    try:
+        secret, current = cipher.open(stored)
+    except InvalidToken:
+        # Encrypted under a key no longer configured (the key replaced, or the JWT secret changed with no
+        # key set): the secret is lost, so the enrolment is void and the user enrols again.
+        log.warning("TOTP secret of user %s opens with no configured key; enrolment removed", user_id)
+        with engine.begin() as conn:
+            conn.execute(
+                delete(user_totp).where(user_totp.c.user_id == user_id, user_totp.c.secret == stored)
+            )
+        return None
     if not current:
         with engine.begin() as conn:
             conn.execute(

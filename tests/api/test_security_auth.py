@@ -4,6 +4,7 @@ GET /api/observability/security/events."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +16,7 @@ from sqlalchemy import func, select, update
 
 from api.main import create_app
 from api.security import RevokedTokens
+from chainsync.ops_store import get_engine
 from chainsync.ops_store.security import TotpCipher, active_revocations, revoke_access_token
 from chainsync.ops_store.tables import revoked_tokens, user_totp
 from chainsync.settings import Settings, get_settings
@@ -104,6 +106,66 @@ def test_a_revocation_elsewhere_is_seen_within_the_cache_bound(engine) -> None:
     assert "jti-1" in there and not there.stale()
 
 
+class PausingExpiry(datetime):
+    """An expiry time whose comparison (made while a refresh prunes expired ids) stops on ``reached``
+    until ``resume`` is set, so another thread can act in the middle of the prune."""
+
+    reached = threading.Event()
+    resume = threading.Event()
+
+    def _pause(self) -> None:
+        type(self).reached.set()
+        assert type(self).resume.wait(10), "the test never resumed the refresh"
+
+    def __gt__(self, other: object) -> bool:
+        self._pause()
+        return super().__gt__(other)  # type: ignore[operator]
+
+    def __le__(self, other: object) -> bool:
+        self._pause()
+        return super().__le__(other)  # type: ignore[operator]
+
+
+def test_a_logout_during_a_refresh_is_kept(engine) -> None:
+    tokens = RevokedTokens(engine, 2.0, Clock())
+    later = datetime.now(UTC) + timedelta(minutes=15)
+    tokens.revoke("jti-old", PausingExpiry.fromtimestamp(later.timestamp(), UTC))
+    failures: list[BaseException] = []
+
+    def refresh() -> None:
+        try:
+            tokens.refresh()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            failures.append(exc)
+
+    worker = threading.Thread(target=refresh)
+    worker.start()
+    assert PausingExpiry.reached.wait(10)  # the refresh is pruning the ids revoked here
+    tokens.revoke("jti-new", later)  # a logout on a request thread, meanwhile
+    PausingExpiry.resume.set()
+    worker.join()
+    assert failures == []
+    assert "jti-new" in tokens and "jti-old" in tokens
+    assert set(active_revocations(engine)) == {"jti-old", "jti-new"}
+
+
+def test_a_refresh_against_an_unreadable_store_keeps_the_last_set(tmp_path) -> None:
+    path = tmp_path / "ops.sqlite"
+    engine = get_engine(f"sqlite:///{path}")
+    clock = Clock()
+    here, there = RevokedTokens(engine, 2.0, clock), RevokedTokens(engine, 2.0, clock)
+    here.revoke("jti-1", datetime.now(UTC) + timedelta(minutes=15))
+    there.refresh()
+    assert "jti-1" in there
+    engine.dispose()
+    path.unlink()  # the store is gone: the next connection opens an empty file without the table
+    clock.now += 2.0
+    here.refresh()  # neither raises ...
+    there.refresh()
+    assert "jti-1" in here and "jti-1" in there  # ... and the revoked token stays refused
+    assert not there.stale()  # and the store is not queried again before the bound has passed
+
+
 def test_expired_revocations_are_pruned(engine) -> None:
     now = datetime.now(UTC)
     revoke_access_token(engine, "old", now - timedelta(seconds=1), now=now - timedelta(minutes=20))
@@ -172,6 +234,24 @@ def test_totp_keys_rotate(settings, users, engine, monkeypatch) -> None:
         TotpCipher([old.encode()]).decrypt(_stored_totp(engine))
     with pytest.raises(ValidationError, match="Fernet key"):
         Settings(totp_encryption_key="not-a-key")  # type: ignore[arg-type]
+
+
+def test_a_secret_no_key_opens_means_enrolling_again(settings, users, engine, monkeypatch) -> None:
+    monkeypatch.setenv("CHAINSYNC_TOTP_ENCRYPTION_KEY", Fernet.generate_key().decode())
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings())) as c:
+        enrol(c, "alice")
+    # The key is replaced (not rotated): no configured key opens the stored secret.
+    monkeypatch.setenv("CHAINSYNC_TOTP_ENCRYPTION_KEY", Fernet.generate_key().decode())
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings())) as c:
+        refused = login(c, "alice")
+        assert refused.status_code == 403 and "enrol" in refused.json()["detail"]
+        with engine.connect() as conn:  # the unreadable enrolment is gone
+            assert conn.execute(select(func.count()).select_from(user_totp)).scalar() == 0
+        secret = enrol(c, "alice")
+        assert login(c, "alice").headers["X-2FA-Required"] == "totp"
+        assert login(c, "alice", otp=next_code(secret)).status_code == 200
 
 
 def test_admins_need_two_factor_outside_demo_mode(client, users, tokens) -> None:
