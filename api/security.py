@@ -28,8 +28,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Engine
 
+from api.log import get_logger
 from chainsync.ops_store.security import TotpCipher, active_revocations, revoke_access_token
 from chainsync.settings import Settings
+
+log = get_logger("api.security")
 
 ALL_STORES = "*"
 
@@ -141,25 +144,36 @@ class RevokedTokens:
         self._local: dict[str, datetime] = {}  # revoked here (kept even if a re-read raced with the write)
         self._read_at = float("-inf")
         self._refreshing = threading.Lock()
+        self._local_lock = threading.Lock()  # ``revoke`` (request threads) and the prune in ``refresh``
 
     def revoke(self, jti: str, expires_at: datetime) -> None:
         revoke_access_token(self.engine, jti, expires_at)
-        self._local[jti] = expires_at
+        with self._local_lock:
+            self._local[jti] = expires_at
 
     def stale(self) -> bool:
         return self.clock() - self._read_at >= self.max_age_s
 
     def refresh(self) -> None:
-        """Re-read the store (one query); a refresh already under way elsewhere is not repeated."""
+        """Re-read the store (one query); a refresh already under way elsewhere is not repeated. When the
+        store cannot be read the last set is kept and the read is tried again after ``max_age_s``."""
         if not self._refreshing.acquire(blocking=False):
             return
+        started = self.clock()
         try:
-            started = self.clock()
             now = datetime.now(UTC)
-            self._shared = active_revocations(self.engine, now)
-            self._local = {jti: exp for jti, exp in self._local.items() if exp > now}
-            self._read_at = started
+            try:
+                self._shared = active_revocations(self.engine, now)
+            except Exception as exc:  # the store is busy or gone: keep what is known
+                log.error("revoked_tokens_read_failed", error_type=type(exc).__name__)
+            with self._local_lock:
+                local = list(self._local.items())
+            expired = [jti for jti, exp in local if exp <= now]  # compared outside the lock
+            with self._local_lock:  # only expired ids go: a revocation made meanwhile stays
+                for jti in expired:
+                    self._local.pop(jti, None)
         finally:
+            self._read_at = started
             self._refreshing.release()
 
     def __contains__(self, jti: object) -> bool:
