@@ -5,7 +5,9 @@ Observing a request is a dictionary update under a lock: it never does I/O, neve
 on the database. Every ``REQUEST_LOG_FLUSH_SECONDS`` the thread writes the minutes that are over (and, at
 shutdown, everything) with an additive upsert, instance ``hostname:pid``. A failed write is logged and the
 buckets are kept for the next attempt; at most ``max_buckets`` are held, the oldest dropped (and counted)
-beyond that, so a database outage cannot grow memory without bound.
+beyond that, so a database outage cannot grow memory without bound. Buckets older than the pipeline's
+landing window (``LANDING_OVERLAP``) are dropped (counted and logged) at the next flush attempt: written
+that late they would never be landed.
 
 Percentiles come from a fixed histogram of 10 %-wide logarithmic latency buckets (0.1 ms to ~10 min),
 interpolated inside the bucket like Prometheus' ``histogram_quantile``: within 5 % of the exact value at
@@ -29,7 +31,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from api.log import get_logger
-from chainsync.ops_store.request_stats import merge_request_stats
+from chainsync.ops_store.request_stats import LANDING_OVERLAP, merge_request_stats
 
 log = get_logger("api.request_log")
 
@@ -164,11 +166,26 @@ class RequestLog:
 
     def flush(self, *, everything: bool = False) -> int:
         """Write the minutes that are over (all of them with ``everything``); returns the rows written. On
-        failure the buckets go back into memory for the next flush and the error is logged."""
-        current_minute = int(self.clock() // 60) * 60
+        failure the buckets go back into memory for the next flush and the error is logged. Buckets older
+        than ``LANDING_OVERLAP`` are dropped first (counted in ``dropped_buckets``): the pipeline would not
+        land them."""
+        now = self.clock()
+        current_minute = int(now // 60) * 60
+        oldest_landed = now - LANDING_OVERLAP.total_seconds()
         with self._lock:
+            expired = [k for k in self._buckets if k[0] < oldest_landed]
+            for key in expired:
+                del self._buckets[key]
+            self.dropped_buckets += len(expired)
             keys = [k for k in self._buckets if everything or k[0] < current_minute]
             taken = {k: self._buckets.pop(k) for k in keys}
+        if expired:
+            log.warning(
+                "request_log_buckets_expired",
+                buckets=len(expired),
+                oldest=datetime.fromtimestamp(min(k[0] for k in expired), UTC).isoformat(),
+                dropped_buckets=self.dropped_buckets,
+            )
         if not taken:
             return 0
         try:

@@ -8,7 +8,7 @@ an index range scan on the primary key) to detect latency and error-rate degrada
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, case, select
@@ -20,6 +20,9 @@ from chainsync.ops_store.tables import request_stats
 COLUMNS = tuple(c.name for c in request_stats.columns)
 KEY = ("bucket_start", "instance", "method", "route")
 _CHUNK = 2_000
+# How far behind the newest landed minute the pipeline re-reads (raw_request_stats). A minute written later
+# than that would never be landed, so the API drops buckets older than this instead of retrying them.
+LANDING_OVERLAP = timedelta(minutes=30)
 
 
 def _greater(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 
 from api.request_log import MinuteStats, RequestLog
 from chainsync.ops_store import get_engine, make_engine
-from chainsync.ops_store.request_stats import COLUMNS
+from chainsync.ops_store.request_stats import COLUMNS, LANDING_OVERLAP
 from chainsync.ops_store.tables import request_stats
 from chainsync.settings import Settings
 from tests.live_api import api_env, free_port, start_api, stop_api, wait_healthy
@@ -107,6 +107,32 @@ def test_a_failed_flush_keeps_the_buckets_bounded_and_retries(tmp_path: Path, se
     rows = _rows(log.engine)
     assert sorted(r["bucket_start"].replace(tzinfo=UTC).timestamp() - MINUTE for r in rows) == [120, 180, 240]
     assert sum(r["requests"] for r in rows) == 3
+
+
+def test_buckets_older_than_the_landing_window_are_dropped_not_retried(
+    tmp_path: Path, settings: Settings
+) -> None:
+    # The pipeline re-reads only LANDING_OVERLAP behind the newest landed minute: a minute written later than
+    # that would sit in request_stats but never reach the warehouse, so it is dropped (and counted) instead.
+    broken = make_engine(f"sqlite:///{tmp_path / 'not-migrated.sqlite'}")  # no request_stats table
+    clock = Clock(MINUTE)
+    log = RequestLog(broken, instance="host-c:3", clock=clock)
+    for minutes in (0, 10, 25):
+        clock.now = MINUTE + 60 * minutes
+        log.observe("GET", "/api/health", 200, 0.001)
+    clock.now = MINUTE + 60 * 26
+    assert log.flush() == 0 and log.failed_flushes == 1
+    assert log.pending() == 3 and log.dropped_buckets == 0  # all within the window: kept for a retry
+
+    clock.now = MINUTE + 600 + LANDING_OVERLAP.total_seconds()  # minute 0 is now too old, minute 10 just not
+    assert log.flush() == 0 and log.failed_flushes == 2
+    assert log.pending() == 2 and log.dropped_buckets == 1
+
+    log.engine = get_engine(settings.ops_store)
+    assert log.flush() == 2
+    rows = _rows(log.engine)
+    assert sorted(r["bucket_start"].replace(tzinfo=UTC).timestamp() - MINUTE for r in rows) == [600, 1500]
+    assert log.pending() == 0 and log.dropped_buckets == 1
 
 
 @pytest.mark.slow

@@ -3,13 +3,16 @@ warehouse, incrementally by a trailing window, with late rows of an instance pic
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
+from api.request_log import RequestLog
+from chainsync.ops_store import make_engine
 from chainsync.ops_store.request_stats import merge_request_stats
+from chainsync.ops_store.tables import request_stats
 from pipelines.defs.ingest.request_log import OVERLAP, land_request_stats
 
 T0 = datetime(2026, 3, 1, 10, 0)
@@ -55,3 +58,31 @@ def test_landing_is_incremental_and_picks_up_late_minutes(ops_engine: Engine, tm
         assert _totals(con) == (60 + 10 + 3, 600 + 50 + 1 + 30, 10)
         assert con.execute("select fingerprint from meta.catalog_state").fetchall() != fingerprint
         assert third.newest_minute == T0 + timedelta(minutes=62)
+
+
+def test_an_instance_down_longer_than_the_window_drops_what_would_not_land(
+    ops_engine: Engine, tmp_path: Path
+) -> None:
+    # Instance b cannot write while a can; when b is back, a's minutes have been landed far past b's oldest
+    # buckets. What b still writes must land: every request in the ops store reaches the warehouse.
+    now = T0.replace(tzinfo=UTC).timestamp()
+    b = RequestLog(
+        make_engine(f"sqlite:///{tmp_path / 'unreachable.sqlite'}"), instance="b:2", clock=lambda: now
+    )
+    for minute in (40, 65):
+        now = T0.replace(tzinfo=UTC).timestamp() + 60 * minute
+        b.observe("GET", "/api/sync/download", 200, 0.05)
+    now += 60
+    assert b.flush() == 0 and b.pending() == 2  # the ops store is unreachable for b; both kept
+
+    merge_request_stats(ops_engine, [_row(m, "a:1", 10) for m in range(90)])
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        land_request_stats(con, ops_engine)
+        now = T0.replace(tzinfo=UTC).timestamp() + 60 * 90 + 5  # a's minutes landed up to 89: window 59 on
+        b.engine = ops_engine
+        assert b.flush() == 1 and b.dropped_buckets == 1  # minute 40 would land nowhere: dropped
+        landing = land_request_stats(con, ops_engine)
+        assert landing.new_rows == 0 and landing.changed  # b's minute 65 re-read inside the window
+        with ops_engine.connect() as conn:
+            stored = conn.execute(select(func.count(), func.sum(request_stats.c.requests))).one()
+        assert _totals(con)[:2] == tuple(stored) == (91, 901)

@@ -3,16 +3,17 @@
 The rows have no ``seq``: an API instance writes a minute once it is over (and adds to it if a late request
 of that minute arrives), and several instances flush independently. So each landing re-reads a short
 trailing window — from ``OVERLAP`` before the newest minute already landed — by an index range scan on
-``bucket_start``, and replaces that window in ``raw`` in one DuckDB transaction. A fingerprint of the
-window in ``meta.catalog_state`` (source ``request_stats``) changes only when something new or changed was
-landed, so an idle API does not trigger a dbt rebuild.
+``bucket_start``, and replaces that window in ``raw`` in one DuckDB transaction (an instance that cannot
+write for longer drops its buckets older than ``OVERLAP``, ``api/request_log.py``: they would land nowhere).
+A fingerprint of the window in ``meta.catalog_state`` (source ``request_stats``) changes only when something
+new or changed was landed, so an idle API does not trigger a dbt rebuild.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -20,12 +21,12 @@ import duckdb
 import pyarrow as pa
 from sqlalchemy import Engine
 
-from chainsync.ops_store.request_stats import COLUMNS, request_stats_since
+from chainsync.ops_store.request_stats import COLUMNS, LANDING_OVERLAP, request_stats_since
 from pipelines.defs.ingest.warehouse import ensure_schema
 from pipelines.resources import OpsStoreResource, Warehouse
 
 SOURCE = "request_stats"
-OVERLAP = timedelta(minutes=30)  # later than any instance flushes a finished minute
+OVERLAP = LANDING_OVERLAP  # the API drops (does not retry) buckets older than this
 
 _ARROW_SCHEMA = pa.schema(
     [
