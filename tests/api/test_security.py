@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from api.firewall import InboxSampler, address_refused, suspicious_body
+from api.firewall import InboxSampler, address_refused, find_attack, suspicious_body
 from api.ipfilter import IpFilter
 from api.main import create_app
 from api.risk import RiskEngine
@@ -649,6 +651,89 @@ def test_suspicious_secret_fields_are_never_recorded(make_client, tokens, engine
     login(c, "admin' or 1=1--", "x' OR '1'='1")
     row = audit_rows(engine, "suspicious_input")[-1]
     assert "body field username" in row["detail"] and "1'='1" not in row["detail"]
+
+
+def test_secret_fields_nested_under_a_secret_name_are_never_recorded(make_client, tokens, engine) -> None:
+    # Any segment of the path naming a secret hides the fragment: an object or a list under "password".
+    c = make_client()
+    for body, field in (
+        ({"username": "sam", "password": {"new": "<script>x"}}, "password.new"),
+        ({"username": "sam", "password": ["<script>x"]}, "password.0"),
+    ):
+        resp = c.post("/api/admin/users", json=body, headers=bearer(tokens["admin"]))
+        assert resp.status_code == 422
+        row = audit_rows(engine, "suspicious_input")[-1]
+        assert f"body field {field}" in row["detail"] and "secret field, not recorded" in row["detail"]
+    assert len(audit_rows(engine, "suspicious_input")) == 2
+    assert "<script" not in json.dumps(audit_rows(engine), default=str)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32", "utf-8-sig"])
+def test_json_bodies_in_any_encoding_json_accepts_are_scanned(
+    make_client, tokens, engine, encoding: str
+) -> None:
+    # Starlette parses the bytes with json.loads, which takes UTF-16/32 and a UTF-8 BOM: so does the scan.
+    c = make_client()
+    note = "<script>alert(1)</script>"
+    raw = json.dumps({"cidr": "198.51.100.0/24", "action": "allow", "note": note}).encode(encoding)
+    assert suspicious_body(raw, "application/json") == ("note", "<script")
+    # A lone surrogate (which json.loads lets through) does not hide the rest of a UTF-8 body either.
+    odd = b'{"a": "\xed\xa0\x80", "note": "<script>"}'
+    assert json.loads(odd)["note"] == "<script>" and suspicious_body(odd, "application/json") is not None
+    resp = c.post(
+        "/api/admin/ip-rules",
+        content=raw,
+        headers={**bearer(tokens["admin"]), "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 201 and resp.json()["note"] == note  # the route got the parsed body
+    rows = audit_rows(engine, "suspicious_input")
+    assert len(rows) == 1 and "body field note" in rows[0]["detail"] and "'<script'" in rows[0]["detail"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1 union/**/select 2",
+        "1 union all select 2",
+        "1 union((select 2))",
+        "1 UNION /* a comment */ DISTINCT (SELECT 2)",
+        "1 union\n\t " + " " * 100 + "select 2",
+    ],
+)
+def test_union_select_is_still_found(text: str) -> None:
+    assert (find_attack(text) or "").startswith("union")
+
+
+# Inputs that made the union pattern backtrack exponentially (nested quantifiers) or scan quadratically
+# (an unclosed comment after every "union"), one for each other pattern with a repeatable prefix too.
+# Each is scanned in a child process with a generous bound: exponential or quadratic work exceeds it by
+# orders of magnitude (and a regex cannot be interrupted in a thread).
+_PATHOLOGICAL = [
+    "'union' + '/**/' * 40 + 'x'",
+    "'union' + ' /**/(' * 40 + 'x'",
+    "('union /*xxxxxxxxxx' * (2**20 // 18))",
+    "('union ((((' * (2**20 // 11))",
+    "('union all ' + ' ' * 2**20 + 'x')",
+    "('<' + ' ' * 2**20) * 2",
+    "(\"' or \" + '1' * 2**20 + ' ') * 2",
+    "('--' + ' ' * 2**20 + 'x') * 2",
+    "('sleep' + ' ' * 2**20 + '(') * 2",
+    "('onerror' + ' ' * 2**20) * 2",
+]
+
+
+@pytest.mark.parametrize("expression", _PATHOLOGICAL)
+def test_pathological_input_is_scanned_in_bounded_work(expression: str) -> None:
+    script = (
+        "import json; from api.firewall import find_attack, suspicious_body, suspicious_text\n"
+        f"text = {expression}\n"
+        "find_attack(text); suspicious_text(text[:300000])\n"
+        "suspicious_body(json.dumps({'note': text}).encode(), 'application/json')\n"
+        "suspicious_body(json.dumps({'note': text + '\\\\n'}).encode(), 'application/json')\n"
+        "print('done')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr
 
 
 # Product names, notes and addresses that look a little like attacks but are not.
