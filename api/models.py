@@ -81,15 +81,21 @@ class SalesAnomaly(BaseModel):
     forecast_revenue_hi_95_cents: float | None = None
 
 
-class CashierAnomaly(BaseModel):
-    store_id: str
-    cashier_id: str
-    day: date
-    anomaly_score: float | None = None  # ECOD, raw
+class FlaggedAnomaly(BaseModel):
+    """What every robust-z detector reports: the largest z of the driving features, the threshold it was
+    flagged at (a setting), the graded severity and the features beyond the driver threshold."""
+
     max_z: float
     z_threshold: float
     severity: str
     drivers: list[str] = []
+
+
+class CashierAnomaly(FlaggedAnomaly):
+    store_id: str
+    cashier_id: str
+    day: date
+    anomaly_score: float | None = None  # ECOD, raw
     transactions: int | None = None
     refunds: int | None = None
     refund_cents: int | None = None
@@ -97,14 +103,10 @@ class CashierAnomaly(BaseModel):
     expected_refunds_hi: float | None = None
 
 
-class SecurityAnomaly(BaseModel):
+class SecurityAnomaly(FlaggedAnomaly):
     source_ip: str
     day: date
     anomaly_score: float | None = None  # ECOD, raw
-    max_z: float
-    z_threshold: float
-    severity: str
-    drivers: list[str] = []
     events: int | None = None
     failures: int | None = None
     distinct_users: int | None = None
@@ -112,31 +114,24 @@ class SecurityAnomaly(BaseModel):
     events_per_minute: float | None = None
 
 
-class InventoryAnomaly(BaseModel):
+class InventoryAnomaly(FlaggedAnomaly):
     store_id: str
     product_id: str
     day: date  # of the shelf count
-    max_z: float
-    z_threshold: float
-    severity: str
-    drivers: list[str] = []
     expected_level: int  # previous count + recorded movements - units sold
     counted_level: int
     missing_units: int
     sold_units: int | None = None
 
 
-class PerformanceAnomaly(BaseModel):
+class PerformanceAnomaly(FlaggedAnomaly):
     endpoint: str  # METHOD /route/template
     method: str
     route: str
     day: date  # of hour_start (UTC)
     hour_start: datetime  # the hour scored (UTC)
     anomaly_score: float  # raw: the larger robust z of p95 latency (log) and 5xx rate
-    max_z: float
-    z_threshold: float
-    severity: str
-    drivers: list[str] = []  # latency_p95, error_rate
+    # drivers: latency_p95, error_rate
     requests: int
     errors_4xx: int | None = None
     errors_5xx: int

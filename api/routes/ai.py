@@ -9,6 +9,7 @@ from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
 from api.deps import AdminPrincipal, ManagerPrincipal, SettingsDep, require_manager
@@ -120,9 +121,15 @@ def anomalies(
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"{type.capitalize()} anomalies are for admins")
     if type in ADMIN_ANOMALY_TYPES and store_id is not None:
         # Source IPs and API endpoints belong to no store: refuse the filter rather than ignore it.
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"store_id does not apply to {type} anomalies (chain-wide); leave it out",
+        # A validation error like any other 422: the documented body names the field.
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "store_id"),
+                    "msg": f"store_id does not apply to {type} anomalies (chain-wide); leave it out",
+                    "type": "value_error",
+                }
+            ]
         )
     snapshot = _current(settings)
     try:
