@@ -357,34 +357,29 @@ class FirewallMiddleware:
             + (f"; {decision.reason}" if decision.reason else ""),
         )
 
+    async def _refused(self, scope: Scope, ip: str, path: str, quiet_key: str, **fields: Any) -> None:
+        """Audit a refusal of ``ip`` (or, in dry run, the refusal it would have been) as a warning, once per
+        quiet period and ``quiet_key`` so a flood of refused requests does not flood the trail."""
+        if not self._quiet(ip, quiet_key):
+            await self._record(scope, source_ip=ip, route=path[:200], severity="warning", **fields)
+
     async def _refusal(
         self, scope: Scope, ip: str, path: str, ipfilter: IpFilter, risk: RiskEngine, settings: Any
     ) -> JSONResponse | None:
         listed = ipfilter.decide(ip)
         if listed.verdict != "allowed":
             why = "deny list" if listed.verdict == "denied" else "not on the allowlist"
-            if settings.security_dry_run:
-                if not self._quiet(ip, "ip_list_dry"):
-                    await self._record(
-                        scope,
-                        kind="ip_blocked",
-                        outcome="failure",
-                        source_ip=ip,
-                        route=path[:200],
-                        severity="warning",
-                        detail=f"{why}; dry run, not refused",
-                    )
-            else:
-                if not self._quiet(ip, "ip_list"):
-                    await self._record(
-                        scope,
-                        kind="ip_blocked",
-                        outcome="blocked",
-                        source_ip=ip,
-                        route=path[:200],
-                        severity="warning",
-                        detail=f"refused: {why}",
-                    )
+            dry = settings.security_dry_run
+            await self._refused(
+                scope,
+                ip,
+                path,
+                "ip_list_dry" if dry else "ip_list",
+                kind="ip_blocked",
+                outcome="failure" if dry else "blocked",
+                detail=f"{why}; dry run, not refused" if dry else f"refused: {why}",
+            )
+            if not dry:
                 return JSONResponse(
                     {"detail": "Address not allowed", "request_id": _rid(scope)},
                     status_code=status.HTTP_403_FORBIDDEN,
@@ -392,17 +387,16 @@ class FirewallMiddleware:
         await reread_if_stale(risk)  # blocks and unblocks made by the other API processes
         blocked = risk.blocked_for(ip)
         if blocked:
-            if not self._quiet(ip, "banned"):
-                await self._record(
-                    scope,
-                    kind="ip_blocked",
-                    outcome="blocked",
-                    source_ip=ip,
-                    route=path[:200],
-                    severity="warning",
-                    risk_score=round(risk.ip_score(ip), 2),
-                    detail=f"refused: address blocked for {blocked} more seconds",
-                )
+            await self._refused(
+                scope,
+                ip,
+                path,
+                "banned",
+                kind="ip_blocked",
+                outcome="blocked",
+                risk_score=round(risk.ip_score(ip), 2),
+                detail=f"refused: address blocked for {blocked} more seconds",
+            )
             return JSONResponse(
                 {
                     "detail": "Too many suspicious requests from this address; try again later",
@@ -417,17 +411,16 @@ class FirewallMiddleware:
             exceeded = limiter.hit("login", ip)
         if exceeded is not None:
             decision = await run_in_threadpool(risk.observe, ip, "rate_limited")
-            if not self._quiet(ip, f"rate_{exceeded.scope}"):
-                await self._record(
-                    scope,
-                    kind="rate_limited",
-                    outcome="blocked",
-                    source_ip=ip,
-                    route=path[:200],
-                    risk_score=decision.risk_score,
-                    severity="warning",
-                    detail=f"{exceeded.scope} limit {exceeded.limit} exceeded",
-                )
+            await self._refused(
+                scope,
+                ip,
+                path,
+                f"rate_{exceeded.scope}",
+                kind="rate_limited",
+                outcome="blocked",
+                risk_score=decision.risk_score,
+                detail=f"{exceeded.scope} limit {exceeded.limit} exceeded",
+            )
             return _too_many(exceeded.retry_after, exceeded.scope, _rid(scope))
         return None
 
