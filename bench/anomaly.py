@@ -128,6 +128,15 @@ def prf(right_flags: int, flags: int, found: int, planted: int) -> tuple[float, 
     return precision, recall, f1
 
 
+def _row(
+    name: str, scored: pl.DataFrame, flagged: pl.DataFrame, hit: pl.DataFrame, planted: pl.DataFrame
+) -> tuple[str, int, int, int, int, int]:
+    """A table row: rows scored, flags that are right (``hit``: flags joined to the planted incident ``id``
+    they fall in), flags, planted incidents found, planted incidents."""
+    right = hit.select(flagged.columns).unique().height
+    return (name, scored.height, right, flagged.height, hit["id"].n_unique(), planted.height)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -235,29 +244,11 @@ def main() -> None:
     hit_c = flagged_c.join(
         abuse.select("cashier_id", "first", "last", id="anomaly_id"), on="cashier_id"
     ).filter(pl.col("sale_date").is_between("first", "last"))
-    rows.append(
-        (
-            "cashier shifts (refund abuse)",
-            cashiers.height,
-            hit_c.select("cashier_id", "sale_date").unique().height,
-            flagged_c.height,
-            hit_c["id"].n_unique(),
-            abuse.height,
-        )
-    )
+    rows.append(_row("cashier shifts (refund abuse)", cashiers, flagged_c, hit_c, abuse))
     # Security IP-days.
     flagged_s = security.filter(pl.col("is_anomaly")).select("source_ip", "event_date")
     hit_s = flagged_s.join(ips.select("source_ip", id="anomaly_id"), on="source_ip")
-    rows.append(
-        (
-            "security IP-days (brute force, stuffing)",
-            security.height,
-            hit_s.select("source_ip", "event_date").unique().height,
-            flagged_s.height,
-            hit_s["id"].n_unique(),
-            ips.height,
-        )
-    )
+    rows.append(_row("security IP-days (brute force, stuffing)", security, flagged_s, hit_s, ips))
 
     # Inventory counts: right when store and product are a planted shrinkage and the count closes its window.
     planted_shrink = truth.filter(pl.col("anomaly_type") == "shrinkage")
@@ -268,16 +259,7 @@ def main() -> None:
         planted_shrink.select("store_id", "product_id", "start_at", "end_at", id="anomaly_id"),
         on=["store_id", "product_id"],
     ).filter(pl.col("counted_at").is_between(pl.col("start_at"), pl.col("end_at")))
-    rows.append(
-        (
-            "inventory counts (shrinkage)",
-            shrinkage.height,
-            hit_i.select("store_id", "product_id", "counted_at").unique().height,
-            flagged_i.height,
-            hit_i["id"].n_unique(),
-            planted_shrink.height,
-        )
-    )
+    rows.append(_row("inventory counts (shrinkage)", shrinkage, flagged_i, hit_i, planted_shrink))
 
     # API endpoint-hours: right when endpoint and hour fall in a planted latency regression or error burst.
     degradations = truth.filter(pl.col("anomaly_type").is_in(["latency_regression", "error_burst"]))
@@ -287,16 +269,7 @@ def main() -> None:
     hit_p = flagged_p.join(
         degradations.select(endpoint="route", start="start_at", end="end_at", id="anomaly_id"), on="endpoint"
     ).filter((pl.col("hour") >= pl.col("start")) & (pl.col("hour") < pl.col("end")))
-    rows.append(
-        (
-            "API endpoint-hours (latency, errors)",
-            performance.height,
-            hit_p.select("endpoint", "hour").unique().height,
-            flagged_p.height,
-            hit_p["id"].n_unique(),
-            degradations.height,
-        )
-    )
+    rows.append(_row("API endpoint-hours (latency, errors)", performance, flagged_p, hit_p, degradations))
 
     print(f"chain: {args.stores} stores x {args.products} products x {args.days} days, seed {args.seed}")
     print(

@@ -116,6 +116,18 @@ def _drivers(frame: pl.DataFrame, drivers: tuple[str, ...], z_threshold: float) 
     return pl.concat_str(parts, separator=",", ignore_nulls=True).alias("drivers")
 
 
+def _unscored(features: pl.DataFrame, **extra: type[pl.DataType]) -> pl.DataFrame:
+    """The scored columns on a frame with no rows (nothing to score), plus ``extra`` null columns."""
+    return features.with_columns(
+        anomaly_score=pl.lit(None, pl.Float64),
+        max_z=pl.lit(None, pl.Float64),
+        is_anomaly=pl.lit(False),
+        severity=pl.lit(None, pl.String),
+        drivers=pl.lit(None, pl.String),
+        **{name: pl.lit(None, dtype) for name, dtype in extra.items()},
+    )
+
+
 def score_cashier_shifts(
     features: pl.DataFrame, *, z_threshold: float = Z_THRESHOLD, min_count: int = 5
 ) -> pl.DataFrame:
@@ -124,14 +136,7 @@ def score_cashier_shifts(
     or voids pass ``z_threshold`` and it holds at least ``min_count`` refunds or voids.
     ``expected_refunds_hi`` is the refunds count at the threshold (the top of the expected range)."""
     if features.is_empty():
-        return features.with_columns(
-            anomaly_score=pl.lit(None, pl.Float64),
-            max_z=pl.lit(None, pl.Float64),
-            is_anomaly=pl.lit(False),
-            severity=pl.lit(None, pl.String),
-            drivers=pl.lit(None, pl.String),
-            expected_refunds_hi=pl.lit(None, pl.Float64),
-        )
+        return _unscored(features, expected_refunds_hi=pl.Float64)
     z = features.with_columns(
         [
             robust_z(f, "store_id", floor=one_refund_cents("store_id") if f == "refund_cents" else 1.0)
@@ -161,13 +166,7 @@ def score_security(
     failures, distinct usernames failed or velocity pass ``z_threshold`` over all IP-days and it holds at
     least ``min_count`` failures (a brute force hammers one account; credential stuffing tries many)."""
     if features.is_empty():
-        return features.with_columns(
-            anomaly_score=pl.lit(None, pl.Float64),
-            max_z=pl.lit(None, pl.Float64),
-            is_anomaly=pl.lit(False),
-            severity=pl.lit(None, pl.String),
-            drivers=pl.lit(None, pl.String),
-        )
+        return _unscored(features)
     z = features.with_columns([robust_z(f) for f in SECURITY_FEATURES])
     zcols = [f"z_{f}" for f in SECURITY_FEATURES]
     scores = _ecod(z.select(zcols).to_numpy())
