@@ -5,6 +5,7 @@ figures in the README come from full-size runs of the same scripts."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,15 @@ def test_sync_bench_stores_every_acknowledged_item() -> None:
     )
     assert "= every acknowledged item" in out
     assert "ratios chainsync/bare" in out
+
+
+@pytest.mark.slow
+def test_security_bench_times_the_reread_and_the_body_scan() -> None:
+    out = _bench("security.py", "--rows", "500", "--calls", "5", "--events", "50", "--repeats", "2")
+    (reputations,) = [line for line in out.splitlines() if line.startswith("ip_reputation")]
+    pruned = re.search(r"prune deleted ([\d,]+) in [\d.]+ s, left ([\d,]+)", reputations)
+    assert pruned is not None, reputations
+    deleted, left = (int(g.replace(",", "")) for g in pruned.groups())
+    assert deleted + left == 500 and deleted > 0 and left > 0  # the once-banned within retention stay
+    scans = [line for line in out.splitlines() if line.startswith("body scan")]
+    assert len(scans) == 2 and all("scan / parse" in line for line in scans)
