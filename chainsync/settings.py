@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     serving_dir: Path | None = None  # default: <data_dir>/serving
     serving_keep_versions: int = Field(5, ge=1)
     dbt_project_dir: Path = Path(__file__).resolve().parent.parent / "dbt_project"
+    # Shared state across API processes (rate limits, WebSocket fan-out and replay, cache invalidation,
+    # revocation and block push). Unset: in-process, for one API process.
+    redis_url: str | None = None
+    # DuckDB resources for the pipeline's warehouse connection ("" leaves DuckDB's default).
+    duckdb_memory_limit: str = "4GB"
+    duckdb_threads: int = Field(0, ge=0, le=1024)  # 0: DuckDB's default (one per core)
+    # A Dask scheduler (tcp://host:8786) for forecasting and anomaly scoring; unset: in-process.
+    dask_scheduler: str | None = None
 
     # --- API --------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
