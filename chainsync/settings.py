@@ -201,14 +201,27 @@ class Settings(BaseSettings):
     ws_heartbeat_interval: int = Field(30_000, ge=10, validation_alias=_spec("WS_HEARTBEAT_INTERVAL"))
     ws_max_connections: int = Field(1000, ge=1, validation_alias=_spec("WS_MAX_CONNECTIONS"))
     ai_analytics_enabled: bool = Field(True, validation_alias=_spec("AI_ANALYTICS_ENABLED"))
-    ai_model_cache_ttl: int = Field(300, ge=0, validation_alias=_spec("AI_MODEL_CACHE_TTL"))
+    # Seconds; the specification's default is one hour (a new snapshot invalidates the cache anyway).
+    ai_model_cache_ttl: int = Field(3600, ge=0, validation_alias=_spec("AI_MODEL_CACHE_TTL"))
     offline_sync_enabled: bool = Field(True, validation_alias=_spec("OFFLINE_SYNC_ENABLED"))
+    # Read in milliseconds, as the specification writes it (30000 = 30 s), held here in whole seconds.
+    # A value under 1000 can only have been meant as seconds (no terminal polls more than once a second),
+    # so it is taken as seconds, which keeps older configurations (300) working.
     offline_sync_interval: int = Field(300, ge=1, validation_alias=_spec("OFFLINE_SYNC_INTERVAL"))
     security_audit_enabled: bool = Field(True, validation_alias=_spec("SECURITY_AUDIT_ENABLED"))
     monitoring_alert_webhook: str | None = Field(None, validation_alias=_spec("MONITORING_ALERT_WEBHOOK"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", validation_alias=_spec("LOG_LEVEL")
     )
+
+    @field_validator("offline_sync_interval", mode="before")
+    @classmethod
+    def _sync_interval_ms(cls, v: object) -> object:
+        try:
+            value = int(str(v).strip())
+        except ValueError:
+            return v  # the int field's own error names the variable
+        return -(-value // 1000) if value >= 1000 else value  # ms, rounded up to whole seconds
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -76,3 +76,24 @@ def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WS_MAX_CONNECTIONS", "0")
     with pytest.raises(ValueError, match="ws_max_connections|WS_MAX_CONNECTIONS"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_offline_sync_interval_is_milliseconds_as_the_specification_writes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OFFLINE_SYNC_INTERVAL", "30000")
+    assert Settings(_env_file=None).offline_sync_interval == 30  # type: ignore[call-arg]
+    monkeypatch.setenv("OFFLINE_SYNC_INTERVAL", "1500")
+    assert Settings(_env_file=None).offline_sync_interval == 2  # type: ignore[call-arg]
+    # An older configuration in seconds keeps its meaning.
+    monkeypatch.setenv("OFFLINE_SYNC_INTERVAL", "300")
+    assert Settings(_env_file=None).offline_sync_interval == 300  # type: ignore[call-arg]
+    monkeypatch.setenv("OFFLINE_SYNC_INTERVAL", "soon")
+    with pytest.raises(ValueError, match="offline_sync_interval|OFFLINE_SYNC_INTERVAL"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_ai_model_cache_ttl_defaults_to_one_hour(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AI_MODEL_CACHE_TTL", raising=False)
+    monkeypatch.delenv("CHAINSYNC_AI_MODEL_CACHE_TTL", raising=False)
+    assert Settings(_env_file=None).ai_model_cache_ttl == 3600  # type: ignore[call-arg]
