@@ -8,7 +8,7 @@ export GX_ANALYTICS_ENABLED := false
 export DAGSTER_DISABLE_TELEMETRY := true
 export UV_LINK_MODE ?= copy
 
-.PHONY: help uv install demo test test-fast lint format typecheck bench clean chromium
+.PHONY: help uv install demo test test-fast lint format typecheck bench clean chromium docs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ lint: install ## ruff lint and format check, mypy
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy chainsync api
+
+docs: install ## Build the documentation site (MkDocs, strict: a broken link or nav entry fails)
+	NO_MKDOCS_2_WARNING=1 $(UV) run --frozen mkdocs build --strict --quiet
 
 format: install
 	$(UV) run --frozen ruff format .
