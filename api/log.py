@@ -3,6 +3,8 @@ headers, bodies or query strings, and :func:`_redact` masks any field whose name
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -19,6 +21,41 @@ def _redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Muta
     return event
 
 
+# A query parameter that carries a credential: ``?token=…`` (WebSocket auth), ``api_key=…``, ``password=…``.
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&;](?:[a-z0-9]+[_.-])*(?:token|secret|password|passwd|apikey|api[_-]key|key|authorization|auth)=)"
+    r"[^&;#\s\"']*"
+)
+
+
+def redact_query(text: str) -> str:
+    """``text`` with the value of every credential-like query parameter replaced by ``[redacted]``."""
+    return _SECRET_QUERY.sub(r"\1[redacted]", text) if "=" in text else text
+
+
+class RedactQueryFilter(logging.Filter):
+    """Mask credentials in the paths uvicorn logs (its access log and its WebSocket lines carry the full
+    path with the query string, so ``/ws/notifications?token=<jwt>`` would otherwise be written out)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact_query(record.msg)
+        return True
+
+
+_REDACTOR = RedactQueryFilter()
+
+
+def redact_server_logs() -> None:
+    """Install :class:`RedactQueryFilter` on uvicorn's loggers (idempotent)."""
+    for name in ("uvicorn.access", "uvicorn.error", "uvicorn"):
+        logger = logging.getLogger(name)
+        if _REDACTOR not in logger.filters:
+            logger.addFilter(_REDACTOR)
+
+
 class _Stdout:
     """Resolve ``sys.stdout`` at write time (test runners and servers swap it)."""
 
@@ -30,6 +67,7 @@ class _Stdout:
 
 
 def configure_logging(level: str) -> None:
+    redact_server_logs()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
