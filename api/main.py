@@ -14,7 +14,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.firewall import FirewallMiddleware, install_security_state
+from api.firewall import FirewallMiddleware, address_refused, install_security_state
+from api.ipfilter import parse_address, parse_networks
 from api.log import configure_logging, get_logger
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
@@ -24,6 +25,7 @@ from api.request_log import RequestLog
 from api.routes import api_router, root_router
 from api.routes.observability import app_version, live_source
 from api.routes.ws import websocket_router
+from api.server import LIFESPAN_KEY, PeerGate
 from api.writer import InboxWriter
 from api.ws.feeds import Notifier
 from api.ws.hub import Hub
@@ -44,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     production = settings.environment == "production"
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, PeerGate]]:
         try:
             settings.jwt_key()
         except SettingsError as exc:
@@ -83,7 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # collections, whose pauses otherwise grow with the size of the imported libraries.
         gc.freeze()
         try:
-            yield
+            # The server (api.server) closes a refused address's connection before reading a byte of it.
+            yield {LIFESPAN_KEY: _peer_gate(app, settings)}
         finally:
             await notifier.stop()
             await app.state.writer.stop()
@@ -120,3 +123,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(websocket_router(settings.ws_path))
     install_openapi(app)
     return app
+
+
+def _peer_gate(app: FastAPI, settings: Settings) -> PeerGate:
+    """True for a peer the firewall refuses now; a trusted proxy is never refused here (its clients are
+    judged by their forwarded address, in the firewall middleware)."""
+    proxies = parse_networks(settings.trusted_proxies)
+
+    def refuse(ip: str) -> bool:
+        addr = parse_address(ip)
+        if addr is not None and any(addr in net for net in proxies):
+            return False
+        return address_refused(app.state, ip) is not None
+
+    return refuse

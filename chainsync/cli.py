@@ -213,20 +213,12 @@ def api(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Uvicorn worker processes.")] = 1,
 ) -> None:
-    """Serve the FastAPI application with uvicorn."""
-    import uvicorn
+    """Serve the FastAPI application with uvicorn (connection timeouts from the settings, see api.server)."""
+    from api.server import serve
 
     settings = _settings()
     settings.jwt_key()  # fail fast, with a clear message, on a missing secret
-    uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        proxy_headers=False,
-    )
+    serve(settings, host=host, port=port, workers=workers)
 
 
 @app.command()

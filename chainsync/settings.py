@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(15, ge=1, le=24 * 60)
     ingest_batch_limit: int = Field(1000, ge=1, le=100_000)
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    # Connection timeouts (api.server), as a reverse proxy would set them: request headers complete within
+    # this many seconds of the first byte; at most this long between two reads of a body; idle keep-alive.
+    http_header_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(15.0, gt=0, le=600)
+    http_keepalive_timeout_seconds: int = Field(5, ge=1, le=600)
 
     # --- live notifications and observability ----------------------------------------------
     ws_max_connections_per_user: int = Field(10, ge=1)

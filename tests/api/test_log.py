@@ -1,6 +1,6 @@
-"""No credential in any log line: a real ``chainsync api`` under uvicorn at INFO level, a WebSocket opened
-with ``?token=<JWT>`` and with ``?token=<device key>``, and a request carrying ``?api_key=``; the server's whole
-output (access log included) must not contain either secret."""
+"""No credential in any log line: a real ``chainsync api`` under uvicorn at INFO level, a WebSocket
+opened with ``?token=<JWT>`` and with ``?token=<device key>``, and a request carrying ``?api_key=``; the
+server's whole output (access log included) must not contain either secret."""
 
 from __future__ import annotations
 
