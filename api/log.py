@@ -23,8 +23,8 @@ def _redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Muta
 
 # A query parameter that carries a credential: ``?token=…`` (WebSocket auth), ``api_key=…``, ``password=…``.
 _SECRET_QUERY = re.compile(
-    r"(?i)([?&;](?:[a-z0-9]+[_.-])*(?:token|secret|password|passwd|apikey|api[_-]key|key|authorization|auth)=)"
-    r"[^&;#\s\"']*"
+    r"(?i)([?&;](?:[a-z0-9_.-]*(?:token|secret|password|passwd|apikey|api[_-]key|authorization)"
+    r"|(?:[a-z0-9]+[_.-])*(?:key|auth))=)[^&;#\s\"']*"
 )
 
 

@@ -1,8 +1,9 @@
 """The effective configuration with every secret redacted, for ``GET /api/observability/config``.
 
 Redacted: every ``SecretStr`` field; any field whose name says it holds a secret; the password of a
-database URL; everything but the scheme and host of a webhook URL (webhook paths and queries commonly
-carry the token, e.g. Slack's ``/services/T../B../<secret>``)."""
+database or Redis URL, also when it is passed as a query parameter; everything but the scheme and host
+of a webhook URL (webhook paths and queries commonly carry the token, e.g. Slack's
+``/services/T../B../<secret>``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from api.log import redact_query
 from chainsync.settings import Settings
 
 REDACTED = "[redacted]"
@@ -21,10 +23,13 @@ _SECRET_WORDS = ("secret", "password", "token", "api_key", "apikey", "credential
 
 
 def redact_db_url(url: str) -> str:
+    """A database or cache URL with its password hidden, in the user part and in the query string alike
+    (``?password=…``, ``sslpassword=…``, ``?token=…``): drivers accept credentials in both places."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        shown = make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return REDACTED
+    return redact_query(shown)
 
 
 def redact_webhook(url: str) -> str:

@@ -233,6 +233,15 @@ def test_config_never_shows_a_secret(settings, monkeypatch, tokens) -> None:
         monkeypatch.setattr(
             configured, "ops_store_url", "postgresql+psycopg://chainsync:db-Pass-42@db:5432/ops"
         )
+        # Credentials passed in a URL's query string, as drivers accept them.
+        monkeypatch.setattr(
+            configured, "redis_url", "rediss://cache:6380/0?password=redis-Pass-7&ssl_cert_reqs=required"
+        )
+        monkeypatch.setattr(
+            configured,
+            "rate_limit_storage_url",
+            "redis://:limits-Pass-8@cache:6379/1?sslpassword=key-Pass-9&token=tok-Pass-10",
+        )
         resp = c.get("/api/observability/config", headers=bearer(tokens["admin"]))
     assert resp.status_code == 200
     text = resp.text
@@ -243,12 +252,17 @@ def test_config_never_shows_a_secret(settings, monkeypatch, tokens) -> None:
         "abc123",
         "demo-pass-Secret9",
         "db-Pass-42",
+        "redis-Pass-7",
+        "limits-Pass-8",
+        "key-Pass-9",
+        "tok-Pass-10",
     ):
         assert secret not in text
     body = resp.json()
     assert body["jwt_secret"] == "[redacted]" and body["demo_password"] == "[redacted]"
     assert body["monitoring_alert_webhook"] == "https://hooks.example.com/[redacted]"
     assert body["ops_store_url"] == "postgresql+psycopg://chainsync:***@db:5432/ops"
+    assert body["redis_url"] == "rediss://cache:6380/0?password=[redacted]&ssl_cert_reqs=required"
     assert body["ws_heartbeat_interval"] == 30000 and body["log_level"] == "INFO"
 
 
