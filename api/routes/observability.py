@@ -8,12 +8,14 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AdminPrincipal, EngineDep, ManagerPrincipal, SettingsDep
+from api.deps import AdminPrincipal, EngineDep, ManagerPrincipal, SettingsDep, require_admin
 from api.metrics import CONTENT_TYPE, process_stats
 from api.queries.config import effective_config
 from api.queries.health import ops_store_status
@@ -227,15 +229,38 @@ async def performance(
     top: int = Query(5, ge=1, le=50, description="How many of the slowest endpoints to list"),
 ) -> dict[str, Any]:
     """Overall and per-endpoint p50/p95/p99 latency (ms) over the window (the API keeps at most
-    ``CHAINSYNC_PERFORMANCE_WINDOW_SECONDS``), and the ``top`` endpoints by p95."""
+    ``CHAINSYNC_PERFORMANCE_WINDOW_SECONDS``), and the ``top`` endpoints by p95. A manager is shown the
+    endpoints a manager may call; admin-only endpoints are listed for admins alone."""
     summary = request.app.state.metrics.window.by_route(window=window_seconds)
     routes = summary.pop("routes")
+    if _manager.role != "admin":
+        hidden = admin_only_endpoints(request.app)
+        routes = {name: stats for name, stats in routes.items() if name not in hidden}
     slowest = sorted(routes.items(), key=lambda kv: kv[1]["p95_ms"], reverse=True)[:top]
     return {
         **summary,
         "slowest": [{"endpoint": name, **stats} for name, stats in slowest],
         "endpoints": routes,
     }
+
+
+def _requires_admin(dependant: Dependant) -> bool:
+    return any(d.call is require_admin or _requires_admin(d) for d in dependant.dependencies)
+
+
+def admin_only_endpoints(app: FastAPI) -> frozenset[str]:
+    """``METHOD /route`` of every endpoint whose dependencies require the admin role (read from the app's
+    own routes, so a new admin endpoint is hidden from managers without a list to keep)."""
+    cached: frozenset[str] | None = getattr(app.state, "admin_only_endpoints", None)
+    if cached is None:
+        cached = frozenset(
+            f"{method} {ctx.path_format}"
+            for ctx in iter_route_contexts(app.routes)
+            if isinstance(getattr(ctx, "dependant", None), Dependant) and _requires_admin(ctx.dependant)
+            for method in ctx.methods or ()
+        )
+        app.state.admin_only_endpoints = cached
+    return cached
 
 
 @router.get("/websocket/stats", summary="WebSocket connections, messages and drops by channel")

@@ -212,6 +212,22 @@ def test_performance_is_manager_plus_and_lists_the_slowest(client, tokens) -> No
     assert f"GET {HEALTH}" in body["endpoints"]
 
 
+def test_managers_are_not_shown_admin_only_endpoints(client, tokens) -> None:
+    for path in ("/api/observability/config", "/api/ai/status", "/api/observability/websocket/stats"):
+        assert client.get(path, headers=bearer(tokens["admin"])).status_code == 200
+    as_admin = client.get("/api/observability/performance", headers=bearer(tokens["admin"])).json()
+    as_manager = client.get("/api/observability/performance", headers=bearer(tokens["manager"])).json()
+    admin_routes = {
+        "GET /api/observability/config",
+        "GET /api/ai/status",
+        "GET /api/observability/websocket/stats",
+    }
+    assert admin_routes <= set(as_admin["endpoints"])
+    assert not admin_routes & set(as_manager["endpoints"])
+    assert not admin_routes & {row["endpoint"] for row in as_manager["slowest"]}
+    assert "GET /api/observability/performance" in as_manager["endpoints"]
+
+
 def test_websocket_stats_admin_only(client, tokens) -> None:
     assert (
         client.get("/api/observability/websocket/stats", headers=bearer(tokens["manager"])).status_code == 403
