@@ -29,7 +29,7 @@ from api.server import LIFESPAN_KEY, PeerGate
 from api.writer import InboxWriter
 from api.ws.feeds import Notifier
 from api.ws.hub import Hub
-from chainsync.demo_seed import seed_demo_users
+from chainsync.demo_seed import disable_demo_users, seed_demo_users
 from chainsync.ops_store import get_engine, schema_version
 from chainsync.settings import Settings, SettingsError, get_settings
 
@@ -56,6 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         install_security_state(app, settings, engine)
         seeded = seed_demo_users(engine, settings)
+        disabled = disable_demo_users(engine, settings)
+        if disabled:
+            log.warning(
+                "demo_users_disabled",
+                users=disabled,
+                reason="demo mode is off and these users still had the demo password",
+            )
         log.info(
             "startup",
             version=app_version(),

@@ -2,6 +2,9 @@
 
 Seeded by the API at start-up in demo mode only, and only when absent, so changes made since survive
 restarts. The manager sees the first half of the catalog's stores (S001-S005 while the catalog is empty).
+
+Outside demo mode a demo user that still has the demo password is deactivated at start-up
+(:func:`disable_demo_users`): a demo data directory served in production must not keep a known login.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from chainsync.ops_store.catalog import store_ids
+from chainsync.ops_store.security import update_user
 from chainsync.ops_store.users import Role, get_user, upsert_user
+from chainsync.passwords import verify_password
 from chainsync.settings import Settings
 
 DEMO_USERS: tuple[Role, ...] = ("admin", "manager", "cashier")
@@ -40,3 +45,19 @@ def seed_demo_users(engine: Engine, settings: Settings) -> list[str]:
         upsert_user(engine, role, password, role, stores)
         created.append(role)
     return created
+
+
+def disable_demo_users(engine: Engine, settings: Settings) -> list[str]:
+    """Outside demo mode, deactivate every active demo user whose password is still the demo password;
+    return their names. A demo user given a password of its own is left alone. Does nothing in demo mode."""
+    if settings.demo_mode:
+        return []
+    password = settings.demo_password.get_secret_value()
+    disabled: list[str] = []
+    for name in DEMO_USERS:
+        user = get_user(engine, name)
+        if user is None or not user.is_active or not verify_password(user.password_hash, password):
+            continue
+        update_user(engine, name, is_active=False)
+        disabled.append(name)
+    return disabled

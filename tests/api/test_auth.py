@@ -15,7 +15,7 @@ from api.main import create_app
 from api.security import create_access_token, decode_access_token
 from chainsync.ops_store.events import count_events
 from chainsync.ops_store.tables import event_inbox
-from chainsync.ops_store.users import get_user
+from chainsync.ops_store.users import get_user, upsert_user
 from chainsync.settings import get_settings
 from tests.api.conftest import PASSWORD, TestClient, bearer
 
@@ -215,6 +215,26 @@ def test_demo_manager_gets_first_half_of_the_catalog(settings, engine, monkeypat
         pass
     manager = get_user(engine, "manager")
     assert manager is not None and manager.store_ids == {"S001", "S002", "S003"}
+
+
+def test_demo_users_stop_working_when_the_demo_directory_is_served_in_production(
+    settings, engine, monkeypatch
+) -> None:
+    monkeypatch.setenv("CHAINSYNC_DEMO_MODE", "true")
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings())) as c:
+        assert login(c, "manager", "demo").status_code == 200
+    # The cashier was given a password of its own meanwhile: it is a real account now.
+    upsert_user(engine, "cashier", "a-real-Passw0rd", "cashier", ["S001"])
+    monkeypatch.setenv("CHAINSYNC_DEMO_MODE", "false")
+    monkeypatch.setenv("CHAINSYNC_ENVIRONMENT", "production")
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings())) as c:
+        for name in ("admin", "manager"):
+            assert login(c, name, "demo").status_code == 401
+            user = get_user(engine, name)
+            assert user is not None and not user.is_active
+        assert login(c, "cashier", "a-real-Passw0rd").status_code == 200
 
 
 def test_missing_secret_outside_demo_mode_fails_startup_clearly(settings, monkeypatch) -> None:
