@@ -409,8 +409,10 @@ class RiskEngine:
         )
 
     def login_succeeded(self, ip: str | None, username: str) -> RiskDecision:
-        """A successful login: high risk when it follows failures (on the user or from the address), some
-        risk outside business hours. Clears the user's failure history."""
+        """A successful login. Critical when it follows failures of this user (three or more in the
+        stuffing window: a password that was probably guessed); a warning when it comes from an address
+        that is itself half-way to a block (the user had no failures: nothing says the password was
+        guessed) or outside business hours; otherwise routine. Clears the user's failure history."""
         now = self.clock()
         reasons = []
         severity = "info"
@@ -418,13 +420,19 @@ class RiskEngine:
             failures = [t for t in self._user_failures.pop(username, deque()) if t >= now - STUFFING_WINDOW]
             ip_level = self.ip_score(ip, now) if ip else 0.0
             bucket = self._users.setdefault(username, Bucket(0.0, now))
-            if len(failures) >= 3 or ip_level >= self.settings.risk_block_score / 2:
+            if len(failures) >= 3:
                 bucket.add(self.settings.risk_block_score, now, self.half_life_s)
                 reasons.append(
                     f"success after failures ({len(failures)} for the user, address score {ip_level:.1f})"
                 )
                 severity = "critical"
                 self._critical.append(now)
+            elif ip_level >= self.settings.risk_block_score / 2:
+                bucket.add(2.0, now, self.half_life_s)
+                reasons.append(
+                    f"login from a high-risk address (score {ip_level:.1f}, no failures for the user)"
+                )
+                severity = "warning"
             if not self.within_business_hours(now):
                 bucket.add(2.0, now, self.half_life_s)
                 reasons.append("outside business hours")

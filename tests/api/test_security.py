@@ -872,3 +872,22 @@ def test_audit_switch_off_writes_no_audit(make_client, users, engine) -> None:
     login(c, "mona", PASSWORD)
     login(c, "mona", "wrong-password-1")
     assert audit_rows(engine) == []
+
+
+def test_success_after_failures_means_failures_of_that_user(settings, engine) -> None:
+    clock = Clock()
+    risk = RiskEngine(settings, engine, IpFilter(settings, engine), clock=clock)
+    office = "198.51.100.77"  # half-way to a block through other people's doing, not mona's
+    risk.observe(office, "not_found", weight=settings.risk_block_score * 0.6)
+    routine = risk.login_succeeded(office, "mona")
+    assert routine.severity != "critical"
+    assert routine.reason is not None and "success after failures" not in routine.reason
+    assert "high-risk address" in routine.reason
+    for _ in range(3):
+        risk.observe("203.0.113.9", "login_failure", username="mona")
+    guessed = risk.login_succeeded("203.0.113.9", "mona")
+    assert guessed.severity == "critical" and "success after failures (3 for the user" in (
+        guessed.reason or ""
+    )
+    again = risk.login_succeeded("203.0.113.9", "mona")  # the failures were cleared by the success
+    assert again.severity != "critical"
