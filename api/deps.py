@@ -38,9 +38,10 @@ EngineDep = Annotated[Engine, Depends(get_ops_engine)]
 class AccessDenied(HTTPException):
     """403 for an authenticated caller; recorded as an ``authorization_denied`` security event."""
 
-    def __init__(self, detail: str, *, subject: str) -> None:
+    def __init__(self, detail: str, *, subject: str, role: str | None = None) -> None:
         super().__init__(status.HTTP_403_FORBIDDEN, detail)
         self.subject = subject
+        self.role = role  # the caller's role, for the audit record
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,9 @@ class Principal:
 
     def require_store(self, store_id: str) -> None:
         if not self.can_see(store_id):
-            raise AccessDenied(f"Store {store_id} is not assigned to you", subject=self.subject)
+            raise AccessDenied(
+                f"Store {store_id} is not assigned to you", subject=self.subject, role=self.role
+            )
 
     @property
     def device_store(self) -> str:
@@ -131,7 +134,11 @@ class RequireRole:
 
     async def __call__(self, principal: CurrentPrincipal) -> Principal:
         if principal.role not in self.roles:
-            raise AccessDenied(f"Requires role {' or '.join(sorted(self.roles))}", subject=principal.subject)
+            raise AccessDenied(
+                f"Requires role {' or '.join(sorted(self.roles))}",
+                subject=principal.subject,
+                role=principal.role,
+            )
         return principal
 
 

@@ -81,6 +81,10 @@ async def _access_denied(request: Request, exc: Exception) -> JSONResponse:
                 kind="authorization_denied",
                 outcome="denied",
                 username=None if subject.startswith("device:") else subject,
+                actor=subject,
+                role=exc.role,
+                method=request.method,
+                route=route_template_of(request.scope),
                 source_ip=request.client.host if request.client else None,
                 user_agent=request.headers.get("user-agent"),
                 detail=f"{request.method} {route_template_of(request.scope)} by {subject}: {exc.detail}"[

@@ -249,6 +249,7 @@ async def resolve_conflicts(
             raise AccessDenied(
                 f"Conflict {res.conflict_id} belongs to a store not assigned to you",
                 subject=principal.subject,
+                role=principal.role,
             )
     results: list[dict[str, Any]] = []
     for res in body.resolutions:

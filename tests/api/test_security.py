@@ -891,3 +891,17 @@ def test_success_after_failures_means_failures_of_that_user(settings, engine) ->
     )
     again = risk.login_succeeded("203.0.113.9", "mona")  # the failures were cleared by the success
     assert again.severity != "critical"
+
+
+def test_denials_are_recorded_with_method_route_and_role(client, tokens, engine) -> None:
+    assert client.get("/api/observability/config", headers=bearer(tokens["manager"])).status_code == 403
+    assert client.get("/api/ai/forecast?store_id=S003", headers=bearer(tokens["manager"])).status_code in (
+        403,
+        404,
+    )
+    denials = audit_rows(engine, "authorization_denied")
+    by_route = {row["route"]: row for row in denials}
+    role_denial = by_route["/api/observability/config"]
+    assert role_denial["method"] == "GET" and role_denial["role"] == "manager"
+    assert role_denial["actor"] == "mona"
+    assert all(row["method"] and row["route"] and row["role"] for row in denials)
