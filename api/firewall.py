@@ -76,13 +76,20 @@ SECRET_FIELD = re.compile(r"pass|secret|token|otp|code|key|authorization", re.IG
 _SCANNED_TYPES = ("application/json", "application/x-www-form-urlencoded")
 _SCAN_INLINE_BYTES = 64 * 1024  # bigger bodies are parsed on a worker thread, off the event loop
 
-# Reads worth a data-access record (bulk downloads, the audit trail, configuration, user admin).
+# Reads worth a data-access record (bulk downloads, the audit trail, configuration, user admin, the
+# operator's views of the system). Every write by a user (not a terminal's ingest) is one as well.
 SENSITIVE_PREFIXES = (
     "/api/admin",
     "/api/observability/security",
     "/api/observability/config",
+    "/api/observability/metrics",
+    "/api/observability/websocket",
+    "/api/ai/status",
+    "/api/ai/cache",
     "/api/sync/download",
+    "/metrics",
 )
+_READ_METHODS = ("GET", "HEAD", "OPTIONS")
 LOGIN_PATHS = ("/api/auth/token", "/api/auth/refresh", "/api/auth/2fa")
 _QUIET_SECONDS = 60.0  # one audit record per address and kind of refusal per minute, not one per request
 
@@ -457,8 +464,20 @@ class FirewallMiddleware:
                 risk_score=decision.risk_score,
                 detail=detail,
             )
-        elif 200 <= status_code < 300 and path.startswith(SENSITIVE_PREFIXES) and principal is not None:
-            # Audit trail only: an authorised read is no risk signal, and not a kind the pipeline knows.
+        elif (
+            200 <= status_code < 300
+            and principal is not None
+            and (
+                path.startswith(SENSITIVE_PREFIXES)
+                or (
+                    scope["method"] not in _READ_METHODS
+                    and role != "device"
+                    and not path.startswith(LOGIN_PATHS + ("/api/auth/logout",))
+                )
+            )
+        ):
+            # Audit trail only: an authorised read or write is no risk signal, and not a kind the pipeline
+            # knows (logins and logouts have authentication records of their own).
             await self._record(
                 scope,
                 kind="data_access",

@@ -905,3 +905,29 @@ def test_denials_are_recorded_with_method_route_and_role(client, tokens, engine)
     assert role_denial["method"] == "GET" and role_denial["role"] == "manager"
     assert role_denial["actor"] == "mona"
     assert all(row["method"] and row["route"] and row["role"] for row in denials)
+
+
+def test_admin_writes_cache_clears_and_operator_reads_leave_data_access_records(
+    client, tokens, engine
+) -> None:
+    admin = bearer(tokens["admin"])
+    calls = [
+        ("GET", "/api/observability/metrics"),
+        ("GET", "/api/observability/websocket/stats"),
+        ("GET", "/api/ai/status"),
+        ("POST", "/api/ai/cache/clear"),
+        ("GET", "/metrics"),
+    ]
+    for method, path in calls:
+        assert client.request(method, path, headers=admin).status_code == 200, path
+    created = client.post(
+        "/api/admin/users",
+        headers=admin,
+        json={"username": "newbie", "password": "a-long-Passw0rd!", "role": "cashier", "store_ids": ["S001"]},
+    )
+    assert created.status_code == 201, created.text
+    records = audit_rows(engine, "data_access")
+    seen = {(row["method"], row["route"]) for row in records}
+    for method, path in [*calls, ("POST", "/api/admin/users")]:
+        assert (method, path) in seen, (method, path, seen)
+    assert all(row["actor"] == "alice" and row["role"] == "admin" for row in records)
