@@ -55,6 +55,7 @@ class Principal:
     token_id: str | None = None  # the access token's jti (users only)
     token_family: str | None = None  # its refresh-token family (users only)
     token_expires_at: datetime | None = None  # when the access token expires (users only)
+    security_version: int = 0  # the user's security version the token was issued under (users only)
 
     def can_see(self, store_id: str) -> bool:
         return self.stores is None or store_id in self.stores
@@ -118,6 +119,7 @@ async def get_current_principal(
         token_id=claims.jti,
         token_family=claims.family,
         token_expires_at=claims.expires_at,
+        security_version=claims.security_version,
     )
     await check_principal(request, principal)  # revoked by logout? per-user rate limit
     return principal

@@ -14,6 +14,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -577,6 +578,18 @@ async def check_principal(request: Request, principal: Any) -> None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "Token has been revoked", headers={"WWW-Authenticate": "Bearer"}
         )
+    if token_id and revoked is not None:
+        claims = {
+            "subject": principal.subject,
+            "family": principal.token_family,
+            "security_version": principal.security_version,
+        }
+        ended = revoked.session_ended(**claims)
+        if ended and revoked.may_be_behind(principal.subject, principal.security_version):
+            await run_in_threadpool(revoked.refresh)
+            ended = revoked.session_ended(**claims)
+        if ended:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, ended, headers={"WWW-Authenticate": "Bearer"})
     limiter: RateLimiter | None = getattr(state, "ratelimiter", None)
     if limiter is None:
         return
@@ -617,7 +630,11 @@ def install_security_state(app: Any, settings: Any, engine: Any) -> None:
     app.state.ipfilter = IpFilter(settings, engine)
     app.state.risk = RiskEngine(settings, engine, app.state.ipfilter)
     app.state.auditor = Auditor(engine, settings)
-    app.state.revoked_tokens = RevokedTokens(engine, settings.revocation_cache_seconds)
+    app.state.revoked_tokens = RevokedTokens(
+        engine,
+        settings.revocation_cache_seconds,
+        token_lifetime=timedelta(minutes=settings.access_token_minutes),
+    )
     app.state.totp_cipher = totp_cipher(settings)
     if settings.ws_ip_allowlist or settings.ws_ip_denylist:
         log.warning(

@@ -6,9 +6,12 @@ strings (``csr_...``) of which the ops store keeps only a hash, rotated on every
 with the configured algorithm only, so ``alg=none`` and tokens signed with any other key or algorithm are
 refused.
 
-A logout ends an access token before it expires: :class:`RevokedTokens` records its id in the ops store
-(table ``revoked_tokens``), so every API process refuses it, and keeps the set in memory, re-read at most
-every ``CHAINSYNC_REVOCATION_CACHE_SECONDS``, so a request costs no query.
+A session ends before its tokens expire: every access token carries its login (``fam``, the refresh-token
+family) and the user's security version (``sv``). :class:`RevokedTokens` keeps in memory what ends tokens
+(ids ended by logout, logins revoked by logout or refresh-token reuse, each user's current security version,
+see :mod:`chainsync.ops_store.sessions`), re-read from the ops store at most every
+``CHAINSYNC_REVOCATION_CACHE_SECONDS`` so a request costs no query, and applied at once in the process that
+made the change.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sqlalchemy import Engine
 
 from api.log import get_logger
 from chainsync.ops_store.security import TotpCipher, active_revocations, revoke_access_token
+from chainsync.ops_store.sessions import SessionState, read_session_state
 from chainsync.settings import Settings
 
 log = get_logger("api.security")
@@ -57,6 +61,7 @@ class TokenClaims:
     jti: str
     expires_at: datetime
     family: str | None = None  # the refresh-token family the token was issued with (logout revokes it)
+    security_version: int = 0  # the user's security version when the token was issued
 
 
 def create_access_token(
@@ -67,6 +72,7 @@ def create_access_token(
     stores: list[str] | tuple[str, ...],
     now: datetime | None = None,
     family: str | None = None,
+    security_version: int = 0,
 ) -> AccessToken:
     """Sign an access token for ``subject`` valid ``settings.access_token_minutes`` minutes.
 
@@ -80,6 +86,7 @@ def create_access_token(
         "iat": issued,
         "exp": issued + lifetime,
         "jti": uuid.uuid4().hex,
+        "sv": security_version,
     }
     if family:
         claims["fam"] = family
@@ -113,6 +120,7 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims:
         jti=str(claims["jti"]),
         expires_at=datetime.fromtimestamp(claims["exp"], UTC),
         family=claims["fam"] if isinstance(claims.get("fam"), str) else None,
+        security_version=claims["sv"] if isinstance(claims.get("sv"), int) else 0,
     )
 
 
@@ -129,19 +137,31 @@ def new_token_family() -> str:
 
 
 class RevokedTokens:
-    """Access tokens ended by logout, shared by every API process through the ops store.
+    """What ends access tokens before they expire, shared by every API process through the ops store:
+    ids ended by logout (``revoked_tokens``), revoked logins and users' security versions
+    (:func:`chainsync.ops_store.sessions.read_session_state`).
 
-    ``revoke`` writes the store and takes effect in this process at once; a revocation made by another
-    process is seen once the cached set is older than ``max_age_s`` (the documented bound), when the next
-    request re-reads it (``stale`` then ``refresh``, on a worker thread). Expired ids are dropped, from the
-    store on each logout and from memory on each re-read."""
+    A change made here takes effect in this process at once (``revoke``, ``revoke_family``,
+    ``user_changed``); one made by another process is seen once the cached state is older than ``max_age_s``
+    (the documented bound), when the next request re-reads it (``stale`` then ``refresh``, on a worker
+    thread). Expired ids are dropped, from the store on each logout and from memory on each re-read."""
 
-    def __init__(self, engine: Engine, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        max_age_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        token_lifetime: timedelta = timedelta(minutes=15),
+    ) -> None:
         self.engine = engine
         self.max_age_s = max_age_s
         self.clock = clock
+        self.token_lifetime = token_lifetime
         self._shared: dict[str, datetime] = {}  # as last read from the store
         self._local: dict[str, datetime] = {}  # revoked here (kept even if a re-read raced with the write)
+        self._sessions = SessionState()
+        self._local_families: dict[str, datetime] = {}  # revoked here, until they cannot matter any more
         self._read_at = float("-inf")
         self._refreshing = threading.Lock()
         self._local_lock = threading.Lock()  # ``revoke`` (request threads) and the prune in ``refresh``
@@ -151,12 +171,22 @@ class RevokedTokens:
         with self._local_lock:
             self._local[jti] = expires_at
 
+    def revoke_family(self, family: str) -> None:
+        """A login revoked here (already written to the store by the caller): its tokens end now."""
+        with self._local_lock:
+            self._local_families[family] = datetime.now(UTC) + self.token_lifetime
+
+    def user_changed(self) -> None:
+        """A user's security version moved here: re-read at once instead of waiting for the bound."""
+        self._read_at = float("-inf")
+        self.refresh()
+
     def stale(self) -> bool:
         return self.clock() - self._read_at >= self.max_age_s
 
     def refresh(self) -> None:
-        """Re-read the store (one query); a refresh already under way elsewhere is not repeated. When the
-        store cannot be read the last set is kept and the read is tried again after ``max_age_s``."""
+        """Re-read the store (two queries); a refresh already under way elsewhere is not repeated. When the
+        store cannot be read the last state is kept and the read is tried again after ``max_age_s``."""
         if not self._refreshing.acquire(blocking=False):
             return
         started = self.clock()
@@ -164,20 +194,49 @@ class RevokedTokens:
             now = datetime.now(UTC)
             try:
                 self._shared = active_revocations(self.engine, now)
+                self._sessions = read_session_state(self.engine, self.token_lifetime, now)
             except Exception as exc:  # the store is busy or gone: keep what is known
                 log.error("revoked_tokens_read_failed", error_type=type(exc).__name__)
             with self._local_lock:
                 local = list(self._local.items())
+                families = list(self._local_families.items())
             expired = [jti for jti, exp in local if exp <= now]  # compared outside the lock
-            with self._local_lock:  # only expired ids go: a revocation made meanwhile stays
+            faded = [fam for fam, until in families if until <= now]
+            with self._local_lock:  # only expired entries go: a revocation made meanwhile stays
                 for jti in expired:
                     self._local.pop(jti, None)
+                for fam in faded:
+                    self._local_families.pop(fam, None)
         finally:
             self._read_at = started
             self._refreshing.release()
 
     def __contains__(self, jti: object) -> bool:
         return jti in self._local or jti in self._shared
+
+    def session_ended(self, claims: TokenClaims | None = None, **token: object) -> str | None:
+        """Why the token (its claims, or ``subject``/``family``/``security_version`` given by name) is
+        dead, or None while its session lasts."""
+        subject = claims.subject if claims else str(token.get("subject"))
+        family = claims.family if claims else token.get("family")
+        version = claims.security_version if claims else token.get("security_version")
+        if family is not None and (
+            family in self._local_families or family in self._sessions.revoked_families
+        ):
+            return "Session has ended (logged out or revoked)"
+        current = self._sessions.versions.get(subject.lower())
+        if current is None:
+            return "Session has ended (the user is inactive or gone)"
+        if version != current:
+            return "Session has ended (the user's access changed; log in again)"
+        return None
+
+    def may_be_behind(self, subject: str, security_version: int) -> bool:
+        """True when a token looks newer than what was last read (a user created, or changed and logged in
+        again, on another process since): worth one early re-read, at most every 0.2 s."""
+        current = self._sessions.versions.get(subject.lower())
+        newer = current is None or security_version > current
+        return newer and self.clock() - self._read_at >= 0.2
 
 
 def totp_cipher(settings: Settings) -> TotpCipher:

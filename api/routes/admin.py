@@ -180,6 +180,9 @@ def change_user(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No user {username}")
     if body.is_active is False or pw_hash is not None:
         revoke_user_refresh_tokens(engine, username)
+    # The change bumped the user's security version: their live access tokens end here now, and on the
+    # other API processes within the revocation bound.
+    request.app.state.revoked_tokens.user_changed()
     changed = sorted(k for k, v in body.model_dump(exclude={"password"}).items() if v is not None)
     if pw_hash is not None:
         changed.append("password")

@@ -138,7 +138,13 @@ def _issue(settings: Settings, engine: Engine, user: User, family: str | None = 
     )
     stores = [ALL_STORES] if user.role == "admin" else sorted(user.store_ids)
     token = create_access_token(
-        settings, subject=user.username, role=user.role, stores=stores, now=now, family=family
+        settings,
+        subject=user.username,
+        role=user.role,
+        stores=stores,
+        now=now,
+        family=family,
+        security_version=user.security_version,
     )
     return TokenResponse(
         access_token=token.token,
@@ -225,6 +231,10 @@ def refresh(
         response.headers["Cache-Control"] = "no-store"
         return _issue(settings, engine, user, family=use.family_id)
     kind = "refresh_token_reuse" if use.status == "reused" else "refresh_failure"
+    if use.status == "reused" and use.family_id:
+        # The whole login was revoked in the store: its access tokens (thief's and victim's) end now here,
+        # and on every other process within the revocation bound.
+        request.app.state.revoked_tokens.revoke_family(use.family_id)
     decision = request.app.state.risk.observe(ip, kind, username=use.username)
     auditor.record(
         kind=kind, outcome="denied", username=use.username, source_ip=ip, user_agent=agent,
@@ -246,7 +256,9 @@ def logout(request: Request, principal: CurrentPrincipal, engine: EngineDep) -> 
     if principal.token_id and principal.token_expires_at:
         request.app.state.revoked_tokens.revoke(principal.token_id, principal.token_expires_at)
     if principal.token_family:
+        # Every token of this login ends, not only the one presented (earlier access tokens included).
         revoke_refresh_family(engine, principal.token_family)
+        request.app.state.revoked_tokens.revoke_family(principal.token_family)
     ip, agent = _context(request)
     request.app.state.auditor.record(
         kind="logout", outcome="success", username=principal.subject, role=principal.role,

@@ -43,6 +43,7 @@ from chainsync.ops_store.tables import (
     user_totp,
     users,
 )
+from chainsync.ops_store.users import same_username
 from chainsync.settings import Settings
 
 log = logging.getLogger("chainsync.ops_store.security")
@@ -700,8 +701,10 @@ def update_user(
     store_ids: Iterable[str] | None = None,
     password_hash: str | None = None,
 ) -> bool:
+    """Change a user (found whatever the case of ``username``). Any change bumps the user's security
+    version, which ends every access token issued before it (see migration 0009)."""
     with engine.begin() as conn:
-        uid = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
+        uid = conn.execute(select(users.c.id).where(same_username(username))).scalar()
         if uid is None:
             return False
         values: dict[str, Any] = {}
@@ -711,7 +714,8 @@ def update_user(
             values["is_active"] = is_active
         if password_hash is not None:
             values["password_hash"] = password_hash
-        if values:
+        if values or store_ids is not None:
+            values["security_version"] = users.c.security_version + 1
             conn.execute(update(users).where(users.c.id == uid).values(**values))
         if store_ids is not None:
             conn.execute(delete(user_stores).where(user_stores.c.user_id == uid))

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -104,7 +105,11 @@ users = Table(
     Column("role", String(16), nullable=False),  # admin | manager | cashier
     Column("is_active", Boolean, nullable=False, server_default="1"),
     Column("created_at", UtcDateTime(), nullable=False),
+    # Bumped when authority or credentials change; access tokens issued under another version are refused.
+    Column("security_version", Integer, nullable=False, server_default="0"),
 )
+# One account per username whatever its case ("MANAGER" cannot be created beside "manager").
+Index("ix_users_username_lower", func.lower(users.c.username), unique=True)
 
 user_stores = Table(
     "user_stores",
@@ -314,7 +319,7 @@ refresh_tokens = Table(
     Column("issued_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
     Column("rotated_at", UtcDateTime(), nullable=True),
-    Column("revoked_at", UtcDateTime(), nullable=True),
+    Column("revoked_at", UtcDateTime(), nullable=True, index=True),
 )
 
 # TOTP second factor per user (RFC 6238). ``last_step`` refuses a code replayed within its window.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import ColumnElement, Engine, delete, func, insert, select, update
 
 from chainsync.ops_store.tables import device_keys, user_stores, users
 from chainsync.passwords import hash_password
@@ -28,6 +28,7 @@ class User:
     role: Role
     is_active: bool
     store_ids: frozenset[str]
+    security_version: int = 0  # access tokens issued under another version are refused
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,11 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def same_username(username: str) -> ColumnElement[bool]:
+    """The WHERE clause finding ``username`` whatever its case (usernames are unique case-insensitively)."""
+    return func.lower(users.c.username) == username.lower()
+
+
 def upsert_user(
     engine: Engine, username: str, password: str, role: Role, store_ids: Iterable[str] = ()
 ) -> User:
@@ -50,7 +56,7 @@ def upsert_user(
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     pw_hash = hash_password(password)
     with engine.begin() as conn:
-        uid = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
+        uid = conn.execute(select(users.c.id).where(same_username(username))).scalar()
         if uid is None:
             uid = conn.execute(  # type: ignore[index]
                 insert(users).values(
@@ -58,7 +64,11 @@ def upsert_user(
                 )
             ).inserted_primary_key[0]
         else:
-            conn.execute(update(users).where(users.c.id == uid).values(password_hash=pw_hash, role=role))
+            conn.execute(
+                update(users)
+                .where(users.c.id == uid)
+                .values(password_hash=pw_hash, role=role, security_version=users.c.security_version + 1)
+            )
         conn.execute(delete(user_stores).where(user_stores.c.user_id == uid))
         stores = sorted(set(store_ids))
         if stores:
@@ -70,7 +80,7 @@ def upsert_user(
 
 def get_user(engine: Engine, username: str) -> User | None:
     with engine.connect() as conn:
-        row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
+        row = conn.execute(select(users).where(same_username(username))).mappings().first()
         if row is None:
             return None
         stores: list[str] = list(
@@ -83,6 +93,7 @@ def get_user(engine: Engine, username: str) -> User | None:
             role=row["role"],
             is_active=bool(row["is_active"]),
             store_ids=frozenset(stores),
+            security_version=int(row["security_version"]),
         )
 
 
