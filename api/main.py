@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.device_keys import DeviceKeyCache
 from api.errors import install_error_handlers
 from api.firewall import FirewallMiddleware, install_security_state
 from api.log import configure_logging, get_logger
@@ -24,7 +25,7 @@ from api.request_log import RequestLog
 from api.routes import api_router, root_router
 from api.routes.observability import app_version, live_source
 from api.routes.ws import websocket_router
-from api.writer import InboxWriter
+from api.writer import InboxWriter, UploadWriter
 from api.ws.feeds import Notifier
 from api.ws.hub import Hub
 from chainsync.demo_seed import seed_demo_users
@@ -62,8 +63,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             schema_version=schema_version(engine),
             demo_users_created=seeded,
         )
+        app.state.device_keys = DeviceKeyCache(engine, settings.revocation_cache_seconds)
         app.state.writer = InboxWriter(engine)
         app.state.writer.start()
+        app.state.upload_writer = UploadWriter(engine)
+        app.state.upload_writer.start()
         request_log = None
         if settings.request_log_enabled:
             request_log = RequestLog(engine, flush_seconds=settings.request_log_flush_seconds)
@@ -87,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await notifier.stop()
             await app.state.writer.stop()
+            await app.state.upload_writer.stop()
             if request_log is not None:
                 app.state.metrics.request_log = None
                 await asyncio.to_thread(request_log.stop)  # writes what is left, the current minute too
