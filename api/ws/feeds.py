@@ -39,9 +39,11 @@ def publish_ingested(hub: Hub | None, events: Iterable[EventBase]) -> None:
         if isinstance(event, SaleEvent):
             by_store.setdefault(event.store_id, []).append(event)
     for store_id, sales in by_store.items():
-        totals = [sale.signed_totals() for sale in sales]
-        units = sum(u for u, _ in totals)
-        net = sum(n for _, n in totals)
+        units = net = 0
+        for sale in sales:
+            sale_units, sale_net = sale.signed_totals()
+            units += sale_units
+            net += sale_net
         hub.publish(
             f"sales:{store_id}",
             "sales",
