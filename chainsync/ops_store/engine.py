@@ -21,7 +21,8 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
     """Build an engine for ``url``. SQLite files get WAL, ``synchronous=FULL`` (an acknowledged event
     survives a power cut, not only a process crash), a busy timeout and immediate transactions."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # UTC sessions: raw SQL that reads timestamptz (outside UtcDateTime) sees UTC, as on SQLite.
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
 
     path = url.split("///", 1)[-1]
     if path and path != ":memory:":

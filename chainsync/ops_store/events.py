@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select, text
 
+from chainsync.ops_store import cursor_locks, live_sales
 from chainsync.ops_store.tables import event_inbox
 from chainsync.schemas.events import EventBase
 
@@ -50,10 +51,13 @@ def append_in_transaction(
 
     Returns one status per row, in order: ``applied`` for a new ``event_id``, ``duplicate`` for one
     already stored or repeated earlier in the same batch. ``seq`` values are assigned consecutively after
-    the current maximum, which is safe because SQLite transactions here start with ``BEGIN IMMEDIATE``.
+    the current maximum, which is safe because SQLite transactions here start with ``BEGIN IMMEDIATE``
+    (on PostgreSQL see :func:`append_postgresql`).
     """
     if not rows:
         return []
+    if conn.dialect.name == "postgresql":
+        return append_postgresql(conn, rows, received_at=received_at)
     now = _utc_naive(received_at or datetime.now(UTC))
     ids = [r.event_id for r in rows]
     existing: set[str] = set()
@@ -86,6 +90,75 @@ def append_in_transaction(
         statuses.append("applied")
     if to_insert:
         conn.execute(insert(event_inbox), to_insert)
+    live_sales.add_sales(
+        conn, [row for row, status in zip(rows, statuses, strict=True) if status == "applied"]
+    )
+    return statuses
+
+
+# One statement per batch: number the rows not stored yet after the current maximum, insert them, and say
+# which went in. ``ON CONFLICT`` is a second guard only: under the inbox lock no other writer can insert.
+_PG_APPEND = text(
+    """
+    WITH batch AS (
+        SELECT * FROM unnest(
+            CAST(:event_id AS varchar[]), CAST(:event_type AS varchar[]), CAST(:store_id AS varchar[]),
+            CAST(:device_id AS varchar[]), CAST(:occurred_at AS timestamptz[]), CAST(:payload AS text[])
+        ) WITH ORDINALITY AS b(event_id, event_type, store_id, device_id, occurred_at, payload, ord)
+    ), fresh AS (
+        SELECT b.*, row_number() OVER (ORDER BY b.ord) AS n FROM batch AS b
+        WHERE NOT EXISTS (SELECT 1 FROM event_inbox AS e WHERE e.event_id = b.event_id)
+    )
+    INSERT INTO event_inbox
+        (event_id, seq, event_type, store_id, device_id, occurred_at, received_at, payload)
+    SELECT event_id, (SELECT coalesce(max(seq), 0) FROM event_inbox) + n, event_type, store_id, device_id,
+           occurred_at, CAST(:received_at AS timestamptz), payload
+    FROM fresh ORDER BY n
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+    """
+)
+
+
+def _utc_aware(ts: datetime) -> datetime:
+    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def append_postgresql(
+    conn: Connection, rows: Sequence[InboxRow], *, received_at: datetime | None = None
+) -> list[ItemStatus]:
+    """The PostgreSQL path of :func:`append_in_transaction`: the same statuses and gap-free ``seq``.
+
+    Takes the inbox's commit-order lock (:mod:`chainsync.ops_store.cursor_locks`) before reading the
+    maximum ``seq``, so ``seq`` order is commit order and a reader after "the last ``seq`` I saw" never
+    skips a late commit; then inserts the whole batch in one ``INSERT … SELECT … FROM unnest(…)``."""
+    first: dict[str, InboxRow] = {}
+    for row in rows:
+        first.setdefault(row.event_id, row)
+    batch = list(first.values())
+    cursor_locks.hold(conn, cursor_locks.INBOX)
+    inserted = set(
+        conn.execute(
+            _PG_APPEND,
+            {
+                "event_id": [r.event_id for r in batch],
+                "event_type": [r.event_type for r in batch],
+                "store_id": [r.store_id for r in batch],
+                "device_id": [r.device_id for r in batch],
+                "occurred_at": [_utc_aware(r.occurred_at) for r in batch],
+                "payload": [r.payload for r in batch],
+                "received_at": _utc_aware(received_at or datetime.now(UTC)),
+            },
+        ).scalars()
+    )
+    live_sales.add_sales(conn, [r for r in batch if r.event_id in inserted])
+    statuses: list[ItemStatus] = []
+    for row in rows:
+        if row.event_id in inserted:
+            inserted.discard(row.event_id)  # a repeat later in the batch is a duplicate
+            statuses.append("applied")
+        else:
+            statuses.append("duplicate")
     return statuses
 
 

@@ -31,6 +31,7 @@ from sqlalchemy import (
     update,
 )
 
+from chainsync.ops_store import cursor_locks
 from chainsync.ops_store.tables import (
     device_keys,
     ip_reputation,
@@ -100,11 +101,12 @@ def append_audit(engine: Engine, record: Mapping[str, Any]) -> tuple[int, str]:
     """Append one audit record, chained to the newest one, and return ``(seq, record_hash)``.
 
     The read of the previous hash and the insert share one write transaction (``BEGIN IMMEDIATE`` on
-    SQLite), so concurrent writers cannot fork the chain."""
+    SQLite, the audit's commit-order lock on PostgreSQL), so concurrent writers cannot fork the chain."""
     values = {name: record.get(name) for name in AUDIT_FIELDS}
     values["occurred_at"] = _naive(values["occurred_at"] or utcnow())
     values["severity"] = values["severity"] or "info"
     with engine.begin() as conn:
+        cursor_locks.hold(conn, cursor_locks.AUDIT)  # PostgreSQL: the read and the insert, one at a time
         prev = conn.execute(
             select(security_audit.c.record_hash).order_by(security_audit.c.seq.desc()).limit(1)
         ).scalar()

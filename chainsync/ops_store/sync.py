@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
+from chainsync.ops_store import cursor_locks
 from chainsync.ops_store.events import InboxRow, append_in_transaction
 from chainsync.ops_store.tables import (
     products,
@@ -164,6 +165,9 @@ def apply_uploads(engine: Engine, jobs: Sequence[UploadJob]) -> list[UploadOutco
     """Apply several uploads in order in one transaction (group commit): each batch is still all or
     nothing, and a later batch sees the earlier ones' mutation ids."""
     with engine.begin() as conn:
+        if any(isinstance(it.parsed, OverrideItem) for job in jobs for it in job.items):
+            # Lock order (cursor_locks): the change log before the inbox, which every upload takes.
+            cursor_locks.hold(conn, cursor_locks.CHANGE_LOG)
         return [_apply_in_transaction(conn, job) for job in jobs]
 
 
@@ -457,9 +461,12 @@ def change_log_bounds(engine: Engine) -> tuple[int, int]:
 
 
 def _last_issued_seq(conn: Connection) -> int:
-    if conn.dialect.name != "sqlite":
-        return 0
-    value = conn.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = 'sync_changes'").scalar()
+    if conn.dialect.name == "postgresql":
+        value = conn.exec_driver_sql(
+            "SELECT pg_sequence_last_value(pg_get_serial_sequence('sync_changes', 'seq'))"
+        ).scalar()
+    else:
+        value = conn.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = 'sync_changes'").scalar()
     return int(value or 0)
 
 

@@ -5,10 +5,14 @@ Changes go through an Alembic migration in ``migrations/versions`` as well as he
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -20,8 +24,34 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A point in time, naive UTC on the Python side on every engine.
+
+    SQLite has no timezone type and keeps UTC wall time; PostgreSQL keeps ``timestamptz`` (the DDL is
+    ``DateTime(timezone=True)`` as in the migrations) and hands back aware values in the session's zone.
+    Binding aware UTC and returning naive UTC makes both engines look the same to the code above."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if not isinstance(value, datetime):
+            return value
+        if dialect.name == "postgresql":
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
 
 # Every acknowledged event. ``event_id`` is the idempotency key; ``seq`` is a gap-free, strictly
 # increasing number assigned under the store's write lock, the watermark the pipeline reads by.
@@ -33,8 +63,8 @@ event_inbox = Table(
     Column("event_type", String(16), nullable=False),
     Column("store_id", String(64), nullable=True),
     Column("device_id", String(64), nullable=True),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
     Column("payload", Text, nullable=False),
     Index("ix_event_inbox_type_seq", "event_type", "seq"),
     Index("ix_event_inbox_type_occurred", "event_type", "occurred_at"),
@@ -49,7 +79,7 @@ stores = Table(
     Column("city", String(100), nullable=False),
     Column("opened_on", String(10), nullable=True),  # ISO date
     Column("timezone", String(64), nullable=False, server_default="UTC"),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 products = Table(
@@ -62,7 +92,7 @@ products = Table(
     Column("price_cents", Integer, nullable=False),
     Column("lead_time_days", Integer, nullable=False, server_default="7"),
     Column("is_active", Boolean, nullable=False, server_default="1"),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 users = Table(
@@ -73,7 +103,7 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("role", String(16), nullable=False),  # admin | manager | cashier
     Column("is_active", Boolean, nullable=False, server_default="1"),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 user_stores = Table(
@@ -92,8 +122,8 @@ device_keys = Table(
     Column("key_hash", String(64), nullable=False),
     Column("store_id", String(64), nullable=False),
     Column("device_id", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
 )
 
 # --- offline sync (migration 0002) -------------------------------------------------------------
@@ -111,7 +141,7 @@ sync_mutations = Table(
     Column("conflict_id", Integer, nullable=True),
     Column("result", Text, nullable=False),  # the JSON answer given the first time
     Column("batch_id", String(64), nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
     Index("ix_sync_mutations_received", "received_at"),
 )
 
@@ -121,13 +151,13 @@ sync_devices = Table(
     metadata,
     Column("store_id", String(64), primary_key=True),
     Column("device_id", String(64), primary_key=True),
-    Column("last_upload_at", DateTime(timezone=True), nullable=True),
+    Column("last_upload_at", UtcDateTime(), nullable=True),
     Column("last_batch_id", String(64), nullable=True),
-    Column("last_download_at", DateTime(timezone=True), nullable=True),
+    Column("last_download_at", UtcDateTime(), nullable=True),
     Column("last_cursor_seq", BigInteger, nullable=True),
     Column("pending_reported", Integer, nullable=False, server_default="0"),
     Column("clock_skew_seconds", Integer, nullable=False, server_default="0"),
-    Column("offline_since", DateTime(timezone=True), nullable=True),
+    Column("offline_since", UtcDateTime(), nullable=True),
     Column("items_applied", BigInteger, nullable=False, server_default="0"),
     Column("items_rejected", BigInteger, nullable=False, server_default="0"),
 )
@@ -144,7 +174,7 @@ sync_dead_letters = Table(
     Column("item_type", String(32), nullable=False),
     Column("errors", Text, nullable=False),  # JSON [{"field", "message"}]
     Column("payload", Text, nullable=False),  # the item as sent (truncated)
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     Index("ix_sync_dead_letters_device", "store_id", "device_id"),
 )
 
@@ -157,7 +187,7 @@ store_product_overrides = Table(
     Column("shelf_label", String(64), nullable=True),
     Column("reorder_point", Integer, nullable=True),
     Column("version", Integer, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     Column("updated_by", String(160), nullable=False),
 )
 
@@ -175,13 +205,13 @@ sync_conflicts = Table(
     Column("server_version", Integer, nullable=True),
     Column("client_value", Text, nullable=False),  # JSON
     Column("server_value", Text, nullable=False),  # JSON
-    Column("client_edited_at", DateTime(timezone=True), nullable=True),  # skew-corrected, UTC
+    Column("client_edited_at", UtcDateTime(), nullable=True),  # skew-corrected, UTC
     Column("status", String(16), nullable=False),  # open | resolved
     Column("resolution", String(32), nullable=True),
     Column("resolved_value", Text, nullable=True),
     Column("resolved_by", String(160), nullable=True),
-    Column("resolved_at", DateTime(timezone=True), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
     Index("ix_sync_conflicts_store_status", "store_id", "status"),
 )
 
@@ -190,7 +220,7 @@ sync_audit = Table(
     "sync_audit",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
     Column("actor", String(160), nullable=False),
     Column("action", String(32), nullable=False),
     Column("store_id", String(64), nullable=False),
@@ -209,7 +239,7 @@ sync_changes = Table(
     Column("entity", String(32), nullable=False),
     Column("entity_key", String(64), nullable=False),
     Column("op", String(8), nullable=False),
-    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("changed_at", UtcDateTime(), nullable=False),
     Index("ix_sync_changes_store_seq", "store_id", "seq"),
     sqlite_autoincrement=True,
 )
@@ -221,7 +251,7 @@ security_audit = Table(
     "security_audit",
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),  # UTC
+    Column("occurred_at", UtcDateTime(), nullable=False),  # UTC
     Column("category", String(32), nullable=False),  # authentication | authorization | data_access | ...
     Column("action", String(64), nullable=False),  # login_failure, rate_limited, ip_blocked, ...
     Column("outcome", String(16), nullable=False),  # success | failure | denied | blocked | logged
@@ -250,11 +280,11 @@ ip_reputation = Table(
     metadata,
     Column("ip", String(64), primary_key=True),
     Column("score", Float, nullable=False),
-    Column("score_at", DateTime(timezone=True), nullable=False),  # when ``score`` was last computed
+    Column("score_at", UtcDateTime(), nullable=False),  # when ``score`` was last computed
     Column("ban_count", Integer, nullable=False, server_default="0"),
-    Column("blocked_until", DateTime(timezone=True), nullable=True),
+    Column("blocked_until", UtcDateTime(), nullable=True),
     Column("last_reason", String(200), nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     # The re-read every API process makes (migration 0006): blocks in force, rows written since.
     Index("ix_ip_reputation_blocked_until", "blocked_until"),
     Index("ix_ip_reputation_updated_at", "updated_at"),
@@ -269,7 +299,7 @@ ip_rules = Table(
     Column("action", String(8), nullable=False),  # allow | deny
     Column("note", String(200), nullable=True),
     Column("created_by", String(160), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("cidr", "action", name="uq_ip_rules_cidr_action"),
 )
 
@@ -281,10 +311,10 @@ refresh_tokens = Table(
     Column("token_hash", String(64), primary_key=True),
     Column("family_id", String(32), nullable=False, index=True),
     Column("username", String(128), nullable=False, index=True),
-    Column("issued_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("rotated_at", DateTime(timezone=True), nullable=True),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("issued_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("rotated_at", UtcDateTime(), nullable=True),
+    Column("revoked_at", UtcDateTime(), nullable=True),
 )
 
 # TOTP second factor per user (RFC 6238). ``last_step`` refuses a code replayed within its window.
@@ -295,7 +325,7 @@ user_totp = Table(
     Column("secret", String(255), nullable=False),
     Column("enabled", Boolean, nullable=False, server_default="0"),
     Column("last_step", BigInteger, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 # Access tokens ended by logout before they expire, shared by every API process (rows past
@@ -304,8 +334,8 @@ revoked_tokens = Table(
     "revoked_tokens",
     metadata,
     Column("jti", String(64), primary_key=True),
-    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("revoked_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+    Column("revoked_at", UtcDateTime(), nullable=False),
 )
 
 # The request log, aggregated: one row per minute, API process, method and route template. Latency
@@ -313,7 +343,7 @@ revoked_tokens = Table(
 request_stats = Table(
     "request_stats",
     metadata,
-    Column("bucket_start", DateTime(timezone=True), primary_key=True),
+    Column("bucket_start", UtcDateTime(), primary_key=True),
     Column("instance", String(64), primary_key=True),
     Column("method", String(10), primary_key=True),
     Column("route", String(200), primary_key=True),
@@ -324,4 +354,20 @@ request_stats = Table(
     Column("latency_ms_max", Float, nullable=False),
     Column("latency_ms_p50", Float, nullable=False),
     Column("latency_ms_p95", Float, nullable=False),
+)
+
+# --- live figures (migration 0007) -------------------------------------------------------------
+# Sales per store and business day (the store's own timezone), added to in the transaction that stores
+# each sale (``chainsync.ops_store.live_sales``): "today so far" reads one row per store. Integer cents.
+live_store_sales = Table(
+    "live_store_sales",
+    metadata,
+    Column("store_id", String(64), primary_key=True),
+    Column("business_day", Date, primary_key=True),
+    Column("transactions", Integer, nullable=False, server_default="0"),
+    Column("refunds", Integer, nullable=False, server_default="0"),
+    Column("voids", Integer, nullable=False, server_default="0"),
+    Column("units", BigInteger, nullable=False, server_default="0"),
+    Column("net_revenue_cents", BigInteger, nullable=False, server_default="0"),
+    Column("sold_cents", BigInteger, nullable=False, server_default="0"),  # net of `sale` kinds only
 )

@@ -1,4 +1,5 @@
-"""The event inbox on a real SQLite file: WAL, migrations, exactly-once append, watermark reads."""
+"""The event inbox on a real SQLite file and a real PostgreSQL database: migrations, exactly-once append,
+watermark reads."""
 
 from __future__ import annotations
 
@@ -18,13 +19,18 @@ def _row(event_type: str = "sale") -> InboxRow:
     return InboxRow(str(uuid.uuid4()), event_type, "S001", "S001-T01", datetime.now(UTC), "{}")
 
 
-def test_schema_is_migrated_and_wal(settings: Settings) -> None:
+def test_schema_is_migrated_and_durable(settings: Settings, ops_backend: str) -> None:
     engine = get_engine(settings.ops_store)
+    assert engine.dialect.name == ops_backend
     head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
     assert schema_version(engine) == head
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        if ops_backend == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        else:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+            assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "UTC"
     migrate(engine)  # idempotent
     assert schema_version(engine) == head
 
@@ -55,7 +61,7 @@ def test_acknowledged_events_survive_a_new_process_view(settings: Settings) -> N
     rows = [_row() for _ in range(100)]
     append_events(engine, rows)
     engine.dispose()
-    reader = make_engine(settings.ops_store, read_only=True)
+    reader = make_engine(settings.ops_store, read_only=True)  # a fresh engine: nothing cached
     with reader.connect() as conn:
         stored = set(conn.execute(text("SELECT event_id FROM event_inbox")).scalars())
     assert stored == {r.event_id for r in rows}
