@@ -7,6 +7,7 @@ idempotency key: a retried event answers ``duplicate`` and is stored once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import pydantic_core
@@ -40,26 +41,26 @@ _BODY_DOC = (
 )
 
 
+@dataclass(frozen=True, slots=True)
 class Ingest:
     """What an ingest request needs besides its body: the device, settings, the group-commit writer,
     metrics and the WebSocket hub (typed dependencies; the two routes share them)."""
 
-    def __init__(
-        self,
-        device: DeviceAuth,
-        settings: SettingsDep,
-        writer: InboxWriterDep,
-        metrics: MetricsDep,
-        hub: HubDep,
-    ) -> None:
-        self.device: Principal = device
-        self.settings: Settings = settings
-        self.writer: InboxWriter = writer
-        self.metrics: Metrics = metrics
-        self.hub: Hub = hub
+    device: Principal
+    settings: Settings
+    writer: InboxWriter
+    metrics: Metrics
+    hub: Hub
 
 
-IngestDeps = Annotated[Ingest, Depends()]
+async def get_ingest(
+    device: DeviceAuth, settings: SettingsDep, writer: InboxWriterDep, metrics: MetricsDep, hub: HubDep
+) -> Ingest:
+    # ``async`` (a class as the dependency would be built on a worker thread, a hop per request).
+    return Ingest(device, settings, writer, metrics, hub)
+
+
+IngestDeps = Annotated[Ingest, Depends(get_ingest)]
 
 
 def _json(body: Any, status_code: int) -> Response:

@@ -40,7 +40,10 @@ ID_MESSAGE = "must be 1-64 characters of letters, digits, '_', '-', '.', ':'"
 
 def id_error_message(error: dict[str, Any]) -> str | None:
     """:data:`ID_MESSAGE` for a pydantic error that is an identifier's pattern mismatch, else None."""
-    if error.get("type") == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == ID_PATTERN:
+    if (
+        error.get("type") == "string_pattern_mismatch"
+        and (error.get("ctx") or {}).get("pattern") == ID_PATTERN
+    ):
         return ID_MESSAGE
     return None
 
