@@ -30,3 +30,8 @@ def settings(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+# --- Redis (shared state across API processes) -----------------------------------------------------
+# Fixtures ``redis_target`` / ``redis_prefix``: a database number and key prefix per test session.
+pytest_plugins = ["tests.redis_fixtures"]
