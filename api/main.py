@@ -25,6 +25,7 @@ from api.request_log import RequestLog
 from api.routes import api_router, root_router
 from api.routes.observability import app_version, live_source
 from api.routes.ws import websocket_router
+from api.shared import SharedState, clear_ai_cache
 from api.writer import InboxWriter, UploadWriter
 from api.ws.feeds import Notifier
 from api.ws.hub import Hub
@@ -74,6 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             request_log.start()
             app.state.metrics.request_log = request_log.observe
         app.state.request_log = request_log
+        shared: SharedState | None = None
+        if settings.redis_url:  # several API processes: fan-out, replay and pushes through Redis
+            shared = SharedState.build(settings, app.state.hub, app.state.revoked_tokens, app.state.risk)
+            await shared.start()
+        app.state.shared = shared
         notifier = Notifier(
             app.state.hub,
             engine,
@@ -81,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.serving,
             poll_s=settings.notify_poll_seconds,
             metrics_s=settings.ws_metrics_interval_seconds,
+            # A new snapshot makes the cached tables of the older ones dead weight, in every process.
+            on_snapshot=lambda snapshot: clear_ai_cache(shared, keep_version=snapshot.version),
         )
         await notifier.start()
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's full
@@ -92,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await notifier.stop()
             await app.state.writer.stop()
             await app.state.upload_writer.stop()
+            if shared is not None:
+                await shared.stop()
             if request_log is not None:
                 app.state.metrics.request_log = None
                 await asyncio.to_thread(request_log.stop)  # writes what is left, the current minute too

@@ -8,7 +8,9 @@ refused.
 
 A logout ends an access token before it expires: :class:`RevokedTokens` records its id in the ops store
 (table ``revoked_tokens``), so every API process refuses it, and keeps the set in memory, re-read at most
-every ``CHAINSYNC_REVOCATION_CACHE_SECONDS``, so a request costs no query.
+every ``CHAINSYNC_REVOCATION_CACHE_SECONDS``, so a request costs no query. With Redis
+(``CHAINSYNC_REDIS_URL``) a logout is also pushed to the other processes, which refuse the token at once
+(:mod:`api.shared`); the re-read stays as the fallback.
 """
 
 from __future__ import annotations
@@ -145,11 +147,24 @@ class RevokedTokens:
         self._read_at = float("-inf")
         self._refreshing = threading.Lock()
         self._local_lock = threading.Lock()  # ``revoke`` (request threads) and the prune in ``refresh``
+        # Called after each revocation is stored (pushes it to the other processes, see api.shared).
+        self.on_revoke: Callable[[str, datetime], None] | None = None
 
     def revoke(self, jti: str, expires_at: datetime) -> None:
         revoke_access_token(self.engine, jti, expires_at)
+        self.remember(jti, expires_at)
+        if self.on_revoke is not None:
+            self.on_revoke(jti, expires_at)
+
+    def remember(self, jti: str, expires_at: datetime) -> None:
+        """Refuse ``jti`` here from now on (stored already: by this process's :meth:`revoke`, or by
+        another process that pushed it); dropped once expired, like the others."""
         with self._local_lock:
             self._local[jti] = expires_at
+
+    def expire(self) -> None:
+        """Make the next request re-read the store (pushes may have been missed)."""
+        self._read_at = float("-inf")
 
     def stale(self) -> bool:
         return self.clock() - self._read_at >= self.max_age_s
