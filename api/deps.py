@@ -19,7 +19,7 @@ from api.device_keys import DeviceKeyCache
 from api.firewall import check_principal
 from api.metrics import Metrics
 from api.security import ALL_STORES, InvalidToken, PrincipalRole, decode_access_token
-from api.writer import InboxWriter, UploadWriter
+from api.writer import UploadWriter
 from api.ws.hub import Hub
 from chainsync.ops_store.users import DEVICE_KEY_PREFIX
 from chainsync.settings import Settings
@@ -32,14 +32,6 @@ async def get_app_settings(request: Request) -> Settings:
 
 async def get_ops_engine(request: Request) -> Engine:
     return request.app.state.engine
-
-
-async def get_device_keys(request: Request) -> DeviceKeyCache:
-    return request.app.state.device_keys
-
-
-async def get_inbox_writer(request: Request) -> InboxWriter:
-    return request.app.state.writer
 
 
 async def get_upload_writer(request: Request) -> UploadWriter:
@@ -56,8 +48,6 @@ async def get_hub(request: Request) -> Hub:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[Engine, Depends(get_ops_engine)]
-DeviceKeysDep = Annotated[DeviceKeyCache, Depends(get_device_keys)]
-InboxWriterDep = Annotated[InboxWriter, Depends(get_inbox_writer)]
 UploadWriterDep = Annotated[UploadWriter, Depends(get_upload_writer)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 HubDep = Annotated[Hub, Depends(get_hub)]
@@ -109,13 +99,17 @@ def _unauthorized(detail: str) -> HTTPException:
 
 async def get_current_principal(
     request: Request,
-    settings: SettingsDep,
-    device_keys: DeviceKeysDep,
     bearer: Annotated[str | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
     """Resolve the caller from ``X-API-Key: csk_...``, ``Authorization: Bearer csk_...`` (devices) or
-    ``Authorization: Bearer <JWT>`` (users); 401 when absent or invalid."""
+    ``Authorization: Bearer <JWT>`` (users); 401 when absent or invalid.
+
+    Settings and the device-key cache are read from the app here rather than through two more
+    dependencies: every request resolves this one, and FastAPI's cost grows with each node."""
+    state = request.app.state
+    settings: Settings = state.settings
+    device_keys: DeviceKeyCache = state.device_keys
     credential = api_key or bearer
     if not credential:
         raise _unauthorized("Not authenticated")

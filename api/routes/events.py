@@ -14,7 +14,7 @@ import pydantic_core
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import DeviceAuth, HubDep, InboxWriterDep, MetricsDep, Principal, SettingsDep
+from api.deps import DeviceAuth, Principal
 from api.errors import request_id
 from api.ingest import (
     EnvelopeError,
@@ -42,25 +42,24 @@ _BODY_DOC = (
 
 
 @dataclass(frozen=True, slots=True)
-class Ingest:
-    """What an ingest request needs besides its body: the device, settings, the group-commit writer,
-    metrics and the WebSocket hub (typed dependencies; the two routes share them)."""
+class IngestServices:
+    """What the ingest routes use besides the device and the body: settings, the group-commit writer,
+    metrics and the WebSocket hub."""
 
-    device: Principal
     settings: Settings
     writer: InboxWriter
     metrics: Metrics
     hub: Hub
 
 
-async def get_ingest(
-    device: DeviceAuth, settings: SettingsDep, writer: InboxWriterDep, metrics: MetricsDep, hub: HubDep
-) -> Ingest:
-    # ``async`` (a class as the dependency would be built on a worker thread, a hop per request).
-    return Ingest(device, settings, writer, metrics, hub)
+async def get_ingest_services(request: Request) -> IngestServices:
+    # One dependency for the four (each dependency costs FastAPI a little on every request, and this is
+    # the hottest path); ``async``, so it is not run on a worker thread.
+    state = request.app.state
+    return IngestServices(state.settings, state.writer, state.metrics, state.hub)
 
 
-IngestDeps = Annotated[Ingest, Depends(get_ingest)]
+IngestServicesDep = Annotated[IngestServices, Depends(get_ingest_services)]
 
 
 def _json(body: Any, status_code: int) -> Response:
@@ -68,10 +67,12 @@ def _json(body: Any, status_code: int) -> Response:
     return Response(pydantic_core.to_json(body), status_code=status_code, media_type="application/json")
 
 
-async def _ingest(request: Request, event_type: Literal["sale", "inventory"], deps: Ingest) -> Response:
+async def _ingest(
+    request: Request, event_type: Literal["sale", "inventory"], device: Principal, deps: IngestServices
+) -> Response:
     rid = request_id(request)
     raw = await request.body()
-    store_id, device_id = deps.device.device_store, deps.device.device_id or ""
+    store_id, device_id = device.device_store, device.device_id or ""
     limit = deps.settings.ingest_batch_limit
     fast = validate_whole_body(raw, event_type, limit)
     if fast is not None:
@@ -124,10 +125,10 @@ def _single_response(result: ItemResult, event_type: str, rid: str | None) -> Re
 
 
 @router.post("/sales", summary="Ingest sale events", description=_BODY_DOC)
-async def ingest_sales(request: Request, deps: IngestDeps) -> Response:
-    return await _ingest(request, "sale", deps)
+async def ingest_sales(request: Request, device: DeviceAuth, deps: IngestServicesDep) -> Response:
+    return await _ingest(request, "sale", device, deps)
 
 
 @router.post("/inventory", summary="Ingest inventory events", description=_BODY_DOC)
-async def ingest_inventory(request: Request, deps: IngestDeps) -> Response:
-    return await _ingest(request, "inventory", deps)
+async def ingest_inventory(request: Request, device: DeviceAuth, deps: IngestServicesDep) -> Response:
+    return await _ingest(request, "inventory", device, deps)
