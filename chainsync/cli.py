@@ -213,11 +213,21 @@ def api(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Uvicorn worker processes.")] = 1,
 ) -> None:
-    """Serve the FastAPI application with uvicorn."""
+    """Serve the FastAPI application with uvicorn (``--workers N``: N processes on one port).
+
+    Each worker builds its own app from the same settings. Several workers, or several ``chainsync api``
+    on other ports or hosts, share what a user sees only through shared stores: set
+    ``CHAINSYNC_OPS_STORE_URL`` (PostgreSQL) and ``CHAINSYNC_REDIS_URL`` (rate limits, WebSocket fan-out,
+    pushed revocations and blocks); on the SQLite default each process fans out only its own sales."""
     import uvicorn
 
     settings = _settings()
     settings.jwt_key()  # fail fast, with a clear message, on a missing secret
+    if workers > 1 and not settings.redis_url:
+        console.print(
+            "[yellow]--workers without CHAINSYNC_REDIS_URL: each worker counts rate limits and fans out "
+            "WebSocket messages on its own.[/]"
+        )
     uvicorn.run(
         "api.main:create_app",
         factory=True,
@@ -225,6 +235,8 @@ def api(
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        # The request middleware writes one structured line per request; uvicorn's own would be a second.
+        access_log=False,
         proxy_headers=False,
     )
 
