@@ -8,7 +8,7 @@ export GX_ANALYTICS_ENABLED := false
 export DAGSTER_DISABLE_TELEMETRY := true
 export UV_LINK_MODE ?= copy
 
-.PHONY: help uv install demo test test-fast lint format typecheck bench clean chromium docs
+.PHONY: help uv install demo cluster test test-fast lint format typecheck bench clean chromium docs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,6 +22,26 @@ install: uv ## Sync the locked environment (.venv)
 
 demo: install ## Generate the demo chain, materialize every asset, serve API :8000, Dagster :3000, Streamlit :8501
 	CHAINSYNC_DEMO_MODE=true $(UV) run --frozen chainsync demo
+
+# A local two-process cluster: API processes on :8000 and :8001 sharing one PostgreSQL ops store and one
+# Redis, so both serve the same data, tokens, rate limits and live feeds. The database is created when
+# missing and migrated; the JWT secret is made once before either process starts (demo mode keeps it in
+# the data directory; set CHAINSYNC_JWT_SECRET instead outside a demo). Ctrl-C stops both.
+CLUSTER_PG ?= postgresql+psycopg://postgres@127.0.0.1:5432/chainsync
+CLUSTER_REDIS ?= redis://127.0.0.1:6379/0
+cluster: install ## Two API processes (:8000, :8001) on PostgreSQL + Redis (CLUSTER_PG, CLUSTER_REDIS)
+	@export CHAINSYNC_OPS_STORE_URL='$(CLUSTER_PG)' CHAINSYNC_REDIS_URL='$(CLUSTER_REDIS)' \
+		CHAINSYNC_DEMO_MODE=$${CHAINSYNC_DEMO_MODE:-true}; \
+	$(UV) run --frozen python -c "import psycopg, sqlalchemy; from sqlalchemy.engine import make_url; \
+	u = make_url('$(CLUSTER_PG)'); admin = u.set(drivername='postgresql', database='postgres'); \
+	c = psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True); \
+	c.execute('SELECT 1 FROM pg_database WHERE datname = %s', [u.database]).fetchone() or \
+	c.execute('CREATE DATABASE \"%s\"' % u.database); \
+	from chainsync.settings import get_settings; from chainsync.ops_store import get_engine; \
+	s = get_settings(); s.jwt_key(); get_engine(s.ops_store)" && \
+	{ $(UV) run --frozen chainsync api --port 8001 & second=$$!; \
+	  trap 'kill $$second 2>/dev/null; wait $$second' EXIT INT TERM; \
+	  $(UV) run --frozen chainsync api --port 8000; }
 
 test: install chromium ## Run the whole test suite (installs Debian's Chromium if missing)
 	$(UV) run --frozen pytest -q
@@ -46,7 +66,9 @@ format: install
 	$(UV) run --frozen ruff check --fix .
 
 bench: install ## Run the benchmarks (figures printed, compared as ratios)
-	$(UV) run --frozen python bench/ingest.py
+	$(UV) run --frozen python bench/ingest.py --postgres
+	$(UV) run --frozen python bench/ingest.py --postgres --single
+	$(UV) run --frozen python bench/sync.py
 	$(UV) run --frozen python bench/pipeline.py
 
 clean: ## Remove generated data (keeps data/README.md)

@@ -14,11 +14,14 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
 
+from api.device_keys import DeviceKeyCache
 from api.firewall import check_principal
+from api.metrics import Metrics
 from api.security import ALL_STORES, InvalidToken, PrincipalRole, decode_access_token
-from chainsync.ops_store.users import DEVICE_KEY_PREFIX, verify_device_key
+from api.writer import UploadWriter
+from api.ws.hub import Hub
+from chainsync.ops_store.users import DEVICE_KEY_PREFIX
 from chainsync.settings import Settings
 
 
@@ -31,8 +34,23 @@ async def get_ops_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
+async def get_upload_writer(request: Request) -> UploadWriter:
+    return request.app.state.upload_writer
+
+
+async def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+async def get_hub(request: Request) -> Hub:
+    return request.app.state.hub
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[Engine, Depends(get_ops_engine)]
+UploadWriterDep = Annotated[UploadWriter, Depends(get_upload_writer)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+HubDep = Annotated[Hub, Depends(get_hub)]
 
 
 class AccessDenied(HTTPException):
@@ -85,18 +103,22 @@ def _unauthorized(detail: str) -> HTTPException:
 
 async def get_current_principal(
     request: Request,
-    settings: SettingsDep,
-    engine: EngineDep,
     bearer: Annotated[str | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
     """Resolve the caller from ``X-API-Key: csk_...``, ``Authorization: Bearer csk_...`` (devices) or
-    ``Authorization: Bearer <JWT>`` (users); 401 when absent or invalid."""
+    ``Authorization: Bearer <JWT>`` (users); 401 when absent or invalid.
+
+    Settings and the device-key cache are read from the app here rather than through two more
+    dependencies: every request resolves this one, and FastAPI's cost grows with each node."""
+    state = request.app.state
+    settings: Settings = state.settings
+    device_keys: DeviceKeyCache = state.device_keys
     credential = api_key or bearer
     if not credential:
         raise _unauthorized("Not authenticated")
     if credential.startswith(DEVICE_KEY_PREFIX):
-        key = await run_in_threadpool(verify_device_key, engine, credential)  # a database read
+        key = await device_keys.verify(credential)  # from memory once verified (api/device_keys.py)
         if key is None:
             raise _unauthorized("Invalid API key")
         principal = Principal(

@@ -17,6 +17,7 @@ from api.deps import AccessDenied
 from api.log import get_logger
 from api.middleware import route_template_of
 from api.queries.audit import record_security_event
+from chainsync.schemas.events import id_error_message
 
 log = get_logger("api.errors")
 
@@ -49,7 +50,8 @@ def field_errors(errors: list[Any]) -> list[dict[str, str]]:
         loc = [str(p) for p in err.get("loc", ())]
         if loc and loc[0] == "body":
             loc = loc[1:]
-        out.append({"field": ".".join(loc) or "(event)", "message": str(err.get("msg", "invalid"))})
+        message = id_error_message(err) or str(err.get("msg", "invalid"))
+        out.append({"field": ".".join(loc) or "(event)", "message": message})
     return out
 
 

@@ -414,9 +414,9 @@ class FirewallMiddleware:
                 headers={"Retry-After": str(blocked)},
             )
         limiter: RateLimiter = self.host.state.ratelimiter
-        exceeded = limiter.hit("ip", ip)
+        exceeded = await limiter.hit("ip", ip)
         if exceeded is None and path.startswith(LOGIN_PATHS) and scope.get("method") == "POST":
-            exceeded = limiter.hit("login", ip)
+            exceeded = await limiter.hit("login", ip)
         if exceeded is not None:
             decision = await run_in_threadpool(risk.observe, ip, "rate_limited")
             await self._refused(
@@ -594,7 +594,7 @@ async def check_principal(request: Request, principal: Any) -> None:
     if limiter is None:
         return
     scope_name: Literal["device", "user"] = "device" if principal.role == "device" else "user"
-    exceeded = limiter.hit(scope_name, principal.subject)
+    exceeded = await limiter.hit(scope_name, principal.subject)
     if exceeded is not None:
         ip = request.scope.get("state", {}).get("client_ip")
         auditor: Auditor | None = getattr(state, "auditor", None)

@@ -16,6 +16,7 @@ import pydantic_core
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from api.errors import field_errors
+from chainsync.ops_store.events import InboxRow
 from chainsync.schemas.events import EventBase, InventoryEvent, SaleEvent
 
 ItemOutcome = Literal["applied", "duplicate", "rejected"]
@@ -137,16 +138,23 @@ def validate_items(
 
 def check_identities(
     events: list[EventBase], *, store_id: str, device_id: str
-) -> tuple[list[ItemResult], list[tuple[ItemResult, EventBase]]]:
-    """Results for events already known valid (the fast path): only the key's identity is checked."""
+) -> tuple[list[ItemResult], list[tuple[ItemResult, EventBase]], list[InboxRow]]:
+    """Results for events already known valid (the fast path): only the key's identity is checked. Also
+    the inbox rows of the valid ones (each event's id is formatted once, for its row and its result)."""
     results: list[ItemResult] = []
     valid: list[tuple[ItemResult, EventBase]] = []
+    rows: list[InboxRow] = []
     for index, event in enumerate(events):
-        result = ItemResult(index=index, event_id=None)
-        results.append(result)
-        if _identity_ok(result, event, store_id=store_id, device_id=device_id):
+        if event.store_id == store_id and event.device_id == device_id:
+            row = InboxRow.from_event(event)
+            result = ItemResult(index=index, event_id=row.event_id)
             valid.append((result, event))
-    return results, valid
+            rows.append(row)
+        else:
+            result = ItemResult(index=index, event_id=None)
+            _identity_ok(result, event, store_id=store_id, device_id=device_id)
+        results.append(result)
+    return results, valid, rows
 
 
 def _identity_ok(result: ItemResult, event: EventBase, *, store_id: str, device_id: str) -> bool:

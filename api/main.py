@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.device_keys import DeviceKeyCache
 from api.errors import install_error_handlers
 from api.firewall import FirewallMiddleware, address_refused, install_security_state
 from api.ipfilter import parse_address, parse_networks
@@ -26,7 +27,8 @@ from api.routes import api_router, root_router
 from api.routes.observability import app_version, live_source
 from api.routes.ws import websocket_router
 from api.server import LIFESPAN_KEY, PeerGate
-from api.writer import InboxWriter
+from api.shared import SharedState, clear_ai_cache
+from api.writer import InboxWriter, UploadWriter
 from api.ws.feeds import Notifier
 from api.ws.hub import Hub
 from chainsync.demo_seed import disable_demo_users, seed_demo_users
@@ -71,14 +73,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             schema_version=schema_version(engine),
             demo_users_created=seeded,
         )
+        app.state.device_keys = DeviceKeyCache(engine, settings.revocation_cache_seconds)
         app.state.writer = InboxWriter(engine)
         app.state.writer.start()
+        app.state.upload_writer = UploadWriter(engine)
+        app.state.upload_writer.start()
         request_log = None
         if settings.request_log_enabled:
             request_log = RequestLog(engine, flush_seconds=settings.request_log_flush_seconds)
             request_log.start()
             app.state.metrics.request_log = request_log.observe
         app.state.request_log = request_log
+        shared: SharedState | None = None
+        if settings.redis_url:  # several API processes: fan-out, replay and pushes through Redis
+            shared = SharedState.build(settings, app.state.hub, app.state.revoked_tokens, app.state.risk)
+            await shared.start()
+        app.state.shared = shared
         notifier = Notifier(
             app.state.hub,
             engine,
@@ -86,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.serving,
             poll_s=settings.notify_poll_seconds,
             metrics_s=settings.ws_metrics_interval_seconds,
+            # A new snapshot makes the cached tables of the older ones dead weight, in every process.
+            on_snapshot=lambda snapshot: clear_ai_cache(shared, keep_version=snapshot.version),
         )
         await notifier.start()
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's full
@@ -97,6 +109,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await notifier.stop()
             await app.state.writer.stop()
+            await app.state.upload_writer.stop()
+            if shared is not None:
+                await shared.stop()
             if request_log is not None:
                 app.state.metrics.request_log = None
                 await asyncio.to_thread(request_log.stop)  # writes what is left, the current minute too

@@ -17,7 +17,10 @@ thread, so a request costs no query), the rows whose block is in force and the r
 read. Merging them: a block in force elsewhere is enforced here (the later end wins, with its ban count);
 a block lifted elsewhere (an admin unblock deletes the row) is lifted here; of two scores the higher
 decayed level is kept and the next signal adds to it, so an address's signals on two processes within one
-interval count as its worse side, not their sum.
+interval count as its worse side, not their sum. With Redis (``CHAINSYNC_REDIS_URL``) a block and an
+admin unblock are also pushed to the other processes (``on_block``/``on_unblock``, applied there by
+:meth:`RiskEngine.apply_pushed`/:meth:`RiskEngine.lift_pushed`), so they take effect at once; the re-read
+stays as the fallback.
 
 So that the table and the memory stay small, each process prunes at most once per ``PRUNE_EVERY_SECONDS``,
 started by a re-read on a thread of its own: addresses with no block in force whose score has decayed
@@ -146,6 +149,9 @@ class RiskEngine:
         self.retention = ReputationRetention.from_settings(settings)
         self._pruned_at = float("-inf")  # ``sync_clock`` time the last prune started
         self.pruner: threading.Thread | None = None  # the last prune started (tests join it)
+        # Called after a block is stored / when an admin lifts one (pushed to the other processes).
+        self.on_block: Callable[[Reputation], None] | None = None
+        self.on_unblock: Callable[[str], None] | None = None
         if engine is not None:
             self._changed_since = utcnow() - SYNC_OVERLAP
             for rep in load_reputations(engine):
@@ -238,19 +244,7 @@ class RiskEngine:
         read = {r.ip: r for r in rows}
         with self._lock:
             for row in rows:
-                local = self._ips.get(row.ip)
-                if local is None:
-                    self._ips[row.ip] = row
-                    continue
-                if Bucket(row.score, row.score_at).level(now, self.half_life_s) > Bucket(
-                    local.score, local.score_at
-                ).level(now, self.half_life_s):
-                    local.score, local.score_at = row.score, row.score_at
-                if row.blocked_until is not None and (
-                    local.blocked_until is None or row.blocked_until > local.blocked_until
-                ):
-                    local.blocked_until, local.ban_count = row.blocked_until, row.ban_count
-                    local.last_reason = row.last_reason
+                self._merge_row(row, now)
             # A block in force here that the store no longer holds was lifted elsewhere (an admin unblock),
             # unless it was made here after the read began or is not written yet.
             lifted = [
@@ -268,6 +262,42 @@ class RiskEngine:
                 else:  # unblocked, then scored again by a process that never saw the block
                     self._ips[ip] = again
                 log.info("ip_unblocked_elsewhere", ip=ip)
+
+    def _merge_row(self, row: Reputation, now: datetime) -> None:
+        """Merge one reputation read or pushed from elsewhere (under ``_lock``): the higher decayed score
+        and the later block end win."""
+        local = self._ips.get(row.ip)
+        if local is None:
+            self._ips[row.ip] = row
+            return
+        if Bucket(row.score, row.score_at).level(now, self.half_life_s) > Bucket(
+            local.score, local.score_at
+        ).level(now, self.half_life_s):
+            local.score, local.score_at = row.score, row.score_at
+        if row.blocked_until is not None and (
+            local.blocked_until is None or row.blocked_until > local.blocked_until
+        ):
+            local.blocked_until, local.ban_count = row.blocked_until, row.ban_count
+            local.last_reason = row.last_reason
+
+    def apply_pushed(self, row: Reputation) -> None:
+        """A block another process stored and pushed: enforce it here now (a re-read already under way,
+        which may have missed the row, does not lift it)."""
+        with self._lock:
+            self._merge_row(row, self.clock())
+            self._seq += 1
+            self._touched[row.ip] = self._seq
+
+    def lift_pushed(self, ip: str) -> None:
+        """An admin unblock made in another process: forget ``ip`` here now."""
+        with self._lock:
+            self._ips.pop(ip, None)
+            self._touched.pop(ip, None)
+        log.info("ip_unblocked_elsewhere", ip=ip)
+
+    def expire(self) -> None:
+        """Make the next request re-read the store (pushes may have been missed)."""
+        self._read_at = float("-inf")
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -362,6 +392,8 @@ class RiskEngine:
             rep.last_reason = decision.reason or rep.last_reason or signal
             snapshot = Reputation(**vars(rep))
         self._persist(snapshot)
+        if decision.enforced and self.on_block is not None:
+            self.on_block(snapshot)
         return RiskDecision(
             ip_score=round(snapshot.score, 2),
             user_score=None if user_score is None else round(user_score, 2),
@@ -455,6 +487,8 @@ class RiskEngine:
         with self._lock:
             rep = self._ips.pop(ip, None)
             self._touched.pop(ip, None)
+        if self.on_unblock is not None:
+            self.on_unblock(ip)
         return rep is not None
 
     def _persist(self, rep: Reputation) -> None:

@@ -11,7 +11,9 @@ family) and the user's security version (``sv``). :class:`RevokedTokens` keeps i
 (ids ended by logout, logins revoked by logout or refresh-token reuse, each user's current security version,
 see :mod:`chainsync.ops_store.sessions`), re-read from the ops store at most every
 ``CHAINSYNC_REVOCATION_CACHE_SECONDS`` so a request costs no query, and applied at once in the process that
-made the change.
+made the change. With Redis (``CHAINSYNC_REDIS_URL``) a logout, a revoked login and a changed user are also
+pushed to the other processes, which apply them at once (:mod:`api.shared`); the re-read stays as the
+fallback.
 """
 
 from __future__ import annotations
@@ -165,21 +167,45 @@ class RevokedTokens:
         self._read_at = float("-inf")
         self._refreshing = threading.Lock()
         self._local_lock = threading.Lock()  # ``revoke`` (request threads) and the prune in ``refresh``
+        # Called after each revocation is stored (pushes it to the other processes, see api.shared).
+        self.on_revoke: Callable[[str, datetime], None] | None = None
+        self.on_session_change: Callable[[dict[str, str]], None] | None = None
 
     def revoke(self, jti: str, expires_at: datetime) -> None:
         revoke_access_token(self.engine, jti, expires_at)
+        self.remember(jti, expires_at)
+        if self.on_revoke is not None:
+            self.on_revoke(jti, expires_at)
+
+    def remember(self, jti: str, expires_at: datetime) -> None:
+        """Refuse ``jti`` here from now on (stored already: by this process's :meth:`revoke`, or by
+        another process that pushed it); dropped once expired, like the others."""
         with self._local_lock:
             self._local[jti] = expires_at
 
     def revoke_family(self, family: str) -> None:
-        """A login revoked here (already written to the store by the caller): its tokens end now."""
+        """A login revoked here (already written to the store by the caller): its tokens end now, here
+        and, with Redis, on every other process at once."""
+        self.remember_family(family)
+        if self.on_session_change is not None:
+            self.on_session_change({"family": family})
+
+    def remember_family(self, family: str) -> None:
+        """Refuse every token of the login ``family`` here from now on (revoked in the store already)."""
         with self._local_lock:
             self._local_families[family] = datetime.now(UTC) + self.token_lifetime
 
     def user_changed(self) -> None:
-        """A user's security version moved here: re-read at once instead of waiting for the bound."""
-        self._read_at = float("-inf")
+        """A user's security version moved here: re-read at once instead of waiting for the bound, and
+        have the other processes re-read too (with Redis)."""
+        self.expire()
         self.refresh()
+        if self.on_session_change is not None:
+            self.on_session_change({})
+
+    def expire(self) -> None:
+        """Make the next request re-read the store (pushes may have been missed)."""
+        self._read_at = float("-inf")
 
     def stale(self) -> bool:
         return self.clock() - self._read_at >= self.max_age_s

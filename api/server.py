@@ -172,6 +172,8 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> None
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        # The request middleware writes one structured line per request; uvicorn's own would be a second.
+        access_log=False,
         proxy_headers=False,
         **options,
     )

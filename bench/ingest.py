@@ -1,46 +1,66 @@
-"""Ingest throughput: the ChainSync API against a bare FastAPI endpoint, both under uvicorn on loopback.
+"""Ingest throughput: the ChainSync API against a bare FastAPI endpoint, both under uvicorn on loopback,
+in alternating rounds of one run.
 
-    uv run python bench/ingest.py [--clients 8] [--batch 100] [--seconds 10] [--max-batches 5000]
+    uv run python bench/ingest.py [--postgres] [--single] [--clients 8] [--batch 100] [--rounds 4]
+                                  [--seconds 5] [--max-batches 4000]
 
-Our side is ``chainsync api`` (device-key auth, strict per-item validation, one SQLite WAL transaction
-with synchronous=FULL per batch, response after COMMIT). The baseline is a FastAPI app with one endpoint
-that takes a JSON list and returns its length: the floor of HTTP + JSON cost on this machine. Both get the
-same pre-serialised batches of sale events from N concurrent httpx clients, bounded by count and time.
+Our side is ``chainsync api`` (one process; device-key auth, firewall body scan, strict validation, group
+commit, reply after COMMIT) on SQLite (WAL, synchronous=FULL) and, with ``--postgres``, on a fresh
+PostgreSQL database (``CHAINSYNC_BENCH_PG`` names the server; dropped after). The baseline is a FastAPI
+app with one endpoint that parses the same JSON body and answers how many events it holds: the floor of
+HTTP + JSON cost on this machine. Each side gets the same bodies (``--batch`` sale events, or one event
+with ``--single``) from ``--clients`` concurrent httpx clients; the sides take turns, ``--rounds`` times
+each, ``--seconds`` each turn (bounded by the bodies too), and the medians are compared. Rate limits are
+out of reach for the run (``bench/loadgen.py``). Afterwards every acknowledged event must be in the store.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import (  # noqa: E402
+    Side,
+    api_env,
+    free_port,
+    post_loop,
+    postgres_database,
+    print_table,
+    start,
+    start_api,
+    start_bare,
+    stop,
+    wait_ready,
+)
 
-REPO = Path(__file__).resolve().parent.parent
+__all__ = ["free_port", "sale_event", "start", "start_bare", "stop", "wait_ready"]
 
 
 def bare_app():  # type: ignore[no-untyped-def]
-    """The baseline: accept a JSON list, answer its length (``uvicorn ingest:bare_app --factory``)."""
+    """The baseline: parse the JSON body, answer how many events it holds (``uvicorn ingest:bare_app``)."""
     from fastapi import Body, FastAPI
 
     app = FastAPI()
 
     @app.post("/ingest")
-    async def ingest(events: list[dict[str, Any]] = Body(...)) -> dict[str, int]:
-        return {"count": len(events)}
+    async def ingest(body: dict[str, Any] = Body(...)) -> dict[str, int]:
+        events = body.get("events")
+        return {"count": len(events) if isinstance(events, list) else 1}
 
     return app
+
+
+TURN_MARK = b'"event_id": "ffffffff-'  # each turn writes its number over this, so every body is new
 
 
 def sale_event(store_id: str, device_id: str, i: int) -> dict[str, Any]:
@@ -65,86 +85,37 @@ def sale_event(store_id: str, device_id: str, i: int) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _marked(event: dict[str, Any]) -> dict[str, Any]:
+    return {**event, "event_id": "ffffffff-" + event["event_id"][9:]}
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:  # type: ignore[type-arg]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} not ready after {timeout}s")
+def build_bodies(count: int, batch: int, single: bool) -> list[bytes]:
+    """``count`` request bodies of distinct sale events (``{"events": [...]}``, or one event with
+    ``single``), each event id starting with the turn mark (:func:`turn_bodies`)."""
+    if single:
+        return [json.dumps(_marked(sale_event("S001", "POS-01", b))).encode() for b in range(count)]
+    return [
+        json.dumps(
+            {"events": [_marked(sale_event("S001", "POS-01", b * batch + i)) for i in range(batch)]}
+        ).encode()
+        for b in range(count)
+    ]
 
 
-async def fire(
-    url: str, bodies: list[bytes], headers: dict[str, str], clients: int, seconds: float, batch: int
-) -> dict[str, float]:
-    """Post ``bodies`` from ``clients`` concurrent tasks until they run out or ``seconds`` pass."""
-    latencies: list[float] = []
-    next_body = 0
-    deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(
-        headers={**headers, "Content-Type": "application/json"}, limits=limits, timeout=30.0
-    ) as http:
-        # Warm-up (connections, caches, first SQLite pages), not measured.
-        for body in bodies[:clients]:
-            (await http.post(url, content=body)).raise_for_status()
-        next_body = clients
-
-        async def worker() -> None:
-            nonlocal next_body
-            while time.perf_counter() < deadline and next_body < len(bodies):
-                body = bodies[next_body]
-                next_body += 1
-                start = time.perf_counter()
-                resp = await http.post(url, content=body)
-                latencies.append(time.perf_counter() - start)
-                if resp.status_code != 200:
-                    raise RuntimeError(f"{url}: {resp.status_code} {resp.text[:300]}")
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "batches": len(latencies),
-        "events": len(latencies) * batch,
-        "seconds": elapsed,
-        "events_per_s": len(latencies) * batch / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-    }
+def turn_bodies(bodies: list[bytes], turn: int) -> Iterator[bytes]:
+    """The bodies with event ids unique to ``turn`` (its number over the mark; a cheap byte replace)."""
+    stamp = b'"event_id": "' + f"{turn:08x}-".encode()
+    return (body.replace(TURN_MARK, stamp) for body in bodies)
 
 
-def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:  # type: ignore[type-arg]
-    return subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+class Target:
+    """One side of the comparison: a running server, its URL and headers."""
 
-
-def start_bare(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:  # type: ignore[type-arg]
-    """Serve the bench module's bare FastAPI factory ``app`` (``module:function``) on 127.0.0.1:``port``."""
-    cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--app-dir", str(REPO / "bench")]
-    return start([*cmd, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env)
-
-
-def stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    def __init__(self, name: str, url: str, headers: dict[str, str], pid: int) -> None:
+        self.side = Side(name)
+        self.url = url
+        self.headers = headers
+        self.pid = pid
 
 
 def main() -> None:
@@ -153,78 +124,92 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--max-batches", type=int, default=5000)
+    parser.add_argument("--single", action="store_true", help="one event per request (--batch ignored)")
+    parser.add_argument("--rounds", type=int, default=4, help="turns per side (ABAB...)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="at most, per turn")
+    parser.add_argument("--max-batches", type=int, default=2000, help="request bodies per turn, at most")
+    parser.add_argument("--postgres", action="store_true", help="also run the API on PostgreSQL")
     args = parser.parse_args()
+    per_body = 1 if args.single else args.batch
+    ok_status = {201} if args.single else {200}
 
-    data_dir = Path(tempfile.mkdtemp(prefix="chainsync-bench-"))
-    env = {
-        **os.environ,
-        "CHAINSYNC_DATA_DIR": str(data_dir),
-        "CHAINSYNC_JWT_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
-        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-    }
-    os.environ.update(env)
-    from chainsync.ops_store import get_engine
-    from chainsync.ops_store.events import count_events
-    from chainsync.ops_store.users import create_device_key
-    from chainsync.settings import get_settings
+    print(f"building {args.max_batches} bodies of {per_body} sale event(s) ...", file=sys.stderr)
+    bodies = build_bodies(args.max_batches, args.batch, args.single)
+    warmup = args.clients
+    with contextlib.ExitStack() as stack:
+        stores: list[tuple[str, str]] = [("sqlite", "")]
+        if args.postgres:
+            stores.append(("postgres", stack.enter_context(postgres_database())))
+        targets: list[Target] = []
+        engines: dict[str, Any] = {}
+        for name, url in stores:
+            data_dir = Path(tempfile.mkdtemp(prefix=f"chainsync-bench-{name}-"))
+            env = api_env(data_dir, **({"CHAINSYNC_OPS_STORE_URL": url} if url else {}))
+            os.environ.update(env)
+            from chainsync.ops_store import get_engine
+            from chainsync.ops_store.users import create_device_key
+            from chainsync.settings import get_settings
 
-    engine = get_engine(get_settings().ops_store)
-    key = create_device_key(engine, "S001", "POS-01")
+            get_settings.cache_clear()
+            engine = get_engine(get_settings().ops_store)
+            engines[name] = engine
+            key = create_device_key(engine, "S001", "POS-01")
+            port = free_port()
+            proc = start_api(port, env)
+            stack.callback(stop, proc)
+            base = f"http://127.0.0.1:{port}"
+            wait_ready(f"{base}/api/observability/health", proc)
+            url = f"{base}/api/events/sales"
+            targets.append(Target(f"chainsync {name}", url, {"X-API-Key": key}, proc.pid))
+        port = free_port()
+        proc = start_bare("ingest:bare_app", port, dict(os.environ))
+        stack.callback(stop, proc)
+        wait_ready(f"http://127.0.0.1:{port}/docs", proc)
+        bare = Target("bare FastAPI", f"http://127.0.0.1:{port}/ingest", {}, proc.pid)
+        targets.append(bare)
 
-    print(f"building {args.max_batches} batches of {args.batch} sale events ...", file=sys.stderr)
-    batches = [
-        [sale_event("S001", "POS-01", b * args.batch + i) for i in range(args.batch)]
-        for b in range(args.max_batches)
-    ]
-    ours_bodies = [json.dumps({"events": b}).encode() for b in batches]
-    bare_bodies = [json.dumps(b).encode() for b in batches]
+        turns = iter(range(1, 1 << 31))
 
-    results: dict[str, dict[str, float]] = {}
-    port = free_port()
-    proc = start([sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)], env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(f"{base}/api/observability/health", proc)
-        results["chainsync"] = asyncio.run(
-            fire(
-                f"{base}/api/events/sales",
-                ours_bodies,
-                {"X-API-Key": key},
-                args.clients,
-                args.seconds,
-                args.batch,
+        def turn(target: Target, seconds: float, limit: int | None = None) -> None:
+            source = turn_bodies(bodies[:limit] if limit is not None else bodies, next(turns))
+            result = asyncio.run(
+                post_loop(
+                    [target.url],
+                    source,
+                    [target.headers],
+                    clients=args.clients,
+                    seconds=seconds,
+                    items_per_body=per_body,
+                    ok=lambda r: r.status_code in ok_status,
+                    server_pids=[target.pid],
+                )
             )
-        )
-    finally:
-        stop(proc)
-    stored = count_events(engine, "sale")
-    acknowledged = results["chainsync"]["events"] + args.clients * args.batch  # plus the warm-up
-    assert stored == acknowledged, (stored, acknowledged)
+            if limit is None:
+                target.side.rounds.append(result)
 
-    port = free_port()
-    proc = start_bare("ingest:bare_app", port, env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(f"{base}/docs", proc)
-        results["bare"] = asyncio.run(
-            fire(f"{base}/ingest", bare_bodies, {}, args.clients, args.seconds, args.batch)
-        )
-    finally:
-        stop(proc)
+        for target in targets:  # warm-up (connections, caches, first pages), not measured
+            turn(target, 30.0, limit=warmup)
+        for _ in range(args.rounds):
+            for target in targets:
+                turn(target, args.seconds)
 
-    print(f"clients={args.clients} batch={args.batch} seconds<={args.seconds} cpus={os.cpu_count()}")
-    for name, r in results.items():
         print(
-            f"{name:>10}: {r['events_per_s']:>9.0f} events/s  ({r['batches']:.0f} batches, "
-            f"{r['events']:.0f} events in {r['seconds']:.1f}s; "
-            f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms per batch)"
+            f"clients={args.clients} events/request={per_body} rounds={args.rounds} "
+            f"seconds<={args.seconds} per turn, cpus={os.cpu_count()}"
         )
-    print(f"chainsync stored {stored} events in SQLite = every acknowledged event (incl. warm-up)")
-    print(
-        f"ratio chainsync/bare = {results['chainsync']['events_per_s'] / results['bare']['events_per_s']:.2f}"
-    )
+        print_table([t.side for t in targets], bare.side, "events")
+        from chainsync.ops_store.events import count_events
+
+        for target, (name, _) in zip(targets, stores, strict=False):
+            stored = count_events(engines[name], "sale")
+            acknowledged = target.side.summary()["items"] + warmup * per_body
+            assert stored == acknowledged, (name, stored, acknowledged)
+            print(f"{target.side.name} stored {stored} events = every acknowledged event (incl. warm-up)")
+        for target in targets[:-1]:
+            ratio = target.side.summary()["items_per_s"] / bare.side.summary()["items_per_s"]
+            print(f"ratio {target.side.name}/bare = {ratio:.2f}")
+        for engine in engines.values():
+            engine.dispose()
 
 
 if __name__ == "__main__":

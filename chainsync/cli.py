@@ -213,11 +213,22 @@ def api(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Uvicorn worker processes.")] = 1,
 ) -> None:
-    """Serve the FastAPI application with uvicorn (connection timeouts from the settings, see api.server)."""
+    """Serve the FastAPI application with uvicorn (``--workers N``: N processes on one port), with the
+    connection timeouts of :mod:`api.server`.
+
+    Each worker builds its own app from the same settings. Several workers, or several ``chainsync api``
+    on other ports or hosts, share what a user sees only through shared stores: set
+    ``CHAINSYNC_OPS_STORE_URL`` (PostgreSQL) and ``CHAINSYNC_REDIS_URL`` (rate limits, WebSocket fan-out,
+    pushed revocations and blocks); on the SQLite default each process fans out only its own sales."""
     from api.server import serve
 
     settings = _settings()
     settings.jwt_key()  # fail fast, with a clear message, on a missing secret
+    if workers > 1 and not settings.redis_url:
+        console.print(
+            "[yellow]--workers without CHAINSYNC_REDIS_URL: each worker counts rate limits and fans out "
+            "WebSocket messages on its own.[/]"
+        )
     serve(settings, host=host, port=port, workers=workers)
 
 

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # Shared state across API processes (rate limits, WebSocket fan-out and replay, cache invalidation,
     # revocation and block push). Unset: in-process, for one API process.
     redis_url: str | None = None
+    # Every Redis key and channel name starts with this, so deployments (and test sessions) sharing one
+    # Redis server never see each other's state.
+    redis_key_prefix: str = Field("chainsync:", min_length=1, max_length=64)
     # DuckDB resources for the pipeline's warehouse connection ("" leaves DuckDB's default).
     duckdb_memory_limit: str = "4GB"
     duckdb_threads: int = Field(0, ge=0, le=1024)  # 0: DuckDB's default (one per core)
@@ -119,8 +122,9 @@ class Settings(BaseSettings):
     rate_limit_user: str = "600/minute"
     rate_limit_device: str = "1200/minute"
     rate_limit_login: str = "20/minute"  # login attempts per address
-    # memory:// is per process; with several API workers use a shared store, e.g. redis://host:6379/0.
-    rate_limit_storage_url: str = "memory://"
+    # A ``limits`` storage URL. Unset: the Redis of ``redis_url`` when that is set (counts shared by every
+    # API process), else memory:// (per process).
+    rate_limit_storage_url: str | None = None
     security_dry_run: bool = False  # decide and log blocks, enforce none
     # JSON and form bodies up to this size have their string values scanned for attack patterns (0: off).
     input_scan_max_bytes: int = Field(1024 * 1024, ge=0)

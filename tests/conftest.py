@@ -122,3 +122,8 @@ def settings(
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+# --- Redis (shared state across API processes) -----------------------------------------------------
+# Fixtures ``redis_target`` / ``redis_prefix``: a database number and key prefix per test session.
+pytest_plugins = ["tests.redis_fixtures"]

@@ -87,12 +87,14 @@ def _read_parquet(path: str) -> pl.DataFrame:
     return frame
 
 
-def clear_cache() -> int:
-    """Drop every cached table; returns how many there were."""
+def clear_cache(keep_version: str | None = None) -> int:
+    """Drop every cached table (but those of snapshot ``keep_version``, when given: a new snapshot makes
+    the others dead weight); returns how many went."""
     with _cache_lock:
-        n = len(_cache)
-        _cache.clear()
-        return n
+        gone = [path for path in _cache if keep_version is None or Path(path).parent.name != keep_version]
+        for path in gone:
+            del _cache[path]
+        return len(gone)
 
 
 def cache_info() -> dict[str, Any]:

@@ -21,6 +21,7 @@ from api.models import (
     InsightsResponse,
 )
 from api.queries import snapshots
+from api.shared import SharedStateDep, clear_ai_cache
 from chainsync.serving import Snapshot
 from chainsync.settings import Settings
 
@@ -252,6 +253,7 @@ def ai_status(principal: AdminPrincipal, settings: SettingsDep) -> AIStatus:
 
 
 @router.post("/cache/clear")
-def cache_clear(principal: AdminPrincipal) -> dict[str, int]:
-    """Admin: drop every cached snapshot table (the next request reads from disk)."""
-    return {"cleared": snapshots.clear_cache()}
+def cache_clear(principal: AdminPrincipal, shared: SharedStateDep) -> dict[str, int]:
+    """Admin: drop every cached snapshot table (the next request reads from disk), in every API process
+    when they share Redis; ``cleared`` counts this process's."""
+    return {"cleared": clear_ai_cache(shared)}

@@ -31,16 +31,18 @@ from api.deps import (
     AccessDenied,
     DeviceAuth,
     EngineDep,
+    HubDep,
     ManagerPrincipal,
+    MetricsDep,
     Principal,
     RequireRole,
     SettingsDep,
+    UploadWriterDep,
 )
 from api.errors import request_id
 from api.sync.download import download_page
 from api.sync.snapshot import current_or_none
 from api.sync.upload import EnvelopeError, parse_upload, prepare_items
-from api.sync.writer import upload_writer
 from api.ws.feeds import publish_ingested
 from chainsync.ops_store import sync as store
 from chainsync.schemas.events import StrictModel
@@ -71,7 +73,12 @@ def _now() -> datetime:
 
 @router.post("/upload", summary="Upload a batch of offline mutations")
 async def upload(
-    request: Request, device: DeviceAuth, settings: SettingsDep, engine: EngineDep
+    request: Request,
+    device: DeviceAuth,
+    settings: SettingsDep,
+    writer: UploadWriterDep,
+    metrics: MetricsDep,
+    hub: HubDep,
 ) -> JSONResponse:
     started = time.perf_counter()
     raw = await request.body()
@@ -94,14 +101,13 @@ async def upload(
         actor=device.subject,
     )
     job = store.UploadJob(meta, items, received_at=_now(), started=started)
-    outcome = await upload_writer(request.app.state, engine).apply(job)  # returns after COMMIT
-    metrics = request.app.state.metrics
+    outcome = await writer.apply(job)  # group commit (api/writer.py); returns after COMMIT
     for name, n in outcome.counts.items():
         if n:
             metrics.events.labels("sync_item", name).inc(n)
     # Sales a terminal kept while offline reach the live ticker like any other newly stored sale.
     publish_ingested(
-        getattr(request.app.state, "hub", None),
+        hub,
         (
             item.parsed.payload
             for item, result in zip(items, outcome.results, strict=True)

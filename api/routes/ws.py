@@ -13,7 +13,9 @@ Protocol (JSON text frames):
    within ``ADDRESS_CHECK_SECONDS``.
 2. Optional: ``?channels=a,b`` (default: every channel the caller may follow) and ``?last_seq=N`` (or
    ``"channels"``/``"last_seq"`` in the auth message) to resume: messages after N still in the replay
-   buffers are sent first, and ``{"type": "gap", "channels": [...]}`` names channels that lost some.
+   buffers are sent first, and ``{"type": "gap", "channels": [...]}`` names channels that lost some. With
+   Redis the replay comes from the shared stream, so it works on whichever API process the client
+   reconnects to (:mod:`api.shared.bus`).
 3. The server answers ``{"type": "welcome", "seq", "channels", "denied", "heartbeat_ms"}``, then sends
    ``{"type", "channel", "seq", "ts", "data"}`` messages. ``{"type": "subscribe" | "unsubscribe",
    "channels": [...]}`` changes the subscription.
@@ -197,15 +199,19 @@ async def notifications(websocket: WebSocket) -> None:
             last_seq = int(params["last_seq"]) if params.get("last_seq") is not None else None
         except (TypeError, ValueError):
             last_seq = None
-        # Subscribe and take the replay in one step (no await between): nothing falls in the gap.
+        # Subscribed first, then the replay up to the seq reached at that moment: what is newer arrives
+        # live (queued meanwhile), so nothing falls in the gap and nothing comes twice.
         hub.subscribe(sub, granted)
-        backlog, gaps = hub.replay(sub.channels, last_seq) if last_seq is not None else ([], [])
+        upto = hub.last_seq
+        backlog, gaps = (
+            await hub.replay_shared(sub.channels, last_seq, upto) if last_seq is not None else ([], [])
+        )
         heartbeat_ms = settings.ws_heartbeat_interval
         await websocket.send_text(
             json.dumps(
                 {
                     "type": "welcome",
-                    "seq": hub.last_seq,
+                    "seq": upto,
                     "channels": sorted(sub.channels),
                     "denied": denied,
                     "heartbeat_ms": heartbeat_ms,

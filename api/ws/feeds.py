@@ -1,6 +1,12 @@
 """What feeds the hub: the ingest path (sales ticker), and background tasks started by the app's lifespan
 that look cheaply for news: a new serving snapshot (``current.json`` changed), new security and sync
 events in the ops store (by seq, on an index), and a live-metrics tick.
+
+With several API processes on one shared bus (Redis), each process polls the same ops store and serving
+directory and so finds the same news: snapshot and ops-store announcements carry a ``dedupe`` name (the
+snapshot version, the event's seq) and the bus publishes each once, whichever process found it first.
+Sales are published by the process that ingested them (nobody else knows them). Live metrics describe
+the process that measured them and reach only its own subscribers (``this_process``).
 """
 
 from __future__ import annotations
@@ -8,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +45,11 @@ def publish_ingested(hub: Hub | None, events: Iterable[EventBase]) -> None:
         if isinstance(event, SaleEvent):
             by_store.setdefault(event.store_id, []).append(event)
     for store_id, sales in by_store.items():
-        totals = [sale.signed_totals() for sale in sales]
-        units = sum(u for u, _ in totals)
-        net = sum(n for _, n in totals)
+        units = net = 0
+        for sale in sales:
+            sale_units, sale_net = sale.signed_totals()
+            units += sale_units
+            net += sale_net
         hub.publish(
             f"sales:{store_id}",
             "sales",
@@ -148,6 +156,7 @@ class Notifier:
         *,
         poll_s: float,
         metrics_s: float,
+        on_snapshot: Callable[[Snapshot], object] | None = None,
     ) -> None:
         self.hub = hub
         self.engine = engine
@@ -155,6 +164,7 @@ class Notifier:
         self.serving_dir = serving_dir
         self.poll_s = poll_s
         self.metrics_s = metrics_s
+        self.on_snapshot = on_snapshot  # called with each new snapshot found (the AI cache is cleared)
         self.snapshot: Snapshot | None = None
         self._pointer_stat: tuple[int, int, int] | None = None
         self._feed_seq: int | None = None  # None until the ops store has answered once
@@ -213,9 +223,11 @@ class Notifier:
         if current is None or (self.snapshot is not None and current.version == self.snapshot.version):
             return
         previous, self.snapshot = self.snapshot, current
+        if self.on_snapshot is not None:
+            self.on_snapshot(current)
         messages = await run_in_threadpool(announcements, current, previous)
         for channel, kind, data in messages:
-            self.hub.publish(channel, kind, data)
+            self.hub.publish(channel, kind, data, dedupe=f"snapshot:{current.version}:{channel}")
         log.info("snapshot_announced", version=current.version, messages=len(messages))
 
     async def check_ops_feed(self) -> None:
@@ -226,10 +238,13 @@ class Notifier:
         for row in rows:
             self._feed_seq = max(self._feed_seq, row["seq"])
             payload = row["payload"]
+            news = f"ops:{row['seq']}"
             if row["event_type"] == "security":
-                self.hub.publish("security", "security", {"store_id": row["store_id"], **payload})
+                self.hub.publish(
+                    "security", "security", {"store_id": row["store_id"], **payload}, dedupe=news
+                )
             elif row["store_id"]:
-                self.hub.publish(f"sync:{row['store_id']}", "sync", payload)
+                self.hub.publish(f"sync:{row['store_id']}", "sync", payload, dedupe=news)
 
     async def tick_metrics(self) -> None:
         if not self.hub.has_subscribers("metrics"):
@@ -247,4 +262,5 @@ class Notifier:
                 "ingest": self.metrics.window.ingest_rate(window=60),
                 "websocket_connections": self.hub.connections,
             },
+            this_process=True,
         )

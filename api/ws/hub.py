@@ -19,21 +19,22 @@ Publishing never waits: the message is encoded once and offered to each subscrib
 subscriber whose queue is full is dropped (it is a slow consumer) and the others are unaffected. Each
 connection drains its queue in its own task.
 
-Across several API workers, :meth:`Hub.publish` is the one seam to replace: publish to Redis (a stream,
-``XADD``, whose ids give the global ``seq`` and whose ``XRANGE`` gives the replay) and let one reader task
-per worker call :meth:`Hub.deliver` for what arrives. Connections, queues and authorization stay local.
+Across several API processes a :class:`SharedBus` is attached (:class:`api.shared.bus.RedisBus`, with
+``CHAINSYNC_REDIS_URL``): :meth:`Hub.publish` hands the message to it instead of numbering it here, the
+bus gives it the deployment-wide ``seq`` and brings it back, on every process, through :meth:`Hub.accept`;
+:meth:`Hub.replay_shared` asks it for the replay. Connections, queues and authorization stay local. When
+the bus is unavailable (Redis down), publishing falls back to this process's own numbering and fan-out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 # Close codes (RFC 6455 reserves 4000-4999 for applications).
 CLOSE_UNAUTHORIZED = 4401
@@ -50,6 +51,29 @@ class Message:
     seq: int
     channel: str
     text: str  # the encoded JSON frame, built once for every subscriber
+
+
+def frame_parts(channel: str, kind: str, data: dict[str, Any], ts: float) -> tuple[str, str]:
+    """The JSON frame ``{"type", "channel", "seq", "ts", "data"}`` split around the ``seq`` value, so it is
+    encoded once before the sequence number is known (a shared bus numbers it later)."""
+    head = f'{{"type":{json.dumps(kind)},"channel":{json.dumps(channel)},"seq":'
+    tail = "," + json.dumps({"ts": ts, "data": data}, separators=(",", ":"), default=str)[1:]
+    return head, tail
+
+
+class SharedBus(Protocol):
+    """Fan-out across API processes (see the module docstring); implemented by
+    :class:`api.shared.bus.RedisBus`."""
+
+    def offer(self, channel: str, head: str, tail: str, *, dedupe: str | None, this_process: bool) -> bool:
+        """Take the message for publication (False: unavailable, the hub publishes it locally)."""
+        ...
+
+    async def replay(
+        self, channels: Iterable[str], after_seq: int, upto_seq: int
+    ) -> tuple[list[Message], list[str]]:
+        """Messages with ``after_seq < seq <= upto_seq`` on ``channels``, and the channels that lost some."""
+        ...
 
 
 class Subscriber:
@@ -76,6 +100,17 @@ def _family(channel: str) -> str:
     return channel.split(":", 1)[0] + ":*" if ":" in channel else channel
 
 
+def patterns_of(channel: str) -> tuple[str, ...]:
+    """The subscription patterns that receive ``channel``: itself and, for a store channel, its family.
+    A global channel (``metrics``) is its own only pattern, so it is delivered once."""
+    family = _family(channel)
+    return (channel,) if family == channel else (channel, family)
+
+
+def wanted_by(channel: str, patterns: set[str]) -> bool:
+    return channel in patterns or _family(channel) in patterns
+
+
 @dataclass
 class HubStats:
     published: Counter[str] = field(default_factory=Counter)  # by channel
@@ -92,8 +127,8 @@ class Hub:
         self.replay_size = replay_size
         self.max_connections = max_connections
         self.per_user = per_user
-        self._seq = itertools.count(1)
-        self.last_seq = 0
+        self.last_seq = 0  # the newest seq this process has published or received
+        self.bus: SharedBus | None = None  # set by the app's lifespan when a shared bus is configured
         self._subs: dict[str, set[Subscriber]] = {}  # channel or family pattern -> subscribers
         self._replay: dict[str, deque[Message]] = {}
         self._evicted: dict[str, int] = {}  # channel -> seq of the newest message pushed out of its buffer
@@ -154,20 +189,37 @@ class Hub:
         return len(self._subs.get(channel, ()))
 
     def has_subscribers(self, channel: str) -> bool:
-        return bool(self._subs.get(channel) or self._subs.get(_family(channel)))
+        return any(self._subs.get(pattern) for pattern in patterns_of(channel))
 
     # --- messages -------------------------------------------------------------------------
-    def publish(self, channel: str, kind: str, data: dict[str, Any]) -> Message:
-        """Encode once, keep for replay, offer to every subscriber of ``channel`` (and of its family).
-        Call on the event loop; it never awaits."""
-        seq = next(self._seq)
-        self.last_seq = seq
-        text = json.dumps(
-            {"type": kind, "channel": channel, "seq": seq, "ts": time.time(), "data": data},
-            separators=(",", ":"),
-            default=str,
-        )
-        message = Message(seq=seq, channel=channel, text=text)
+    def publish(
+        self,
+        channel: str,
+        kind: str,
+        data: dict[str, Any],
+        *,
+        dedupe: str | None = None,
+        this_process: bool = False,
+    ) -> Message | None:
+        """Encode once and publish on ``channel``. Call on the event loop; it never awaits.
+
+        With a shared bus the message goes through it (and comes back through :meth:`accept`, so None is
+        returned); ``dedupe`` names the news it carries, so that when several processes find the same
+        news (a snapshot, an ops store event) it is published once; ``this_process`` keeps it to this
+        process's subscribers (its live metrics). Without a bus: numbered, kept for replay and offered
+        to every subscriber of ``channel`` (and of its family) here, and returned."""
+        head, tail = frame_parts(channel, kind, data, time.time())
+        if self.bus is not None and self.bus.offer(
+            channel, head, tail, dedupe=dedupe, this_process=this_process
+        ):
+            return None
+        return self.accept(channel, head, tail, self.last_seq + 1)
+
+    def accept(self, channel: str, head: str, tail: str, seq: int) -> Message:
+        """Keep a numbered message for replay and deliver it here (the shared bus's reader calls this for
+        every message of the deployment, in seq order)."""
+        self.last_seq = max(self.last_seq, seq)
+        message = Message(seq=seq, channel=channel, text=f"{head}{seq}{tail}")
         if self.replay_size:
             buffer = self._replay.get(channel)
             if buffer is None:
@@ -180,12 +232,30 @@ class Hub:
 
     def deliver(self, message: Message) -> None:
         self.stats.published[message.channel] += 1
-        for pattern in (message.channel, _family(message.channel)):
+        for pattern in patterns_of(message.channel):
             for sub in self._subs.get(pattern, ()):
                 if sub.offer(message.text):
                     self.stats.delivered[message.channel] += 1
                 else:
                     self.stats.dropped[message.channel] += 1
+
+    async def replay_shared(
+        self, channels: Iterable[str], after_seq: int, upto_seq: int
+    ) -> tuple[list[Message], list[str]]:
+        """:meth:`replay` from the shared bus when there is one (what every process published, up to
+        ``upto_seq``: the newer ones reach the subscriber live), else from this process's buffers. When
+        the bus cannot answer, this process's buffers answer (they hold what it received)."""
+        wanted = list(channels)
+        if self.bus is not None:
+            try:
+                out, gaps = await self.bus.replay(wanted, after_seq, upto_seq)
+            except Exception:  # the bus logs its own failures; the local buffers are the fallback
+                pass
+            else:
+                self.stats.replayed += len(out)
+                return out, gaps
+        out, gaps = self.replay(wanted, after_seq)
+        return [m for m in out if m.seq <= upto_seq], gaps
 
     def replay(self, channels: Iterable[str], after_seq: int) -> tuple[list[Message], list[str]]:
         """Messages with ``seq > after_seq`` on ``channels`` (patterns allowed) in seq order, and the
@@ -194,7 +264,7 @@ class Hub:
         out: list[Message] = []
         gaps: list[str] = []
         for name, buffer in self._replay.items():
-            if name not in wanted and _family(name) not in wanted:
+            if not wanted_by(name, wanted):
                 continue
             if self._evicted.get(name, 0) > after_seq:  # something after the client's seq is gone
                 gaps.append(name)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, func, insert, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 
 from chainsync.ops_store import cursor_locks, live_sales
 from chainsync.ops_store.tables import event_inbox
@@ -26,6 +26,9 @@ class InboxRow:
     device_id: str | None
     occurred_at: datetime
     payload: str
+    # The validated event the payload was made from, when there is one: readers of the row inside the
+    # ingest transaction (live_sales) use it instead of parsing the payload again. Not stored.
+    event: EventBase | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_event(cls, event: EventBase) -> InboxRow:
@@ -36,12 +39,25 @@ class InboxRow:
             device_id=event.device_id,
             occurred_at=event.occurred_at,
             payload=event.payload_json(),
+            event=event,
         )
 
 
 def _utc_naive(ts: datetime) -> datetime:
     # Stored as UTC wall time: SQLite has no timezone type and PostgreSQL converts on the way in.
     return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
+
+
+_SQLITE_INSERT = (
+    "INSERT INTO event_inbox (event_id, seq, event_type, store_id, device_id, occurred_at, received_at, "
+    "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _sqlite_datetime(ts: datetime) -> str:
+    """A naive UTC datetime as SQLAlchemy's SQLite ``DATETIME`` stores it (microseconds always written,
+    so stored values compare as text the same way)."""
+    return ts.isoformat(" ", "microseconds")
 
 
 def append_in_transaction(
@@ -68,7 +84,8 @@ def append_in_transaction(
         )
     seq: int = conn.execute(select(func.coalesce(func.max(event_inbox.c.seq), 0))).scalar_one()
     statuses: list[ItemStatus] = []
-    to_insert: list[dict[str, object]] = []
+    to_insert: list[tuple[object, ...]] = []
+    received = _sqlite_datetime(now)
     for row in rows:
         if row.event_id in existing:
             statuses.append("duplicate")
@@ -76,20 +93,22 @@ def append_in_transaction(
         existing.add(row.event_id)
         seq += 1
         to_insert.append(
-            {
-                "event_id": row.event_id,
-                "seq": seq,
-                "event_type": row.event_type,
-                "store_id": row.store_id,
-                "device_id": row.device_id,
-                "occurred_at": _utc_naive(row.occurred_at),
-                "received_at": now,
-                "payload": row.payload,
-            }
+            (
+                row.event_id,
+                seq,
+                row.event_type,
+                row.store_id,
+                row.device_id,
+                _sqlite_datetime(_utc_naive(row.occurred_at)),
+                received,
+                row.payload,
+            )
         )
         statuses.append("applied")
     if to_insert:
-        conn.execute(insert(event_inbox), to_insert)
+        # The driver's executemany with values already in their stored form: SQLAlchemy's per-row
+        # parameter processing (a Python call per datetime) cost more than the insert itself.
+        conn.exec_driver_sql(_SQLITE_INSERT, to_insert)
     live_sales.add_sales(
         conn, [row for row, status in zip(rows, statuses, strict=True) if status == "applied"]
     )

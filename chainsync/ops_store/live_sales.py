@@ -87,7 +87,9 @@ def add_sales(conn: Connection, rows: Sequence[InboxRow]) -> None:
         store = str(row.store_id)
         key = (store, business_day(row.occurred_at, zones.get(store) or store_zone(None)))
         try:
-            sale = SaleEvent.model_validate_json(row.payload)
+            sale = (
+                row.event if isinstance(row.event, SaleEvent) else SaleEvent.model_validate_json(row.payload)
+            )
         except ValidationError:
             # Stored anyway (the API validated it, or it is history); the landing quarantines it with
             # a reason, and the marts leave it out: so do the live figures.

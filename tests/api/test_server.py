@@ -1,5 +1,7 @@
-"""The real thing: ``chainsync api`` under uvicorn on loopback, killed with SIGKILL mid-ingest; every
-event it acknowledged must be in the SQLite file."""
+"""The real thing: two ``chainsync api`` processes under uvicorn on loopback sharing one ops store (a SQLite
+file, or a PostgreSQL database), one of them killed with SIGKILL mid-ingest. Every event either process
+acknowledged must be stored exactly once, including the batches that were in flight on the killed one and
+were sent again, with the same event ids, to the survivor."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import threading
 import time
 
 import httpx
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 
 from chainsync.ops_store import get_engine
 from chainsync.ops_store.tables import event_inbox
@@ -18,57 +21,78 @@ from tests.api.conftest import sale_event
 from tests.live_api import api_env, free_port, start_api, wait_healthy
 
 
-def test_acknowledged_events_survive_sigkill(settings, data_dir) -> None:
+@pytest.mark.parametrize("ops_backend", ["sqlite", "postgresql"], indirect=True)
+def test_acknowledged_events_survive_sigkill_of_one_of_two_processes(settings, data_dir) -> None:
     engine = get_engine(settings.ops_store)
     key = create_device_key(engine, "S001", "POS-01")
-    port = free_port()
-    proc = start_api(port, api_env(data_dir, settings.jwt_key()))
-    base = f"http://127.0.0.1:{port}"
+    env = api_env(data_dir, settings.jwt_key())
+    ports = [free_port(), free_port()]
+    procs = [start_api(port, env) for port in ports]
+    victim, survivor = (f"http://127.0.0.1:{p}" for p in ports)
     acknowledged: list[str] = []
+    resent = {"batches": 0, "applied": 0, "duplicate": 0}
+    lock = threading.Lock()
     stop = threading.Event()
 
-    def post_batches() -> None:
-        with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=5.0) as http:
-            while not stop.is_set():
-                batch = [sale_event() for _ in range(50)]
-                try:
-                    resp = http.post("/api/events/sales", json={"events": batch})
-                except httpx.TransportError:
-                    return  # the server is gone: whatever was not acknowledged may be lost
-                assert resp.status_code == 200
-                acknowledged.extend(r["event_id"] for r in resp.json()["results"] if r["status"] == "applied")
+    def post_batches(base: str) -> None:
+        """Post batches to ``base``; when it is gone, send the batch in flight to the survivor (the
+        client's retry, same ids) and carry on there."""
+        headers = {"X-API-Key": key}
+        while not stop.is_set():
+            batch = [sale_event() for _ in range(50)]
+            try:
+                resp = httpx.post(
+                    f"{base}/api/events/sales", json={"events": batch}, headers=headers, timeout=10
+                )
+            except httpx.TransportError:
+                if base == survivor:
+                    return
+                base = survivor
+                resp = httpx.post(
+                    f"{base}/api/events/sales", json={"events": batch}, headers=headers, timeout=10
+                )
+                body = resp.json()
+                with lock:
+                    resent["batches"] += 1
+                    resent["applied"] += body["applied"]
+                    resent["duplicate"] += body["duplicate"]
+            assert resp.status_code == 200, resp.text
+            with lock:
+                acknowledged.extend(
+                    r["event_id"] for r in resp.json()["results"] if r["status"] in ("applied", "duplicate")
+                )
 
     try:
-        wait_healthy(base, proc)
-        # One batch acknowledged before the crash, for certain.
-        first = httpx.post(
-            f"{base}/api/events/sales",
-            json={"events": [sale_event() for _ in range(20)]},
-            headers={"X-API-Key": key},
-            timeout=5.0,
-        )
-        assert first.status_code == 200 and first.json()["applied"] == 20
-        acknowledged.extend(r["event_id"] for r in first.json()["results"])
-
-        writers = [threading.Thread(target=post_batches) for _ in range(3)]
+        for base, proc in zip((victim, survivor), procs, strict=True):
+            wait_healthy(base, proc, deadline_s=120)
+        writers = [threading.Thread(target=post_batches, args=(b,)) for b in (victim, victim, survivor)]
         for w in writers:
             w.start()
-        deadline = time.monotonic() + 10
-        while len(acknowledged) < 500 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while len(acknowledged) < 600 and time.monotonic() < deadline:
             time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        os.killpg(procs[0].pid, signal.SIGKILL)
+        procs[0].wait(timeout=10)
+        after_kill = len(acknowledged)
+        while len(acknowledged) < after_kill + 300 and time.monotonic() < deadline + 30:
+            time.sleep(0.02)  # the survivor keeps acknowledging, the victim's clients among them
         stop.set()
         for w in writers:
-            w.join(timeout=10)
+            w.join(timeout=30)
+        assert not any(w.is_alive() for w in writers)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop.set()
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
 
     with engine.connect() as conn:
-        stored = set(conn.execute(select(event_inbox.c.event_id)).scalars())
-    assert len(acknowledged) >= 20
-    missing = [e for e in acknowledged if e not in stored]
-    assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged events lost"
-    print(f"acknowledged={len(acknowledged)} stored={len(stored)}")
+        stored = list(conn.execute(select(event_inbox.c.event_id)).scalars())
+        max_seq = conn.execute(select(func.max(event_inbox.c.seq))).scalar_one()
+    assert len(acknowledged) >= after_kill + 300, "the survivor should have carried on after the kill"
+    assert resent["batches"] == 2, resent  # each of the victim's two clients had one batch in flight
+    missing = set(acknowledged) - set(stored)
+    assert not missing, f"{len(missing)} of {len(set(acknowledged))} acknowledged events lost"
+    assert len(stored) == len(set(stored)) == max_seq  # exactly once, and seq has no gap
+    print(f"acknowledged={len(set(acknowledged))} stored={len(stored)} resent={resent}")

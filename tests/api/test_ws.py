@@ -576,3 +576,26 @@ def test_replay_is_bounded_per_channel_and_names_the_gaps() -> None:
     assert [json.loads(m.text)["data"]["n"] for m in missed] == [2, 3, 4] and gaps == ["sales:S001"]
     missed, gaps = hub.replay(["sales:*"], after_seq=6)
     assert [m.seq for m in missed] == [7, 8, 9, 10] and gaps == []
+
+
+def test_global_channels_are_delivered_once() -> None:
+    """Issue 14 item 10: a global channel is its own "family", and each message on ``metrics``,
+    ``security`` and ``snapshot`` reached its subscribers twice with the same seq."""
+
+    async def scenario() -> None:
+        hub = Hub(replay_size=10, max_connections=10, per_user=10)
+        admin = hub.admit("alice", queue_size=100)
+        assert not isinstance(admin, int)
+        hub.subscribe(admin, ["metrics", "security", "snapshot", "sales:*"])
+        for channel in ("metrics", "security", "snapshot", "sales:S001"):
+            hub.publish(channel, channel.split(":")[0], {"n": 1})
+        frames = [json.loads(admin.queue.get_nowait()) for _ in range(admin.queue.qsize())]
+        assert [(f["channel"], f["seq"]) for f in frames] == [
+            ("metrics", 1),
+            ("security", 2),
+            ("snapshot", 3),
+            ("sales:S001", 4),
+        ]
+        assert hub.snapshot_stats()["channels"]["metrics"]["delivered"] == 1
+
+    asyncio.run(scenario())

@@ -41,7 +41,7 @@ def test_websocket_bench_delivers_every_broadcast() -> None:
 def test_ingest_bench_stores_every_acknowledged_event() -> None:
     out = _bench("ingest.py", "--clients", "2", "--seconds", "2", "--max-batches", "50")
     assert "= every acknowledged event" in out
-    assert "ratio chainsync/bare" in out
+    assert "ratio chainsync sqlite/bare" in out
 
 
 @pytest.mark.slow
