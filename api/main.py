@@ -24,7 +24,7 @@ from api.request_log import RequestLog
 from api.routes import api_router, root_router
 from api.routes.observability import app_version, live_source
 from api.routes.ws import websocket_router
-from api.shared import SharedState, clear_ai_cache
+from api.shared.state import SharedState, clear_ai_cache
 from api.writer import InboxWriter
 from api.ws.feeds import Notifier
 from api.ws.hub import Hub

@@ -20,9 +20,9 @@ from api.log import configure_logging
 from api.ratelimit import RateLimiter
 from api.risk import RiskEngine
 from api.security import RevokedTokens
-from api.shared import SharedState
 from api.shared.bus import RedisBus
 from api.shared.redis import RedisKeys, connect
+from api.shared.state import SharedState
 from api.ws.hub import Hub, Subscriber
 from chainsync.ops_store import get_engine
 from chainsync.settings import Settings
