@@ -128,6 +128,7 @@ def test_a_message_published_by_one_process_reaches_the_other(redis_prefix: Redi
         ):
             on_a, on_b = subscriber(hub_a, "sales:*"), subscriber(hub_b, "sales:S001")
             assert hub_a.publish("sales:S001", "sales", {"n": 1}) is None  # went to the bus
+            await eventually(lambda: on_b.queue.qsize() == 1)  # (two publishers race: order them)
             hub_b.publish("sales:S002", "sales", {"n": 2})
             await eventually(lambda: on_a.queue.qsize() == 2 and on_b.queue.qsize() == 1)
             got_a, got_b = drain(on_a), drain(on_b)
