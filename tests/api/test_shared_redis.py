@@ -141,6 +141,19 @@ def test_a_message_published_by_one_process_reaches_the_other(redis_prefix: Redi
     run(scenario())
 
 
+def test_a_server_that_lost_the_script_gets_it_again(redis_prefix: RedisTarget) -> None:
+    async def scenario() -> None:
+        async with bus_on(redis_prefix.url, redis_prefix.prefix) as (hub, bus):
+            sub = subscriber(hub, "sales:S001")
+            bus._script.sha = "0" * 40  # as after a Redis restart: the server knows no such script
+            hub.publish("sales:S001", "sales", {"n": 1})
+            hub.publish("sales:S001", "sales", {"n": 2})
+            await eventually(lambda: sub.queue.qsize() == 2)
+            assert [m["data"]["n"] for m in drain(sub)] == [1, 2] and not bus.available.down
+
+    run(scenario())
+
+
 def test_news_found_by_every_process_is_published_once(redis_prefix: RedisTarget) -> None:
     async def scenario() -> None:
         async with (
