@@ -99,6 +99,10 @@ class RedisBus:
         self._last_id: str | None = None  # the last stream entry read; None until Redis first answers
         self._tasks: list[asyncio.Task[None]] = []
 
+    @property
+    def up(self) -> bool:
+        return not self.available.down
+
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         """Start following the stream from its current end, and the publisher."""

@@ -137,6 +137,7 @@ def test_a_message_published_by_one_process_reaches_the_other(redis_prefix: Redi
             assert got_a[1]["seq"] == got_a[0]["seq"] + 1  # one deployment-wide counter
             assert set(got_a[0]) == {"type", "channel", "seq", "ts", "data"}
             assert hub_a.last_seq == hub_b.last_seq == got_a[1]["seq"]
+            assert hub_a.snapshot_stats()["fanout"] == "redis"
 
     run(scenario())
 
@@ -260,7 +261,7 @@ def test_redis_going_away_mid_run_degrades_to_local_delivery(
             got = drain(sub)
             assert [m["data"]["n"] for m in got] == [1, 2]
             assert [m["seq"] for m in got] == [before + 1, before + 2]
-            assert bus.available.down
+            assert bus.available.down and hub.snapshot_stats()["fanout"] == "redis-unavailable"
 
     run(scenario())
     events = [line["event"] for line in logged_events(capsys)]
