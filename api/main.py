@@ -27,7 +27,7 @@ from api.routes import api_router, root_router
 from api.routes.observability import app_version, live_source
 from api.routes.ws import websocket_router
 from api.server import LIFESPAN_KEY, PeerGate
-from api.shared import SharedState, clear_ai_cache
+from api.shared.state import SharedState, clear_ai_cache
 from api.writer import InboxWriter, UploadWriter
 from api.ws.feeds import Notifier
 from api.ws.hub import Hub

@@ -19,14 +19,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from limits import RateLimitItem, parse_many, storage, strategies
-from limits.aio import storage as aio_storage
-from limits.aio import strategies as aio_strategies
 
 from api.shared.redis import CONNECT_TIMEOUT_SECONDS, Availability, RedisKeys
 from chainsync.settings import Settings
+
+if TYPE_CHECKING:  # the asyncio storages are imported only when a shared store is configured
+    from limits.aio import storage as aio_storage
+    from limits.aio import strategies as aio_strategies
 
 Scope = Literal["ip", "user", "device", "login"]
 
@@ -78,6 +80,9 @@ class RateLimiter:
         self._shared_storage: aio_storage.Storage | None = None
         self.available = Availability("rate limits")
         if not self.url.startswith("memory://"):
+            from limits.aio import storage as aio_storage
+            from limits.aio import strategies as aio_strategies
+
             url = self.url if self.url.startswith("async+") else f"async+{self.url}"
             options: dict[str, float | str | bool] = {}
             if url.startswith(("async+redis", "async+rediss")):

@@ -21,7 +21,7 @@ from api.models import (
     InsightsResponse,
 )
 from api.queries import snapshots
-from api.shared import SharedStateDep, clear_ai_cache
+from api.shared.state import SharedStateDep, clear_ai_cache
 from chainsync.serving import Snapshot
 from chainsync.settings import Settings
 

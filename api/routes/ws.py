@@ -36,11 +36,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, HTTPException, WebSocket, WebSocketDisconnect
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
+from api.audit import Auditor
 from api.deps import Principal, get_current_principal
 from api.firewall import address_refused
 from api.ipfilter import client_ip_of
@@ -84,13 +87,37 @@ def ip_admitted(settings: Settings, host: str | None) -> bool:
     return not allow or any(address in net for net in allow)
 
 
-async def _authenticate(websocket: WebSocket, token: str) -> Principal | int:
+# The app's services for a WebSocket route (``Request``-typed dependencies do not resolve there).
+async def _settings(connection: HTTPConnection) -> Settings:
+    return connection.app.state.settings
+
+
+async def _hub(connection: HTTPConnection) -> Hub:
+    return connection.app.state.hub
+
+
+async def _engine(connection: HTTPConnection) -> Engine:
+    return connection.app.state.engine
+
+
+async def _auditor(connection: HTTPConnection) -> Auditor | None:
+    return getattr(connection.app.state, "auditor", None)
+
+
+WsSettings = Annotated[Settings, Depends(_settings)]
+WsHub = Annotated[Hub, Depends(_hub)]
+WsEngine = Annotated[Engine, Depends(_engine)]
+WsAuditor = Annotated[Auditor | None, Depends(_auditor)]
+
+
+async def _authenticate(
+    websocket: WebSocket, settings: Settings, engine: Engine, token: str
+) -> Principal | int:
     """The caller behind ``token`` by the same rules as HTTP requests (JWT or device key, revocation and
     rate limits where the app has them), or the close code refusing it (4401; 4429 when rate limited)."""
-    app = websocket.app
     kwargs: dict[str, Any] = {
-        "settings": app.state.settings,
-        "engine": app.state.engine,
+        "settings": settings,
+        "engine": engine,
         "bearer": token,
         "api_key": None,
     }
@@ -127,16 +154,14 @@ def _split(value: Any) -> list[str] | None:
     return None
 
 
-async def notifications(websocket: WebSocket) -> None:
-    app = websocket.app
-    settings: Settings = app.state.settings
-    hub: Hub = app.state.hub
+async def notifications(
+    websocket: WebSocket, settings: WsSettings, hub: WsHub, engine: WsEngine, auditor: WsAuditor
+) -> None:
     host = client_ip_of(websocket.scope)  # behind a trusted proxy, the client, not the proxy
     await websocket.accept()
     if not ip_admitted(settings, host):
         hub.stats.rejected["ip_blocked"] += 1
         detail = f"WebSocket {settings.ws_path} refused by CHAINSYNC_WS_IP_ALLOWLIST/_DENYLIST"
-        auditor = getattr(app.state, "auditor", None)
         if auditor is not None:  # the app's audit trail (honours SECURITY_AUDIT_ENABLED itself)
             await run_in_threadpool(
                 partial(
@@ -152,7 +177,7 @@ async def notifications(websocket: WebSocket) -> None:
             await run_in_threadpool(
                 partial(
                     record_security_event,
-                    app.state.engine,
+                    engine,
                     kind="ip_blocked",
                     outcome="blocked",
                     source_ip=host,
@@ -175,7 +200,9 @@ async def notifications(websocket: WebSocket) -> None:
         except (TimeoutError, ValueError, WebSocketDisconnect, RuntimeError):
             token = None
     principal = (
-        await _authenticate(websocket, token) if isinstance(token, str) and token else CLOSE_UNAUTHORIZED
+        await _authenticate(websocket, settings, engine, token)
+        if isinstance(token, str) and token
+        else CLOSE_UNAUTHORIZED
     )
     if isinstance(principal, int):
         hub.stats.rejected["unauthorized" if principal == CLOSE_UNAUTHORIZED else "rate_limited"] += 1
@@ -224,7 +251,8 @@ async def notifications(websocket: WebSocket) -> None:
         for message in backlog:
             await websocket.send_text(message.text)
         expires_in = _token_expiry(settings, str(token)) if principal.role != "device" else None
-        refused = partial(address_refused, app.state, host) if hasattr(app.state, "ipfilter") else None
+        state = websocket.app.state  # the firewall's own view of it (IP lists, risk blocks)
+        refused = partial(address_refused, state, host) if hasattr(state, "ipfilter") else None
         reason, code = await _serve(websocket, hub, sub, principal, heartbeat_ms / 1000, expires_in, refused)
     except WebSocketDisconnect:
         reason = "client_closed"

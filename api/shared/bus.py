@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from api.log import get_logger
 from api.shared.redis import READ_TIMEOUT_SECONDS, RETRY_AFTER_SECONDS, Availability, RedisKeys
@@ -97,6 +98,10 @@ class RedisBus:
         self._outbox: asyncio.Queue[_Outgoing] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self._last_id: str | None = None  # the last stream entry read; None until Redis first answers
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def up(self) -> bool:
+        return not self.available.down
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -171,22 +176,24 @@ class RedisBus:
                 self.available.worked()
 
     async def _send(self, batch: list[_Outgoing]) -> None:
+        """One round trip for the batch: plain EVALSHA (a pipeline given the script object would first ask
+        SCRIPT EXISTS, a second round trip each time); a server that lost the script (restarted) gets it
+        again, and as NOSCRIPT fails every call of the batch, none ran and the batch is sent again."""
+        try:
+            await self._send_once(batch)
+        except NoScriptError:
+            self._script.sha = await self.writer.script_load(PUBLISH_LUA)
+            await self._send_once(batch)
+
+    async def _send_once(self, batch: list[_Outgoing]) -> None:
         floor = self.hub.last_seq
         pipe = self.writer.pipeline(transaction=False)
         for item in batch:
             keys = [self.keys.ws_seq, self.keys.ws_stream]
             if item.dedupe is not None:
                 keys.append(self.keys.ws_dedupe(item.dedupe))
-            args: list[str | int] = [
-                self.maxlen,
-                floor,
-                DEDUPE_TTL_SECONDS,
-                item.channel,
-                item.head,
-                item.tail,
-                item.origin,
-            ]
-            await self._script(keys=keys, args=args, client=pipe)
+            args = (self.maxlen, floor, DEDUPE_TTL_SECONDS, item.channel, item.head, item.tail, item.origin)
+            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
         await pipe.execute()
 
     # --- receiving ----------------------------------------------------------------------------

@@ -12,10 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import redis.asyncio as aioredis
+from typing import TYPE_CHECKING
 
 from api.log import get_logger
+
+if TYPE_CHECKING:  # redis is imported on first connect: the firewall imports this module, Redis or not
+    import redis.asyncio as aioredis
 
 log = get_logger("api.shared")
 
@@ -61,6 +63,8 @@ class RedisKeys:
 
 def connect(url: str, *, read_timeout_s: float = CONNECT_TIMEOUT_SECONDS) -> aioredis.Redis:
     """An asyncio client for ``url`` (``redis://host:port/db``); connections open on first use."""
+    import redis.asyncio as aioredis
+
     return aioredis.Redis.from_url(
         url,
         decode_responses=True,

@@ -65,6 +65,11 @@ class SharedBus(Protocol):
     """Fan-out across API processes (see the module docstring); implemented by
     :class:`api.shared.bus.RedisBus`."""
 
+    @property
+    def up(self) -> bool:
+        """False while the bus's store is known to be unreachable."""
+        ...
+
     def offer(self, channel: str, head: str, tail: str, *, dedupe: str | None, this_process: bool) -> bool:
         """Take the message for publication (False: unavailable, the hub publishes it locally)."""
         ...
@@ -285,6 +290,8 @@ class Hub:
             "closed_total": dict(self.stats.closed),
             "replayed_total": self.stats.replayed,
             "last_seq": self.last_seq,
+            # Where messages go between processes: "redis" (up or not, see api.shared.bus) or "in-process".
+            "fanout": "in-process" if self.bus is None else "redis" if self.bus.up else "redis-unavailable",
             "channels": {
                 c: {
                     "subscribers": self.subscribers(c),

@@ -20,9 +20,9 @@ from api.log import configure_logging
 from api.ratelimit import RateLimiter
 from api.risk import RiskEngine
 from api.security import RevokedTokens
-from api.shared import SharedState
 from api.shared.bus import RedisBus
 from api.shared.redis import RedisKeys, connect
+from api.shared.state import SharedState
 from api.ws.hub import Hub, Subscriber
 from chainsync.ops_store import get_engine
 from chainsync.settings import Settings
@@ -128,6 +128,7 @@ def test_a_message_published_by_one_process_reaches_the_other(redis_prefix: Redi
         ):
             on_a, on_b = subscriber(hub_a, "sales:*"), subscriber(hub_b, "sales:S001")
             assert hub_a.publish("sales:S001", "sales", {"n": 1}) is None  # went to the bus
+            await eventually(lambda: on_b.queue.qsize() == 1)  # (two publishers race: order them)
             hub_b.publish("sales:S002", "sales", {"n": 2})
             await eventually(lambda: on_a.queue.qsize() == 2 and on_b.queue.qsize() == 1)
             got_a, got_b = drain(on_a), drain(on_b)
@@ -136,6 +137,20 @@ def test_a_message_published_by_one_process_reaches_the_other(redis_prefix: Redi
             assert got_a[1]["seq"] == got_a[0]["seq"] + 1  # one deployment-wide counter
             assert set(got_a[0]) == {"type", "channel", "seq", "ts", "data"}
             assert hub_a.last_seq == hub_b.last_seq == got_a[1]["seq"]
+            assert hub_a.snapshot_stats()["fanout"] == "redis"
+
+    run(scenario())
+
+
+def test_a_server_that_lost_the_script_gets_it_again(redis_prefix: RedisTarget) -> None:
+    async def scenario() -> None:
+        async with bus_on(redis_prefix.url, redis_prefix.prefix) as (hub, bus):
+            sub = subscriber(hub, "sales:S001")
+            bus._script.sha = "0" * 40  # as after a Redis restart: the server knows no such script
+            hub.publish("sales:S001", "sales", {"n": 1})
+            hub.publish("sales:S001", "sales", {"n": 2})
+            await eventually(lambda: sub.queue.qsize() == 2)
+            assert [m["data"]["n"] for m in drain(sub)] == [1, 2] and not bus.available.down
 
     run(scenario())
 
@@ -246,7 +261,7 @@ def test_redis_going_away_mid_run_degrades_to_local_delivery(
             got = drain(sub)
             assert [m["data"]["n"] for m in got] == [1, 2]
             assert [m["seq"] for m in got] == [before + 1, before + 2]
-            assert bus.available.down
+            assert bus.available.down and hub.snapshot_stats()["fanout"] == "redis-unavailable"
 
     run(scenario())
     events = [line["event"] for line in logged_events(capsys)]
