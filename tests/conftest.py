@@ -5,6 +5,7 @@ own (``ops_backend`` ids ``sqlite`` and ``postgresql``)."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,6 +79,16 @@ def pg_template() -> Iterator[tuple[services.PostgresDatabases, str]]:
         dbs.close()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ops store file migrated once per session: a test's copy skips the migrations (~0.4 s each)."""
+    path = tmp_path_factory.mktemp("ops-template") / "ops.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    engine.dispose()  # the last connection checkpoints the WAL into the file
+    return path
+
+
 @pytest.fixture
 def ops_backend(request: pytest.FixtureRequest) -> str:
     """``sqlite`` unless the module runs on both engines (then parametrised)."""
@@ -108,15 +119,17 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(
-    data_dir: Path, ops_store_url: str | None, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, ops_store_url: str | None, sqlite_template: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Settings]:
-    """Settings for an isolated data directory (and ops store), also returned by ``get_settings()`` and
-    seen by child processes during the test."""
+    """Settings for an isolated data directory and ops store (a migrated copy in ``data_dir``, or a
+    PostgreSQL database of its own), also returned by ``get_settings()`` and seen by child processes
+    during the test."""
     monkeypatch.setenv("CHAINSYNC_DATA_DIR", str(data_dir))
     monkeypatch.setenv("CHAINSYNC_JWT_SECRET", "test-secret-" + "x" * 40)
     monkeypatch.delenv("CHAINSYNC_DEMO_MODE", raising=False)
     if ops_store_url is None:
         monkeypatch.delenv("CHAINSYNC_OPS_STORE_URL", raising=False)
+        shutil.copyfile(sqlite_template, data_dir / "ops.sqlite")
     else:
         monkeypatch.setenv("CHAINSYNC_OPS_STORE_URL", ops_store_url)
     get_settings.cache_clear()
