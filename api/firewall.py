@@ -524,6 +524,21 @@ def address_refused(state: Any, ip: str | None) -> str | None:
     return None
 
 
+def session_ended(state: Any, principal: Any) -> str | None:
+    """Why ``principal``'s token no longer holds (a logout, a revoked login, a changed or deactivated
+    user), or None; devices never. Like :func:`address_refused`, for connections that outlive the check
+    made when they opened: answers from memory and has a stale copy re-read on a worker thread."""
+    revoked: RevokedTokens | None = getattr(state, "revoked_tokens", None)
+    if revoked is None or not getattr(principal, "token_id", None):
+        return None
+    _refresh_soon(revoked)
+    if principal.token_id in revoked:
+        return "token revoked"
+    return revoked.session_ended(
+        subject=principal.subject, family=principal.token_family, security_version=principal.security_version
+    )
+
+
 def _refresh_soon(cache: SharedStateCache) -> None:
     """Start re-reading a stale ``cache`` on a worker thread without waiting for it (no-op outside an
     event loop); a re-read already under way is not repeated (``refresh`` sees to that)."""

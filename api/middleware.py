@@ -1,6 +1,8 @@
 """Request context: a request id on every response, one structured access log line, request metrics,
-the request body size limit (413, by Content-Length and by the streamed size), and a generic JSON 500 for
-unexpected exceptions (logged with their traceback, never sent)."""
+the request body size limit (413, by Content-Length and by the streamed size), a generic JSON 500 for
+unexpected exceptions (logged with their traceback, never sent), and the security headers every response
+carries (``X-Content-Type-Options: nosniff``; ``Cache-Control: no-store`` on the API's answers, which hold
+store figures, tokens and the audit trail, unless a route set its own)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from api.log import get_logger
 from api.metrics import Metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_NO_STORE_PREFIXES = ("/api/", "/metrics")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 log = get_logger("api.access")
@@ -114,13 +117,18 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status_code = 500
         response_started = False
+        no_store = scope["path"].startswith(_NO_STORE_PREFIXES)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status_code, response_started
             if message["type"] == "http.response.start":
                 response_started = True
                 status_code = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+                out = MutableHeaders(scope=message)
+                out[REQUEST_ID_HEADER] = rid
+                out["X-Content-Type-Options"] = "nosniff"
+                if no_store and "cache-control" not in out:
+                    out["Cache-Control"] = "no-store"
             await send(message)
 
         with structlog.contextvars.bound_contextvars(request_id=rid):

@@ -250,9 +250,14 @@ class RevokedTokens:
             family in self._local_families or family in self._sessions.revoked_families
         ):
             return "Session has ended (logged out or revoked)"
-        current = self._sessions.versions.get(subject.lower())
+        key = subject.lower()
+        if key not in self._sessions.versions:
+            return (
+                None  # no such user: users are deactivated, never deleted (see chainsync.ops_store.sessions)
+            )
+        current = self._sessions.versions[key]
         if current is None:
-            return "Session has ended (the user is inactive or gone)"
+            return "Session has ended (the user is inactive)"
         if version != current:
             return "Session has ended (the user's access changed; log in again)"
         return None
@@ -260,8 +265,9 @@ class RevokedTokens:
     def may_be_behind(self, subject: str, security_version: int) -> bool:
         """True when a token looks newer than what was last read (a user created, or changed and logged in
         again, on another process since): worth one early re-read, at most every 0.2 s."""
-        current = self._sessions.versions.get(subject.lower())
-        newer = current is None or security_version > current
+        key = subject.lower()
+        current = self._sessions.versions.get(key)
+        newer = current is not None and security_version > current
         return newer and self.clock() - self._read_at >= 0.2
 
 

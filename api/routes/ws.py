@@ -22,7 +22,9 @@ Protocol (JSON text frames):
 4. Heartbeat: ``{"type": "ping"}`` every ``WS_HEARTBEAT_INTERVAL`` ms; any frame from the client (normally
    ``{"type": "pong"}``) proves it alive. A client silent for two intervals is closed with 4408. A client
    whose queue of unsent messages fills up is closed with 4008 (slow consumer); the others never wait.
-   A connection opened with a user token is closed with 4401 when that token expires.
+   A connection opened with a user token is closed with 4401 when that token expires, and within about a
+   second (plus the revocation bound on another process) when its session ends: a logout, a revoked login,
+   a deactivated, demoted or re-assigned user.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from starlette.requests import HTTPConnection
 
 from api.audit import Auditor
 from api.deps import Principal, get_current_principal
-from api.firewall import address_refused
+from api.firewall import address_refused, session_ended
 from api.ipfilter import client_ip_of
 from api.log import get_logger
 from api.queries.audit import record_security_event
@@ -253,7 +255,10 @@ async def notifications(
         expires_in = _token_expiry(settings, str(token)) if principal.role != "device" else None
         state = websocket.app.state  # the firewall's own view of it (IP lists, risk blocks)
         refused = partial(address_refused, state, host) if hasattr(state, "ipfilter") else None
-        reason, code = await _serve(websocket, hub, sub, principal, heartbeat_ms / 1000, expires_in, refused)
+        ended = partial(session_ended, state, principal)
+        reason, code = await _serve(
+            websocket, hub, sub, principal, heartbeat_ms / 1000, expires_in, refused, ended
+        )
     except WebSocketDisconnect:
         reason = "client_closed"
     finally:
@@ -271,9 +276,11 @@ async def _serve(
     interval_s: float,
     expires_in: float | None = None,
     refused: Callable[[], str | None] | None = None,
+    ended: Callable[[], str | None] | None = None,
 ) -> tuple[str, int]:
     """Run the connection until it ends; returns ``(reason, close code)``. ``refused`` says why the
-    firewall now refuses the client's address (checked every ``ADDRESS_CHECK_SECONDS``)."""
+    firewall now refuses the client's address, ``ended`` why the user's session is over (a logout, a
+    revoked login, a deactivated or changed user); both checked every ``ADDRESS_CHECK_SECONDS``."""
     last_heard = time.monotonic()
 
     async def send_loop() -> str:
@@ -335,6 +342,8 @@ async def _serve(
             await asyncio.sleep(ADDRESS_CHECK_SECONDS)
             if refused is not None and refused() is not None:
                 return "address_refused"
+            if ended is not None and ended() is not None:
+                return "session_ended"
 
     tasks = [
         asyncio.create_task(address_watch()),
@@ -364,6 +373,7 @@ async def _serve(
         "slow_consumer": CLOSE_SLOW_CONSUMER,
         "token_expired": CLOSE_UNAUTHORIZED,
         "address_refused": CLOSE_FORBIDDEN,
+        "session_ended": CLOSE_UNAUTHORIZED,
     }
     return reason, codes.get(reason, CLOSE_GOING_AWAY)
 

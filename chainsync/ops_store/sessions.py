@@ -7,7 +7,8 @@ An access token is dead when (besides its own expiry and a logout of that very t
   spent refresh token (theft) — every token of the family then ends, the thief's and the victim's alike;
 * its **user's security version** moved on: deactivation, a role or store change, a password reset
   (``users.security_version``, bumped by ``update_user``/``upsert_user``) — every token of the user ends;
-* its user is inactive or gone.
+* its user is inactive. (Users are deactivated, never deleted; a token naming no user at all is judged by
+  its signature, expiry and login alone.)
 
 Families revoked longer ago than an access token lives cannot end a token any more, so only those of the
 last ``lifetime`` are read.
@@ -25,10 +26,10 @@ from chainsync.ops_store.tables import refresh_tokens, users
 
 @dataclass(frozen=True)
 class SessionState:
-    """``versions``: the current security version of every active user, by lower-case username;
-    ``revoked_families``: logins revoked within the last access-token lifetime."""
+    """``versions``: the current security version of every user by lower-case username, None for an
+    inactive one; ``revoked_families``: logins revoked within the last access-token lifetime."""
 
-    versions: dict[str, int] = field(default_factory=dict)
+    versions: dict[str, int | None] = field(default_factory=dict)
     revoked_families: frozenset[str] = frozenset()
 
 
@@ -37,13 +38,13 @@ def read_session_state(engine: Engine, lifetime: timedelta, now: datetime | None
     now = now or datetime.now(UTC)
     since = (now - lifetime).astimezone(UTC).replace(tzinfo=None)
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(users.c.username, users.c.security_version).where(users.c.is_active.is_(True))
-        ).all()
+        rows = conn.execute(select(users.c.username, users.c.security_version, users.c.is_active)).all()
         family_ids: list[str] = list(
             conn.execute(
                 select(refresh_tokens.c.family_id).where(refresh_tokens.c.revoked_at >= since).distinct()
             ).scalars()
         )
-    versions = {str(row.username).lower(): int(row.security_version) for row in rows}
+    versions: dict[str, int | None] = {
+        str(row.username).lower(): int(row.security_version) if row.is_active else None for row in rows
+    }
     return SessionState(versions=versions, revoked_families=frozenset(family_ids))

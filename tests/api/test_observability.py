@@ -321,3 +321,24 @@ def test_log_level_is_honoured(settings, monkeypatch, capsys) -> None:
         c.get(HEALTH)
     out = capsys.readouterr().out
     assert '"event": "request"' not in out and '"event": "startup"' not in out
+
+
+def test_sensitive_reads_are_neither_sniffed_nor_cached(client, tokens) -> None:
+    admin = bearer(tokens["admin"])
+    for path in (
+        "/api/observability/config",
+        "/api/admin/users",
+        "/api/observability/security/events",
+        "/metrics",
+    ):
+        resp = client.get(path, headers=admin)
+        assert resp.status_code == 200, path
+        assert resp.headers["X-Content-Type-Options"] == "nosniff", path
+        assert resp.headers["Cache-Control"] == "no-store", path
+    refused = client.get("/api/observability/config", headers=bearer(tokens["manager"]))
+    assert (
+        refused.headers["Cache-Control"] == "no-store"
+        and refused.headers["X-Content-Type-Options"] == "nosniff"
+    )
+    health = client.get(HEALTH)
+    assert health.headers["X-Content-Type-Options"] == "nosniff"
