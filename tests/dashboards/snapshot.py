@@ -9,6 +9,8 @@ from pathlib import Path
 import polars as pl
 from streamlit.testing.v1 import AppTest
 
+from dashboards.auth import SESSION_KEY, Session
+
 APP = str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py")
 START = date(2026, 1, 1)
 DAYS = 60
@@ -171,12 +173,21 @@ def snapshot_tables() -> dict[str, pl.DataFrame]:
     }
 
 
-def open_page(page: str, **session: object) -> AppTest:
-    """Run the app, then switch to ``views/<page>.py`` (with ``session`` state set first)."""
+def app(login: Session | None, **session: object) -> AppTest:
+    """The app, run once, in a browser session logged in as ``login`` (None: logged out) with ``session``
+    state set first."""
     at = AppTest.from_file(APP, default_timeout=60)
+    if login is not None:
+        at.session_state[SESSION_KEY] = login
     for key, value in session.items():
         at.session_state[key] = value
-    at.run()
+    return at.run()
+
+
+def open_page(page: str, login: Session, **session: object) -> AppTest:
+    """Run the app logged in as ``login``, then switch to ``views/<page>.py`` (``session`` state set
+    first)."""
+    at = app(login, **session)
     assert not at.exception, [e.value for e in at.exception]
     at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
