@@ -67,8 +67,9 @@ def enrol_totp(base: str, username: str) -> str:
     return secret
 
 
-def start_login_api(data_dir: Path, **extra: str) -> tuple[LoginApi, object]:
-    """Start an API on ``data_dir`` with the test users (``extra``: more environment); (api, process)."""
+def start_login_api(data_dir: Path, *, enrol: bool = True, **extra: str) -> tuple[LoginApi, object]:
+    """Start an API on ``data_dir`` with the test users (``extra``: more environment; ``enrol``: turn on
+    the administrator's two-factor authentication, which costs two login attempts); (api, process)."""
     env = api_env(data_dir, JWT_SECRET, **extra)
     settings = Settings(data_dir=data_dir, jwt_secret=JWT_SECRET)  # type: ignore[arg-type]
     engine = get_engine(settings.ops_store)
@@ -80,7 +81,8 @@ def start_login_api(data_dir: Path, **extra: str) -> tuple[LoginApi, object]:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, proc)
-        api = LoginApi(base=base, engine=engine, settings=settings, totp={ADMIN: enrol_totp(base, ADMIN)})
+        totp = {ADMIN: enrol_totp(base, ADMIN)} if enrol else {}
+        api = LoginApi(base=base, engine=engine, settings=settings, totp=totp)
     except BaseException:
         stop_api(proc)
         raise
