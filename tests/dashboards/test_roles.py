@@ -4,8 +4,6 @@ everything. The limit is in the data access (dashboards/data.py), below every wi
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import polars as pl
 import pytest
 
@@ -14,62 +12,9 @@ from chainsync.settings import Settings
 from dashboards import data
 from dashboards.auth import Session
 from tests.dashboards.conftest import MANAGER_STORES
-from tests.dashboards.snapshot import LAST, metrics, open_page, snapshot_tables
+from tests.dashboards.snapshot import LAST, OTHER, metrics, open_page, three_stores
 
-OTHER = "S003"  # a store the manager does not manage
 MANAGER_PAGES = ("overview", "forecast", "anomalies", "inventory", "insights", "sync")
-
-
-def three_stores() -> dict[str, pl.DataFrame]:
-    """The test snapshot with a third store (S002's rows copied as S003) and the tables whose chain- or
-    category-wide rows must not reach a manager: coherent forecast totals, accuracy by level, insights."""
-    tables = {
-        name: pl.concat(
-            [frame, frame.filter(pl.col("store_id") == "S002").with_columns(store_id=pl.lit(OTHER))]
-        )
-        if "store_id" in frame.columns
-        else frame
-        for name, frame in snapshot_tables().items()
-    }
-    tables["dim_store"] = pl.DataFrame(
-        {"store_id": ["S001", "S002", OTHER], "store_name": ["North", "South", "East"]}
-    )
-    tables["demand_forecast_totals"] = pl.DataFrame(
-        [
-            {"level": level, "key": key, "ds": LAST + timedelta(days=h), "horizon_day": h, "yhat": value,
-             "lo_80": value - 1, "hi_80": value + 1, "lo_95": value - 2, "hi_95": value + 2}
-            for level, key, value in (
-                ("chain", "chain", 100.0), ("store", "S001", 40.0), ("store", OTHER, 30.0),
-                ("category", "Drinks", 7.0),
-            )
-            for h in range(1, 91)
-        ]
-    )  # fmt: skip
-    tables["forecast_accuracy"] = pl.DataFrame(
-        {
-            "level": ["chain", "store", "store", "store", "series"],
-            "store_id": [None, "S001", "S002", OTHER, OTHER],
-            "product_id": [None, None, None, None, "P0001"],
-            "mase": [0.5, 0.8, 0.9, 1.7, 2.0],
-        }
-    )
-    tables["business_insights"] = pl.DataFrame(
-        {
-            "store_id": ["S001", OTHER, None],
-            "category": ["inventory", "revenue", "operations"],
-            "title": ["Reorder tea", "Promote at East", "Chain-wide review"],
-            "priority_score": [0.4, 0.9, 0.5],
-        }
-    )
-    tables["reorder_suggestions"] = pl.DataFrame(
-        {"store_id": ["S001", OTHER], "product_id": ["P0002", "P0002"], "reorder_qty": [40, 25]}
-    )
-    tables["inventory_anomalies"] = pl.DataFrame(
-        {"store_id": ["S002", OTHER], "product_id": ["P0001", "P0001"], "missing_units": [5, 24],
-         "is_anomaly": [True, True], "severity": ["high", "high"], "event_date": [LAST, LAST]}
-    )  # fmt: skip
-    tables["fct_ip_risk"] = pl.DataFrame({"source_ip": ["203.0.113.7"], "risk_score": [0.9]})
-    return tables
 
 
 @pytest.fixture
