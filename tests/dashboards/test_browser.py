@@ -17,12 +17,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from chainsync.ops_store.users import create_device_key
 from chainsync.serving import publish_snapshot
+from tests.api.conftest import sale_event
 from tests.dashboards.conftest import ADMIN, MANAGER, PASSWORD, LoginApi, start_login_api
 from tests.dashboards.snapshot import three_stores
 from tests.live_api import stop_api
@@ -81,29 +85,36 @@ def login_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginApi]:
 
 
 @pytest.fixture(scope="module")
-def dashboard_url(tmp_path_factory: pytest.TempPathFactory, login_stack: LoginApi) -> Iterator[str]:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data directory the dashboards read: the test snapshot, or the one the environment names."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the CI entry point does)")
     given = os.environ.get("CHAINSYNC_DASHBOARD_TEST_DATA_DIR")
     if given:
-        data_dir = Path(given).resolve()
-    else:
-        data_dir = tmp_path_factory.mktemp("dashboards") / "data"
-        data_dir.mkdir()
-        publish_snapshot(
-            data_dir / "serving",
-            three_stores(),  # S003 is the store the manager must never see
-            run_id="browser-test",
-            extra={"pipeline": {"events_seq": 1234}},
-        )
-    log_path = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+        return Path(given).resolve()
+    path = tmp_path_factory.mktemp("dashboards") / "data"
+    path.mkdir()
+    publish_snapshot(
+        path / "serving",
+        three_stores(),  # S003 is the store the manager must never see
+        run_id="browser-test",
+        extra={"pipeline": {"events_seq": 1234}},
+    )
+    return path
+
+
+@contextmanager
+def serve_dashboards(data_dir: Path, api: str, log_path: Path, **extra_env: str) -> Iterator[str]:
+    """`streamlit run dashboards/app.py` on a free loopback port, logging in to ``api``; its URL once it
+    answers. Stopped on exit."""
     port = _free_port()
     env = {
         **os.environ,
         "CHAINSYNC_DATA_DIR": str(data_dir),
-        "CHAINSYNC_DASHBOARD_API_URL": login_stack.base,
+        "CHAINSYNC_DASHBOARD_API_URL": api,
         "CHAINSYNC_DASHBOARD_API_TIMEOUT_SECONDS": "2",
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+        **extra_env,
     }
     log = open(log_path, "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
@@ -145,6 +156,15 @@ def dashboard_url(tmp_path_factory: pytest.TempPathFactory, login_stack: LoginAp
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(
+    data_dir: Path, tmp_path_factory: pytest.TempPathFactory, login_stack: LoginApi
+) -> Iterator[str]:
+    log_path = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    with serve_dashboards(data_dir, login_stack.base, log_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -286,3 +306,37 @@ def test_a_manager_logs_in_sees_their_stores_only_and_logs_out(dashboard_url: st
         assert page.locator('[data-testid="stSidebarNav"]').count() == 0
     finally:
         context.close()
+
+
+def test_live_figures_refresh_themselves(  # type: ignore[no-untyped-def]
+    data_dir: Path, tmp_path_factory: pytest.TempPathFactory, login_stack: LoginApi, browser
+) -> None:
+    """With CHAINSYNC_DASHBOARD_REFRESH_SECONDS set, a sale made after the page opened appears in the live
+    figures without anyone touching the page."""
+    log_path = tmp_path_factory.mktemp("streamlit-refresh") / "streamlit.log"
+    with serve_dashboards(
+        data_dir, login_stack.base, log_path, CHAINSYNC_DASHBOARD_REFRESH_SECONDS="2"
+    ) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        try:
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_role("textbox", name="Username").wait_for(timeout=30_000)
+            _log_in(page, MANAGER)
+            live = page.locator('[data-testid="stMetric"]').filter(has_text="Transactions today (live)")
+            live.wait_for(timeout=30_000)
+            before = int(live.inner_text().split()[-1].replace(",", ""))
+            key = create_device_key(login_stack.engine, "S001", "POS-01")  # sale_event's terminal
+            sold = sale_event(occurred_at=datetime.now(UTC).isoformat(), transaction_id="T-REFRESH-1")
+            posted = httpx.post(f"{login_stack.base}/api/events/sales", json=sold, headers={"X-API-Key": key})
+            assert posted.status_code == 201, posted.text
+            # No click, no reload: the fragment reruns on its own (live answers are cached 5 s at most).
+            page.wait_for_function(
+                """([label, want]) => [...document.querySelectorAll('[data-testid="stMetric"]')]
+                    .some(m => m.innerText.includes(label) && m.innerText.trim().endsWith(want))""",
+                arg=["Transactions today (live)", str(before + 1)],
+                timeout=30_000,
+            )
+            assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            context.close()
