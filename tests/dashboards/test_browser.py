@@ -274,6 +274,8 @@ def test_a_manager_logs_in_sees_their_stores_only_and_logs_out(dashboard_url: st
         page.goto(f"{dashboard_url}/security", wait_until="domcontentloaded")
         page.get_by_role("textbox", name="Username").wait_for(timeout=30_000)
         assert "/security" in page.url
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        _save_small(page.screenshot(full_page=False), SCREENSHOTS / "login.png")
         _log_in(page, MANAGER)
         main = page.locator('[data-testid="stMain"]')
         main.get_by_text("The Security page is for administrators.").wait_for(timeout=30_000)
