@@ -17,6 +17,12 @@ _OTP = re.compile(r"^[0-9]{6,8}$")
 
 def page() -> None:
     """Draw the login form; on success the session holds the tokens and the app reruns into the pages."""
+    # A narrow column: a login form the width of a wide layout reads badly.
+    with st.columns([1, 2, 1])[1]:
+        _form()
+
+
+def _form() -> None:
     st.title("ChainSync Analytics")
     st.caption("Log in with your ChainSync user (managers and administrators).")
     notice = st.session_state.get(auth.NOTICE_KEY)
