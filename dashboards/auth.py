@@ -122,7 +122,10 @@ def login(username: str, password: str, otp: str | None = None) -> LoginResult:
                 return LoginResult(needs_otp=True, error=None if not otp else _refusal(resp))
             if resp.status_code != 200:
                 return LoginResult(error=_refusal(resp))
-            session = session_of(resp.json())
+            try:
+                session = session_of(resp.json())
+            except (ValueError, KeyError, TypeError, jwt.PyJWTError):
+                return LoginResult(error="The API's answer to the login holds no usable token.")
             if session.role not in DASHBOARD_ROLES:
                 # A cashier: end the login the API just made rather than leave a live token behind.
                 http.post("/api/auth/logout", headers={"Authorization": f"Bearer {session.access_token}"})
@@ -163,10 +166,14 @@ def refresh() -> RefreshOutcome:
             resp = http.post("/api/auth/refresh", json={"refresh_token": session.refresh_token})
     except httpx.HTTPError:
         return "unreachable"
-    if resp.status_code != 200:
+    try:
+        renewed = session_of(resp.json()) if resp.status_code == 200 else None
+    except (ValueError, KeyError, TypeError, jwt.PyJWTError):
+        renewed = None
+    if renewed is None:
         end("Your session has ended: log in again.")
         return "ended"
-    st.session_state[SESSION_KEY] = session_of(resp.json())
+    st.session_state[SESSION_KEY] = renewed
     return "refreshed"
 
 
