@@ -241,3 +241,41 @@ def test_admin_pages_are_neither_listed_nor_reachable_for_a_manager(dashboards: 
         with pytest.raises(ValueError, match="navigation"):
             at.switch_page(f"views/{page}.py")
     # What their addresses show (a refusal, none of the page) is checked in the browser test.
+
+
+def test_a_short_lived_token_is_refreshed_before_it_runs_out(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tokens of one minute (CHAINSYNC_ACCESS_TOKEN_MINUTES=1, the shortest): a session kept busy for longer
+    logs in once and refreshes within the last EXPIRY_MARGIN_SECONDS, never showing a refused call."""
+    short, proc = start_login_api(
+        tmp_path_factory.mktemp("short-api"), enrol=False, CHAINSYNC_ACCESS_TOKEN_MINUTES="1"
+    )
+    try:
+        import streamlit as st
+
+        publish_snapshot(settings.serving, snapshot_tables(), run_id="short-token-test")
+        monkeypatch.setenv("CHAINSYNC_DASHBOARD_API_URL", short.base)
+        get_settings.cache_clear()
+        st.cache_data.clear()
+        at = submit(app(None), MANAGER, PASSWORD)
+        first = session_of(at)
+        assert first is not None and first.expires_at - time.time() <= 60
+        at.switch_page("views/sync.py")
+        deadline = time.monotonic() + 90  # the refresh is due 40 s after the login
+        while time.monotonic() < deadline:
+            st.cache_data.clear()  # every rerun calls the API, as an analyst's page would over time
+            at.run()
+            assert not at.exception and not any("not shown" in i for i in infos(at))
+            now = session_of(at)
+            assert now is not None
+            if now.access_token != first.access_token:
+                break
+            time.sleep(1)
+        renewed = session_of(at)
+        assert renewed is not None and renewed.access_token != first.access_token, "no refresh in 90 s"
+        assert first.expires_at - auth.EXPIRY_MARGIN_SECONDS - 5 <= time.time() <= first.expires_at
+        assert short.logins(MANAGER) == 1 and short.refreshes(MANAGER) == 1
+    finally:
+        stop_api(proc)  # type: ignore[arg-type]
+        short.engine.dispose()
