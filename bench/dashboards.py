@@ -66,7 +66,16 @@ def render(page: str, *, cold: bool = False) -> tuple[float, int]:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(APP, default_timeout=120).run()
+    from dashboards.auth import SESSION_KEY, Session
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    # The pages need a logged-in analyst: an administrator's session (every page, every store). The API is
+    # closed here, so the token is never presented; live figures cost only a refused connection.
+    at.session_state[SESSION_KEY] = Session(
+        username="bench", role="admin", stores=None, expires_at=time.time() + 3600,
+        access_token="not-used", refresh_token="not-used",
+    )  # fmt: skip
+    at.run()
     if cold:
         st.cache_data.clear()
         st.cache_resource.clear()

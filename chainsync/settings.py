@@ -94,12 +94,11 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the bad entry
         return v
 
-    # --- dashboards (read-only API client for live figures) ----------------------------------
+    # --- dashboards (each analyst logs in with their own API user; no shared credentials) ------
     dashboard_api_url: str | None = None  # default: http://<api_host>:<api_port>
-    dashboard_api_token: SecretStr | None = None  # a bearer token (manager or admin) for live figures
-    dashboard_api_username: str | None = None  # or a user whose password the dashboards exchange for one
-    dashboard_api_password: SecretStr | None = None
     dashboard_api_timeout_seconds: float = Field(2.0, gt=0, le=60)
+    # Live figures redraw themselves every N seconds (0: only when the page reruns).
+    dashboard_refresh_seconds: int = Field(0, ge=0, le=3600)
 
     # --- security (authentication, controls, risk scoring) -----------------------------------
     refresh_token_days: int = Field(14, ge=1, le=365)

@@ -1,8 +1,11 @@
-"""Read-only client for the API's live figures (health, performance, sync status and health).
+"""Read-only client for the API's live figures (health, performance, sync status and health), as the
+logged-in analyst: every call carries their access token (:mod:`dashboards.auth`), so the API answers with
+what their role and stores allow.
 
 Every call answers a :class:`Live` — the JSON body, or the reason there is none — and never raises, so a page
-shows a clear notice when the API is down or the dashboards have no credentials, never a traceback. Answers
-are cached for a few seconds: a page rerun does not hammer the API.
+shows a clear notice when the API is down, never a traceback. Answers are cached per reader (user, role and
+stores, never the token) for :data:`LIVE_TTL_SECONDS`: reruns and auto-refreshes do not hammer the API. A
+401 is never cached: the token is refreshed once and the call retried; a second 401 ends the session.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from typing import Any
 import httpx
 import streamlit as st
 
-from chainsync.settings import Settings, get_settings
+from chainsync.settings import get_settings
+from dashboards import auth
 
-LIVE_TTL_SECONDS = 15
+LIVE_TTL_SECONDS = 5
+PUBLIC = "public"  # the cache identity of calls made without a token
 
 
 @dataclass(frozen=True)
@@ -30,46 +35,21 @@ class Live:
         return self.error is None
 
 
-def base_url(settings: Settings) -> str:
-    return (settings.dashboard_api_url or f"http://{settings.api_host}:{settings.api_port}").rstrip("/")
-
-
-def _secret(value: Any) -> str | None:
-    text = value.get_secret_value() if value is not None else ""
-    return text or None
-
-
-def _token(settings: Settings, client: httpx.Client) -> str | None:
-    token = _secret(settings.dashboard_api_token)
-    if token or not settings.dashboard_api_username:
-        return token
-    password = _secret(settings.dashboard_api_password) or ""
-    resp = client.post(
-        "/api/auth/token", data={"username": settings.dashboard_api_username, "password": password}
-    )
-    resp.raise_for_status()
-    return str(resp.json()["access_token"])
+class _Unauthorized(Exception):
+    """The API refused the token (401): raised, not returned, so the answer is never cached."""
 
 
 @st.cache_data(ttl=LIVE_TTL_SECONDS, show_spinner=False)
-def _get(url: str, path: str, params: tuple[tuple[str, Any], ...], auth: bool) -> Live:
-    settings = get_settings()
+def _fetch(url: str, path: str, params: tuple[tuple[str, Any], ...], who: str, _token: str | None) -> Live:
+    # ``who`` keys the cache by reader; ``_token`` (leading underscore) is not hashed into the key.
+    headers = {"Authorization": f"Bearer {_token}"} if _token else {}
     try:
-        with httpx.Client(base_url=url, timeout=settings.dashboard_api_timeout_seconds) as client:
-            headers = {}
-            if auth:
-                token = _token(settings, client)
-                if token is None:
-                    return Live(
-                        error="no API credentials configured (CHAINSYNC_DASHBOARD_API_TOKEN or "
-                        "CHAINSYNC_DASHBOARD_API_USERNAME/PASSWORD)"
-                    )
-                headers["Authorization"] = f"Bearer {token}"
-            resp = client.get(path, params=dict(params), headers=headers)
-    except httpx.HTTPStatusError as exc:
-        return Live(error=f"API login refused ({exc.response.status_code})")
+        with auth.client() as http:
+            resp = http.get(path, params=dict(params), headers=headers)
     except httpx.HTTPError as exc:
         return Live(error=f"API unreachable at {url} ({type(exc).__name__})")
+    if resp.status_code == 401 and _token:
+        raise _Unauthorized
     if resp.status_code >= 400:
         try:
             detail = resp.json().get("detail", "")
@@ -82,13 +62,28 @@ def _get(url: str, path: str, params: tuple[tuple[str, Any], ...], auth: bool) -
         return Live(error=f"API answered {path} with a body that is not JSON")
 
 
-def get(path: str, *, auth: bool = True, **params: Any) -> Live:
-    """GET ``path`` on the API (bearer token from the settings when ``auth``)."""
-    return _get(base_url(get_settings()), path, tuple(sorted(params.items())), auth)
+def get(path: str, *, auth_required: bool = True, **params: Any) -> Live:
+    """GET ``path`` on the API as the logged-in analyst (without a token when not ``auth_required``)."""
+    url, key = auth.base_url(get_settings()), tuple(sorted(params.items()))
+    if not auth_required:
+        return _fetch(url, path, key, PUBLIC, None)
+    for attempt in (1, 2):
+        session, token = auth.current(), auth.bearer()
+        if session is None or token is None:
+            return Live(error="not logged in")
+        try:
+            return _fetch(url, path, key, session.identity, token)
+        except _Unauthorized:
+            # Expired early or revoked (a logout elsewhere): one refresh, one retry, then log in again.
+            if attempt == 1 and auth.refresh() == "refreshed":
+                continue
+            auth.end("Your session has ended: log in again.")
+            st.rerun()
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or reruns
 
 
 def health() -> Live:
-    return get("/api/observability/health", auth=False)
+    return get("/api/observability/health", auth_required=False)
 
 
 def performance(window_seconds: int = 900) -> Live:
@@ -114,7 +109,7 @@ def security_status() -> Live:
 
 def sales_today(store_id: str | None = None) -> Live:
     """Sales so far today (each store's business day), straight from the ops store."""
-    return get("/api/sales/today", **({"store_id": store_id} if store_id else {}))
+    return get("/api/sales/today", store_id=store_id) if store_id else get("/api/sales/today")
 
 
 def notice(live: Live, what: str) -> None:

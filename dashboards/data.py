@@ -12,6 +12,7 @@ Every function takes the :class:`Snapshot` first and answers an empty frame when
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,27 +28,81 @@ CACHE_TTL = 3600
 # Threat level from the share of failed security events on the latest day (and fct_ip_risk when present).
 THREAT_LEVELS = ("low", "elevated", "high", "critical")
 
+# --- who sees which rows ------------------------------------------------------------------------------------
+# A store-scoped reader (a manager) sees, of each table: the rows of their stores when it has a `store_id`
+# column; the store-level rows of their stores when it is keyed by (level, key) like demand_forecast_totals
+# (chain and category totals include other stores); the whole table when it is shared reference data; and
+# nothing of any other table, so a table added to the snapshot later stays hidden until it is classified.
+SHARED_TABLES = frozenset({"dim_product"})
+# Security and the system's own health: administrators only, whatever their columns. A new security table
+# (such as an "unusual data access" table) is added here and shown on the Security page.
+ADMIN_TABLES = frozenset(
+    {
+        "fct_security_events",
+        "fct_ip_risk",
+        "security_anomalies",
+        "fct_api_performance",
+        "performance_anomalies",
+    }
+)
 
-def snapshot() -> Snapshot | None:
-    """The snapshot ``current.json`` names right now (a cheap read of two small JSON files)."""
-    return current_snapshot(get_settings().serving)
+
+@dataclass(frozen=True)
+class View(Snapshot):
+    """A snapshot as one reader may see it: ``stores`` None is every store (administrators), else only
+    these stores' rows of every table (see the rules above)."""
+
+    stores: tuple[str, ...] | None = None
+
+
+def snapshot(stores: tuple[str, ...] | None) -> View | None:
+    """The snapshot ``current.json`` names right now (a cheap read of two small JSON files), as a reader
+    limited to ``stores`` sees it (None: every store). Callers always say which stores."""
+    snap = current_snapshot(get_settings().serving)
+    return None if snap is None else View(root=snap.root, manifest=snap.manifest, stores=stores)
+
+
+def store_scope(snap: Snapshot) -> tuple[str, ...] | None:
+    """The stores ``snap`` is limited to (None: every store; a plain Snapshot is unscoped)."""
+    return snap.stores if isinstance(snap, View) else None
+
+
+def visible(stores: tuple[str, ...] | None, name: str) -> bool:
+    """Whether a reader limited to ``stores`` may see table ``name`` at all."""
+    return stores is None or name not in ADMIN_TABLES
 
 
 def has(snap: Snapshot, name: str) -> bool:
-    return name in snap.manifest["tables"]
+    return name in snap.manifest["tables"] and visible(store_scope(snap), name)
 
 
 @st.cache_resource(ttl=CACHE_TTL, max_entries=64, show_spinner=False)
-def _table(root: str, version: str, file: str) -> pl.DataFrame:
+def _raw(root: str, version: str, file: str) -> pl.DataFrame:
     # ``version`` is part of the cache key: a new snapshot never hits an old entry.
     return pl.read_parquet(Path(root) / file)
 
 
+@st.cache_resource(ttl=CACHE_TTL, max_entries=256, show_spinner=False)
+def _table(root: str, version: str, stores: tuple[str, ...] | None, name: str, file: str) -> pl.DataFrame:
+    frame = _raw(root, version, file)
+    if stores is None:
+        return frame
+    if "store_id" in frame.columns:
+        return frame.filter(pl.col("store_id").is_in(list(stores)))
+    if {"level", "key"} <= set(frame.columns):
+        return frame.filter((pl.col("level") == "store") & pl.col("key").is_in(list(stores)))
+    if name in SHARED_TABLES:
+        return frame
+    return frame.head(0)  # not classified: hidden from store-scoped readers
+
+
 def table(snap: Snapshot, name: str) -> pl.DataFrame:
-    """A snapshot table as a polars frame (empty frame if the snapshot lacks it). Do not mutate it."""
+    """A snapshot table as a polars frame, limited to the rows the snapshot's reader may see (empty frame
+    if the snapshot lacks it or hides it from this reader). Do not mutate it."""
     if not has(snap, name):
         return pl.DataFrame()
-    return _table(str(snap.root), snap.version, snap.manifest["tables"][name]["file"])
+    file = snap.manifest["tables"][name]["file"]
+    return _table(str(snap.root), snap.version, store_scope(snap), name, file)
 
 
 # --- dimensions -------------------------------------------------------------------------------------------
@@ -141,9 +196,14 @@ def scoped(
 
 @st.cache_data(ttl=CACHE_TTL, max_entries=256, show_spinner=False)
 def _sales_history(
-    root: str, version: str, store_id: str | None, category: str | None, product_id: str | None
+    root: str,
+    version: str,
+    stores: tuple[str, ...] | None,
+    store_id: str | None,
+    category: str | None,
+    product_id: str | None,
 ) -> pl.DataFrame:
-    snap = _snap(root)
+    snap = _snap(root, stores)
     sales = scoped(
         snap, table(snap, "fct_sales_daily"), store_id=store_id, category=category, product_id=product_id
     )
@@ -162,14 +222,20 @@ def sales_history(
     snap: Snapshot, store_id: str | None, product_id: str | None = None, category: str | None = None
 ) -> pl.DataFrame:
     """Daily units and net revenue (cents) for the chain, a store, a category or a product."""
-    return _sales_history(str(snap.root), snap.version, store_id, category, product_id)
+    return _sales_history(str(snap.root), snap.version, store_scope(snap), store_id, category, product_id)
 
 
 @st.cache_data(ttl=CACHE_TTL, max_entries=256, show_spinner=False)
 def _forecast(
-    root: str, version: str, store_id: str | None, category: str | None, product_id: str | None, horizon: int
+    root: str,
+    version: str,
+    stores: tuple[str, ...] | None,
+    store_id: str | None,
+    category: str | None,
+    product_id: str | None,
+    horizon: int,
 ) -> pl.DataFrame:
-    snap = _snap(root)
+    snap = _snap(root, stores)
     totals = table(snap, "demand_forecast_totals")
     level = _total_level(store_id, category, product_id)
     if level is not None and {"level", "key"} <= set(totals.columns):
@@ -218,7 +284,7 @@ def forecast(
     """Forecast units per day for the selection, with 80 and 95 % bounds: the pipeline's coherent totals
     (demand_forecast_totals) for the chain, a store or a category when the snapshot has them; otherwise the
     series summed bottom-up with summed bounds (a conservative, wide interval for a total)."""
-    return _forecast(str(snap.root), snap.version, store_id, category, product_id, horizon)
+    return _forecast(str(snap.root), snap.version, store_scope(snap), store_id, category, product_id, horizon)
 
 
 def models_used(
@@ -242,9 +308,14 @@ def models_used(
 
 @st.cache_data(ttl=CACHE_TTL, max_entries=256, show_spinner=False)
 def _drill(
-    root: str, version: str, store_id: str | None, category: str | None, days: int | None
+    root: str,
+    version: str,
+    stores: tuple[str, ...] | None,
+    store_id: str | None,
+    category: str | None,
+    days: int | None,
 ) -> pl.DataFrame:
-    snap = _snap(root)
+    snap = _snap(root, stores)
     sales = scoped(
         snap,
         table(snap, "fct_sales_daily"),
@@ -284,7 +355,7 @@ def _drill(
 def drill(snap: Snapshot, store_id: str | None, category: str | None, days: int | None) -> pl.DataFrame:
     """The next level down from the selection: stores of the chain, categories of a store, products of a
     store's category; units, net revenue and revenue share over the period, largest first."""
-    return _drill(str(snap.root), snap.version, store_id, category, days)
+    return _drill(str(snap.root), snap.version, store_scope(snap), store_id, category, days)
 
 
 def accuracy(
@@ -335,8 +406,10 @@ def accuracy_summary(acc: pl.DataFrame) -> dict[str, float]:
 
 
 @st.cache_data(ttl=CACHE_TTL, max_entries=64, show_spinner=False)
-def _store_days(root: str, version: str, store_id: str | None) -> pl.DataFrame:
-    snap = _snap(root)
+def _store_days(
+    root: str, version: str, stores: tuple[str, ...] | None, store_id: str | None
+) -> pl.DataFrame:
+    snap = _snap(root, stores)
     features = table(snap, "sales_anomalies")
     if {"net_revenue_cents", "transactions"} <= set(features.columns) and features.height:
         days = (
@@ -366,7 +439,7 @@ def _store_days(root: str, version: str, store_id: str | None) -> pl.DataFrame:
 
 def store_days(snap: Snapshot, store_id: str | None) -> pl.DataFrame:
     """Per day: net revenue (cents), transactions (sales, not refunds or voids), units, average basket."""
-    return _store_days(str(snap.root), snap.version, store_id)
+    return _store_days(str(snap.root), snap.version, store_scope(snap), store_id)
 
 
 def next_day_forecast(snap: Snapshot, store_id: str | None) -> dict[str, Any] | None:
@@ -459,12 +532,14 @@ _EXPLAIN_COLS = ("explanation", "reason", "drivers", "detail", "description")
 def anomalies(snap: Snapshot, store_id: str | None, days: int | None) -> pl.DataFrame:
     """Flagged anomalies of every type the snapshot holds, one frame: type, day, store_id, severity, score,
     explanation (with the drivers' values against the store's median where the features are there)."""
-    return _anomalies(str(snap.root), snap.version, store_id, days)
+    return _anomalies(str(snap.root), snap.version, store_scope(snap), store_id, days)
 
 
 @st.cache_data(ttl=CACHE_TTL, max_entries=64, show_spinner=False)
-def _anomalies(root: str, version: str, store_id: str | None, days: int | None) -> pl.DataFrame:
-    snap = _snap(root)
+def _anomalies(
+    root: str, version: str, stores: tuple[str, ...] | None, store_id: str | None, days: int | None
+) -> pl.DataFrame:
+    snap = _snap(root, stores)
     frames = []
     for kind, name in ANOMALY_TABLES.items():
         raw = table(snap, name)
@@ -621,8 +696,10 @@ def anomaly_context(
 
 
 @st.cache_data(ttl=CACHE_TTL, max_entries=64, show_spinner=False)
-def _stock_cover(root: str, version: str, store_id: str | None, category: str | None) -> pl.DataFrame:
-    snap = _snap(root)
+def _stock_cover(
+    root: str, version: str, stores: tuple[str, ...] | None, store_id: str | None, category: str | None
+) -> pl.DataFrame:
+    snap = _snap(root, stores)
     stock = scoped(snap, table(snap, "fct_stock_levels"), store_id=store_id, category=category)
     if stock.is_empty():
         return pl.DataFrame()
@@ -668,7 +745,7 @@ def _stock_cover(root: str, version: str, store_id: str | None, category: str | 
 def stock_cover(snap: Snapshot, store_id: str | None, category: str | None) -> pl.DataFrame:
     """Per store × product: on hand, average daily units over the last 28 days, forecast daily units (next
     28 days), days of cover (on hand ÷ forecast rate, else the recent rate) and whether it is out of stock."""
-    return _stock_cover(str(snap.root), snap.version, store_id, category)
+    return _stock_cover(str(snap.root), snap.version, store_scope(snap), store_id, category)
 
 
 # --- security ---------------------------------------------------------------------------------------------
@@ -808,9 +885,9 @@ def asset_freshness(snap: Snapshot) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def _snap(root: str) -> Snapshot:
-    """The snapshot at ``root`` (for cached functions keyed by plain strings)."""
-    return Snapshot(root=Path(root), manifest=json.loads((Path(root) / MANIFEST).read_text()))
+def _snap(root: str, stores: tuple[str, ...] | None) -> View:
+    """The snapshot at ``root`` limited to ``stores`` (for cached functions keyed by plain values)."""
+    return View(root=Path(root), manifest=json.loads((Path(root) / MANIFEST).read_text()), stores=stores)
 
 
 def evidence_text(evidence: Any) -> str:

@@ -16,7 +16,10 @@ present = [t for t in data.ANOMALY_TABLES.values() if data.has(snap, t)]
 if not present:
     ui.missing(snap, "sales_anomalies", "Anomalies")
     st.stop()
-absent = [t for t in data.ANOMALY_TABLES.values() if t not in present]
+# Tables hidden from this reader (a manager: security and performance) are not "absent".
+absent = [
+    t for t in data.ANOMALY_TABLES.values() if t not in present and data.visible(data.store_scope(snap), t)
+]
 if absent:
     st.caption("Not in this snapshot yet: " + ", ".join(f"`{t}`" for t in absent))
 

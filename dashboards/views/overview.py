@@ -63,41 +63,34 @@ else:
         width="stretch",
     )
 
-st.subheader("Today so far (live from the API)")
-today = api.sales_today(f.store_id)
-if today.ok:
-    total = today.data["total"]
-    t1, t2, t3 = st.columns(3)
-    t1.metric("Net sales today (live)", ui.money(total["net_revenue_cents"]))
-    t2.metric("Transactions today (live)", f"{total['transactions']:,}")
-    t3.metric("Average basket today (live)", ui.money(total["avg_basket_cents"]))
-    st.caption(f"Refunds {total['refunds']:,}, voids {total['voids']:,}, units {total['units']:,}.")
-    days_now = {s["business_day"] for s in today.data["stores"]}
-    planned = data.forecast_on(snap, f.store_id, date.fromisoformat(min(days_now))) if days_now else None
-    if planned is None:
-        st.caption("No forecast in this snapshot covers today; the next pipeline run will add one.")
-    else:
-        st.caption(
-            f"Units so far today: {total['units']:,}, against a whole-day forecast of {planned['yhat']:,.0f} "
-            f"(80 % band {planned['lo_80']:,.0f} – {planned['hi_80']:,.0f})."
-        )
-else:
-    api.notice(today, "today's sales")
 
-st.divider()
-left, mid, right = st.columns(3)
-with left:
-    st.subheader("Threat level")
-    threat = data.threat(snap)
-    st.metric("Threat level", (threat["level"] or "unknown").upper())
-    st.caption(threat["basis"])
-with mid:
-    st.subheader("Sync health")
-    sessions = data.sync_sessions(snap, f.store_id, 7)
-    terms = data.terminals(sessions)
-    st.metric("Terminals synced (last 7 days)", f"{terms.height:,}")
-    if not terms.is_empty():
-        st.metric("Items rejected (last 7 days)", f"{int(terms['rejected'].sum()):,}")
+def today_so_far() -> None:
+    st.subheader("Today so far (live from the API)")
+    today = api.sales_today(f.store_id)
+    if today.ok:
+        total = today.data["total"]
+        t1, t2, t3 = st.columns(3)
+        t1.metric("Net sales today (live)", ui.money(total["net_revenue_cents"]))
+        t2.metric("Transactions today (live)", f"{total['transactions']:,}")
+        t3.metric("Average basket today (live)", ui.money(total["avg_basket_cents"]))
+        st.caption(f"Refunds {total['refunds']:,}, voids {total['voids']:,}, units {total['units']:,}.")
+        days_now = {s["business_day"] for s in today.data["stores"]}
+        planned = data.forecast_on(snap, f.store_id, date.fromisoformat(min(days_now))) if days_now else None
+        if planned is None:
+            st.caption("No forecast in this snapshot covers today; the next pipeline run will add one.")
+        else:
+            st.caption(
+                f"Units so far today: {total['units']:,}, against a whole-day forecast of "
+                f"{planned['yhat']:,.0f} (80 % band {planned['lo_80']:,.0f} – {planned['hi_80']:,.0f})."
+            )
+    else:
+        api.notice(today, "today's sales")
+
+
+ui.live(today_so_far)
+
+
+def sync_service() -> None:
     live = api.sync_health()
     if live.ok:
         st.metric("Sync service (live)", str(live.data.get("status", "?")).upper())
@@ -107,14 +100,9 @@ with mid:
         )
     else:
         api.notice(live, "sync health")
-with right:
-    st.subheader("Pipeline freshness")
-    fresh = data.freshness(snap)
-    st.metric("Snapshot age", f"{fresh['age_hours']:.1f} h")
-    st.caption(
-        f"Published {fresh['created_at']:%Y-%m-%d %H:%M} UTC by run {fresh['run_id'] or '—'}; "
-        f"events up to #{fresh['events_seq'] if fresh['events_seq'] is not None else '—'}"
-    )
+
+
+def api_health() -> None:
     health = api.health()
     if health.ok:
         st.metric("API (live)", str(health.data.get("status", "?")).upper())
@@ -122,20 +110,53 @@ with right:
             st.caption("Degraded: " + ", ".join(health.data["degraded"]))
     else:
         api.notice(health, "API health")
+
+
+def stores_this_week() -> None:
+    stores_live = api.ai_dashboard()
+    if stores_live.ok:
+        rows = [
+            {k: v for k, v in store.items() if not isinstance(v, dict | list)}
+            for store in stores_live.data.get("stores", [])
+            if f.store_id is None or store.get("store_id") == f.store_id
+        ]
+        ui.table(pl.DataFrame(rows), "stores_this_week")
+        st.caption(
+            "Forecast units for the next 7 days with the 80 % band, anomalies flagged over the last 7 days "
+            "of data, products to reorder and at stockout risk — as `/api/ai/dashboard` answers for your "
+            "stores."
+        )
+    else:
+        api.notice(stores_live, "store summary")
+
+
+st.divider()
+# Security figures are for administrators: a manager's overview leaves the threat level out.
+columns = st.columns(3 if ui.is_admin() else 2)
+if ui.is_admin():
+    with columns[0]:
+        st.subheader("Threat level")
+        threat = data.threat(snap)
+        st.metric("Threat level", (threat["level"] or "unknown").upper())
+        st.caption(threat["basis"])
+with columns[-2]:
+    st.subheader("Sync health")
+    sessions = data.sync_sessions(snap, f.store_id, 7)
+    terms = data.terminals(sessions)
+    st.metric("Terminals synced (last 7 days)", f"{terms.height:,}")
+    if not terms.is_empty():
+        st.metric("Items rejected (last 7 days)", f"{int(terms['rejected'].sum()):,}")
+    ui.live(sync_service)
+with columns[-1]:
+    st.subheader("Pipeline freshness")
+    fresh = data.freshness(snap)
+    st.metric("Snapshot age", f"{fresh['age_hours']:.1f} h")
+    st.caption(
+        f"Published {fresh['created_at']:%Y-%m-%d %H:%M} UTC by run {fresh['run_id'] or '—'}; "
+        f"events up to #{fresh['events_seq'] if fresh['events_seq'] is not None else '—'}"
+    )
+    ui.live(api_health)
 st.divider()
 st.subheader("Stores this week (live from the API)")
-stores_live = api.ai_dashboard()
-if stores_live.ok:
-    rows = [
-        {k: v for k, v in store.items() if not isinstance(v, dict | list)}
-        for store in stores_live.data.get("stores", [])
-        if f.store_id is None or store.get("store_id") == f.store_id
-    ]
-    ui.table(pl.DataFrame(rows), "stores_this_week")
-    st.caption(
-        "Forecast units for the next 7 days with the 80 % band, anomalies flagged over the last 7 days of "
-        "data, products to reorder and at stockout risk — as `/api/ai/dashboard` answers for your stores."
-    )
-else:
-    api.notice(stores_live, "store summary")
+ui.live(stores_this_week)
 ui.footer(snap)

@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboards import api, charts, data, filters, ui
 
+ui.require_admin("Security")
 st.title("Security")
 snap = ui.require_snapshot()
 f = filters.current()
@@ -46,18 +47,24 @@ with right:
     ui.table(data.risky(events, "username"), "risky_users")
 
 st.subheader("Blocks in force")
-# Blocks are decided by the API and kept in its ops store: read them live (admin login needed).
-live = api.security_status()
-if live.ok:
-    st.metric("Threat level (live)", str(live.data.get("threat_level", "?")).upper())
-    if live.data.get("dry_run"):
-        st.caption("Dry run: decisions are logged, not enforced.")
-    blocks = pl.DataFrame(live.data.get("active_blocks") or [], infer_schema_length=None)
-    ui.table(blocks, "blocks_in_force")
-else:
-    api.notice(live, "blocks")
-    if data.has(snap, "fct_ip_risk"):
-        ui.table(data.blocks_in_force(data.ip_risk(snap)), "blocks_in_force")
+
+
+def live_blocks() -> None:
+    # Blocks are decided by the API and kept in its ops store: read them live (admin login needed).
+    live = api.security_status()
+    if live.ok:
+        st.metric("Threat level (live)", str(live.data.get("threat_level", "?")).upper())
+        if live.data.get("dry_run"):
+            st.caption("Dry run: decisions are logged, not enforced.")
+        blocks = pl.DataFrame(live.data.get("active_blocks") or [], infer_schema_length=None)
+        ui.table(blocks, "blocks_in_force")
+    else:
+        api.notice(live, "blocks")
+        if data.has(snap, "fct_ip_risk"):
+            ui.table(data.blocks_in_force(data.ip_risk(snap)), "blocks_in_force")
+
+
+ui.live(live_blocks)
 
 st.subheader("Events")
 ui.table(events.sort("occurred_at", descending=True), "security_events")

@@ -9,6 +9,8 @@ from pathlib import Path
 import polars as pl
 from streamlit.testing.v1 import AppTest
 
+from dashboards.auth import SESSION_KEY, Session
+
 APP = str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py")
 START = date(2026, 1, 1)
 DAYS = 60
@@ -171,12 +173,76 @@ def snapshot_tables() -> dict[str, pl.DataFrame]:
     }
 
 
-def open_page(page: str, **session: object) -> AppTest:
-    """Run the app, then switch to ``views/<page>.py`` (with ``session`` state set first)."""
+OTHER = "S003"  # a store the manager does not manage
+
+
+def three_stores() -> dict[str, pl.DataFrame]:
+    """The test snapshot with a third store (S002's rows copied as S003) and the tables whose chain- or
+    category-wide rows must not reach a manager: coherent forecast totals, accuracy by level, insights."""
+    tables = {
+        name: pl.concat(
+            [frame, frame.filter(pl.col("store_id") == "S002").with_columns(store_id=pl.lit(OTHER))]
+        )
+        if "store_id" in frame.columns
+        else frame
+        for name, frame in snapshot_tables().items()
+    }
+    tables["dim_store"] = pl.DataFrame(
+        {"store_id": ["S001", "S002", OTHER], "store_name": ["North", "South", "East"]}
+    )
+    tables["demand_forecast_totals"] = pl.DataFrame(
+        [
+            {"level": level, "key": key, "ds": LAST + timedelta(days=h), "horizon_day": h, "yhat": value,
+             "lo_80": value - 1, "hi_80": value + 1, "lo_95": value - 2, "hi_95": value + 2}
+            for level, key, value in (
+                ("chain", "chain", 100.0), ("store", "S001", 40.0), ("store", OTHER, 30.0),
+                ("category", "Drinks", 7.0),
+            )
+            for h in range(1, 91)
+        ]
+    )  # fmt: skip
+    tables["forecast_accuracy"] = pl.DataFrame(
+        {
+            "level": ["chain", "store", "store", "store", "series"],
+            "store_id": [None, "S001", "S002", OTHER, OTHER],
+            "product_id": [None, None, None, None, "P0001"],
+            "mase": [0.5, 0.8, 0.9, 1.7, 2.0],
+        }
+    )
+    tables["business_insights"] = pl.DataFrame(
+        {
+            "store_id": ["S001", OTHER, None],
+            "category": ["inventory", "revenue", "operations"],
+            "title": ["Reorder tea", "Promote at East", "Chain-wide review"],
+            "priority_score": [0.4, 0.9, 0.5],
+        }
+    )
+    tables["reorder_suggestions"] = pl.DataFrame(
+        {"store_id": ["S001", OTHER], "product_id": ["P0002", "P0002"], "reorder_qty": [40, 25]}
+    )
+    tables["inventory_anomalies"] = pl.DataFrame(
+        {"store_id": ["S002", OTHER], "product_id": ["P0001", "P0001"], "missing_units": [5, 24],
+         "is_anomaly": [True, True], "severity": ["high", "high"], "event_date": [LAST, LAST]}
+    )  # fmt: skip
+    tables["fct_ip_risk"] = pl.DataFrame({"source_ip": ["203.0.113.7"], "risk_score": [0.9]})
+    return tables
+
+
+def app(login: Session | None, **session: object) -> AppTest:
+    """The app, run once, in a browser session logged in as ``login`` (None: logged out) with ``session``
+    state set first."""
     at = AppTest.from_file(APP, default_timeout=60)
+    if login is not None:
+        at.session_state[SESSION_KEY] = login
     for key, value in session.items():
         at.session_state[key] = value
-    at.run()
+    return at.run()
+
+
+def open_page(page: str, login: Session, **session: object) -> AppTest:
+    """Run the app logged in as ``login``, then switch to ``views/<page>.py`` (``session`` state set
+    first)."""
+    at = app(login, **session)
     assert not at.exception, [e.value for e in at.exception]
     at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]

@@ -8,15 +8,16 @@ import polars as pl
 
 from chainsync.serving import Snapshot, publish_snapshot
 from chainsync.settings import Settings
+from dashboards.auth import Session
 from tests.dashboards.snapshot import START, metrics, open_page
 
 DAY = START + timedelta(days=40)
 
 
 def test_timeline_lists_flagged_days_with_explanations(
-    published: Snapshot, tables: dict[str, pl.DataFrame]
+    published: Snapshot, tables: dict[str, pl.DataFrame], admin: Session
 ) -> None:
-    at = open_page("anomalies")
+    at = open_page("anomalies", admin)
     shown = metrics(at)
     assert shown == {"Anomalies": "2", "Critical": "1", "Stores affected": "2"}
     listed = at.dataframe[0].value
@@ -32,8 +33,10 @@ def test_timeline_lists_flagged_days_with_explanations(
     assert s001["explanation"].startswith(f"net revenue {revenue / 100:,.2f} vs usual ")
 
 
-def test_severity_filter_and_the_data_behind(published: Snapshot, tables: dict[str, pl.DataFrame]) -> None:
-    at = open_page("anomalies", store_filter="S001")
+def test_severity_filter_and_the_data_behind(
+    published: Snapshot, tables: dict[str, pl.DataFrame], admin: Session
+) -> None:
+    at = open_page("anomalies", admin, store_filter="S001")
     assert metrics(at)["Anomalies"] == "1"
     at.multiselect(key="anomaly_severity").set_value(["high"]).run()
     assert metrics(at)["Anomalies"] == "0"
@@ -48,7 +51,7 @@ def test_severity_filter_and_the_data_behind(published: Snapshot, tables: dict[s
 
 
 def test_performance_anomalies_are_listed_with_their_numbers(
-    dashboard_settings: Settings, tables: dict[str, pl.DataFrame]
+    dashboard_settings: Settings, tables: dict[str, pl.DataFrame], admin: Session
 ) -> None:
     import streamlit as st
 
@@ -73,7 +76,7 @@ def test_performance_anomalies_are_listed_with_their_numbers(
     )
     st.cache_data.clear()
     publish_snapshot(dashboard_settings.serving, tables, run_id="test-run")
-    at = open_page("anomalies")
+    at = open_page("anomalies", admin)
     assert metrics(at) == {"Anomalies": "3", "Critical": "2", "Stores affected": "2"}
     listed = at.dataframe[0].value
     perf = listed[listed["type"] == "performance"].iloc[0]

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from chainsync.serving import Snapshot
 from chainsync.settings import Settings
-from tests.dashboards.snapshot import APP, PRODUCTS, infos, metrics, open_page
+from dashboards.auth import Session
+from tests.dashboards.snapshot import PRODUCTS, app, infos, metrics, open_page
 
 
-def test_without_snapshot_every_page_explains_what_to_do(dashboard_settings: Settings) -> None:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+def test_without_snapshot_every_page_explains_what_to_do(
+    dashboard_settings: Settings, admin: Session
+) -> None:
+    at = app(admin)
     assert not at.exception
     for page in ("forecast", "anomalies", "inventory", "insights", "security", "sync", "system"):
         at.switch_page(f"views/{page}.py").run()
@@ -22,10 +24,14 @@ def test_without_snapshot_every_page_explains_what_to_do(dashboard_settings: Set
 
 @pytest.mark.parametrize(("store", "category"), [(None, None), ("S001", None), ("S001", "Drinks")])
 def test_figures_match_the_snapshot(
-    published: Snapshot, tables: dict[str, pl.DataFrame], store: str | None, category: str | None
+    published: Snapshot,
+    tables: dict[str, pl.DataFrame],
+    store: str | None,
+    category: str | None,
+    admin: Session,
 ) -> None:
     session = {"store_filter": store or "All stores", "category_filter": category or "All categories"}
-    at = open_page("forecast", **session)
+    at = open_page("forecast", admin, **session)
     sales = tables["fct_sales_daily"]
     products = [p for p, v in PRODUCTS.items() if category is None or v[1] == category]
     sales = sales.filter(pl.col("product_id").is_in(products))
@@ -56,8 +62,8 @@ def test_figures_match_the_snapshot(
     assert any("forecast_accuracy" in i for i in infos(at))  # not published yet: said so, no error
 
 
-def test_product_drill_shows_its_model(published: Snapshot) -> None:
-    at = open_page("forecast", store_filter="S002")
+def test_product_drill_shows_its_model(published: Snapshot, admin: Session) -> None:
+    at = open_page("forecast", admin, store_filter="S002")
     at.selectbox(key="product_filter").set_value("P0002 — Tea").run()
     assert not at.exception
     assert metrics(at)["Forecast units, next 30 days"] == "90"
@@ -67,7 +73,7 @@ def test_product_drill_shows_its_model(published: Snapshot) -> None:
 
 
 def test_accuracy_is_shown_when_the_snapshot_has_it(
-    dashboard_settings: Settings, tables: dict[str, pl.DataFrame]
+    dashboard_settings: Settings, tables: dict[str, pl.DataFrame], admin: Session
 ) -> None:
     from chainsync.serving import publish_snapshot
 
@@ -81,7 +87,7 @@ def test_accuracy_is_shown_when_the_snapshot_has_it(
         }
     )
     publish_snapshot(dashboard_settings.serving, tables)
-    at = open_page("forecast", store_filter="S001")
+    at = open_page("forecast", admin, store_filter="S001")
     shown = metrics(at)
     assert shown["Mean mase"] == "1.000"
     assert shown["Mean wape"] == "0.375"
@@ -89,7 +95,7 @@ def test_accuracy_is_shown_when_the_snapshot_has_it(
 
 
 def test_coherent_totals_are_used_for_chain_store_and_category(
-    dashboard_settings: Settings, tables: dict[str, pl.DataFrame]
+    dashboard_settings: Settings, tables: dict[str, pl.DataFrame], admin: Session
 ) -> None:
     from datetime import timedelta
 
@@ -118,9 +124,14 @@ def test_coherent_totals_are_used_for_chain_store_and_category(
     ]
     tables["demand_forecast_totals"] = pl.DataFrame(rows)
     publish_snapshot(dashboard_settings.serving, tables)
-    assert metrics(open_page("forecast"))["Forecast units, next 30 days"] == "3,000"
-    assert metrics(open_page("forecast", store_filter="S001"))["Forecast units, next 30 days"] == "1,200"
-    assert metrics(open_page("forecast", category_filter="Drinks"))["Forecast units, next 30 days"] == "210"
+    assert metrics(open_page("forecast", admin))["Forecast units, next 30 days"] == "3,000"
+    assert (
+        metrics(open_page("forecast", admin, store_filter="S001"))["Forecast units, next 30 days"] == "1,200"
+    )
+    assert (
+        metrics(open_page("forecast", admin, category_filter="Drinks"))["Forecast units, next 30 days"]
+        == "210"
+    )
     # Store × category is not a reconciled level: the series are summed (S001's two drinks, 3 a day each).
-    shown = metrics(open_page("forecast", store_filter="S001", category_filter="Drinks"))
+    shown = metrics(open_page("forecast", admin, store_filter="S001", category_filter="Drinks"))
     assert shown["Forecast units, next 30 days"] == "180"

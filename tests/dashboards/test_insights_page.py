@@ -6,15 +6,18 @@ import polars as pl
 
 from chainsync.serving import Snapshot, publish_snapshot
 from chainsync.settings import Settings
+from dashboards.auth import Session
 from tests.dashboards.snapshot import infos, metrics, open_page
 
 
-def test_absent_table_is_explained(published: Snapshot) -> None:
-    at = open_page("insights")
+def test_absent_table_is_explained(published: Snapshot, admin: Session) -> None:
+    at = open_page("insights", admin)
     assert any("business_insights" in i for i in infos(at))
 
 
-def test_ranked_with_evidence(dashboard_settings: Settings, tables: dict[str, pl.DataFrame]) -> None:
+def test_ranked_with_evidence(
+    dashboard_settings: Settings, tables: dict[str, pl.DataFrame], admin: Session
+) -> None:
     tables["business_insights"] = pl.DataFrame(
         {
             "store_id": ["S001", "S002", "S001"],
@@ -26,7 +29,7 @@ def test_ranked_with_evidence(dashboard_settings: Settings, tables: dict[str, pl
         }
     )
     publish_snapshot(dashboard_settings.serving, tables)
-    at = open_page("insights")
+    at = open_page("insights", admin)
     assert metrics(at)["Recommendations"] == "3"
     assert [e.label.split(" — ")[0] for e in at.expander] == [
         "Weekend promotion",
@@ -36,5 +39,5 @@ def test_ranked_with_evidence(dashboard_settings: Settings, tables: dict[str, pl
     assert at.dataframe[0].value["title"].tolist()[0] == "Weekend promotion"
     assert any("Saturday sales 30 % below" in m.value for m in at.markdown)
 
-    at = open_page("insights", store_filter="S001")
+    at = open_page("insights", admin, store_filter="S001")
     assert metrics(at)["Recommendations"] == "2"

@@ -6,11 +6,12 @@ import polars as pl
 
 from chainsync.serving import Snapshot, publish_snapshot
 from chainsync.settings import Settings
+from dashboards.auth import Session
 from tests.dashboards.snapshot import infos, metrics, open_page
 
 
-def test_days_of_cover_and_stock_outs(published: Snapshot) -> None:
-    at = open_page("inventory", store_filter="S001")
+def test_days_of_cover_and_stock_outs(published: Snapshot, admin: Session) -> None:
+    at = open_page("inventory", admin, store_filter="S001")
     shown = metrics(at)
     assert shown["Store × product pairs"] == "3"
     assert shown["Out of stock"] == "1"  # P0002 at 0
@@ -25,19 +26,19 @@ def test_days_of_cover_and_stock_outs(published: Snapshot) -> None:
 
 
 def test_reorder_suggestions_when_published(
-    dashboard_settings: Settings, tables: dict[str, pl.DataFrame]
+    dashboard_settings: Settings, tables: dict[str, pl.DataFrame], admin: Session
 ) -> None:
     tables["reorder_suggestions"] = pl.DataFrame(
         {"store_id": ["S001", "S002"], "product_id": ["P0002", "P0002"], "reorder_qty": [40, 25]}
     )
     publish_snapshot(dashboard_settings.serving, tables)
-    at = open_page("inventory", category_filter="Drinks")
+    at = open_page("inventory", admin, category_filter="Drinks")
     assert metrics(at)["Units to reorder"] == "65"
     assert not any("reorder_suggestions" in i for i in infos(at))
 
 
 def test_shrinkage_shows_the_flagged_counts_of_the_store(
-    dashboard_settings: Settings, tables: dict[str, pl.DataFrame]
+    dashboard_settings: Settings, tables: dict[str, pl.DataFrame], admin: Session
 ) -> None:
     # The columns the pipeline's inventory_anomalies asset writes (shelf counts against expected stock).
     tables["inventory_anomalies"] = pl.DataFrame(
@@ -52,7 +53,7 @@ def test_shrinkage_shows_the_flagged_counts_of_the_store(
         }
     )
     publish_snapshot(dashboard_settings.serving, tables)
-    at = open_page("inventory", store_filter="S001")
+    at = open_page("inventory", admin, store_filter="S001")
     shown = at.dataframe[-1].value
     assert shown["product_id"].tolist() == ["P0001"]  # S001's flagged count only
     assert shown["missing_units"].tolist() == [26]

@@ -1,5 +1,6 @@
-"""Live figures from a real API: ``chainsync api`` under uvicorn on loopback, the dashboards logging in as a
-manager with the username and password from the settings; what the pages show is what the API answers."""
+"""Live figures from a real API: ``chainsync api`` under uvicorn on loopback, the analyst logged in to it (a
+manager, then an administrator with two-factor authentication); what the pages show is what the API
+answers for them."""
 
 from __future__ import annotations
 
@@ -10,18 +11,17 @@ import httpx
 import polars as pl
 import pytest
 
-from chainsync.ops_store import get_engine
-from chainsync.ops_store.users import create_device_key, upsert_user
+from chainsync.ops_store.users import create_device_key
 from chainsync.serving import publish_snapshot
 from chainsync.settings import Settings, get_settings
 from dashboards import ui
+from dashboards.auth import Session
 from tests.api.conftest import sale_event
+from tests.dashboards.conftest import ADMIN, MANAGER, LoginApi, api_login, start_login_api
 from tests.dashboards.snapshot import LAST, infos, metrics, open_page, snapshot_tables
-from tests.live_api import api_env, free_port, start_api, stop_api, wait_healthy
+from tests.live_api import stop_api
 
 pytestmark = pytest.mark.slow
-
-PASSWORD = "correct-horse-battery"
 
 
 def _ai_tables() -> dict[str, pl.DataFrame]:
@@ -78,67 +78,50 @@ def _ai_tables() -> dict[str, pl.DataFrame]:
 
 
 @pytest.fixture
-def live_api(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    engine = get_engine(settings.ops_store)
-    upsert_user(engine, "mona", PASSWORD, "manager", ["S001", "S002"])
+def live_api(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[LoginApi]:
+    """An API on the test's own data directory (it reads the same snapshot), with the test users."""
     publish_snapshot(settings.serving, _ai_tables(), run_id="live-test")
-    port = free_port()
-    proc = start_api(
-        port,
-        api_env(settings.data_dir, settings.jwt_secret.get_secret_value()),  # type: ignore[union-attr]
-    )
-    base = f"http://127.0.0.1:{port}"
+    api, proc = start_login_api(settings.data_dir)
     try:
-        wait_healthy(base, proc)
-        monkeypatch.setenv("CHAINSYNC_DASHBOARD_API_URL", base)
-        monkeypatch.setenv("CHAINSYNC_DASHBOARD_API_USERNAME", "mona")
-        monkeypatch.setenv("CHAINSYNC_DASHBOARD_API_PASSWORD", PASSWORD)
+        monkeypatch.setenv("CHAINSYNC_DASHBOARD_API_URL", api.base)
         get_settings.cache_clear()
         import streamlit as st
 
         st.cache_data.clear()
         st.cache_resource.clear()
-        yield base
+        yield api
     finally:
-        stop_api(proc)
+        stop_api(proc)  # type: ignore[arg-type]
+        api.engine.dispose()
 
 
-def _manager_get(base: str, path: str) -> dict:  # type: ignore[type-arg]
-    token = httpx.post(f"{base}/api/auth/token", data={"username": "mona", "password": PASSWORD}).json()
-    resp = httpx.get(f"{base}{path}", headers={"Authorization": f"Bearer {token['access_token']}"})
+def _get(api: LoginApi, session: Session, path: str) -> dict:  # type: ignore[type-arg]
+    resp = httpx.get(f"{api.base}{path}", headers={"Authorization": f"Bearer {session.access_token}"})
     resp.raise_for_status()
     return resp.json()  # type: ignore[no-any-return]
 
 
-def test_pages_show_what_the_api_answers(live_api: str, settings: Settings) -> None:
+def test_pages_show_what_the_api_answers(live_api: LoginApi, settings: Settings) -> None:
+    manager = api_login(live_api, MANAGER)
     # A sale made today, before any page is opened (live figures are cached for a few seconds).
     sold = sale_event(occurred_at=datetime.now(UTC).isoformat(), transaction_id="T-LIVE-1")
-    key = create_device_key(get_engine(settings.ops_store), "S001", "POS-01")
-    posted = httpx.post(f"{live_api}/api/events/sales", json=sold, headers={"X-API-Key": key})
+    key = create_device_key(live_api.engine, "S001", "POS-01")
+    posted = httpx.post(f"{live_api.base}/api/events/sales", json=sold, headers={"X-API-Key": key})
     assert posted.status_code == 201, posted.text
-    today = _manager_get(live_api, "/api/sales/today")["total"]
+    today = _get(live_api, manager, "/api/sales/today")["total"]
     assert today["transactions"] == 1 and today["net_revenue_cents"] == 2 * 399
 
-    health = httpx.get(f"{live_api}/api/observability/health").json()
-    at = open_page("system")
-    shown = metrics(at)
-    assert shown["Status"] == health["status"].upper()
-    assert shown["Version"] == health["version"]
-    assert shown["Ops store"] == "reachable"
-    checks = at.dataframe[0].value
-    assert set(checks["check"]) == set(health["checks"])
-    assert not any("not shown" in i.value for i in at.info)  # health and performance both answered
-
-    sync = _manager_get(live_api, "/api/sync/health")
-    at = open_page("sync")
+    sync = _get(live_api, manager, "/api/sync/health")
+    at = open_page("sync", manager)
     shown = metrics(at)
     assert shown["Sync service"] == sync["status"].upper()
     assert shown["Open conflicts"] == f"{sync['open_conflicts']:,}"
     assert shown["Dead letters"] == f"{sync['dead_letters']:,}"
-    assert not any("not shown" in i.value for i in at.info)
+    assert not any("not shown" in i for i in infos(at))
 
-    board = _manager_get(live_api, "/api/ai/dashboard")
-    at = open_page("overview")
+    health = httpx.get(f"{live_api.base}/api/observability/health").json()
+    board = _get(live_api, manager, "/api/ai/dashboard")
+    at = open_page("overview", manager)
     assert metrics(at)["Transactions today (live)"] == "1"
     assert metrics(at)["Net sales today (live)"] == ui.money(today["net_revenue_cents"])
     # The snapshot's forecast starts after its last day of data (March), so nothing covers today.
@@ -150,34 +133,19 @@ def test_pages_show_what_the_api_answers(live_api: str, settings: Settings) -> N
     assert metrics(at)["Sync service (live)"] == sync["status"].upper()
 
 
-def test_wrong_password_is_a_notice_not_a_traceback(live_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CHAINSYNC_DASHBOARD_API_PASSWORD", "wrong")
-    get_settings.cache_clear()
-    at = open_page("sync")
-    assert any("API login refused (401)" in i.value for i in at.info)
-    # The public health endpoint still answers.
-    at = open_page("system")
-    assert "Status" in metrics(at)
+def test_admin_pages_show_what_the_api_answers(live_api: LoginApi) -> None:
+    admin = api_login(live_api, ADMIN, live_api.code(ADMIN, steps_ahead=1))
+    health = httpx.get(f"{live_api.base}/api/observability/health").json()
+    at = open_page("system", admin)
+    shown = metrics(at)
+    assert shown["Status"] == health["status"].upper()
+    assert shown["Version"] == health["version"]
+    assert shown["Ops store"] == "reachable"
+    checks = at.dataframe[0].value
+    assert set(checks["check"]) == set(health["checks"])
+    assert not any("not shown" in i for i in infos(at))  # health and performance both answered
 
-
-def test_security_page_shows_the_apis_threat_level_and_blocks(
-    live_api: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from api.security import ALL_STORES, create_access_token
-
-    admin = create_access_token(settings, subject="alice", role="admin", stores=[ALL_STORES]).token
-    upsert_user(get_engine(settings.ops_store), "alice", PASSWORD, "admin")
-    monkeypatch.setenv("CHAINSYNC_DASHBOARD_API_TOKEN", admin)
-    get_settings.cache_clear()
-    status = httpx.get(
-        f"{live_api}/api/admin/security/status", headers={"Authorization": f"Bearer {admin}"}
-    ).json()
-    at = open_page("security")
+    status = _get(live_api, admin, "/api/admin/security/status")
+    at = open_page("security", admin)
     assert metrics(at)["Threat level (live)"] == status["threat_level"].upper()
     assert not any("Live blocks not shown" in i for i in infos(at))
-
-
-def test_security_page_without_admin_rights_says_so(live_api: str) -> None:
-    at = open_page("security")  # the dashboards log in as a manager here
-    assert "Threat level (live)" not in metrics(at)
-    assert any("Live blocks not shown" in i for i in infos(at))

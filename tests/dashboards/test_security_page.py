@@ -8,11 +8,12 @@ import polars as pl
 
 from chainsync.serving import Snapshot, publish_snapshot
 from chainsync.settings import Settings
+from dashboards.auth import Session
 from tests.dashboards.snapshot import metrics, open_page
 
 
-def test_threat_and_riskiest_sources(published: Snapshot) -> None:
-    at = open_page("security")
+def test_threat_and_riskiest_sources(published: Snapshot, admin: Session) -> None:
+    at = open_page("security", admin)
     shown = metrics(at)
     assert shown["Threat level"] == "ELEVATED"
     assert shown["Security events"] == "16"
@@ -30,14 +31,16 @@ def test_threat_and_riskiest_sources(published: Snapshot) -> None:
     ]
 
 
-def test_period_filter_narrows_events(published: Snapshot) -> None:
-    at = open_page("security", period_filter="Last 7 days")
+def test_period_filter_narrows_events(published: Snapshot, admin: Session) -> None:
+    at = open_page("security", admin, period_filter="Last 7 days")
     assert metrics(at)["Security events"] == "16"  # latest day and three days before
-    at = open_page("security", store_filter="S002")
+    at = open_page("security", admin, store_filter="S002")
     assert metrics(at)["Security events"] == "0"
 
 
-def test_ip_risk_and_blocks(dashboard_settings: Settings, tables: dict[str, pl.DataFrame]) -> None:
+def test_ip_risk_and_blocks(
+    dashboard_settings: Settings, tables: dict[str, pl.DataFrame], admin: Session
+) -> None:
     now = datetime.now(UTC)
     tables["fct_ip_risk"] = pl.DataFrame(
         {
@@ -47,7 +50,7 @@ def test_ip_risk_and_blocks(dashboard_settings: Settings, tables: dict[str, pl.D
         }
     )
     publish_snapshot(dashboard_settings.serving, tables)
-    at = open_page("security")
+    at = open_page("security", admin)
     risk = at.dataframe[0].value
     assert risk["source_ip"].tolist() == ["203.0.113.7", "192.0.2.1", "198.51.100.2"]
     blocks = at.dataframe[2].value

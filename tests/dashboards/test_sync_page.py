@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from streamlit.testing.v1 import AppTest
-
 from chainsync.serving import Snapshot
-from tests.dashboards.snapshot import APP, infos, metrics, open_page
+from dashboards.auth import Session
+from tests.dashboards.snapshot import app, infos, metrics, open_page
 
 
-def test_terminals_from_the_snapshot(published: Snapshot) -> None:
-    at = open_page("sync")
+def test_terminals_from_the_snapshot(published: Snapshot, admin: Session) -> None:
+    at = open_page("sync", admin)
     shown = metrics(at)
     assert shown["Terminals"] == "4"
     assert shown["Sessions"] == "6"
@@ -23,8 +22,8 @@ def test_terminals_from_the_snapshot(published: Snapshot) -> None:
     assert sum("Live" in i and "not shown" in i for i in infos(at)) == 2
 
 
-def test_store_filter_persists_from_another_page(published: Snapshot) -> None:
-    at = AppTest.from_file(APP, default_timeout=60).run()  # the default page: Overview
+def test_store_filter_persists_from_another_page(published: Snapshot, admin: Session) -> None:
+    at = app(admin)  # the default page: Overview
     at.sidebar.selectbox(key="store_filter").set_value("S001").run()
     assert not at.exception
     at.switch_page("views/sync.py").run()

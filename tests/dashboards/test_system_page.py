@@ -6,14 +6,15 @@ import polars as pl
 
 from chainsync.serving import Snapshot, publish_snapshot
 from chainsync.settings import Settings
+from dashboards.auth import Session
 from tests.dashboards.snapshot import LAST, infos, metrics, open_page
 
 
 def test_runs_and_freshness(
-    published: Snapshot, dashboard_settings: Settings, tables: dict[str, pl.DataFrame]
+    published: Snapshot, dashboard_settings: Settings, tables: dict[str, pl.DataFrame], admin: Session
 ) -> None:
     newer = publish_snapshot(dashboard_settings.serving, tables, run_id="second-run")
-    at = open_page("system")
+    at = open_page("system", admin)
     shown = metrics(at)
     assert shown["Tables published"] == "8"
     runs = at.dataframe[0].value
