@@ -45,6 +45,7 @@ _CATEGORY = {
     "refresh_token_reuse": "authentication",
     "refresh_failure": "authentication",
     "device_login_failure": "authentication",
+    "bad_credentials": "authentication",
     "authorization_denied": "authorization",
     "data_access": "data_access",
     "rate_limited": "network",

@@ -25,11 +25,13 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.audit import Auditor
+from api.auth_trail import AuthFailureTrail, presented_credential
 from api.ipfilter import IpFilter, parse_networks, resolve_client_ip
 from api.log import get_logger
 from api.middleware import route_template_of
 from api.ratelimit import RateLimiter
 from api.risk import RiskEngine
+from api.sampling import InboxSampler
 from api.security import RevokedTokens, totp_cipher
 
 log = get_logger("api.firewall")
@@ -196,42 +198,6 @@ def _replay(body: bytes, ended: Message | None, receive: Receive) -> Receive:
         return await receive()
 
     return receive_again
-
-
-class InboxSampler:
-    """Which validation failures also go to the event inbox (for ``fct_security_events``/``fct_ip_risk``).
-
-    One failure is usually a client bug; a burst from one address is probing. So an address's failures go
-    to the inbox from its ``burst``-th within a minute on, at most ``per_address`` of them per address and
-    ``total`` in all per minute, so a flood cannot fill the inbox (every failure is still audited and
-    scored). Counted per process, like the rate limits."""
-
-    def __init__(self, burst: int, per_address: int, total: int, clock: Any = time.monotonic) -> None:
-        self.burst = burst
-        self.per_address = per_address
-        self.total = total
-        self.clock = clock
-        self._window = -1
-        self._seen: dict[str, int] = {}
-        self._sent: dict[str, int] = {}
-        self._sent_total = 0
-        self._held_back: dict[str, int] = {}  # failures not sent since the address's last inbox event
-
-    def admit(self, ip: str) -> int | None:
-        """None when this failure stays out of the inbox; else how many from ``ip`` were held back since
-        its last inbox event (the event says so)."""
-        window = int(self.clock() // 60)
-        if window != self._window:
-            self._window, self._seen, self._sent, self._sent_total = window, {}, {}, 0
-            if len(self._held_back) > 10_000:
-                self._held_back.clear()
-        seen = self._seen[ip] = self._seen.get(ip, 0) + 1
-        if seen < self.burst or self._sent.get(ip, 0) >= self.per_address or self._sent_total >= self.total:
-            self._held_back[ip] = self._held_back.get(ip, 0) + 1
-            return None
-        self._sent[ip] = self._sent.get(ip, 0) + 1
-        self._sent_total += 1
-        return self._held_back.pop(ip, 0)
 
 
 class FirewallMiddleware:
@@ -439,7 +405,20 @@ class FirewallMiddleware:
         actor = getattr(principal, "subject", None)
         role = getattr(principal, "role", None)
         if status_code == 401 and not path.startswith(LOGIN_PATHS):
-            await run_in_threadpool(risk.observe, ip, "bad_credentials")
+            headers = Headers(scope=scope)
+            what = presented_credential(headers.get("authorization"), headers.get("x-api-key"))
+            if what is None:  # nothing presented: not an attempt, but still a probing signal
+                await run_in_threadpool(risk.observe, ip, "bad_credentials")
+            else:
+                trail: AuthFailureTrail = self.host.state.auth_failures
+                await trail.record(
+                    ip=ip,
+                    what=what,
+                    channel="HTTP",
+                    method=scope["method"],
+                    route=route_template_of(scope),
+                    user_agent=headers.get("user-agent"),
+                )
         elif status_code == 403 and principal is not None:
             await run_in_threadpool(risk.observe, ip, "authorization_denied")
         elif status_code == 404:
@@ -651,6 +630,7 @@ def install_security_state(app: Any, settings: Any, engine: Any) -> None:
         token_lifetime=timedelta(minutes=settings.access_token_minutes),
     )
     app.state.totp_cipher = totp_cipher(settings)
+    app.state.auth_failures = AuthFailureTrail(app.state.risk, app.state.auditor)
     if settings.ws_ip_allowlist or settings.ws_ip_denylist:
         log.warning(
             "deprecated_setting",

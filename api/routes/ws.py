@@ -31,21 +31,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import ipaddress
 import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from api.audit import Auditor
+from api.auth_trail import presented_credential
 from api.deps import Principal, get_current_principal
 from api.firewall import address_refused, session_ended
 from api.ipfilter import client_ip_of
@@ -112,21 +112,12 @@ WsEngine = Annotated[Engine, Depends(_engine)]
 WsAuditor = Annotated[Auditor | None, Depends(_auditor)]
 
 
-async def _authenticate(
-    websocket: WebSocket, settings: Settings, engine: Engine, token: str
-) -> Principal | int:
-    """The caller behind ``token`` by the same rules as HTTP requests (JWT or device key, revocation and
-    rate limits where the app has them), or the close code refusing it (4401; 4429 when rate limited)."""
-    kwargs: dict[str, Any] = {
-        "settings": settings,
-        "engine": engine,
-        "bearer": token,
-        "api_key": None,
-    }
-    if "request" in inspect.signature(get_current_principal).parameters:
-        kwargs["request"] = websocket  # an HTTPConnection: what the per-principal checks read
+async def _authenticate(websocket: WebSocket, token: str) -> Principal | int:
+    """The caller behind ``token`` by the same rules as HTTP requests (JWT or device key, sessions and
+    rate limits), or the close code refusing it (4401; 4429 when rate limited)."""
     try:
-        return await get_current_principal(**kwargs)
+        # The WebSocket is an HTTPConnection: the app state and client address the checks read.
+        return await get_current_principal(request=cast(Request, websocket), bearer=token, api_key=None)
     except HTTPException as exc:
         return CLOSE_TOO_MANY_FOR_USER if exc.status_code == 429 else CLOSE_UNAUTHORIZED
 
@@ -202,12 +193,20 @@ async def notifications(
         except (TimeoutError, ValueError, WebSocketDisconnect, RuntimeError):
             token = None
     principal = (
-        await _authenticate(websocket, settings, engine, token)
-        if isinstance(token, str) and token
-        else CLOSE_UNAUTHORIZED
+        await _authenticate(websocket, token) if isinstance(token, str) and token else CLOSE_UNAUTHORIZED
     )
     if isinstance(principal, int):
         hub.stats.rejected["unauthorized" if principal == CLOSE_UNAUTHORIZED else "rate_limited"] += 1
+        trail = getattr(websocket.app.state, "auth_failures", None)
+        if principal == CLOSE_UNAUTHORIZED and isinstance(token, str) and token and trail is not None:
+            await trail.record(
+                ip=host,
+                what=presented_credential(f"Bearer {token}", None) or "token",
+                channel="WebSocket",
+                method="GET",
+                route=websocket.url.path,
+                user_agent=websocket.headers.get("user-agent"),
+            )
         await _close(
             websocket, principal, "not authenticated" if principal == CLOSE_UNAUTHORIZED else "rate limited"
         )

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from api.firewall import InboxSampler, address_refused, find_attack, suspicious_body
+from api.firewall import address_refused, find_attack, suspicious_body
 from api.ipfilter import IpFilter
 from api.main import create_app
 from api.risk import RiskEngine
+from api.sampling import InboxSampler
 from chainsync.ops_store.security import (
     Reputation,
     load_reputations,
@@ -931,3 +932,27 @@ def test_admin_writes_cache_clears_and_operator_reads_leave_data_access_records(
     for method, path in [*calls, ("POST", "/api/admin/users")]:
         assert (method, path) in seen, (method, path, seen)
     assert all(row["actor"] == "alice" and row["role"] == "admin" for row in records)
+
+
+def test_forged_tokens_and_bad_device_keys_are_in_the_authentication_trail(client, engine) -> None:
+    forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.bm90LW91ci1zaWduYXR1cmU"
+    assert client.get("/api/ai/status", headers=bearer(forged)).status_code == 401
+    assert client.get("/api/sync/status", headers={"X-API-Key": "csk_not-a-real-key"}).status_code == 401
+    assert client.get("/api/sync/status", headers=bearer("csk_revoked-or-made-up")).status_code == 401
+    assert client.get("/api/ai/status").status_code == 401  # nothing presented: not an attempt
+    rows = audit_rows(engine, "bad_credentials")
+    assert [(r["category"], r["route"]) for r in rows] == [
+        ("authentication", "/api/ai/status"),
+        ("authentication", "/api/sync/status"),
+        ("authentication", "/api/sync/status"),
+    ]
+    assert "bearer token refused" in rows[0]["detail"] and "device key refused" in rows[1]["detail"]
+    assert all(r["risk_score"] and r["risk_score"] > 0 for r in rows)
+    assert forged not in str(rows) and "csk_not-a-real-key" not in str(rows)  # the secret is never kept
+
+
+def test_a_flood_of_bad_tokens_is_sampled_not_written_in_full(client, engine) -> None:
+    for i in range(40):
+        client.get("/api/ai/status", headers=bearer(f"made-up-token-{i}"))
+    rows = audit_rows(engine, "bad_credentials")
+    assert 10 <= len(rows) <= 20  # the first ones each, then capped per address and minute

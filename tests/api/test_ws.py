@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidMessage
 
 from api.security import ALL_STORES, create_access_token
 from api.ws.hub import Hub
@@ -519,10 +519,15 @@ def test_firewall_refused_addresses_are_closed_4403_at_connect_and_while_open(
     def connect(source: str, token: str) -> Any:
         return websockets.connect(f"{ws_url}?token={token}", local_addr=(source, 0))
 
+    async def refused_at_connect(source: str, token: str) -> None:
+        # The server closes a refused address's TCP connection before reading its handshake (api.server).
+        with pytest.raises((InvalidMessage, ConnectionClosed, OSError)):
+            async with connect(source, token) as ws:
+                await ws.recv()
+
     async def scenario() -> None:
-        # Denylisted (CHAINSYNC_IP_DENYLIST, the HTTP firewall's list): closed at connect, nothing sent.
-        async with connect("127.0.0.2", admin) as ws:
-            assert await closed_with(ws) == 4403
+        # Denylisted (CHAINSYNC_IP_DENYLIST, the HTTP firewall's list): refused before anything is read.
+        await refused_at_connect("127.0.0.2", admin)
         # Connected, then an admin denies the address: the open connection is closed.
         async with (
             connect("127.0.0.3", admin) as denied_later,
@@ -550,8 +555,7 @@ def test_firewall_refused_addresses_are_closed_4403_at_connect_and_while_open(
                 ]  # fmt: skip
             assert statuses[0] == 401 and statuses[-1] == 403
             assert await pumped_close(blocked_later) == 4403
-        async with connect("127.0.0.4", manager) as ws:
-            assert await closed_with(ws) == 4403
+        await refused_at_connect("127.0.0.4", manager)
         # Anyone else is unaffected.
         async with connect("127.0.0.1", manager) as ws:
             assert (await next_message(ws))["type"] == "welcome"
@@ -559,10 +563,6 @@ def test_firewall_refused_addresses_are_closed_4403_at_connect_and_while_open(
     try:
         wait_healthy(base, proc)
         run(scenario(), timeout_s=60)
-        stats = httpx.get(
-            f"{base}/api/observability/websocket/stats", headers=bearer(admin), timeout=5
-        ).json()
-        assert stats["rejected_total"]["ip_blocked"] >= 2
     finally:
         stop_api(proc)
 
@@ -599,3 +599,42 @@ def test_global_channels_are_delivered_once() -> None:
         assert hub.snapshot_stats()["channels"]["metrics"]["delivered"] == 1
 
     asyncio.run(scenario())
+
+
+def test_an_open_websocket_closes_when_its_session_ends(server: Server) -> None:
+    login = httpx.post(
+        f"{server.base}/api/auth/token",
+        data={"username": "mona", "password": "correct-horse-battery"},
+        timeout=5,
+    )
+    assert login.status_code == 200, login.text
+    access = login.json()["access_token"]
+
+    async def scenario() -> None:
+        async with websockets.connect(f"{server.ws}?token={access}") as ws:
+            assert (await next_message(ws))["type"] == "welcome"
+            logout = httpx.post(f"{server.base}/api/auth/logout", headers=bearer(access), timeout=5)
+            assert logout.status_code == 204
+            assert await pumped_close(ws, deadline_s=6) == 4401
+
+    run(scenario())
+
+
+def test_forged_tokens_over_websocket_reach_the_trail_and_the_risk_score(server: Server) -> None:
+    from chainsync.ops_store import get_engine
+    from chainsync.ops_store.security import query_audit
+
+    async def scenario() -> None:
+        async with websockets.connect(f"{server.ws}?token=forged.jwt.value") as ws:
+            assert await closed_with(ws) == 4401
+
+    run(scenario())
+    engine = get_engine(server.settings.ops_store)
+    deadline = time.monotonic() + 5
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not rows:
+        rows = [
+            r for r in query_audit(engine, action="bad_credentials") if "WebSocket" in (r["detail"] or "")
+        ]
+    assert rows and rows[0]["risk_score"] > 0
+    assert "forged.jwt.value" not in str(rows)
