@@ -16,6 +16,7 @@ import pydantic_core
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from api.errors import field_errors
+from api.plausibility import TimeWindow
 from chainsync.ops_store.events import InboxRow
 from chainsync.schemas.events import EventBase, InventoryEvent, SaleEvent
 
@@ -111,7 +112,7 @@ def _json_type(value: Any) -> str:
 
 
 def validate_items(
-    items: list[Any], event_type: str, *, store_id: str, device_id: str
+    items: list[Any], event_type: str, *, store_id: str, device_id: str, window: TimeWindow
 ) -> tuple[list[ItemResult], list[tuple[ItemResult, EventBase]]]:
     """Validate every item; return all results (rejected ones filled in) and the valid events in order."""
     adapter = ADAPTERS[event_type]
@@ -131,34 +132,38 @@ def validate_items(
         except ValidationError as exc:
             result.errors = field_errors(list(exc.errors(include_url=False)))
             continue
-        if _identity_ok(result, event, store_id=store_id, device_id=device_id):
+        if _identity_ok(result, event, store_id=store_id, device_id=device_id, window=window):
             valid.append((result, event))
     return results, valid
 
 
 def check_identities(
-    events: list[EventBase], *, store_id: str, device_id: str
+    events: list[EventBase], *, store_id: str, device_id: str, window: TimeWindow
 ) -> tuple[list[ItemResult], list[tuple[ItemResult, EventBase]], list[InboxRow]]:
-    """Results for events already known valid (the fast path): only the key's identity is checked. Also
-    the inbox rows of the valid ones (each event's id is formatted once, for its row and its result)."""
+    """Results for events already known valid (the fast path): only the key's identity and the time
+    window (:mod:`api.plausibility`) are checked. Also the inbox rows of the valid ones (each event's id is
+    formatted once, for its row and its result)."""
     results: list[ItemResult] = []
     valid: list[tuple[ItemResult, EventBase]] = []
     rows: list[InboxRow] = []
     for index, event in enumerate(events):
-        if event.store_id == store_id and event.device_id == device_id:
+        if event.store_id == store_id and event.device_id == device_id and window.admits(event.occurred_at):
             row = InboxRow.from_event(event)
             result = ItemResult(index=index, event_id=row.event_id)
             valid.append((result, event))
             rows.append(row)
         else:
             result = ItemResult(index=index, event_id=None)
-            _identity_ok(result, event, store_id=store_id, device_id=device_id)
+            _identity_ok(result, event, store_id=store_id, device_id=device_id, window=window)
         results.append(result)
     return results, valid, rows
 
 
-def _identity_ok(result: ItemResult, event: EventBase, *, store_id: str, device_id: str) -> bool:
-    """Reject (into ``result``) an event claiming another store or device than the key's."""
+def _identity_ok(
+    result: ItemResult, event: EventBase, *, store_id: str, device_id: str, window: TimeWindow
+) -> bool:
+    """Reject (into ``result``) an event claiming another store or device than the key's, or a time the
+    terminal cannot plausibly have sold at (:mod:`api.plausibility`)."""
     result.event_id = str(event.event_id)
     if event.store_id != store_id:
         result.errors.append(
@@ -171,4 +176,7 @@ def _identity_ok(result: ItemResult, event: EventBase, *, store_id: str, device_
         result.errors.append(
             {"field": "device_id", "message": f"does not match the device this key is bound to ({device_id})"}
         )
+    implausible = window.error(event.occurred_at)
+    if implausible is not None:
+        result.errors.append(implausible)
     return not result.errors

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     access_token_minutes: int = Field(15, ge=1, le=24 * 60)
     ingest_batch_limit: int = Field(1000, ge=1, le=100_000)
+    # Plausible events (api.plausibility): occurred_at no older than the offline window terminals are
+    # allowed, and no further ahead than a small clock skew.
+    event_max_age_days: int = Field(30, ge=1, le=3650)
+    event_clock_skew_seconds: int = Field(300, ge=0, le=86_400)
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     # Connection timeouts (api.server), as a reverse proxy would set them: request headers complete within
     # this many seconds of the first byte; at most this long between two reads of a body; idle keep-alive.

@@ -25,6 +25,7 @@ from api.ingest import (
     validate_whole_body,
 )
 from api.metrics import Metrics
+from api.plausibility import TimeWindow
 from api.writer import InboxWriter
 from api.ws.feeds import publish_ingested
 from api.ws.hub import Hub
@@ -77,13 +78,17 @@ async def _ingest(
     fast = validate_whole_body(raw, event_type, limit)
     if fast is not None:
         events, is_batch = fast
-        results, valid, rows = check_identities(events, store_id=store_id, device_id=device_id)
+        results, valid, rows = check_identities(
+            events, store_id=store_id, device_id=device_id, window=TimeWindow.now(deps.settings)
+        )
     else:
         try:
             items, is_batch = parse_envelope(raw, limit)
         except EnvelopeError as exc:
             return _json({"detail": exc.detail, "request_id": rid}, exc.status_code)
-        results, valid = validate_items(items, event_type, store_id=store_id, device_id=device_id)
+        results, valid = validate_items(
+            items, event_type, store_id=store_id, device_id=device_id, window=TimeWindow.now(deps.settings)
+        )
         rows = [InboxRow.from_event(event) for _, event in valid]
     if rows:
         # Group commit with other requests in flight (api.writer); returns after COMMIT.

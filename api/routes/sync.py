@@ -40,6 +40,7 @@ from api.deps import (
     UploadWriterDep,
 )
 from api.errors import request_id
+from api.plausibility import TimeWindow
 from api.sync.download import download_page
 from api.sync.snapshot import current_or_none
 from api.sync.upload import EnvelopeError, parse_upload, prepare_items
@@ -90,7 +91,9 @@ async def upload(
             body["errors"] = exc.errors
         return JSONResponse(body, status_code=exc.status_code)
     store_id, device_id = device.device_store, device.device_id or ""
-    items = prepare_items(envelope.items, store_id=store_id, device_id=device_id)
+    items = prepare_items(
+        envelope.items, store_id=store_id, device_id=device_id, window=TimeWindow.now(settings)
+    )
     meta = store.BatchMeta(
         store_id=store_id,
         device_id=device_id,

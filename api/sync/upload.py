@@ -9,6 +9,7 @@ import pydantic_core
 from pydantic import ValidationError
 
 from api.errors import field_errors
+from api.plausibility import TimeWindow
 from chainsync.ops_store.sync import PreparedItem
 from chainsync.sync.protocol import ITEM_ADAPTER, InventoryItem, SaleItem, UploadEnvelope
 
@@ -39,7 +40,9 @@ def parse_upload(raw: bytes, item_limit: int) -> UploadEnvelope:
         raise EnvelopeError(422, f"Invalid upload: {summary}", errors) from None
 
 
-def prepare_items(items: list[Any], *, store_id: str, device_id: str) -> list[PreparedItem]:
+def prepare_items(
+    items: list[Any], *, store_id: str, device_id: str, window: TimeWindow
+) -> list[PreparedItem]:
     out: list[PreparedItem] = []
     for index, item in enumerate(items):
         mid = item.get("mutation_id") if isinstance(item, dict) else None
@@ -72,6 +75,9 @@ def prepare_items(items: list[Any], *, store_id: str, device_id: str) -> list[Pr
                         "message": f"does not match this device key's device ({device_id})",
                     }
                 )
+            implausible = window.error(event.occurred_at, field="payload.occurred_at")
+            if implausible is not None:
+                prepared.errors.append(implausible)
         if prepared.errors:
             prepared.raw = parsed.model_dump_json()
             continue

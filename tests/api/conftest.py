@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import polars as pl
@@ -80,10 +80,17 @@ def device_keys(engine: Engine) -> dict[str, str]:
     }
 
 
+def recent(hours_ago: float = 2.0, utc_offset_hours: int = 1) -> str:
+    """An ISO timestamp ``hours_ago`` before now in a fixed UTC offset: inside the window terminals may
+    post in (api.plausibility) on any day the suite runs."""
+    zone = timezone(timedelta(hours=utc_offset_hours))
+    return (datetime.now(UTC) - timedelta(hours=hours_ago)).astimezone(zone).isoformat(timespec="seconds")
+
+
 def sale_event(**overrides: Any) -> dict[str, Any]:
     event: dict[str, Any] = {
         "event_id": str(uuid.uuid4()),
-        "occurred_at": "2026-11-27T10:15:00+01:00",
+        "occurred_at": recent(),
         "store_id": "S001",
         "device_id": "POS-01",
         "transaction_id": f"T-{uuid.uuid4().hex[:10]}",
@@ -99,7 +106,7 @@ def sale_event(**overrides: Any) -> dict[str, Any]:
 def inventory_event(**overrides: Any) -> dict[str, Any]:
     event: dict[str, Any] = {
         "event_id": str(uuid.uuid4()),
-        "occurred_at": "2026-11-27T07:00:00Z",
+        "occurred_at": recent(hours_ago=5, utc_offset_hours=0),
         "store_id": "S001",
         "device_id": "POS-01",
         "product_id": "P001",

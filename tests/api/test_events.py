@@ -4,6 +4,7 @@ results, idempotency and atomic writes, on a real SQLite ops store."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 from chainsync.ops_store import events as inbox
 from chainsync.ops_store.events import append_in_transaction, count_events
 from chainsync.ops_store.tables import event_inbox
-from tests.api.conftest import TestClient, bearer, inventory_event, sale_event
+from tests.api.conftest import TestClient, bearer, inventory_event, recent, sale_event
 
 SALES = "/api/events/sales"
 INVENTORY = "/api/events/inventory"
@@ -54,11 +55,13 @@ def test_bearer_device_key_works_too(client, device_keys, engine) -> None:
 
 
 def test_stored_payload_is_the_validated_event_in_utc(client, device_keys, engine) -> None:
-    event = sale_event(occurred_at="2026-11-27T10:15:00+01:00")
+    local = recent(hours_ago=3, utc_offset_hours=1)  # e.g. 2026-11-27T10:15:00+01:00
+    event = sale_event(occurred_at=local)
     client.post(SALES, json=event, headers=key_header(device_keys["S001"]))
     with engine.connect() as conn:
         payload = json.loads(conn.execute(select(event_inbox.c.payload)).scalar_one())
-    assert payload["occurred_at"].startswith("2026-11-27T09:15:00")
+    in_utc = datetime.fromisoformat(local).astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+    assert payload["occurred_at"].startswith(in_utc)
     assert payload["lines"] == event["lines"]
 
 
@@ -296,3 +299,38 @@ def test_concurrent_retries_store_each_event_exactly_once(client, device_keys, e
     with engine.connect() as conn:
         seqs = list(conn.execute(select(event_inbox.c.seq).order_by(event_inbox.c.seq)).scalars())
     assert seqs == list(range(1, 30 + 8 * 10 + 1))  # the watermark stays gap-free
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "reason"),
+    [
+        ("2001-06-01T12:00:00+00:00", "in the past"),
+        ("2099-06-01T12:00:00+00:00", "in the future"),
+    ],
+)
+def test_sales_dated_outside_the_offline_window_are_refused(
+    client, device_keys, engine, occurred_at, reason
+) -> None:
+    key = key_header(device_keys["S001"])
+    single = client.post(SALES, json=sale_event(occurred_at=occurred_at), headers=key)
+    assert single.status_code == 422
+    assert (
+        single.json()["errors"][0]["field"] == "occurred_at"
+        and reason in single.json()["errors"][0]["message"]
+    )
+    batch = client.post(
+        SALES, json={"events": [sale_event(), sale_event(occurred_at=occurred_at)]}, headers=key
+    )
+    assert batch.status_code == 200 and [r["status"] for r in batch.json()["results"]] == [
+        "applied",
+        "rejected",
+    ]
+    assert count_events(engine, "sale") == 1  # only the plausible one
+
+
+def test_a_terminal_may_post_what_it_kept_offline_within_the_window(client, device_keys) -> None:
+    key = key_header(device_keys["S001"])
+    twenty_days_ago = recent(hours_ago=20 * 24)
+    assert client.post(SALES, json=sale_event(occurred_at=twenty_days_ago), headers=key).status_code == 201
+    slightly_ahead = recent(hours_ago=-0.02)  # about a minute ahead: within the clock-skew tolerance
+    assert client.post(SALES, json=sale_event(occurred_at=slightly_ahead), headers=key).status_code == 201

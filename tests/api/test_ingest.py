@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
 from api.ingest import parse_envelope, validate_items, validate_whole_body
-from tests.api.conftest import inventory_event, sale_event
+from api.plausibility import TimeWindow
+from tests.api.conftest import inventory_event, recent, sale_event
+
+ANY_TIME = TimeWindow(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
 
 LIMIT = 10
 
@@ -33,7 +37,7 @@ BAD_SALES = [
 def both_paths(raw: bytes, event_type: str = "sale"):  # type: ignore[no-untyped-def]
     fast = validate_whole_body(raw, event_type, LIMIT)
     items, _ = parse_envelope(raw, LIMIT)
-    results, valid = validate_items(items, event_type, store_id="S001", device_id="POS-01")
+    results, valid = validate_items(items, event_type, store_id="S001", device_id="POS-01", window=ANY_TIME)
     return fast, results, valid
 
 
@@ -49,7 +53,8 @@ def test_fast_path_refuses_whatever_the_item_path_rejects(overrides, batched) ->
 
 @pytest.mark.parametrize("batched", [False, True])
 def test_fast_path_accepts_what_the_item_path_accepts_with_the_same_events(batched) -> None:
-    events = [sale_event(), sale_event(occurred_at="2026-11-27T23:59:59.123456-05:00")]
+    late = recent(utc_offset_hours=-5)  # with microseconds, in a zone west of UTC
+    events = [sale_event(), sale_event(occurred_at=f"{late[:-6]}.123456{late[-6:]}")]
     raw = json.dumps({"events": events} if batched else events[0]).encode()
     fast, results, valid = both_paths(raw)
     assert fast is not None

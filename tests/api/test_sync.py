@@ -375,3 +375,11 @@ def test_sync_disabled_answers_503(settings, monkeypatch, device_keys) -> None:
         )
         assert resp.status_code == 503 and "OFFLINE_SYNC_ENABLED" in resp.json()["detail"]
         assert c.get("/api/sync/download").status_code == 503
+
+
+def test_an_offline_upload_of_a_sale_dated_2099_is_refused_by_name(client, device_keys, engine) -> None:
+    resp = upload(client, device_keys["S001"], [sale_item(), sale_item(occurred_at="2099-01-01T00:00:00Z")])
+    assert resp.status_code == 200, resp.text
+    results = resp.json()["results"]
+    assert results[0]["status"] == "applied" and results[1]["status"] == "rejected"
+    assert any(e["field"] == "payload.occurred_at" for e in results[1]["errors"])

@@ -1,0 +1,51 @@
+"""Plausible events: what a terminal may claim about time, beyond what the event schema checks.
+
+A compromised or misconfigured terminal could post sales dated 2001 or 2099 and move any day's figures.
+An event's ``occurred_at`` must fall within the offline window the chain allows into the past
+(``CHAINSYNC_EVENT_MAX_AGE_DAYS``, 30 days by default: a terminal offline longer must be re-provisioned)
+and no further into the future than a small clock skew (``CHAINSYNC_EVENT_CLOCK_SKEW_SECONDS``, 300 s).
+Each refusal names the field and the reason, as any validation error does (422). Ingest and offline-sync
+uploads apply the same rule; historical imports (``chainsync import``) do not, they are not terminals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from chainsync.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """The ``occurred_at`` values accepted now (UTC, inclusive)."""
+
+    earliest: datetime
+    latest: datetime
+
+    @classmethod
+    def now(cls, settings: Settings, now: datetime | None = None) -> TimeWindow:
+        now = now or datetime.now(UTC)
+        return cls(
+            earliest=now - timedelta(days=settings.event_max_age_days),
+            latest=now + timedelta(seconds=settings.event_clock_skew_seconds),
+        )
+
+    def admits(self, occurred_at: datetime) -> bool:
+        return self.earliest <= occurred_at <= self.latest
+
+    def error(self, occurred_at: datetime, field: str = "occurred_at") -> dict[str, str] | None:
+        """The validation error for ``occurred_at`` outside the window, else None."""
+        if occurred_at < self.earliest:
+            return {
+                "field": field,
+                "message": f"is more than {(self.latest - self.earliest).days} days in the past "
+                f"(earliest accepted {self.earliest.isoformat(timespec='seconds')})",
+            }
+        if occurred_at > self.latest:
+            return {
+                "field": field,
+                "message": "is in the future beyond the clock-skew tolerance "
+                f"(latest accepted {self.latest.isoformat(timespec='seconds')}); check the terminal's clock",
+            }
+        return None
