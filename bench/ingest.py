@@ -25,6 +25,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,10 @@ from loadgen import (  # noqa: E402
 )
 
 __all__ = ["free_port", "sale_event", "start", "start_bare", "stop", "wait_ready"]
+
+
+# An hour ago: inside the window the API accepts (api.plausibility), whatever day the bench runs.
+OCCURRED_AT = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
 
 
 def bare_app():  # type: ignore[no-untyped-def]
@@ -66,7 +71,7 @@ TURN_MARK = b'"event_id": "ffffffff-'  # each turn writes its number over this, 
 def sale_event(store_id: str, device_id: str, i: int) -> dict[str, Any]:
     return {
         "event_id": str(uuid.uuid4()),
-        "occurred_at": "2026-11-27T10:15:00+01:00",
+        "occurred_at": OCCURRED_AT,
         "store_id": store_id,
         "device_id": device_id,
         "transaction_id": f"T{i:09d}",

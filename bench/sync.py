@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import free_port, start, start_bare, stop, wait_ready  # noqa: E402
 
 PAGE = 1000
+
+
+# An hour ago: inside the window the API accepts (api.plausibility), whatever day the bench runs.
+OCCURRED_AT = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
 
 
 def bare_app():  # type: ignore[no-untyped-def]
@@ -69,7 +73,7 @@ def sale_item(store_id: str, device_id: str, i: int) -> dict[str, Any]:
         "type": "sale",
         "payload": {
             "event_id": eid,
-            "occurred_at": "2026-11-27T10:15:00+01:00",
+            "occurred_at": OCCURRED_AT,
             "store_id": store_id,
             "device_id": device_id,
             "transaction_id": f"{device_id}-{i:09d}",
