@@ -141,8 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(api_router)
     app.include_router(root_router)
-    if settings.ws_enabled:
-        app.include_router(websocket_router(settings.ws_path))
+    app.include_router(websocket_router(settings.ws_path, enabled=settings.ws_enabled))
     install_openapi(app)
     return app
 

@@ -40,6 +40,7 @@ from functools import partial
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
@@ -377,8 +378,15 @@ async def _serve(
     return reason, codes.get(reason, CLOSE_GOING_AWAY)
 
 
-def websocket_router(path: str) -> APIRouter:
-    """The router holding the notifications endpoint at ``path`` (included only when WS_ENABLED)."""
+def websocket_router(path: str, *, enabled: bool = True) -> APIRouter:
+    """The router holding the notifications endpoint at ``path``; with ``WS_ENABLED=false`` an endpoint
+    that answers the upgrade with a plain 404 (there is nothing to authenticate against, so not 403)."""
     router = APIRouter(tags=["notifications"])
-    router.add_api_websocket_route(path, notifications, name="notifications")
+    router.add_api_websocket_route(path, notifications if enabled else _disabled, name="notifications")
     return router
+
+
+async def _disabled(websocket: WebSocket) -> None:
+    await websocket.send_denial_response(
+        JSONResponse({"detail": "WebSocket notifications are disabled (WS_ENABLED=false)"}, status_code=404)
+    )

@@ -468,15 +468,20 @@ def _in_process_app(monkeypatch: pytest.MonkeyPatch, settings: Settings, **env: 
     return create_app(get_settings())
 
 
-def test_ws_disabled_removes_the_endpoint(settings, monkeypatch) -> None:
-    from starlette.websockets import WebSocketDisconnect
+def test_ws_disabled_answers_404(settings, monkeypatch) -> None:
+    from starlette.testclient import WebSocketDenialResponse
 
     from tests.api.conftest import TestClient
 
     app = _in_process_app(monkeypatch, settings, WS_ENABLED="false")
-    assert not [r for r in app.routes if getattr(r, "path", None) == WS_PATH]
-    with TestClient(app) as client, pytest.raises(WebSocketDisconnect), client.websocket_connect(WS_PATH):
+    with (
+        TestClient(app) as client,
+        pytest.raises(WebSocketDenialResponse) as refused,
+        client.websocket_connect(WS_PATH),
+    ):
         pass
+    assert refused.value.status_code == 404
+    assert "WS_ENABLED=false" in refused.value.json()["detail"]
 
 
 def test_ip_deny_list_closes_4403_and_is_audited(settings, monkeypatch, tokens) -> None:
