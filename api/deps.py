@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import Engine
 
@@ -22,6 +22,7 @@ from api.security import ALL_STORES, InvalidToken, PrincipalRole, decode_access_
 from api.writer import UploadWriter
 from api.ws.hub import Hub
 from chainsync.ops_store.users import DEVICE_KEY_PREFIX
+from chainsync.schemas.events import ID_PATTERN
 from chainsync.settings import Settings
 
 
@@ -174,3 +175,14 @@ require_admin = RequireRole("admin")
 DeviceAuth = Annotated[Principal, Depends(require_device)]
 ManagerPrincipal = Annotated[Principal, Depends(require_manager)]
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]
+
+
+# A store id in a query string, checked like the events' identifiers on every endpoint that takes one, so
+# a malformed value is the same 422 everywhere (never a 403 echoing the raw input).
+StoreIdQuery = Annotated[
+    str, Query(min_length=1, max_length=64, pattern=ID_PATTERN, description="A store id")
+]
+OptionalStoreIdQuery = Annotated[
+    str | None,
+    Query(min_length=1, max_length=64, pattern=ID_PATTERN, description="A store id (omit for all of yours)"),
+]

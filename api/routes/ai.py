@@ -12,7 +12,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
-from api.deps import AdminPrincipal, ManagerPrincipal, SettingsDep, require_manager
+from api.deps import (
+    AdminPrincipal,
+    ManagerPrincipal,
+    OptionalStoreIdQuery,
+    SettingsDep,
+    StoreIdQuery,
+    require_manager,
+)
 from api.models import (
     AIStatus,
     AnomaliesResponse,
@@ -37,7 +44,6 @@ def _check_horizon(value: int) -> int:
 
 # An int checked against the list (a Literal would refuse the query string "7" as not the int 7).
 Horizon = Annotated[int, AfterValidator(_check_horizon)]
-StoreId = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 
 
 async def require_ai_enabled(settings: SettingsDep) -> None:
@@ -65,7 +71,7 @@ def _current(settings: Settings) -> Snapshot:
 def forecast(
     principal: ManagerPrincipal,
     settings: SettingsDep,
-    store_id: StoreId,
+    store_id: StoreIdQuery,
     product_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     horizon: Annotated[Horizon, Query(description="Days ahead: 7, 14, 30 or 90.")] = 30,
 ) -> ForecastResponse:
@@ -101,7 +107,7 @@ Category = Literal["revenue", "inventory", "operations", "customer_behaviour"]
 def anomalies(
     principal: ManagerPrincipal,
     settings: SettingsDep,
-    store_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    store_id: OptionalStoreIdQuery = None,
     since: Annotated[date | None, Query(description="Only days on or after this date.")] = None,
     severity: Annotated[Severity | None, Query(description="Only this severity.")] = None,
     type: Annotated[  # noqa: A002 - the query parameter's name
@@ -172,7 +178,7 @@ def anomalies(
 def insights(
     principal: ManagerPrincipal,
     settings: SettingsDep,
-    store_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    store_id: OptionalStoreIdQuery = None,
     category: Annotated[Category | None, Query(description="Only this category.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> InsightsResponse:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import EngineDep, ManagerPrincipal
+from api.deps import EngineDep, ManagerPrincipal, OptionalStoreIdQuery
 from api.queries.sales import sales_today
 
 router = APIRouter(prefix="/sales", tags=["sales"])
@@ -17,9 +15,7 @@ router = APIRouter(prefix="/sales", tags=["sales"])
 async def today(
     principal: ManagerPrincipal,
     engine: EngineDep,
-    store_id: Annotated[
-        str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-    ] = None,
+    store_id: OptionalStoreIdQuery = None,
 ) -> dict:  # type: ignore[type-arg]
     """Transactions, refunds, voids, units, net revenue and average basket (integer cents) since the start
     of each store's business day. Managers see their stores only; ``store_id`` narrows to one."""

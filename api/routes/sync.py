@@ -34,6 +34,7 @@ from api.deps import (
     HubDep,
     ManagerPrincipal,
     MetricsDep,
+    OptionalStoreIdQuery,
     Principal,
     RequireRole,
     SettingsDep,
@@ -186,7 +187,7 @@ async def sync_status(
     principal: DeviceOrManager,
     settings: SettingsDep,
     engine: EngineDep,
-    store_id: Annotated[str | None, Query(max_length=64)] = None,
+    store_id: OptionalStoreIdQuery = None,
 ) -> dict[str, Any]:
     now = _now()
     if principal.role == "device":
@@ -215,7 +216,7 @@ async def sync_status(
 async def conflicts(
     principal: ManagerPrincipal,
     engine: EngineDep,
-    store_id: Annotated[str | None, Query(max_length=64)] = None,
+    store_id: OptionalStoreIdQuery = None,
     state: Annotated[Literal["open", "resolved", "all"], Query(alias="status")] = "open",
 ) -> dict[str, Any]:
     rows = await run_in_threadpool(

@@ -130,3 +130,21 @@ def test_public_routes_need_no_credentials(app, client) -> None:
     for method, template in app_routes(app):
         if RULES[(method, template)] == PUBLIC:
             assert client.request(method, template).status_code not in (401, 403), (method, template)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/ai/forecast",
+        "/api/ai/anomalies",
+        "/api/ai/insights",
+        "/api/sales/today",
+        "/api/sync/status",
+    ],
+)
+def test_a_malformed_store_id_is_the_same_422_everywhere(client, tokens, path) -> None:
+    raw = "S001'<script>"
+    resp = client.get(path, params={"store_id": raw}, headers=bearer(tokens["manager"]))
+    assert resp.status_code == 422, (path, resp.status_code, resp.text)
+    assert resp.json()["errors"][0]["field"] == "query.store_id"
+    assert "<script>" not in resp.text
