@@ -39,13 +39,24 @@ class ProductForecast(BaseModel):
     points: list[ForecastPoint]
 
 
+class TotalForecast(BaseModel):
+    """A store's (or, for admins, the chain's) daily total over its products, coherent with the series."""
+
+    level: str  # "store" or "chain"
+    key: str  # the store id, or "chain"
+    accuracy: ForecastAccuracy | None = None
+    points: list[ForecastPoint]
+
+
 class ForecastResponse(BaseModel):
     snapshot_version: str
     snapshot_created_at: datetime
-    store_id: str
+    store_id: str | None  # None: every store the caller may see
     horizon: int
     accuracy: ForecastAccuracy | None = None  # the store's forecasts as a whole
-    series: list[ProductForecast]  # one per product, ordered by product_id
+    series: list[ProductForecast]  # one per product, ordered by product_id (one store's forecast)
+    # Without store_id: the daily totals of every store the caller may see (admins: the chain first).
+    totals: list[TotalForecast] = []
 
 
 class SalesAnomaly(BaseModel):

@@ -149,6 +149,31 @@ def demand_forecast(
     return series
 
 
+def forecast_totals(
+    snapshot: Snapshot, *, stores: frozenset[str] | None, horizon: int
+) -> list[dict[str, Any]]:
+    """Store totals (units per day, reconciled with the series) over the first ``horizon`` days for the
+    visible ``stores`` (None: every store, and then the chain total first):
+    ``[{"level", "key", "accuracy", "points": [...]}]``."""
+    frame = read_table(snapshot, TOTALS_TABLE).filter(pl.col("horizon_day") <= horizon)
+    levels = ["store"] if stores is not None else ["chain", "store"]
+    rows = frame.filter(pl.col("level").is_in(levels))
+    if stores is not None:
+        rows = rows.filter(pl.col("key").is_in(sorted(stores)))
+    rows = _finite(rows.sort(pl.col("level") != "chain", "key", "ds"))
+    out: list[dict[str, Any]] = []
+    for (level, key), part in rows.partition_by(["level", "key"], as_dict=True, maintain_order=True).items():
+        out.append(
+            {
+                "level": level,
+                "key": key,
+                "accuracy": store_accuracy(snapshot, store_id=str(key)) if level == "store" else None,
+                "points": part.select(FORECAST_POINT_COLUMNS).to_dicts(),
+            }
+        )
+    return out
+
+
 def series_accuracy(snapshot: Snapshot, *, store_id: str) -> dict[str, dict[str, Any]]:
     """Hold-out accuracy per product of ``store_id`` (``forecast_accuracy`` series rows); empty when the
     snapshot predates that table."""

@@ -17,7 +17,6 @@ from api.deps import (
     ManagerPrincipal,
     OptionalStoreIdQuery,
     SettingsDep,
-    StoreIdQuery,
     require_manager,
 )
 from api.models import (
@@ -71,13 +70,32 @@ def _current(settings: Settings) -> Snapshot:
 def forecast(
     principal: ManagerPrincipal,
     settings: SettingsDep,
-    store_id: StoreIdQuery,
+    store_id: OptionalStoreIdQuery = None,
     product_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     horizon: Annotated[Horizon, Query(description="Days ahead: 7, 14, 30 or 90.")] = 30,
 ) -> ForecastResponse:
-    """Daily demand forecast (units per day, with 80% and 95% intervals) for one store, per product."""
-    principal.require_store(store_id)
+    """Daily demand forecast (units per day, with 80% and 95% intervals): for one store, per product; or,
+    without ``store_id``, the daily totals of every store the caller may see (a manager: their stores; an
+    admin: the chain total, then every store)."""
     snapshot = _current(settings)
+    if store_id is None:
+        if product_id is not None:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "product_id needs a store_id")
+        try:
+            totals = snapshots.forecast_totals(snapshot, stores=principal.stores, horizon=horizon)
+        except snapshots.SnapshotUnavailable as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+        return ForecastResponse.model_validate(
+            {
+                "snapshot_version": snapshot.version,
+                "snapshot_created_at": snapshot.created_at,
+                "store_id": None,
+                "horizon": horizon,
+                "series": [],
+                "totals": totals,
+            }
+        )
+    principal.require_store(store_id)
     try:
         series = snapshots.demand_forecast(
             snapshot, store_id=store_id, horizon=horizon, product_id=product_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -12,7 +12,15 @@ import pytest
 from api.main import create_app
 from chainsync.serving import publish_snapshot
 from chainsync.settings import get_settings
-from tests.api.conftest import SNAPSHOT_PRODUCTS, TestClient, anomaly_frame, bearer, forecast_frame
+from tests.api.conftest import (
+    MANAGER_STORES,
+    SNAPSHOT_PRODUCTS,
+    SNAPSHOT_STORES,
+    TestClient,
+    anomaly_frame,
+    bearer,
+    forecast_frame,
+)
 
 FORECAST = "/api/ai/forecast"
 ANOMALIES = "/api/ai/anomalies"
@@ -54,15 +62,49 @@ def test_forecast_defaults_to_30_days_and_filters_one_product(client, tokens, sn
     assert len(body["series"][0]["points"]) == 30
 
 
-def test_forecast_rejects_other_horizons_and_requires_a_store(client, tokens, snapshot) -> None:
+def test_forecast_rejects_other_horizons(client, tokens, snapshot) -> None:
     for horizon in (0, 8, 31, 365):
         resp = client.get(
             FORECAST, params={"store_id": "S001", "horizon": horizon}, headers=bearer(tokens["admin"])
         )
         assert resp.status_code == 422
         assert resp.json()["errors"][0]["field"] == "query.horizon"
-    resp = client.get(FORECAST, headers=bearer(tokens["admin"]))
-    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "query.store_id"
+
+
+def _totals_frame() -> pl.DataFrame:
+    keys = [("chain", "chain", 30.0), *[("store", s, 10.0 + i) for i, s in enumerate(SNAPSHOT_STORES)]]
+    rows = []
+    for level, key, scale in keys:
+        for h in range(1, 91):
+            yhat = scale + h / 10
+            day = date(2026, 11, 27) + timedelta(days=h)
+            rows.append(
+                {
+                    "level": level, "key": key, "ds": day, "horizon_day": h, "yhat": yhat,
+                    "lo_80": yhat - 2, "hi_80": yhat + 2, "lo_95": yhat - 4, "hi_95": yhat + 4, "n_series": 3,
+                }
+            )  # fmt: skip
+    return pl.DataFrame(rows)
+
+
+def test_forecast_without_a_store_is_every_visible_store_total(client, tokens, settings) -> None:
+    publish_snapshot(
+        settings.serving,
+        {"demand_forecast": forecast_frame(), "demand_forecast_totals": _totals_frame()},
+        run_id="run-totals",
+    )
+    admin = client.get(FORECAST, params={"horizon": 7}, headers=bearer(tokens["admin"])).json()
+    assert admin["store_id"] is None and admin["series"] == []
+    assert [(t["level"], t["key"]) for t in admin["totals"]] == [
+        ("chain", "chain"),
+        *[("store", s) for s in SNAPSHOT_STORES],
+    ]
+    assert all(len(t["points"]) == 7 for t in admin["totals"])
+    manager = client.get(FORECAST, params={"horizon": 14}, headers=bearer(tokens["manager"])).json()
+    assert [t["key"] for t in manager["totals"]] == sorted(MANAGER_STORES)  # no chain, no S003
+    assert all(len(t["points"]) == 14 for t in manager["totals"])
+    one = client.get(FORECAST, params={"product_id": "P001"}, headers=bearer(tokens["manager"]))
+    assert one.status_code == 422
 
 
 def test_forecast_unknown_store_or_product_is_404(client, tokens, snapshot) -> None:
