@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the asyncio storages are imported only when a shared store 
     from limits.aio import storage as aio_storage
     from limits.aio import strategies as aio_strategies
 
-Scope = Literal["ip", "user", "device", "login"]
+Scope = Literal["ip", "user", "device", "login", "login_user"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ class RateLimiter:
             "user": parse_many(settings.rate_limit_user),
             "device": parse_many(settings.rate_limit_device),
             "login": parse_many(settings.rate_limit_login),
+            "login_user": parse_many(settings.rate_limit_login_user),
         }
 
     async def hit(self, scope: Scope, key: str) -> Exceeded | None:
@@ -118,6 +119,26 @@ class RateLimiter:
                 return exceeded
         for item in self._items[scope]:
             if not self._local.hit(item, scope, key):
+                stats = self._local.get_window_stats(item, scope, key)
+                return Exceeded(scope=scope, limit=str(item), retry_after=_seconds_until(stats.reset_time))
+        return None
+
+    async def exceeded(self, scope: Scope, key: str) -> Exceeded | None:
+        """The limit ``key`` is over under ``scope`` now, without counting anything (for budgets that only
+        failures spend: :meth:`hit` on each failure, this before each attempt)."""
+        if not self.enabled:
+            return None
+        if self._shared is not None and self.available.usable():
+            try:
+                for item in self._items[scope]:
+                    if not await self._shared.test(item, scope, key):
+                        stats = await self._shared.get_window_stats(item, scope, key)
+                        return Exceeded(scope, str(item), _seconds_until(stats.reset_time))
+                return None
+            except Exception as exc:
+                self.available.failed(exc)
+        for item in self._items[scope]:
+            if not self._local.test(item, scope, key):
                 stats = self._local.get_window_stats(item, scope, key)
                 return Exceeded(scope=scope, limit=str(item), retry_after=_seconds_until(stats.reset_time))
         return None

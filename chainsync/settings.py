@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     rate_limit_user: str = "600/minute"
     rate_limit_device: str = "1200/minute"
     rate_limit_login: str = "20/minute"  # login attempts per address
+    # Failed password or two-factor attempts per username, whatever the address (spread guessing).
+    rate_limit_login_user: str = "10/15minutes"
     # A ``limits`` storage URL. Unset: the Redis of ``redis_url`` when that is set (counts shared by every
     # API process), else memory:// (per process).
     rate_limit_storage_url: str | None = None

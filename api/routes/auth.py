@@ -11,6 +11,7 @@ import hmac
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import anyio
 import pyotp
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
@@ -22,6 +23,7 @@ from api.deps import CurrentPrincipal, EngineDep, SettingsDep
 from api.errors import error_response
 from api.ipfilter import client_ip_of
 from api.log import get_logger
+from api.ratelimit import RateLimiter
 from api.risk import RiskEngine
 from api.security import (
     ALL_STORES,
@@ -82,8 +84,35 @@ def _unauthorized(detail: str, extra: dict[str, str] | None = None) -> HTTPExcep
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={**_CHALLENGE, **(extra or {})})
 
 
+def _guessing_budget(request: Request, username: str) -> None:
+    """429 when ``username`` has spent its failed-attempt budget (``CHAINSYNC_RATE_LIMIT_LOGIN_USER``),
+    whatever address this attempt comes from: guessing spread over many addresses is limited too."""
+    limiter: RateLimiter = request.app.state.ratelimiter
+    exceeded = anyio.from_thread.run(limiter.exceeded, "login_user", username.lower()[:128])
+    if exceeded is None:
+        return
+    ip, agent = _context(request)
+    request.app.state.auditor.record(
+        kind="rate_limited", outcome="blocked", severity="warning", username=username[:128],
+        source_ip=ip, user_agent=agent, method=request.method, route=request.url.path,
+        detail=f"failed attempts for this username: limit {exceeded.limit} reached",
+    )  # fmt: skip
+    raise HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        f"Too many failed attempts for this account; retry after {exceeded.retry_after} s",
+        headers={"Retry-After": str(exceeded.retry_after)},
+    )
+
+
+def _spend_guess(request: Request, username: str) -> None:
+    limiter: RateLimiter = request.app.state.ratelimiter
+    anyio.from_thread.run(limiter.hit, "login_user", username.lower()[:128])
+
+
 def _check_password(request: Request, engine: Engine, username: str, password: str) -> User:
-    """The active user whose password this is, or a 401 after scoring and auditing the failure."""
+    """The active user whose password this is, or a 401 after scoring and auditing the failure (and
+    spending one of the username's failed attempts); 429 once they are spent."""
+    _guessing_budget(request, username)
     user = get_user(engine, username)
     usable = user is not None and user.is_active
     # verify_password(None, ...) checks a dummy hash, so unknown users cost the same time as wrong passwords.
@@ -107,6 +136,7 @@ def _check_password(request: Request, engine: Engine, username: str, password: s
         detail=decision.reason,
     )
     log.info("login_failure", username=username, risk_score=decision.risk_score)
+    _spend_guess(request, username)
     raise _unauthorized(_BAD_CREDENTIALS)
 
 
@@ -185,6 +215,7 @@ def login(
         if not otp:
             raise _unauthorized("Two-factor code required", {"X-2FA-Required": "totp"})
         if not _verify_totp(request, engine, user, otp):
+            _spend_guess(request, user.username)
             decision = request.app.state.risk.observe(ip, "2fa_failure", username=user.username)
             auditor.record(
                 kind="2fa_failure", outcome="failure", risk_score=decision.risk_score,
@@ -315,6 +346,7 @@ def confirm_totp(
     if state.enabled:
         raise HTTPException(status.HTTP_409_CONFLICT, "Two-factor authentication is already enabled")
     if not _verify_totp(request, engine, user, otp, enable=True):
+        _spend_guess(request, user.username)
         decision = request.app.state.risk.observe(ip, "2fa_failure", username=user.username)
         auditor.record(
             kind="2fa_failure", outcome="failure", username=user.username, role=user.role, source_ip=ip,

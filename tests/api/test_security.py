@@ -956,3 +956,23 @@ def test_a_flood_of_bad_tokens_is_sampled_not_written_in_full(client, engine) ->
         client.get("/api/ai/status", headers=bearer(f"made-up-token-{i}"))
     rows = audit_rows(engine, "bad_credentials")
     assert 10 <= len(rows) <= 20  # the first ones each, then capped per address and minute
+
+
+def test_password_guessing_spread_over_addresses_is_limited_per_username(make_client, users) -> None:
+    c = make_client(
+        ATTACKER, CHAINSYNC_RATE_LIMIT_LOGIN_USER="4/15minutes", CHAINSYNC_TRUSTED_PROXIES=f"{ATTACKER}/32"
+    )
+    statuses = []
+    for i in range(4):  # four addresses, each far below the per-address limit
+        for j in range(2):
+            resp = c.post(
+                "/api/auth/token",
+                data={"username": "mona", "password": f"guess-{i}-{j}"},
+                headers={"X-Forwarded-For": f"198.51.100.{10 + i}"},
+            )
+            statuses.append(resp.status_code)
+    assert statuses[:4] == [401, 401, 401, 401]
+    assert set(statuses[4:]) == {429}
+    refused = login(c, "MONA", PASSWORD)  # the right password, any case: the account's budget is spent
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert login(c, "carl", PASSWORD).status_code == 200  # other accounts are unaffected
