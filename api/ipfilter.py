@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -79,7 +80,10 @@ class IpDecision:
 
 class IpFilter:
     """Allow and deny lists from the settings plus the admins' rules in the ops store (reloaded after
-    each change). A deny wins over an allow; with ``ip_allowlist_only`` the allowlist is exclusive."""
+    each change). A deny wins over an allow; with ``ip_allowlist_only`` the allowlist is exclusive.
+
+    With Redis, a change is pushed to the other API processes (``on_change``, :mod:`api.shared`), which
+    re-read the rules at once (:meth:`load`)."""
 
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
@@ -87,9 +91,17 @@ class IpFilter:
         self._lock = threading.Lock()
         self._allow = parse_networks(settings.ip_allowlist)
         self._deny = parse_networks(settings.ip_denylist)
-        self.reload()
+        self.on_change: Callable[[], None] | None = None
+        self.load()
 
     def reload(self) -> None:
+        """Re-read the rules after an admin changed them here, and have the other processes do the same."""
+        self.load()
+        if self.on_change is not None:
+            self.on_change()
+
+    def load(self) -> None:
+        """Read the settings' lists and the ops store's rules (one query)."""
         allow = parse_networks(self.settings.ip_allowlist)
         deny = parse_networks(self.settings.ip_denylist)
         if self.engine is not None:

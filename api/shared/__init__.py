@@ -3,7 +3,8 @@
 * WebSocket fan-out and replay: :mod:`api.shared.bus` (one stream; a client on any process hears what any
   process published, and resumes with ``?last_seq=`` on any of them).
 * Pushes between processes: :mod:`api.shared.control` (pub/sub) carries logout revocations, risk blocks
-  and unblocks, and AI cache clears (on a new snapshot, or an admin's ``POST /api/ai/cache/clear``).
+  and unblocks, admins' IP rule changes, and AI cache clears (on a new snapshot, or an admin's
+  ``POST /api/ai/cache/clear``).
 * Rate-limit counters: the ``limits`` library's own Redis storage (:mod:`api.ratelimit`).
 
 Names of keys and channels: :class:`api.shared.redis.RedisKeys`. :class:`api.shared.state.SharedState`

@@ -1,6 +1,6 @@
 """Pushes between API processes over Redis pub/sub: what one process changed that the others must apply
 at once rather than at their next periodic re-read (a logout's revoked token, a risk block or unblock,
-an AI cache clear).
+an admin's IP rule, an AI cache clear).
 
 A push is a hint, never the record: the change is already in the ops store (or needs none) before it is
 pushed, and every process still re-reads the store periodically (``CHAINSYNC_REVOCATION_CACHE_SECONDS``,

@@ -3,6 +3,8 @@ started and stopped together; and the AI cache clear that reaches every process.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -25,6 +27,12 @@ SESSIONS = "sessions"  # a login revoked ({"family": ...}) or a user changed ({}
 RISK_BLOCK = "risk_block"
 RISK_UNBLOCK = "risk_unblock"
 AI_CACHE_CLEAR = "ai_cache_clear"
+IP_RULES = "ip_rules"
+
+
+def _in_thread(work: Callable[[], object]) -> None:
+    """Run ``work`` on a worker thread (from a push handler, on the event loop), not waiting for it."""
+    asyncio.get_running_loop().run_in_executor(None, work)
 
 
 @dataclass
@@ -62,8 +70,11 @@ class SharedState:
         risk.on_unblock = lambda ip: control.send(RISK_UNBLOCK, {"ip": ip})
         control.on(RISK_UNBLOCK, lambda d: risk.lift_pushed(str(d["ip"])))
         control.on(AI_CACHE_CLEAR, lambda d: snapshots.clear_cache(keep_version=d.get("keep_version")))
+        ipfilter = risk.ipfilter
+        ipfilter.on_change = lambda: control.send(IP_RULES, {})
+        control.on(IP_RULES, lambda d: _in_thread(ipfilter.load))  # a query: off the event loop
         # Pushes made while this process was not subscribed are lost: re-read what they would have said.
-        control.on_resubscribe.extend([revoked.expire, risk.expire])
+        control.on_resubscribe.extend([revoked.expire, risk.expire, lambda: _in_thread(ipfilter.load)])
         return cls(keys=keys, bus=bus, control=control)
 
     async def start(self) -> None:

@@ -265,6 +265,29 @@ def test_a_risk_block_made_on_one_process_refuses_on_the_other(cluster: Cluster)
     assert cluster.b.get("/api/observability/performance", token).status_code == 200  # others unaffected
 
 
+def test_an_admin_ip_rule_added_on_one_process_applies_on_the_other(cluster: Cluster) -> None:
+    visitor = {"X-Forwarded-For": "198.51.100.77"}
+    token, admin = cluster.token("vic"), cluster.token("ada", "admin")
+    assert cluster.b.get("/api/observability/performance", token, **visitor).status_code == 200
+    rule = httpx.post(
+        f"{cluster.a.base}/api/admin/ip-rules",
+        json={"cidr": "198.51.100.77/32", "action": "deny", "note": "shared-state test"},
+        headers=bearer(admin),
+        timeout=5,
+    )
+    assert rule.status_code == 201, rule.text
+    took = poll(
+        lambda: cluster.b.get("/api/observability/performance", token, **visitor).status_code == 403,
+        deadline_s=1.5,
+    )
+    assert took < 1.0  # B reads the rules at start-up only: this was the push
+    gone = httpx.delete(
+        f"{cluster.a.base}/api/admin/ip-rules/{rule.json()['id']}", headers=bearer(admin), timeout=5
+    )
+    assert gone.status_code == 204
+    poll(lambda: cluster.b.get("/api/observability/performance", token, **visitor).status_code == 200, 1.5)
+
+
 def test_a_new_snapshot_clears_the_ai_cache_of_every_process(cluster: Cluster) -> None:
     # A third process that looks for snapshots only once an hour: only a push can clear its cache.
     proc, c = _start({**cluster.env, "CHAINSYNC_NOTIFY_POLL_SECONDS": "3600"})
