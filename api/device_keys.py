@@ -36,7 +36,7 @@ class DeviceKeyCache:
         now = self.clock()
         hit = self._verified.get(digest)
         if hit is not None and now - hit[0] < self.max_age_s:
-            return hit[1]
+            return None if hit[1].expired() else hit[1]
         found = await run_in_threadpool(verify_device_key, self.engine, key)  # a database read
         if found is None:
             self._verified.pop(digest, None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -327,11 +327,41 @@ def users_create(
 def users_device_key(
     store: Annotated[str, typer.Option(help="Store the terminal belongs to.")],
     device: Annotated[str, typer.Option(help="Terminal id.")],
+    expires_in_days: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="Days until the key stops working (default: never).")
+    ] = None,
 ) -> None:
     """Issue an API key for a POS terminal (shown once; only its hash is stored)."""
     from chainsync.ops_store.users import create_device_key
 
-    key = create_device_key(_engine(), store, device)
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    key = create_device_key(_engine(), store, device, expires_at=expires)
+    typer.echo(key)
+
+
+@users_app.command("rotate-device-key")
+def users_rotate_device_key(
+    store: Annotated[str, typer.Option(help="Store the terminal belongs to.")],
+    device: Annotated[str, typer.Option(help="Terminal id.")],
+    grace_hours: Annotated[
+        float, typer.Option(min=0, max=24 * 90, help="Hours the terminal's old keys keep working.")
+    ] = 24.0,
+    expires_in_days: Annotated[
+        int | None,
+        typer.Option(min=1, max=3650, help="Days until the new key stops (default: never)."),
+    ] = None,
+) -> None:
+    """Issue a new key for a terminal and retire its old ones after a grace period (the new key is
+    printed once on stdout; what was retired goes to stderr)."""
+    from chainsync.ops_store.users import rotate_device_key
+
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    key, retiring = rotate_device_key(
+        _engine(), store, device, grace=timedelta(hours=grace_hours), expires_at=expires
+    )
+    console.print(
+        f"retiring {', '.join(retiring) or 'no other key'} of {store}/{device} in {grace_hours:g} h"
+    )
     typer.echo(key)
 
 

@@ -48,3 +48,22 @@ def test_help_does_not_import_the_heavy_stack() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == ""
+
+
+def test_rotate_device_key_issues_a_new_key_and_retires_the_old(settings) -> None:  # type: ignore[no-untyped-def]
+    from chainsync.ops_store import get_engine
+    from chainsync.ops_store.users import verify_device_key
+
+    runner = CliRunner()
+    first = runner.invoke(app, ["users", "device-key", "--store", "S001", "--device", "T1"])
+    assert first.exit_code == 0, first.output
+    old = first.stdout.strip().splitlines()[-1]
+    rotated = runner.invoke(
+        app, ["users", "rotate-device-key", "--store", "S001", "--device", "T1", "--grace-hours", "0"]
+    )
+    assert rotated.exit_code == 0, rotated.output
+    new = rotated.stdout.strip().splitlines()[-1]
+    engine = get_engine(settings.ops_store)
+    assert new.startswith("csk_") and new != old
+    assert verify_device_key(engine, old) is None  # no grace: retired at once
+    assert verify_device_key(engine, new) is not None

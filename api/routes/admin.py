@@ -7,7 +7,7 @@ once in the response and never stored in clear.
 from __future__ import annotations
 
 import ipaddress
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
@@ -72,11 +72,13 @@ class DeviceKeyOut(BaseModel):
     device_id: str
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime | None = None
 
 
 class DeviceKeyCreate(Strict):
     store_id: Identifier
     device_id: Identifier
+    expires_in_days: int | None = Field(None, ge=1, le=3650)  # None: until revoked
 
 
 class DeviceKeyIssued(BaseModel):
@@ -220,7 +222,10 @@ def issue_device_key(
     body: DeviceKeyCreate, request: Request, response: Response, admin: AdminPrincipal, engine: EngineDep
 ) -> DeviceKeyIssued:
     """Issue an API key for a terminal, bound to its store. The key is in this response only."""
-    key = create_device_key(engine, body.store_id, body.device_id)
+    expires = (
+        datetime.now(UTC) + timedelta(days=body.expires_in_days) if body.expires_in_days is not None else None
+    )
+    key = create_device_key(engine, body.store_id, body.device_id, expires_at=expires)
     prefix = key.removeprefix("csk_").split("_", 1)[0]
     _audit(request, admin, "device_key_issued", f"{prefix} for {body.store_id}/{body.device_id}")
     response.headers["Cache-Control"] = "no-store"

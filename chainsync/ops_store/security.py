@@ -726,16 +726,25 @@ def update_user(
 
 
 def list_device_keys(engine: Engine, store_id: str | None = None) -> list[dict[str, Any]]:
-    """Device keys without their hashes: prefix, store, device, created, revoked."""
+    """Device keys without their hashes: prefix, store, device, created, revoked, expires."""
     stmt = select(
         device_keys.c.prefix,
         device_keys.c.store_id,
         device_keys.c.device_id,
         device_keys.c.created_at,
         device_keys.c.revoked_at,
+        device_keys.c.expires_at,
     ).order_by(device_keys.c.store_id, device_keys.c.device_id, device_keys.c.created_at)
     if store_id is not None:
         stmt = stmt.where(device_keys.c.store_id == store_id)
     with engine.connect() as conn:
         rows = conn.execute(stmt).mappings().all()
-    return [{**r, "created_at": _aware(r["created_at"]), "revoked_at": _aware(r["revoked_at"])} for r in rows]
+    return [
+        {
+            **r,
+            "created_at": _aware(r["created_at"]),
+            "revoked_at": _aware(r["revoked_at"]),
+            "expires_at": _aware(r["expires_at"]),
+        }
+        for r in rows
+    ]

@@ -129,6 +129,7 @@ device_keys = Table(
     Column("device_id", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("revoked_at", UtcDateTime(), nullable=True),
+    Column("expires_at", UtcDateTime(), nullable=True),  # None: until revoked
 )
 
 # --- offline sync (migration 0002) -------------------------------------------------------------

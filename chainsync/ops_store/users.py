@@ -7,7 +7,7 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import ColumnElement, Engine, delete, func, insert, select, update
@@ -37,6 +37,10 @@ class DeviceKey:
     store_id: str
     device_id: str
     revoked: bool
+    expires_at: datetime | None = None  # UTC; None: until revoked
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and (now or datetime.now(UTC)) >= self.expires_at
 
 
 def _now() -> datetime:
@@ -101,8 +105,11 @@ def _key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_device_key(engine: Engine, store_id: str, device_id: str) -> str:
+def create_device_key(
+    engine: Engine, store_id: str, device_id: str, *, expires_at: datetime | None = None
+) -> str:
     """Issue a new API key for a terminal and return it; only its hash is stored, so show it once.
+    ``expires_at`` (UTC) ends it by itself; None keeps it until revoked.
 
     Format: ``csk_<prefix>_<secret>`` where the 8-character prefix identifies the key in lists."""
     prefix = secrets.token_hex(4)
@@ -115,9 +122,44 @@ def create_device_key(engine: Engine, store_id: str, device_id: str) -> str:
                 store_id=store_id,
                 device_id=device_id,
                 created_at=_now(),
+                expires_at=expires_at.astimezone(UTC).replace(tzinfo=None) if expires_at else None,
             )
         )
     return key
+
+
+def rotate_device_key(
+    engine: Engine,
+    store_id: str,
+    device_id: str,
+    *,
+    grace: timedelta,
+    expires_at: datetime | None = None,
+) -> tuple[str, list[str]]:
+    """Issue a new key for the terminal and let its other live keys expire after ``grace`` (time for the
+    terminal to switch), unless they expire sooner anyway. Returns the new key and the retiring prefixes."""
+    key = create_device_key(engine, store_id, device_id, expires_at=expires_at)
+    new_prefix = key.removeprefix(DEVICE_KEY_PREFIX).split("_", 1)[0]
+    retire_at = (datetime.now(UTC) + grace).replace(tzinfo=None)
+    live = (
+        (device_keys.c.store_id == store_id)
+        & (device_keys.c.device_id == device_id)
+        & (device_keys.c.prefix != new_prefix)
+        & device_keys.c.revoked_at.is_(None)
+    )
+    with engine.begin() as conn:
+        retiring: list[str] = list(
+            conn.execute(
+                select(device_keys.c.prefix).where(
+                    live & (device_keys.c.expires_at.is_(None) | (device_keys.c.expires_at > retire_at))
+                )
+            ).scalars()
+        )
+        if retiring:
+            conn.execute(
+                update(device_keys).where(device_keys.c.prefix.in_(retiring)).values(expires_at=retire_at)
+            )
+    return key, retiring
 
 
 def verify_device_key(engine: Engine, key: str) -> DeviceKey | None:
@@ -131,7 +173,11 @@ def verify_device_key(engine: Engine, key: str) -> DeviceKey | None:
         return None
     if row["revoked_at"] is not None:
         return None
-    return DeviceKey(prefix=prefix, store_id=row["store_id"], device_id=row["device_id"], revoked=False)
+    expires = row["expires_at"].replace(tzinfo=UTC) if row["expires_at"] is not None else None
+    found = DeviceKey(
+        prefix=prefix, store_id=row["store_id"], device_id=row["device_id"], revoked=False, expires_at=expires
+    )
+    return None if found.expired() else found
 
 
 def revoke_device_key(engine: Engine, prefix: str) -> bool:

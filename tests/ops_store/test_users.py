@@ -39,3 +39,27 @@ def test_device_keys_are_hashed_bound_and_revocable(settings: Settings) -> None:
     assert verify_device_key(engine, "not-a-key") is None
     assert revoke_device_key(engine, found.prefix)
     assert verify_device_key(engine, key) is None
+
+
+def test_device_keys_expire_and_rotate_with_a_grace_period(settings: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from chainsync.ops_store.users import rotate_device_key
+
+    engine = get_engine(settings.ops_store)
+    lapsed = create_device_key(engine, "S001", "POS-09", expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert verify_device_key(engine, lapsed) is None
+    old = create_device_key(engine, "S001", "POS-01")
+    other = create_device_key(engine, "S001", "POS-02")
+    new, retiring = rotate_device_key(engine, "S001", "POS-01", grace=timedelta(hours=24))
+    assert retiring == [old.removeprefix("csk_").split("_", 1)[0]]
+    still = verify_device_key(engine, old)
+    assert still is not None and still.expires_at is not None
+    assert timedelta(hours=23) < still.expires_at - datetime.now(UTC) <= timedelta(hours=24)
+    fresh = verify_device_key(engine, new)
+    assert fresh is not None and fresh.expires_at is None and fresh.device_id == "POS-01"
+    untouched = verify_device_key(engine, other)  # another terminal's key
+    assert untouched is not None and untouched.expires_at is None
+    _, retiring_now = rotate_device_key(engine, "S001", "POS-01", grace=timedelta(0))
+    assert verify_device_key(engine, old) is None and verify_device_key(engine, new) is None
+    assert len(retiring_now) == 2

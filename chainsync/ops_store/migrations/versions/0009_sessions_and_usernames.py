@@ -5,6 +5,8 @@
   the user's current one is refused, so such a change ends every live token of the user.
 * ``refresh_tokens.revoked_at`` is indexed: the API re-reads the logins (families) revoked within an access
   token's lifetime, and refuses their access tokens.
+* ``device_keys.expires_at``: an optional expiry for a terminal's key (``chainsync users rotate-device-key``
+  gives the old key a grace period).
 * A unique index on ``lower(username)``: ``MANAGER`` cannot be created beside ``manager``. A store that
   already holds such a pair cannot take the index; the upgrade names the pairs instead of failing obscurely.
 
@@ -38,9 +40,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("security_version", sa.Integer(), nullable=False, server_default="0"))
     op.create_index("ix_users_username_lower", "users", [sa.text("lower(username)")], unique=True)
     op.create_index("ix_refresh_tokens_revoked_at", "refresh_tokens", ["revoked_at"])
+    with op.batch_alter_table("device_keys") as batch:
+        batch.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("device_keys") as batch:
+        batch.drop_column("expires_at")
     op.drop_index("ix_refresh_tokens_revoked_at", table_name="refresh_tokens")
     op.drop_index("ix_users_username_lower", table_name="users")
     with op.batch_alter_table("users") as batch:
