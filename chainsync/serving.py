@@ -132,3 +132,28 @@ def current_snapshot(serving_dir: Path) -> Snapshot | None:
     root = serving_dir / "versions" / pointer["version"]
     manifest = json.loads((root / MANIFEST).read_text())
     return Snapshot(root=root, manifest=manifest)
+
+
+def audit_anchors(serving_dir: Path) -> list[dict[str, Any]]:
+    """The audit-chain heads recorded in the kept snapshot versions (``{"seq", "record_hash", "version"}``),
+    oldest first: checkpoints of the security audit trail kept outside its table (see
+    :func:`chainsync.ops_store.security.verify_audit_chain`)."""
+    versions = serving_dir / "versions"
+    out: list[dict[str, Any]] = []
+    if not versions.is_dir():
+        return out
+    for root in sorted(versions.iterdir()):
+        manifest_path = root / MANIFEST
+        if root.name.startswith(".") or not manifest_path.is_file():
+            continue
+        try:
+            head = json.loads(manifest_path.read_text()).get("audit_head")
+        except (OSError, ValueError):
+            continue
+        if (
+            isinstance(head, dict)
+            and isinstance(head.get("seq"), int)
+            and isinstance(head.get("record_hash"), str)
+        ):
+            out.append({"seq": head["seq"], "record_hash": head["record_hash"], "version": root.name})
+    return out

@@ -12,7 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.audit import CATEGORIES
 from api.deps import AdminPrincipal, EngineDep
-from chainsync.ops_store.security import query_audit, verify_audit_chain
+from chainsync.ops_store.security import AuditAnchor, query_audit, verify_audit_chain
+from chainsync.serving import audit_anchors
+from chainsync.settings import Settings
 
 router = APIRouter(prefix="/security")
 
@@ -93,7 +95,13 @@ async def security_events(
     rows = rows[:limit]
     chain = None
     if verify:
-        report = await run_in_threadpool(verify_audit_chain, engine)
+        # Heads recorded in the serving snapshots (outside the table) also catch a truncated chain.
+        settings: Settings = request.app.state.settings
+        anchors = [
+            AuditAnchor(a["seq"], a["record_hash"], f"snapshot {a['version']}")
+            for a in await run_in_threadpool(audit_anchors, settings.serving)
+        ]
+        report = await run_in_threadpool(lambda: verify_audit_chain(engine, anchors=anchors))
         chain = ChainStatus(
             ok=report.ok, checked=report.checked, first_bad_seq=report.first_bad_seq, reason=report.reason
         )

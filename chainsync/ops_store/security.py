@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -127,9 +127,33 @@ class ChainReport:
     reason: str | None = None
 
 
-def verify_audit_chain(engine: Engine, batch: int = 5000) -> ChainReport:
+@dataclass(frozen=True)
+class AuditAnchor:
+    """The chain's head as seen from outside the table (each serving snapshot records one): records up to
+    ``seq`` existed, and record ``seq`` hashed to ``record_hash``. ``where`` says where it was kept."""
+
+    seq: int
+    record_hash: str
+    where: str = ""
+
+
+def audit_head(engine: Engine) -> AuditAnchor | None:
+    """The newest audit record's ``(seq, record_hash)``, to be kept outside the table."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(security_audit.c.seq, security_audit.c.record_hash)
+            .order_by(security_audit.c.seq.desc())
+            .limit(1)
+        ).first()
+    return None if row is None else AuditAnchor(seq=int(row.seq), record_hash=str(row.record_hash))
+
+
+def verify_audit_chain(engine: Engine, batch: int = 5000, anchors: Sequence[AuditAnchor] = ()) -> ChainReport:
     """Recompute every record's hash in order; the first record whose stored hash or link does not
-    match (an edit, a deletion, an insertion) is reported."""
+    match (an edit, a deletion, an insertion) is reported. ``anchors`` (heads recorded outside the table)
+    also catch what the chain alone cannot: the newest records deleted (the head is gone) or replaced by
+    others reusing their numbers (the anchored record's hash differs)."""
+    by_seq = {a.seq: a for a in anchors}
     prev_hash = GENESIS_HASH
     checked = 0
     last_seq = 0
@@ -146,15 +170,46 @@ def verify_audit_chain(engine: Engine, batch: int = 5000) -> ChainReport:
                 .all()
             )
             if not rows:
-                return ChainReport(ok=True, checked=checked)
+                break
             for row in rows:
                 if row["prev_hash"] != prev_hash:
                     return ChainReport(False, checked, row["seq"], "link to the previous record is broken")
                 if audit_hash(prev_hash, dict(row)) != row["record_hash"]:
                     return ChainReport(False, checked, row["seq"], "record content does not match its hash")
+                anchor = by_seq.get(row["seq"])
+                if anchor is not None and anchor.record_hash != row["record_hash"]:
+                    return ChainReport(
+                        False, checked, row["seq"], f"record differs from the head recorded in {anchor.where}"
+                    )
                 prev_hash = row["record_hash"]
                 last_seq = row["seq"]
                 checked += 1
+    missing = [a for a in anchors if a.seq <= last_seq and not _has_seq(engine, a.seq)]
+    if missing:
+        gone = min(missing, key=lambda a: a.seq)
+        return ChainReport(
+            False,
+            checked,
+            gone.seq,
+            f"record {gone.seq} recorded in {gone.where} is missing (numbers reused?)",
+        )
+    beyond = [a for a in anchors if a.seq > last_seq]
+    if beyond:
+        head = max(beyond, key=lambda a: a.seq)
+        return ChainReport(
+            False,
+            checked,
+            last_seq + 1,
+            f"records {last_seq + 1}..{head.seq} are missing (the head recorded in {head.where} is gone)",
+        )
+    return ChainReport(ok=True, checked=checked)
+
+
+def _has_seq(engine: Engine, seq: int) -> bool:
+    with engine.connect() as conn:
+        return (
+            conn.execute(select(security_audit.c.seq).where(security_audit.c.seq == seq)).first() is not None
+        )
 
 
 def query_audit(

@@ -24,6 +24,7 @@ from api.main import create_app
 from api.risk import RiskEngine
 from api.sampling import InboxSampler
 from chainsync.ops_store.security import (
+    AuditAnchor,
     Reputation,
     load_reputations,
     save_reputation,
@@ -976,3 +977,38 @@ def test_password_guessing_spread_over_addresses_is_limited_per_username(make_cl
     refused = login(c, "MONA", PASSWORD)  # the right password, any case: the account's budget is spent
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     assert login(c, "carl", PASSWORD).status_code == 200  # other accounts are unaffected
+
+
+def test_truncating_the_newest_records_is_detected_against_a_snapshot_anchor(
+    make_client, users, tokens, engine, settings
+) -> None:
+    from chainsync.ops_store.security import audit_head
+    from chainsync.serving import publish_snapshot
+
+    c = make_client()
+    for i in range(4):
+        login(c, "mona", f"wrong-{i}-password")
+    head = audit_head(engine)
+    assert head is not None
+    # The pipeline records the head in every snapshot it publishes (pipelines/defs/serving).
+    publish_snapshot(
+        settings.serving,
+        {},
+        run_id="anchor",
+        extra={"audit_head": {"seq": head.seq, "record_hash": head.record_hash}},
+    )
+    with engine.begin() as conn:  # an intruder deletes the newest two records ...
+        conn.execute(text("DELETE FROM security_audit WHERE seq > :keep"), {"keep": head.seq - 2})
+    assert verify_audit_chain(engine).ok  # ... which the chain alone cannot see
+    admin = make_client(ATTACKER)
+    admin_headers = bearer(tokens["admin"])
+    body = admin.get(
+        "/api/observability/security/events", params={"verify": "true", "limit": 1}, headers=admin_headers
+    ).json()
+    assert body["chain"]["ok"] is False and "missing" in body["chain"]["reason"]
+    # New records never reuse the deleted numbers, and a rewritten head is caught too.
+    login(c, "mona", "wrong-again")
+    newest = audit_head(engine)
+    assert newest is not None and newest.seq > head.seq
+    report = verify_audit_chain(engine, anchors=[AuditAnchor(head.seq, head.record_hash, "snapshot x")])
+    assert not report.ok

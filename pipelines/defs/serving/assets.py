@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from chainsync.ops_store.security import audit_head
 from chainsync.serving import publish_snapshot
-from pipelines.resources import PipelineConfig, Warehouse, frame_of
+from pipelines.resources import OpsStoreResource, PipelineConfig, Warehouse, frame_of
 
 # Snapshot table name -> warehouse relation.
 SNAPSHOT_TABLES: dict[str, str] = {
@@ -39,7 +40,10 @@ SNAPSHOT_TABLES: dict[str, str] = {
     "and switches the current pointer atomically.",
 )
 def serving_snapshot(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, pipeline_config: PipelineConfig
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    pipeline_config: PipelineConfig,
+    ops_store: OpsStoreResource,
 ) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
         tables = {
@@ -51,7 +55,11 @@ def serving_snapshot(
         tables,
         run_id=context.run_id,
         keep=pipeline_config.serving_keep_versions,
-        extra={"pipeline": {"finished_at": datetime.now(UTC).isoformat(), "events_seq": events_seq}},
+        extra={
+            "pipeline": {"finished_at": datetime.now(UTC).isoformat(), "events_seq": events_seq},
+            # The audit trail's head, kept outside its table so a truncated trail is detected.
+            "audit_head": _audit_head(ops_store),
+        },
     )
     return dg.MaterializeResult(
         metadata={
@@ -60,6 +68,11 @@ def serving_snapshot(
             **{f"rows_{name}": frame.height for name, frame in tables.items()},
         }
     )
+
+
+def _audit_head(ops_store: OpsStoreResource) -> dict[str, object] | None:
+    head = audit_head(ops_store.engine())
+    return None if head is None else {"seq": head.seq, "record_hash": head.record_hash}
 
 
 assets = [serving_snapshot]
