@@ -245,3 +245,15 @@ def postgres_database(prefix: str = "chainsync_bench") -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def delete_redis_keys(url: str, prefix: str) -> None:
+    """Delete a run's Redis keys (only those under its own ``prefix``)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        for found in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(found)
+    finally:
+        client.close()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import ipaddress
 import json
 import time
@@ -87,17 +86,9 @@ def ip_admitted(settings: Settings, host: str | None) -> bool:
 async def _authenticate(websocket: WebSocket, token: str) -> Principal | int:
     """The caller behind ``token`` by the same rules as HTTP requests (JWT or device key, revocation and
     rate limits where the app has them), or the close code refusing it (4401; 4429 when rate limited)."""
-    app = websocket.app
-    kwargs: dict[str, Any] = {
-        "settings": app.state.settings,
-        "engine": app.state.engine,
-        "bearer": token,
-        "api_key": None,
-    }
-    if "request" in inspect.signature(get_current_principal).parameters:
-        kwargs["request"] = websocket  # an HTTPConnection: what the per-principal checks read
     try:
-        return await get_current_principal(**kwargs)
+        # The connection is an HTTPConnection: what the principal's checks read (app state, client).
+        return await get_current_principal(websocket, bearer=token, api_key=None)  # type: ignore[arg-type]
     except HTTPException as exc:
         return CLOSE_TOO_MANY_FOR_USER if exc.status_code == 429 else CLOSE_UNAUTHORIZED
 
