@@ -74,7 +74,7 @@ def test_no_sale_lost_or_doubled_across_sigkill(settings, data_dir) -> None:  # 
             bad_rate=0.02,
             max_skew_seconds=600,
             deadline_seconds=90,
-            pace_seconds=0.01,
+            pace_seconds=0.04,  # slow enough that the second process's terminals outlast the kill
             timeout_seconds=3,
             seed=7 + i,
         )
@@ -86,6 +86,7 @@ def test_no_sale_lost_or_doubled_across_sigkill(settings, data_dir) -> None:  # 
         for base, proc in zip(bases, procs, strict=True):
             wait_healthy(base, proc, deadline_s=120)
         sims = [threading.Thread(target=lambda c=c: reports.append(run_simulation(c))) for c in configs]
+        sims_started = time.monotonic()
         for sim in sims:
             sim.start()
         # Kill the first server once uploads are flowing, leave it down a moment, bring it back; the
@@ -100,6 +101,7 @@ def test_no_sale_lost_or_doubled_across_sigkill(settings, data_dir) -> None:  # 
                 break
             time.sleep(0.05)
         stop_api(procs[0], signal.SIGKILL)
+        killed_after = time.monotonic() - sims_started
         time.sleep(1.0)
         procs[0] = start_api(ports[0], env)
         wait_healthy(bases[0], procs[0], deadline_s=120)
@@ -118,6 +120,7 @@ def test_no_sale_lost_or_doubled_across_sigkill(settings, data_dir) -> None:  # 
     if reports[0].terminals[0].device_id != keys[0][0]:  # the threads may have finished in either order
         killed, kept = kept, killed
     assert killed["retries"] > 0, "the kill should have made the first process's terminals retry"
+    assert kept["seconds"] > killed_after, "the second process's terminals should outlast the kill"
     for summary in summaries:
         assert summary["sales_unacknowledged"] == 0, summary
     assert sum(s["duplicates_sent"] for s in summaries) > 0
