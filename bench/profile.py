@@ -2,7 +2,9 @@
 the ingest bench's load and prints the functions that held the GIL most (inclusive shares).
 
     uv pip install py-spy   # a profiling tool, not a dependency of the project
-    uv run python bench/profile.py [--batch 100] [--clients 8] [--seconds 6] [--out profile.txt]
+    uv run --no-sync python bench/profile.py [--batch 100] [--clients 8] [--seconds 6] [--out profile.txt]
+
+(``--no-sync``: a plain ``uv run`` syncs the environment to the lock file first, which removes py-spy.)
 
 Only samples of threads holding the GIL are kept (``py-spy --gil``): in one API process that is the
 Python CPU the event loop and the writer thread compete for. The raw collapsed stacks go to ``--out``.
@@ -77,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
-        raise SystemExit("py-spy is not installed: uv pip install py-spy")
+        raise SystemExit("py-spy is not installed: uv pip install py-spy, then uv run --no-sync ...")
 
     env = api_env(Path(tempfile.mkdtemp(prefix="chainsync-bench-profile-")))
     os.environ.update(env)
