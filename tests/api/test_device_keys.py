@@ -43,3 +43,14 @@ def test_a_wrong_key_is_looked_up_every_time_and_never_cached(settings) -> None:
     assert asyncio.run(cache.verify(key)) is not None
     assert asyncio.run(cache.verify(wrong)) is None  # the right key's entry does not open the wrong one
     assert len(cache._verified) == 1
+
+
+def test_forget_drops_the_remembered_key_at_once(settings) -> None:
+    engine = get_engine(settings.ops_store)
+    key = create_device_key(engine, "S001", "POS-01")
+    cache = DeviceKeyCache(engine, max_age_s=60.0, clock=Clock())
+    found = asyncio.run(cache.verify(key))
+    assert found is not None
+    revoke_device_key(engine, found.prefix)
+    cache.forget(found.prefix)
+    assert asyncio.run(cache.verify(key)) is None
