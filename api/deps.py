@@ -35,6 +35,10 @@ async def get_ops_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
+async def get_device_keys(request: Request) -> DeviceKeyCache:
+    return request.app.state.device_keys
+
+
 async def get_upload_writer(request: Request) -> UploadWriter:
     return request.app.state.upload_writer
 
@@ -49,6 +53,7 @@ async def get_hub(request: Request) -> Hub:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[Engine, Depends(get_ops_engine)]
+DeviceKeysDep = Annotated[DeviceKeyCache, Depends(get_device_keys)]
 UploadWriterDep = Annotated[UploadWriter, Depends(get_upload_writer)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 HubDep = Annotated[Hub, Depends(get_hub)]

@@ -4,9 +4,9 @@ memory for at most ``max_age_s`` seconds.
 A POS terminal sends its key with every request; without this, each request cost a database read and a
 hash on a worker thread. Only keys that verified are remembered (an unknown or revoked key is looked up
 every time, so guessing gains nothing), keyed by the key's SHA-256 so no usable key is held. A key revoked
-in the store (``DELETE /api/admin/device-keys/{prefix}``, on any API process) stops working here within
-``max_age_s`` (``CHAINSYNC_REVOCATION_CACHE_SECONDS``, the same bound as a logout's), like an access
-token revoked on another process.
+through this process (``DELETE /api/admin/device-keys/{prefix}``) stops working here at once
+(:meth:`DeviceKeyCache.forget`); revoked on another process or in the store directly, it stops working
+here within ``max_age_s`` (``CHAINSYNC_REVOCATION_CACHE_SECONDS``, the same bound as a logout's).
 """
 
 from __future__ import annotations
@@ -45,3 +45,9 @@ class DeviceKeyCache:
             self._verified.clear()
         self._verified[digest] = (now, found)
         return found
+
+    def forget(self, prefix: str) -> None:
+        """Drop the remembered key with ``prefix`` (just revoked here), so its next use is read again."""
+        for digest, (_, key) in list(self._verified.items()):
+            if key.prefix == prefix:
+                self._verified.pop(digest, None)

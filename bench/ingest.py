@@ -116,11 +116,12 @@ def turn_bodies(bodies: list[bytes], turn: int) -> Iterator[bytes]:
 class Target:
     """One side of the comparison: a running server, its URL and headers."""
 
-    def __init__(self, name: str, url: str, headers: dict[str, str], pid: int) -> None:
+    def __init__(self, name: str, url: str, headers: dict[str, str], pid: int, ok: set[int]) -> None:
         self.side = Side(name)
         self.url = url
         self.headers = headers
         self.pid = pid
+        self.ok = ok  # the statuses that acknowledge a request
 
 
 def main() -> None:
@@ -136,7 +137,6 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="also run the API on PostgreSQL")
     args = parser.parse_args()
     per_body = 1 if args.single else args.batch
-    ok_status = {201} if args.single else {200}
 
     print(f"building {args.max_batches} bodies of {per_body} sale event(s) ...", file=sys.stderr)
     bodies = build_bodies(args.max_batches, args.batch, args.single)
@@ -165,12 +165,13 @@ def main() -> None:
             base = f"http://127.0.0.1:{port}"
             wait_ready(f"{base}/api/observability/health", proc)
             url = f"{base}/api/events/sales"
-            targets.append(Target(f"chainsync {name}", url, {"X-API-Key": key}, proc.pid))
+            ours_ok = {201} if args.single else {200}  # a new single event is 201 Created
+            targets.append(Target(f"chainsync {name}", url, {"X-API-Key": key}, proc.pid, ours_ok))
         port = free_port()
         proc = start_bare("ingest:bare_app", port, dict(os.environ))
         stack.callback(stop, proc)
         wait_ready(f"http://127.0.0.1:{port}/docs", proc)
-        bare = Target("bare FastAPI", f"http://127.0.0.1:{port}/ingest", {}, proc.pid)
+        bare = Target("bare FastAPI", f"http://127.0.0.1:{port}/ingest", {}, proc.pid, {200})
         targets.append(bare)
 
         turns = iter(range(1, 1 << 31))
@@ -185,7 +186,7 @@ def main() -> None:
                     clients=args.clients,
                     seconds=seconds,
                     items_per_body=per_body,
-                    ok=lambda r: r.status_code in ok_status,
+                    ok=lambda r: r.status_code in target.ok,
                     server_pids=[target.pid],
                 )
             )

@@ -130,7 +130,7 @@ class Round:
 
 async def post_loop(
     urls: list[str],
-    bodies: Iterator[bytes],
+    bodies: Iterator[bytes] | list[Iterator[bytes]],
     headers: list[dict[str, str]],
     *,
     clients: int,
@@ -141,8 +141,9 @@ async def post_loop(
     on_response: Callable[[bytes, httpx.Response], None] | None = None,
 ) -> Round:
     """Post ``bodies`` from ``clients`` concurrent tasks (task ``i`` posts to ``urls[i % len(urls)]`` with
-    ``headers[i % len(headers)]``) until the bodies run out or ``seconds`` pass. A response ``ok`` rejects
-    stops the run with its status and text. Bounded by count (the bodies) and by time."""
+    ``headers[i % len(headers)]``, and takes its bodies from ``bodies[i]`` when that is a list of one
+    source per task) until the bodies run out or ``seconds`` pass. A response ``ok`` rejects stops the run
+    with its status and text. Bounded by count (the bodies) and by time."""
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     done = 0
@@ -153,8 +154,9 @@ async def post_loop(
             nonlocal done
             url = urls[i % len(urls)]
             hdrs = {**headers[i % len(headers)], "Content-Type": "application/json"}
+            source = bodies[i] if isinstance(bodies, list) else bodies
             while time.perf_counter() < deadline:
-                body = next(bodies, None)
+                body = next(source, None)
                 if body is None:
                     return
                 start_t = time.perf_counter()
@@ -243,3 +245,15 @@ def postgres_database(prefix: str = "chainsync_bench") -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def delete_redis_keys(url: str, prefix: str) -> None:
+    """Delete a run's Redis keys (only those under its own ``prefix``)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        for found in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(found)
+    finally:
+        client.close()

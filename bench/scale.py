@@ -33,6 +33,7 @@ from ingest import build_bodies, turn_bodies  # noqa: E402
 from loadgen import (  # noqa: E402
     Side,
     api_env,
+    delete_redis_keys,
     free_port,
     post_loop,
     postgres_database,
@@ -82,7 +83,7 @@ def main() -> None:
         get_settings.cache_clear()
         engine = get_engine(get_settings().ops_store)
         stack.callback(engine.dispose)
-        stack.callback(_delete_redis_keys, prefix)
+        stack.callback(delete_redis_keys, REDIS_URL, prefix)
         key = create_device_key(engine, "S001", "POS-01")
         password = uuid.uuid4().hex
         upsert_user(engine, "bench-manager", password, "manager", ["S001"])
@@ -163,18 +164,6 @@ def main() -> None:
             f"stored {stored} events = every acknowledged event; /api/sales/today counts {counted} "
             "transactions = every acknowledged sale"
         )
-
-
-def _delete_redis_keys(prefix: str) -> None:
-    """Delete this run's Redis keys (only those under its own prefix)."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        for found in client.scan_iter(match=f"{prefix}*", count=1000):
-            client.delete(found)
-    finally:
-        client.close()
 
 
 if __name__ == "__main__":

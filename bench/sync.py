@@ -1,11 +1,13 @@
 """Offline sync: upload throughput with 20 terminals and download latency for a 5,000-product store, the
-ChainSync API beside a bare FastAPI app, both under uvicorn on loopback, in the same run.
+ChainSync API beside a bare FastAPI app, both under uvicorn on loopback, taking turns in one run (ABAB,
+medians; rate limits out of reach, see ``bench/loadgen.py``).
 
-    uv run python bench/sync.py [--terminals 20] [--batch 50] [--seconds 10] [--products 5000]
+    uv run python bench/sync.py [--terminals 20] [--batch 50] [--rounds 4] [--seconds 5] [--products 5000]
 
 Upload: each terminal has its own device key and posts batches of sale items to ``/api/sync/upload``
-(per-item validation, mutation-id lookup, one SQLite transaction per batch with synchronous=FULL, inbox
-append, dead letters, a SyncEvent per batch, response after COMMIT). The baseline endpoint takes the same
+(per-item validation, mutation-id lookup, group commit: the batches queued meanwhile in one SQLite
+transaction with synchronous=FULL, each batch all or nothing; inbox append, dead letters, a SyncEvent per
+batch, response after COMMIT). The baseline endpoint takes the same
 body and answers one status per item without storing anything.
 
 Download: a full snapshot (catalog of ``--products`` products plus the store's stock levels from a
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -24,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,17 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import free_port, start, start_bare, stop, wait_ready  # noqa: E402
+from loadgen import (  # noqa: E402
+    Side,
+    api_env,
+    free_port,
+    post_loop,
+    print_table,
+    start_api,
+    start_bare,
+    stop,
+    wait_ready,
+)
 
 PAGE = 1000
 
@@ -93,43 +107,8 @@ def sale_item(store_id: str, device_id: str, i: int) -> dict[str, Any]:
     }
 
 
-async def fire_uploads(
-    url: str, per_terminal: list[tuple[dict[str, str], list[bytes]]], seconds: float, batch: int
-) -> dict[str, float]:
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-    async with httpx.AsyncClient(
-        timeout=60.0, limits=httpx.Limits(max_connections=len(per_terminal))
-    ) as http:
-
-        async def terminal(headers: dict[str, str], bodies: list[bytes]) -> None:
-            # The first batch warms up (connection, caches), not measured.
-            (await http.post(url, content=bodies[0], headers=headers)).raise_for_status()
-            for body in bodies[1:]:
-                if time.perf_counter() >= deadline:
-                    return
-                t = time.perf_counter()
-                resp = await http.post(url, content=body, headers=headers)
-                latencies.append(time.perf_counter() - t)
-                if resp.status_code != 200:
-                    raise RuntimeError(f"{url}: {resp.status_code} {resp.text[:300]}")
-
-        started = time.perf_counter()
-        await asyncio.gather(*(terminal(h, b) for h, b in per_terminal))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "batches": len(latencies),
-        "items": len(latencies) * batch,
-        "seconds": elapsed,
-        "items_per_s": len(latencies) * batch / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-    }
-
-
-def time_downloads(url: str, headers: dict[str, str], repeats: int) -> dict[str, float]:
-    """Full download (all pages) and incremental (nothing new) timings, and per-page latency."""
+def time_downloads(url: str, headers: dict[str, str], repeats: int) -> dict[str, Any]:
+    """Full download (all pages) and incremental (nothing new) timings (ms), and per-page latencies (s)."""
     pages: list[float] = []
     fulls: list[float] = []
     incs: list[float] = []
@@ -157,13 +136,18 @@ def time_downloads(url: str, headers: dict[str, str], repeats: int) -> dict[str,
             t = time.perf_counter()
             http.get(url, params={"limit": PAGE, "cursor": cursor}).raise_for_status()
             incs.append(time.perf_counter() - t)
-    pages.sort()
+    return {"records": records, "full": fulls, "pages": pages, "incremental": incs}
+
+
+def download_summary(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Medians over alternating download runs (ms)."""
+    pages = sorted(p for r in runs for p in r["pages"])
     return {
-        "records": records,
-        "full_ms": statistics.median(fulls) * 1000,
+        "records": runs[-1]["records"],
+        "full_ms": statistics.median(f for r in runs for f in r["full"]) * 1000,
         "page_p50_ms": statistics.median(pages) * 1000,
         "page_p99_ms": pages[min(len(pages) - 1, int(len(pages) * 0.99))] * 1000,
-        "incremental_ms": statistics.median(incs) * 1000,
+        "incremental_ms": statistics.median(i for r in runs for i in r["incremental"]) * 1000,
     }
 
 
@@ -173,19 +157,15 @@ def main() -> None:
     )
     parser.add_argument("--terminals", type=int, default=20)
     parser.add_argument("--batch", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--max-batches", type=int, default=400, help="per terminal")
+    parser.add_argument("--rounds", type=int, default=4, help="upload turns per side (ABAB...)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="at most, per turn")
+    parser.add_argument("--max-batches", type=int, default=100, help="per terminal and turn, at most")
     parser.add_argument("--products", type=int, default=5000)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=10, help="full + incremental downloads per side")
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="chainsync-bench-sync-"))
-    env = {
-        **os.environ,
-        "CHAINSYNC_DATA_DIR": str(data_dir),
-        "CHAINSYNC_JWT_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
-        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-    }
+    env = api_env(data_dir)
     os.environ.update(env)
     import polars as pl
 
@@ -225,69 +205,111 @@ def main() -> None:
             )
         },
     )
-    terminals = []
     print(
         f"building {args.terminals} x {args.max_batches} batches of {args.batch} items ...", file=sys.stderr
     )
+    headers: list[dict[str, str]] = []
+    bodies: list[list[bytes]] = []
     for t in range(args.terminals):
         device = f"POS-{t + 1:02d}"
-        key = create_device_key(engine, "S001", device)
-        bodies = [
-            json.dumps(
-                {
-                    "batch_id": f"B-{uuid.uuid4().hex[:16]}",
-                    "sent_at": datetime.now(UTC).isoformat(),
-                    "items": [sale_item("S001", device, b * args.batch + i) for i in range(args.batch)],
-                }
-            ).encode()
-            for b in range(args.max_batches)
+        headers.append({"X-API-Key": create_device_key(engine, "S001", device)})
+        bodies.append(
+            [
+                json.dumps(
+                    {
+                        "batch_id": f"B-{MARK.decode()}{uuid.uuid4().hex[:16]}",
+                        "sent_at": datetime.now(UTC).isoformat(),
+                        "items": [
+                            _marked(sale_item("S001", device, b * args.batch + i)) for i in range(args.batch)
+                        ],
+                    }
+                ).encode()
+                for b in range(args.max_batches)
+            ]
+        )
+
+    with contextlib.ExitStack() as stack:
+        port = free_port()
+        proc = start_api(port, env)
+        stack.callback(stop, proc)
+        ours = f"http://127.0.0.1:{port}"
+        wait_ready(f"{ours}/api/observability/health", proc)
+        bare_port = free_port()
+        bare_proc = start_bare("sync:bare_app", bare_port, env)
+        stack.callback(stop, bare_proc)
+        bare = f"http://127.0.0.1:{bare_port}"
+        wait_ready(f"{bare}/docs", bare_proc)
+        sides = [
+            (Side("chainsync"), f"{ours}/api/sync/upload", proc.pid, headers),
+            (Side("bare FastAPI"), f"{bare}/upload", bare_proc.pid, [{}]),
         ]
-        terminals.append(({"X-API-Key": key, "Content-Type": "application/json"}, bodies))
+        turns = iter(range(1, 1 << 31))
+        warmup = 0
 
-    results: dict[str, dict[str, Any]] = {}
-    port = free_port()
-    proc = start([sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)], env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(f"{base}/api/observability/health", proc)
-        results["chainsync"] = asyncio.run(
-            fire_uploads(f"{base}/api/sync/upload", terminals, args.seconds, args.batch)
-        )
-        results["chainsync"] |= time_downloads(f"{base}/api/sync/download", terminals[0][0], args.repeats)
-    finally:
-        stop(proc)
-    stored = count_events(engine, "sale")
-    acknowledged = results["chainsync"]["items"] + args.terminals * args.batch  # plus the warm-up
-    assert stored == acknowledged, (stored, acknowledged)
+        def turn(side: Side | None, url: str, pid: int, hdrs: list[dict[str, str]], limit: int | None) -> int:
+            n = next(turns)
+            sources = [turn_bodies(b[:limit] if limit else b, n) for b in bodies]
+            result = asyncio.run(
+                post_loop(
+                    [url],
+                    sources,
+                    hdrs,
+                    clients=args.terminals,
+                    seconds=args.seconds if side else 60.0,
+                    items_per_body=args.batch,
+                    ok=lambda r: r.status_code == 200,
+                    server_pids=[pid],
+                )
+            )
+            if side is not None:
+                side.rounds.append(result)
+            return result.items
 
-    port = free_port()
-    proc = start_bare("sync:bare_app", port, env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(f"{base}/docs", proc)
-        results["bare"] = asyncio.run(fire_uploads(f"{base}/upload", terminals, args.seconds, args.batch))
-        results["bare"] |= time_downloads(f"{base}/download", {}, args.repeats)
-    finally:
-        stop(proc)
+        for side, url, pid, hdrs in sides:  # warm-up: one batch per terminal, not measured
+            items = turn(None, url, pid, hdrs, 1)
+            warmup += items if side.name == "chainsync" else 0
+        for _ in range(args.rounds):
+            for side, url, pid, hdrs in sides:
+                turn(side, url, pid, hdrs, None)
+        downloads: dict[str, list[dict[str, Any]]] = {"chainsync": [], "bare FastAPI": []}
+        for _ in range(args.repeats):  # alternating too
+            downloads["chainsync"].append(time_downloads(f"{ours}/api/sync/download", headers[0], 1))
+            downloads["bare FastAPI"].append(time_downloads(f"{bare}/download", {}, 1))
 
-    ours, bare = results["chainsync"], results["bare"]
     print(
-        f"terminals={args.terminals} batch={args.batch} seconds<={args.seconds} "
-        f"products={args.products} cpus={os.cpu_count()}"
+        f"terminals={args.terminals} batch={args.batch} rounds={args.rounds} "
+        f"seconds<={args.seconds} per turn products={args.products} cpus={os.cpu_count()}"
     )
-    for name, r in results.items():
+    print_table([s for s, *_ in sides], sides[1][0], "items")
+    down = {name: download_summary(runs) for name, runs in downloads.items()}
+    for name, d in down.items():
         print(
-            f"{name:>10}: upload {r['items_per_s']:>8.0f} items/s ({r['batches']:.0f} batches; "
-            f"p50 {r['p50_ms']:.1f} ms, "
-            f"p99 {r['p99_ms']:.1f} ms per batch) | download page of {PAGE}: p50 {r['page_p50_ms']:.1f} ms, "
-            f"p99 {r['page_p99_ms']:.1f} ms; full {r['records']} records {r['full_ms']:.0f} ms; "
-            f"incremental {r['incremental_ms']:.1f} ms"
+            f"{name:>22}: download page of {PAGE}: p50 {d['page_p50_ms']:.1f} ms, "
+            f"p99 {d['page_p99_ms']:.1f} ms; full {d['records']} records {d['full_ms']:.0f} ms; "
+            f"incremental {d['incremental_ms']:.1f} ms"
         )
+    stored = count_events(engine, "sale")
+    acknowledged = warmup + sides[0][0].summary()["items"]
+    assert stored == acknowledged, (stored, acknowledged)
     print(f"chainsync stored {stored} sale events = every acknowledged item (incl. warm-up)")
-    print(
-        f"ratios chainsync/bare: upload items/s {ours['items_per_s'] / bare['items_per_s']:.2f}, "
-        f"download page p50 {ours['page_p50_ms'] / bare['page_p50_ms']:.1f}x"
-    )
+    ratio = sides[0][0].summary()["items_per_s"] / sides[1][0].summary()["items_per_s"]
+    page = down["chainsync"]["page_p50_ms"] / down["bare FastAPI"]["page_p50_ms"]
+    print(f"ratios chainsync/bare: upload items/s {ratio:.2f}, download page p50 {page:.1f}x")
+
+
+MARK = b"ffffffff-"
+
+
+def _marked(item: dict[str, Any]) -> dict[str, Any]:
+    """An item whose event and mutation ids start with the turn mark (see :func:`turn_bodies`)."""
+    eid = MARK.decode() + item["payload"]["event_id"][9:]
+    return {**item, "mutation_id": f"m-{eid}", "payload": {**item["payload"], "event_id": eid}}
+
+
+def turn_bodies(bodies: list[bytes], turn: int) -> Iterator[bytes]:
+    """The bodies with batch, mutation and event ids unique to ``turn`` (its number over the mark)."""
+    stamp = f"{turn:08x}-".encode()
+    return (body.replace(MARK, stamp) for body in bodies)
 
 
 if __name__ == "__main__":

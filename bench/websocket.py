@@ -1,7 +1,7 @@
 """WebSocket fan-out: N concurrent clients on loopback follow one store's sales ticker while a device posts
 sales; each sale is broadcast to every client.
 
-    uv run python bench/websocket.py [--clients 1000] [--broadcasts 100] [--seconds 120]
+    uv run python bench/websocket.py [--clients 1000] [--broadcasts 100] [--seconds 120] [--two-processes]
 
 Reports connection set-up time, fan-out latency (server publish -> client receive, p50/p99), deliveries
 per second, drops, and the API's request latency (``GET /api/observability/health``, sequential probes)
@@ -9,6 +9,10 @@ while idle and while it fans out, with their ratio. ``chainsync api`` runs under
 127.0.0.1; the clients share one asyncio loop in this process (uvloop when installed), so on a small
 machine the clients compete with the server for CPU and the figures are an upper bound on latency.
 Bounded by count (``--broadcasts``, ``--probes``) and by time (``--seconds``).
+
+With ``--two-processes`` a second ``chainsync api`` shares the ops store, and both share Redis
+(``CHAINSYNC_BENCH_REDIS``, a key prefix of the run's own, its keys deleted after): the clients follow the
+first process, the sales are posted to the second, so every delivery crosses processes through Redis.
 """
 
 from __future__ import annotations
@@ -18,11 +22,10 @@ import asyncio
 import json
 import os
 import resource
-import signal
-import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,10 @@ import websockets
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.ingest import free_port, sale_event, wait_ready  # noqa: E402
+from bench.ingest import sale_event  # noqa: E402
+from bench.loadgen import delete_redis_keys, free_port, start, stop, wait_ready  # noqa: E402
+
+REDIS_URL = os.environ.get("CHAINSYNC_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 
 
 def raise_fd_limit(needed: int) -> int:
@@ -104,7 +110,14 @@ async def probe(
 
 
 async def bench(
-    args: argparse.Namespace, base: str, ws_url: str, tokens: list[str], key: str, admin: str, server_pid: int
+    args: argparse.Namespace,
+    base: str,
+    ws_url: str,
+    tokens: list[str],
+    key: str,
+    admin: str,
+    server_pids: list[int],
+    post_base: str,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + args.seconds
     stop = asyncio.Event()
@@ -133,9 +146,9 @@ async def bench(
     posted = asyncio.Event()
     probe_task = asyncio.create_task(probe(base, 100_000, deadline, busy, until=posted))
     publish_started = time.time()
-    server_cpu0, client_cpu0 = cpu_seconds(server_pid), sum(os.times()[:2])
+    server_cpu0, client_cpu0 = sum(map(cpu_seconds, server_pids)), sum(os.times()[:2])
     post_latency: list[float] = []
-    async with httpx.AsyncClient(base_url=base, timeout=10, headers={"X-API-Key": key}) as http:
+    async with httpx.AsyncClient(base_url=post_base, timeout=10, headers={"X-API-Key": key}) as http:
         for i in range(args.broadcasts):
             if time.monotonic() > deadline:
                 break
@@ -148,7 +161,7 @@ async def bench(
     while time.monotonic() < deadline and sum(c.received for c in clients) < sent * len(clients):
         await asyncio.sleep(0.05)
     posted.set()
-    server_cpu = cpu_seconds(server_pid) - server_cpu0
+    server_cpu = sum(map(cpu_seconds, server_pids)) - server_cpu0
     client_cpu = sum(os.times()[:2]) - client_cpu0
     await probe_task
     stats = httpx.get(
@@ -200,6 +213,11 @@ def main() -> None:
         help="uvicorn WebSocket implementation (websockets, websockets-sansio, wsproto); default: what "
         "`chainsync api` uses",
     )
+    parser.add_argument(
+        "--two-processes",
+        action="store_true",
+        help="clients on one API process, sales posted to a second; fan-out through Redis",
+    )
     args = parser.parse_args()
 
     limit = raise_fd_limit(args.clients * 2 + 256)
@@ -235,6 +253,9 @@ def main() -> None:
             "CHAINSYNC_WS_QUEUE_SIZE": str(max(256, args.broadcasts * 2)),
         }
         env.pop("CHAINSYNC_DEMO_MODE", None)
+        prefix = f"chainsync-wsbench-{uuid.uuid4().hex[:8]}:"
+        if args.two_processes:
+            env |= {"CHAINSYNC_REDIS_URL": REDIS_URL, "CHAINSYNC_REDIS_KEY_PREFIX": prefix}
         command = [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)]
         if args.ws:
             command = [
@@ -247,17 +268,17 @@ def main() -> None:
                 "127.0.0.1",
             ]
             command += ["--port", str(port), "--ws", args.ws, "--log-level", "warning"]
-        proc = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        procs = [start(command, env)]
         base = f"http://127.0.0.1:{port}"
+        post_base = base
+        if args.two_processes:
+            second_port = free_port()
+            at = command.index("--port") + 1
+            procs.append(start([*command[:at], str(second_port), *command[at + 1 :]], env))
+            post_base = f"http://127.0.0.1:{second_port}"
         try:
-            wait_ready(f"{base}/api/observability/health", proc)
+            wait_ready(f"{base}/api/observability/health", procs[0])
+            wait_ready(f"{post_base}/api/observability/health", procs[-1])
             try:
                 import uvloop
 
@@ -266,15 +287,23 @@ def main() -> None:
                 loop_factory = None
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 result = runner.run(
-                    bench(args, base, f"ws://127.0.0.1:{port}/ws/notifications", tokens, key, admin, proc.pid)
+                    bench(
+                        args,
+                        base,
+                        f"ws://127.0.0.1:{port}/ws/notifications",
+                        tokens,
+                        key,
+                        admin,
+                        [p.pid for p in procs],
+                        post_base,
+                    )
                 )
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
+            for proc in procs:
+                stop(proc)
+            if args.two_processes:
+                delete_redis_keys(REDIS_URL, prefix)
+    result["api_processes"] = len(procs)
     result["ws_implementation"] = args.ws or "chainsync api default"
     result["cpus"] = os.cpu_count()
     result["fd_soft_limit"] = limit

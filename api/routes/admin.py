@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AdminPrincipal, EngineDep, Principal, require_admin
+from api.deps import AdminPrincipal, DeviceKeysDep, EngineDep, Principal, require_admin
 from api.errors import error_response
 from api.ipfilter import client_ip_of
 from chainsync.ops_store.security import (
@@ -242,9 +242,11 @@ def revoke_key(
     request: Request,
     admin: AdminPrincipal,
     engine: EngineDep,
+    device_keys: DeviceKeysDep,
 ) -> Response:
     if not revoke_device_key(engine, prefix):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No active device key {prefix}")
+    device_keys.forget(prefix)  # at once here; other processes within the revocation bound
     _audit(request, admin, "device_key_revoked", prefix)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

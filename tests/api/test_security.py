@@ -1012,3 +1012,30 @@ def test_truncating_the_newest_records_is_detected_against_a_snapshot_anchor(
     assert newest is not None and newest.seq > head.seq
     report = verify_audit_chain(engine, anchors=[AuditAnchor(head.seq, head.record_hash, "snapshot x")])
     assert not report.ok
+
+
+def test_memory_rate_limits_start_no_thread_per_hit() -> None:
+    """limits' memory storage started a timer thread on hits; ours sweeps inline (api/ratelimit.py)."""
+    import threading
+
+    from limits import parse, strategies
+
+    from api.ratelimit import SweptMemoryStorage
+
+    storage = SweptMemoryStorage()
+    limiter = strategies.MovingWindowRateLimiter(storage)
+    item = parse("3/second")
+    started = threading.Thread.start
+    starts = 0
+
+    def counting_start(self: threading.Thread) -> None:
+        nonlocal starts
+        starts += 1
+        started(self)
+
+    threading.Thread.start = counting_start  # type: ignore[method-assign]
+    try:
+        assert [limiter.hit(item, "k") for _ in range(5)] == [True, True, True, False, False]
+    finally:
+        threading.Thread.start = started  # type: ignore[method-assign]
+    assert starts == 0

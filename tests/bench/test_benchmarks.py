@@ -39,7 +39,7 @@ def test_websocket_bench_delivers_every_broadcast() -> None:
 
 @pytest.mark.slow
 def test_ingest_bench_stores_every_acknowledged_event() -> None:
-    out = _bench("ingest.py", "--clients", "2", "--seconds", "2", "--max-batches", "50")
+    out = _bench("ingest.py", "--clients", "2", "--rounds", "2", "--seconds", "2", "--max-batches", "50")
     assert "= every acknowledged event" in out
     assert "ratio chainsync sqlite/bare" in out
 
@@ -48,7 +48,8 @@ def test_ingest_bench_stores_every_acknowledged_event() -> None:
 def test_sync_bench_stores_every_acknowledged_item() -> None:
     out = _bench(
         "sync.py",
-        *("--terminals", "4", "--seconds", "2", "--max-batches", "10", "--products", "300", "--repeats", "2"),
+        *("--terminals", "4", "--rounds", "2", "--seconds", "2", "--max-batches", "10", "--products", "300"),
+        *("--repeats", "2"),
     )
     assert "= every acknowledged item" in out
     assert "ratios chainsync/bare" in out
