@@ -77,6 +77,8 @@ def forecast(
     """Daily demand forecast (units per day, with 80% and 95% intervals): for one store, per product; or,
     without ``store_id``, the daily totals of every store the caller may see (a manager: their stores; an
     admin: the chain total, then every store)."""
+    if store_id is not None:
+        principal.require_store(store_id)  # authorization before anything is read
     snapshot = _current(settings)
     if store_id is None:
         if product_id is not None:
@@ -95,7 +97,6 @@ def forecast(
                 "totals": totals,
             }
         )
-    principal.require_store(store_id)
     try:
         series = snapshots.demand_forecast(
             snapshot, store_id=store_id, horizon=horizon, product_id=product_id
