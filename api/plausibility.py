@@ -3,7 +3,8 @@
 A compromised or misconfigured terminal could post sales dated 2001 or 2099 and move any day's figures.
 An event's ``occurred_at`` must fall within the offline window the chain allows into the past
 (``CHAINSYNC_EVENT_MAX_AGE_DAYS``, 30 days by default: a terminal offline longer must be re-provisioned)
-and no further into the future than a small clock skew (``CHAINSYNC_EVENT_CLOCK_SKEW_SECONDS``, 300 s).
+and no further into the future than a small clock skew (``CHAINSYNC_EVENT_CLOCK_SKEW_SECONDS``, 900 s:
+the clock of a terminal that was offline drifts).
 Each refusal names the field and the reason, as any validation error does (422). Ingest and offline-sync
 uploads apply the same rule; historical imports (``chainsync import``) do not, they are not terminals.
 """

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # Plausible events (api.plausibility): occurred_at no older than the offline window terminals are
     # allowed, and no further ahead than a small clock skew.
     event_max_age_days: int = Field(30, ge=1, le=3650)
-    event_clock_skew_seconds: int = Field(300, ge=0, le=86_400)
+    event_clock_skew_seconds: int = Field(900, ge=0, le=86_400)
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     # Connection timeouts (api.server), as a reverse proxy would set them: request headers complete within
     # this many seconds of the first byte; at most this long between two reads of a body; idle keep-alive.
