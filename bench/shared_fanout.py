@@ -1,6 +1,6 @@
 """WebSocket fan-out across two API processes sharing Redis (measurement behind docs/shared-state.md).
 
-    uv run --frozen python docs/shared_fanout_measure.py [--clients 1000] [--broadcasts 100] [--seconds 180]
+    uv run --frozen python bench/shared_fanout.py [--clients 1000] [--broadcasts 100] [--seconds 180]
 
 Two ``chainsync api`` processes (A and B, uvicorn, 127.0.0.1) on one SQLite ops store and the Redis of
 ``CHAINSYNC_REDIS_URL`` (default redis://127.0.0.1:6379/0, under a key prefix of this run's own, deleted at

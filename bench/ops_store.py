@@ -1,7 +1,7 @@
 """Figures for docs/ops-store.md: the live sales figure, the PostgreSQL inbox batch insert, and the cost of
 a PostgreSQL database per test. Each comparison alternates its two sides (ABAB) and prints medians.
 
-    uv run --frozen python docs/ops_store_bench.py [--sales 20000] [--rounds 5] [--pg-url URL]
+    uv run --frozen python bench/ops_store.py [--sales 20000] [--rounds 5] [--pg-url URL]
 
 Needs PostgreSQL (default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``); creates and drops
 its own databases, named ``chainsync_bench_<pid>_…``.
