@@ -1,5 +1,5 @@
-"""Redis for the tests: the real server at 127.0.0.1:6379 (``CHAINSYNC_TEST_REDIS``), shared with other test
-sessions running at the same time.
+"""Redis for the tests: the real server at 127.0.0.1:6379 (``CHAINSYNC_TEST_REDIS_URL``, see
+``tests/services.py``), shared with other test sessions running at the same time.
 
 A session claims a database number of its own (a ``SET NX`` claim in database 0, released at the end) and
 uses a key prefix of its own in it; at the end it deletes the keys under its prefix and nothing else. Pub/sub
@@ -9,7 +9,6 @@ Registered as a plugin by ``tests/conftest.py``.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,12 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-SERVER = os.environ.get("CHAINSYNC_TEST_REDIS", "redis://127.0.0.1:6379")
+from tests import services
+
+# The server without a database number: each session picks its own (below).
+SERVER = (
+    services.redis_url().rsplit("/", 1)[0] if services.redis_url().count("/") > 2 else services.redis_url()
+)
 CLAIM_SECONDS = 3 * 3600  # a crashed session's claim lapses
 
 

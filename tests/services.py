@@ -24,7 +24,7 @@ CONNECT_TIMEOUT_S = 3
 
 # Fixtures that need a server; a collected test using one makes the session check that server first.
 # (Add Redis fixtures here as they come.)
-FIXTURE_SERVICES: dict[str, str] = {"pg_template": "postgresql"}
+FIXTURE_SERVICES: dict[str, str] = {"pg_template": "postgresql", "redis_target": "redis"}
 
 
 def pg_url() -> str:
