@@ -80,7 +80,7 @@ def inject(
     )
     candidates = candidates.filter((pl.col("rank") > 2) & (pl.col("rank") <= pl.col("n") - 2))
     picks = []
-    for uid, rows in candidates.partition_by("unique_id", as_dict=True, maintain_order=True).items():
+    for rows in candidates.partition_by("unique_id", maintain_order=True):
         pool = rows
         if design == "level" and rng.random() < 0.5 and rows["holiday"].any():
             pool = rows.filter(pl.col("holiday"))

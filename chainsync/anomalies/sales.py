@@ -65,7 +65,10 @@ SCORE_SCHEMA = pl.Schema(
 )
 MAD_TO_SD = 1.4826
 LEVEL_FLOOR_SHARE = 0.25  # d_t is at least this share of the series' median |y|
-MIN_PANEL_SERIES = 5  # fewer series of a group reporting a period: no shared shock, no widening
+MIN_PANEL_SERIES = 5  # fewer series of a group reporting a period: no shared shock taken out
+# A group's median |z| in one period is noisy with few members (8 stores: often 1.5x the usual), so only
+# groups this large widen their members' scale.
+MIN_WIDEN_SERIES = 20
 TAIL_QUANTILE = 0.95  # of |residual|: the series' tail, for its scale
 TAIL_TO_SD = 1.959964  # the 0.95 quantile of |N(0, 1)|
 
@@ -189,15 +192,16 @@ def _peer_index(ids: pl.Series, panel: pl.DataFrame, column: str) -> np.ndarray:
     return keyed[column].fill_null("").rank("dense").cast(pl.Int64).to_numpy() - 1
 
 
-def _group_median(deviation: np.ndarray, group: np.ndarray) -> np.ndarray:
+def _group_median(deviation: np.ndarray, group: np.ndarray, least: int = 0) -> np.ndarray:
     """(series, periods): the median deviation of the series' group that period, NaN with fewer than
-    MIN_PANEL_SERIES series reporting."""
+    ``least`` (default MIN_PANEL_SERIES) series reporting."""
+    least = least or MIN_PANEL_SERIES
     out = np.full_like(deviation, np.nan)
     for g in np.unique(group):
         members = group == g
         block = deviation[members]
         reporting = np.sum(~np.isnan(block), axis=0)
-        median = np.where(reporting >= MIN_PANEL_SERIES, np.nanmedian(block, axis=0), np.nan)
+        median = np.where(reporting >= least, np.nanmedian(block, axis=0), np.nan)
         out[members] = median[None, :]
     return out
 
@@ -282,7 +286,7 @@ def score_panel(
         usual = np.nanmedian(np.abs(z))
         widen = np.ones_like(z)
         for group in groups:
-            unsettled = _group_median(np.abs(z), group) / usual
+            unsettled = _group_median(np.abs(z), group, MIN_WIDEN_SERIES) / usual
             widen = np.maximum(widen, np.where(np.isnan(unsettled), 1.0, unsettled))
         scale = scale * widen
         z = residual / scale
