@@ -42,6 +42,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -114,8 +115,9 @@ def _grid(panel: pl.DataFrame, freq: str) -> pl.Series:
     panel is not on that grid (a Thursday in a W-FRI panel)."""
     from chainsync.forecasting.method import _polars_interval
 
-    first, last = panel["ds"].min(), panel["ds"].max()
-    grid = pl.datetime_range(first, last, interval=_polars_interval(freq), eager=True)  # type: ignore[arg-type]
+    first = cast(datetime, panel["ds"].min())
+    last = cast(datetime, panel["ds"].max())
+    grid = pl.Series("ds", pl.datetime_range(first, last, interval=_polars_interval(freq), eager=True))
     off = panel.select("ds").unique().join(grid.to_frame("ds"), on="ds", how="anti")
     if off.height:
         raise ValueError(
