@@ -122,7 +122,7 @@ def _grid(panel: pl.DataFrame, freq: str) -> pl.Series:
     if off.height:
         raise ValueError(
             f"ds: {off.height} period(s) are not on a regular {freq} grid from {first} "
-            f"(first: {off['ds'].min()}); check --freq"
+            f"(first: {off['ds'].min()!s}); check --freq"
         )
     return grid
 
