@@ -1,6 +1,7 @@
-"""Sales anomalies: the retrospective view (chainsync.anomalies, the method of `chainsync detect`), the pyod ensemble, one row per store-day, and thresholds
-that re-flag stored scores without refitting — on sale lines run through the pipeline's own feature SQL
-(DuckDB) and, last, a real materialization of the assets with thresholds from the settings."""
+"""Sales anomalies: the retrospective view (chainsync.anomalies, the method of `chainsync detect`), the
+pyod ensemble, one row per store-day, and thresholds that re-flag stored scores without refitting — on sale
+lines run through the pipeline's own feature SQL (DuckDB) and, last, a real materialization of the assets
+with thresholds from the settings."""
 
 from __future__ import annotations
 
