@@ -67,7 +67,13 @@ def generate(
     days: Annotated[int, typer.Option(min=28, max=3 * 366, help="Days of daily history.")] = 730,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same chain.")] = 42,
     end: Annotated[
-        str | None, typer.Option(help="Last day of history (YYYY-MM-DD); default yesterday.")
+        str | None,
+        typer.Option(
+            "--end",
+            "--end-date",
+            help="Last day of history (YYYY-MM-DD); default yesterday. Pin it and a seed gives the same "
+            "chain on any day.",
+        ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing chain in OUT.")] = False,
 ) -> None:
@@ -220,7 +226,7 @@ def detect(
     since: Annotated[
         str | None, typer.Option(help="Write only flags on or after this date (YYYY-MM-DD).")
     ] = None,
-    z: Annotated[float, typer.Option(min=0.5, help="Robust z a flagged period reaches.")] = 4.0,
+    z: Annotated[float, typer.Option(min=0.5, help="Robust z a flagged period reaches.")] = 3.5,
     min_effect: Annotated[
         float, typer.Option(min=0.0, help="Smallest change flagged, as a share of the expected value.")
     ] = 0.2,

@@ -84,7 +84,7 @@ class DetectConfig:
     country of the holiday calendar used to match moving holidays across years (None: by season only).
     Chosen on the clean Walmart panel and two injection designs (docs/anomalies.md), not per panel."""
 
-    z: float = 4.0
+    z: float = 3.5
     min_effect: float = 0.2
     scale_floor: float = 0.05
     min_history: int = 12
@@ -265,7 +265,9 @@ def score_panel(
         siblings = _siblings(grid, freq, config.holidays)
         padded = np.concatenate([own, np.full((own.shape[0], 1), np.nan)], axis=1)
         season = padded[:, siblings]  # (series, periods, k); -1 reads the NaN column
-        explanations = np.concatenate([np.zeros(own.shape + (1,)), season], axis=2)
+        # A change the adjacent periods share is sustained (a promotion week), not a one-period anomaly.
+        adjacent = np.stack([_shift(own, -1), _shift(own, 1)], axis=2)
+        explanations = np.concatenate([np.zeros(own.shape + (1,)), season, adjacent], axis=2)
         distance = np.abs(own[:, :, None] - explanations)
         distance = np.where(np.isnan(distance), np.inf, distance)
         choice = np.argmin(distance, axis=2)
@@ -302,7 +304,7 @@ def score_panel(
         & (np.abs(y - expected) >= min_amount)
     )
     half_width = np.maximum(base * np.maximum(config.z * scale, config.min_effect), min_amount)
-    kinds = np.array(["level"] + ["season"] * siblings.shape[1])
+    kinds = np.array(["level"] + ["season"] * siblings.shape[1] + ["adjacent"] * 2)
 
     rows, cols = np.nonzero(scored)
     return pl.DataFrame(

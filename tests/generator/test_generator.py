@@ -197,8 +197,12 @@ def test_inventory_is_consistent_with_sales_and_stock_outs_happen(
     counts = normal.filter(pl.col("kind") == "count")
     assert counts.height > 200
     assert set(ledger["kind"].unique()) == {"receipt", "adjustment", "shrinkage", "count", "sale"}
-    # Between counts, only receipts, recorded shrinkage and sales move stock: each count matches the books.
-    assert (counts["counted_level"] == counts["book"]).all()
+    # Between counts, receipts, recorded shrinkage and sales move stock, and ordinary life a little: a
+    # counter a few units off, a single unit lost without a record. Most counts match the books exactly, the
+    # rest by a few units (the planted losses are 3 to 150 units).
+    gap = (counts["counted_level"] - counts["book"]).abs()
+    assert (gap == 0).mean() > 0.7  # type: ignore[operator]
+    assert (gap > 0).sum() >= 5 and gap.max() <= 15  # type: ignore[operator]
     # Nothing is ever sold from an empty shelf ...
     assert normal["book"].min() == 0
     # ... and shelves do run empty: stock-outs on some store-products.
@@ -219,7 +223,8 @@ def test_planted_shrinkage_shows_in_the_counts(chain: Path, sales: pl.DataFrame,
         at_end = counts.filter(pl.col("occurred_at").is_between(row["start_at"], row["end_at"]))
         assert at_end.height == 1
         expected, found = at_end["book"].item(), at_end["counted_level"].item()
-        assert found < 0.8 * expected and expected - found >= 5
+        # The units taken, give or take a miscount or a stray unit lost.
+        assert abs((expected - found) - row["magnitude"]) <= 10, (row, expected, found)
 
 
 def test_planted_sales_spikes_and_drops_are_visible(sales: pl.DataFrame, truth: pl.DataFrame) -> None:
@@ -233,8 +238,10 @@ def test_planted_sales_spikes_and_drops_are_visible(sales: pl.DataFrame, truth: 
     )
     for kind in ("sales_spike", "sales_drop"):
         rows = truth.filter(pl.col("anomaly_type") == kind)
-        assert rows.height == 3
-        for row in rows.iter_rows(named=True):
+        assert rows.height == (8 if kind == "sales_spike" else 6)  # graded sizes, each twice
+        for row in rows.filter((pl.col("magnitude") >= 2.0) | (pl.col("magnitude") <= 0.5)).iter_rows(
+            named=True
+        ):
             day = row["start_at"].date() if row["start_at"].hour < 12 else row["end_at"].date()
             store = revenue.filter(pl.col("store_id") == row["store_id"])
             that = store.filter(pl.col("local_day") == day)["cents"].sum()
@@ -242,10 +249,8 @@ def test_planted_sales_spikes_and_drops_are_visible(sales: pl.DataFrame, truth: 
             usual = store.filter((pl.col("weekday") == weekday) & (pl.col("local_day") != day))[
                 "cents"
             ].median()
-            if kind == "sales_spike":
-                assert that > 2.0 * usual, (row, that, usual)
-            else:
-                assert that < 0.4 * usual, (row, that, usual)
+            # The size as planted, within a promotion, the weather and day-to-day noise.
+            assert 0.6 * row["magnitude"] < that / usual < 1.6 * row["magnitude"], (row, that, usual)
 
 
 def test_planted_refund_abuse_stands_out(sales: pl.DataFrame, truth: pl.DataFrame) -> None:
