@@ -203,7 +203,7 @@ def test_inventory_is_consistent_with_sales_and_stock_outs_happen(
     gap = (counts["counted_level"] - counts["book"]).abs()
     assert (gap == 0).mean() > 0.7  # type: ignore[operator]
     assert (gap > 0).sum() >= 5 and gap.max() <= 15  # type: ignore[operator]
-    # Nothing is ever sold from an empty shelf (the books, off by a miscount at most, never go far below 0) ...
+    # Nothing is sold from an empty shelf (the books, off by a miscount at most, never go far below 0) ...
     assert -15 <= normal["book"].min() <= 0  # type: ignore[operator]
     # ... and shelves do run empty: stock-outs on some store-products.
     emptied = normal.filter((pl.col("kind") == "sale") & (pl.col("book") <= 0))
