@@ -162,9 +162,11 @@ def _plan_anomalies(rng, cat: Catalog, open_sd, holiday, day_epoch, offsets) -> 
         days = days[days >= n_days // 4]
         if days.size == 0:
             continue
-        d = int(srng.choice(days))
-        while (s, d) in used or (s, d - 1) in used or (s, d + 1) in used:
-            d = int(srng.choice(days))
+        # A free day, not next to another planted one (a short history may have none left: skip).
+        free = [int(x) for x in days if not {(s, x - 1), (s, x), (s, x + 1)} & used]
+        if not free:
+            continue
+        d = free[int(srng.integers(len(free)))]
         used.add((s, d))
         factor[s, d] = mult
         start = int(day_epoch[d] - offsets[s, d])
