@@ -295,6 +295,7 @@ def generate_chain(
     plan = _plan_anomalies(rng, cat, open_sd, holiday, day_epoch, offsets)
     weather = np.exp(rng.normal(0, 0.07, (n_stores, days)))
     ordinary = _ordinary_events(np.random.default_rng([seed, 6]), open_sd)
+    ordinary[plan.store_day_factor != 1.0] = 1.0  # a planted day keeps the size ground_truth gives it
     store_day = (
         WEEKLY_PROFILE[dow][None, :] * holiday[None, :] * open_sd * weather * ordinary * plan.store_day_factor
     )

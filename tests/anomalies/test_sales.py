@@ -59,8 +59,8 @@ def test_spikes_and_drops_are_flagged_on_their_series_and_week_only() -> None:
     up = flagged.filter(pl.col("direction") == "up").row(0, named=True)
     down = flagged.filter(pl.col("direction") == "down").row(0, named=True)
     # The expected value is the week without the change: the spike doubled it, the drop halved it.
-    assert up["expected"] == pytest.approx(up["y"] / 2.0, rel=0.15)
-    assert down["expected"] == pytest.approx(down["y"] * 2.0, rel=0.15)
+    assert up["expected"] == pytest.approx(up["y"] / 2.0, rel=0.2)
+    assert down["expected"] == pytest.approx(down["y"] * 2.0, rel=0.2)
     assert up["y"] > up["hi"] and down["y"] < down["lo"]
     # A year after the spike the sibling is the spike itself; 0 still explains the ordinary week.
     year_later = scored.filter(

@@ -280,7 +280,13 @@ def test_planted_refund_abuse_stands_out(sales: pl.DataFrame, truth: pl.DataFram
 
 def test_planted_attacks_are_visible_in_security_events(chain: Path, truth: pl.DataFrame) -> None:
     security = pl.read_parquet(chain / "security.parquet")
-    (bf,) = truth.filter(pl.col("anomaly_type") == "brute_force_ip").iter_rows(named=True)
+    brute = truth.filter(pl.col("anomaly_type") == "brute_force_ip")
+    (slow,) = brute.filter(pl.col("description").str.starts_with("low-and-slow")).iter_rows(named=True)
+    (bf,) = brute.filter(~pl.col("description").str.starts_with("low-and-slow")).iter_rows(named=True)
+    # Low and slow: about one failure every ten minutes over most of a day, never a burst.
+    tries = security.filter((pl.col("source_ip") == slow["source_ip"]) & (pl.col("kind") == "login_failure"))
+    gaps = tries["occurred_at"].sort().diff().drop_nulls().dt.total_seconds()
+    assert 100 <= tries.height < 140 and gaps.min() >= 400 and gaps.max() <= 800  # type: ignore[operator]
     failures = security.filter((pl.col("source_ip") == bf["source_ip"]) & (pl.col("kind") == "login_failure"))
     assert failures.height >= 200
     span = failures["occurred_at"].max() - failures["occurred_at"].min()

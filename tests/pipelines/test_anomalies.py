@@ -151,9 +151,9 @@ def test_a_spike_is_one_row_with_both_views_and_the_forecast_range(raw: pl.DataF
 
 
 def test_the_retrospective_view_alone_flags_the_planted_days(raw: pl.DataFrame) -> None:
-    """By default the method decides alone (residual_min_z = 0): the planted spike and drop and at most one
-    ordinary day of the 1,120 (a noisy Thursday of S06 at +49 % revenue); asking a feature to confirm keeps
-    the planted days (they move the features too) and drops that one."""
+    """By default the method decides alone (residual_min_z = 0): the planted spike and drop and at most three
+    ordinary days of the 1,120 (Poisson days of +40-50 % revenue); asking a feature to confirm keeps the
+    planted days (they move the features too) and drops those."""
     alone = flag_store_days(raw, SalesThresholds())
     confirmed = flag_store_days(raw, SalesThresholds(residual_min_z=4.5))
     planted = {SPIKE[:2], DROP[:2]}
@@ -162,7 +162,7 @@ def test_the_retrospective_view_alone_flags_the_planted_days(raw: pl.DataFrame) 
         by_residual = flagged.filter(pl.col("detectors").str.contains("retrospective"))
         return {(r["store_id"], r["sale_date"]) for r in by_residual.iter_rows(named=True)}
 
-    assert planted <= days(alone) and len(days(alone) - planted) <= 1
+    assert planted <= days(alone) and len(days(alone) - planted) <= 3
     assert days(confirmed) == planted
 
 
