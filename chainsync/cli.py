@@ -67,7 +67,13 @@ def generate(
     days: Annotated[int, typer.Option(min=28, max=3 * 366, help="Days of daily history.")] = 730,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same chain.")] = 42,
     end: Annotated[
-        str | None, typer.Option(help="Last day of history (YYYY-MM-DD); default yesterday.")
+        str | None,
+        typer.Option(
+            "--end",
+            "--end-date",
+            help="Last day of history (YYYY-MM-DD); default yesterday. Pin it and a seed gives the same "
+            "chain on any day.",
+        ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing chain in OUT.")] = False,
 ) -> None:
@@ -205,6 +211,82 @@ def backtest(
     if forecasts_out is not None:
         write_forecasts(result.forecasts, forecasts_out)
         console.print(f"forecasts written to {forecasts_out} ({result.forecasts.height} rows)")
+
+
+@app.command()
+def detect(
+    path: Annotated[
+        Path, typer.Argument(help="Panel CSV (or a .zip holding one): one row per series and period.")
+    ],
+    id_cols: Annotated[str, typer.Option(help="Comma-separated series id columns (joined by '_').")],
+    date_col: Annotated[str, typer.Option(help="Period column (date or date-time).")],
+    target: Annotated[str, typer.Option(help="Value column to score.")],
+    out: Annotated[Path, typer.Option(help="Write the flags here (CSV: unique_id, ds, score, ...).")],
+    freq: Annotated[str, typer.Option(help="Frequency: D, W-FRI, MS, ... (the panel's grid).")] = "D",
+    since: Annotated[
+        str | None, typer.Option(help="Write only flags on or after this date (YYYY-MM-DD).")
+    ] = None,
+    z: Annotated[float, typer.Option(min=0.5, help="Robust z a flagged period reaches.")] = 3.5,
+    min_effect: Annotated[
+        float, typer.Option(min=0.0, help="Smallest change flagged, as a share of the expected value.")
+    ] = 0.2,
+    min_amount_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Smallest change flagged, as a share of the panel's median series level (units of y).",
+        ),
+    ] = 0.5,
+    holidays: Annotated[
+        str, typer.Option(help="Holiday calendar matching moving holidays across years; 'none' for none.")
+    ] = "US",
+) -> None:
+    """Flag the periods of any panel that depart from their series' neighbours, peers and other years:
+    the method behind the pipeline's sales_anomalies (chainsync/anomalies/sales.py)."""
+    import time
+
+    import polars as pl
+
+    from chainsync.anomalies import DetectConfig, detect_panel, with_id_columns
+    from chainsync.backtest import read_panel
+
+    if not path.exists():
+        console.print(f"[red]{path} does not exist[/]")
+        raise typer.Exit(2)
+    ids = [c.strip() for c in id_cols.split(",") if c.strip()]
+    try:
+        since_day = date.fromisoformat(since) if since else None
+    except ValueError:
+        console.print(f"[red]--since: {since!r} is not a date (YYYY-MM-DD)[/]")
+        raise typer.Exit(2) from None
+    config = DetectConfig(
+        z=z,
+        min_effect=min_effect,
+        min_amount_share=min_amount_share,
+        holidays=None if holidays.strip().lower() in ("", "none") else holidays.strip(),
+    )
+    started = time.perf_counter()
+    try:
+        panel = with_id_columns(read_panel(path, ids, date_col, target), ids)
+        flags = detect_panel(
+            panel,
+            freq=freq,
+            config=config,
+            since=since_day,
+            peer_columns=tuple(c for c in ids if c in panel.columns) if len(ids) > 1 else (),
+        )
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    ds = flags["ds"]
+    has_time = bool((ds.dt.hour() != 0).any() or (ds.dt.minute() != 0).any())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    flags.with_columns(pl.col("ds") if has_time else pl.col("ds").cast(pl.Date)).write_csv(out)
+    console.print(
+        f"{flags.height} flagged periods ({int((flags['direction'] == 'up').sum())} up, "
+        f"{int((flags['direction'] == 'down').sum())} down) in {panel['unique_id'].n_unique()} series, "
+        f"{panel.height} rows, {time.perf_counter() - started:.1f} s; written to {out}"
+    )
 
 
 @app.command()

@@ -199,8 +199,8 @@ class Settings(BaseSettings):
     # Anomaly decisions, applied to stored raw scores (changing them re-flags without refitting).
     anomaly_z_threshold: float = Field(6.0, gt=0)  # scaled MADs a driving feature must reach
     anomaly_driver_z: float = Field(3.0, gt=0)  # |z| from which a sales feature is listed as a driver
-    anomaly_residual_threshold: float = Field(2.0, ge=0)  # half-widths beyond the 95 % forecast interval
-    anomaly_residual_min_z: float = Field(4.5, ge=0)  # ... with a sales feature this many scaled MADs out
+    anomaly_residual_threshold: float = Field(3.5, gt=0)  # robust z of chainsync.anomalies (retrospective)
+    anomaly_residual_min_z: float = Field(0.0, ge=0)  # ... with a sales feature this many MADs out (0: alone)
     anomaly_min_cashier_events: int = Field(5, ge=0)  # refunds + voids a flagged cashier shift holds
     anomaly_min_security_failures: int = Field(10, ge=0)  # failures a flagged IP-day holds
     anomaly_min_missing_units: int = Field(5, ge=0)  # units missing at a flagged shelf count

@@ -46,6 +46,19 @@ SHORT_DELIVERY_RATE = (
     0.06  # share of deliveries the supplier fills only partly (the cause of most stock-outs)
 )
 REFUND_ABUSE_PER_DAY = 6.0
+# Planted store-day sales changes, graded: a spike or drop of each size twice (sizes a manager cares about,
+# from a visible 30 % to a tripling), on any open day of any store, holidays included.
+SALES_SIZES = (1.3, 1.5, 2.0, 3.0, 0.7, 0.5, 0.3)
+SALES_REPEATS = 2
+# Planted unrecorded losses (units gone from one store-product over three weeks), graded.
+SHRINK_UNITS = (3, 10, 30, 60, 150)
+# Ordinary life that is no anomaly (none of it in ground_truth): a store's promotion week, a regional weather
+# day hitting a group of stores, a store closed for a day; shelf counts a few units off, single units lost.
+PROMOS_PER_STORE_YEAR, PROMO_LIFT = 4, (1.15, 1.4)
+WEATHER_DAYS_PER_YEAR, WEATHER_HIT = 6, (0.5, 0.8)
+CLOSURES_PER_STORE_YEAR = 1
+MISCOUNT_RATE = 0.05  # share of shelf counts off by 1 + Poisson(1) units either way
+UNTRACKED_LOSS_RATE = 0.002  # daily chance a store-product loses one unit without a record
 
 
 @dataclass
@@ -104,8 +117,31 @@ class _Plan:
 
     store_day_factor: np.ndarray  # (S, D) multiplier (sales spikes and drops)
     abuse: tuple[int, int, int, int] | None  # store, cashier number, first day, last day
-    shrink: list[tuple[int, int, int, int]]  # store, product, first loss day, count day
+    # store, product, first loss day, count day, units to lose, index of its ground_truth row
+    shrink: list[tuple[int, int, int, int, int, int]]
     truth: list[dict]
+    lost: dict[int, int] = field(default_factory=dict)  # ground_truth row -> units a shrinkage took
+
+
+def _ordinary_events(rng: np.random.Generator, open_sd: np.ndarray) -> np.ndarray:
+    """(stores, days) multipliers of ordinary life, none of it an anomaly: a store's promotion week
+    (PROMO_LIFT), a regional weather day that hits a random 40-70 % of the stores at once (WEATHER_HIT),
+    and a store closed for a day (0: no sales). Rates per store and year: PROMOS_PER_STORE_YEAR,
+    CLOSURES_PER_STORE_YEAR; WEATHER_DAYS_PER_YEAR for the chain."""
+    n_stores, n_days = open_sd.shape
+    factor = np.ones((n_stores, n_days))
+    years = n_days / 365.0
+    for s in range(n_stores):
+        for _ in range(rng.poisson(PROMOS_PER_STORE_YEAR * years)):
+            first = int(rng.integers(n_days))
+            factor[s, first : first + int(rng.integers(3, 8))] *= rng.uniform(*PROMO_LIFT)
+        for _ in range(rng.poisson(CLOSURES_PER_STORE_YEAR * years)):
+            factor[s, int(rng.integers(n_days))] = 0.0
+    for _ in range(rng.poisson(WEATHER_DAYS_PER_YEAR * years)):
+        hit = rng.random(n_stores) < rng.uniform(0.4, 0.7)
+        first = int(rng.integers(n_days))
+        factor[hit, first : first + int(rng.integers(1, 3))] *= rng.uniform(*WEATHER_HIT)
+    return factor
 
 
 def day_of(epoch_seconds: int) -> date:
@@ -119,27 +155,32 @@ def _plan_anomalies(rng, cat: Catalog, open_sd, holiday, day_epoch, offsets) -> 
     sid = cat.stores["store_id"]
     candidates = [s for s in range(min(3, n_stores))]
     used: set[tuple[int, int]] = set()
-    for kind, mult, n in (("sales_spike", 3.5, 3), ("sales_drop", 0.15, 3)):
-        for _ in range(n):
-            s = int(rng.choice(candidates))
-            days = np.flatnonzero(open_sd[s] & (holiday == 1.0))
-            days = days[days >= n_days // 4]
-            d = int(rng.choice(days))
-            while (s, d) in used or (s, d - 1) in used or (s, d + 1) in used:
-                d = int(rng.choice(days))
-            used.add((s, d))
-            factor[s, d] = mult
-            start = int(day_epoch[d] - offsets[s, d])
-            what = "spike: about 3.5x the usual sales" if mult > 1 else "drop: sales fell to about 15 %"
-            truth.append(
-                _truth(
-                    kind,
-                    store=sid[s],
-                    start=start,
-                    end=start + 86_400,
-                    description=f"store-day sales {what} on {day_of(day_epoch[d])}",
-                )
+    srng = np.random.default_rng(rng.integers(1 << 62))  # its own stream: sizes can change alone
+    for mult in [m for m in SALES_SIZES for _ in range(SALES_REPEATS)]:
+        s = int(srng.integers(n_stores))
+        days = np.flatnonzero(open_sd[s])
+        days = days[days >= n_days // 4]
+        if days.size == 0:
+            continue
+        # A free day, not next to another planted one (a short history may have none left: skip).
+        free = [int(x) for x in days if not {(s, x - 1), (s, x), (s, x + 1)} & used]
+        if not free:
+            continue
+        d = free[int(srng.integers(len(free)))]
+        used.add((s, d))
+        factor[s, d] = mult
+        start = int(day_epoch[d] - offsets[s, d])
+        kind = "sales_spike" if mult > 1 else "sales_drop"
+        truth.append(
+            _truth(
+                kind,
+                store=sid[s],
+                start=start,
+                end=start + 86_400,
+                description=f"store-day sales x{mult:g} of the usual on {day_of(day_epoch[d])}",
             )
+            | {"magnitude": mult}
+        )
 
     abuse = None
     if n_days >= 40:
@@ -162,20 +203,20 @@ def _plan_anomalies(rng, cat: Catalog, open_sd, holiday, day_epoch, offsets) -> 
             )
         )
 
-    shrink: list[tuple[int, int, int, int]] = []
+    shrink: list[tuple[int, int, int, int, int, int]] = []
     fast = np.flatnonzero(~cat.slow_mover & cat.active.all(axis=1))
-    for _ in range(2 if fast.size else 0):
-        s = int(rng.choice(candidates))
+    for units in SHRINK_UNITS if fast.size else ():
+        s = int(rng.integers(n_stores))
         counts = np.arange(cat.first_day[s] + COUNT_EVERY_DAYS, n_days, COUNT_EVERY_DAYS)
         counts = counts[counts >= 21]
         if counts.size == 0:
-            break
+            continue
         top = fast[np.argsort(-cat.base_lines[s, fast])][: max(3, fast.size // 5)]
         p = int(rng.choice(top))
         if any(x[0] == s and x[1] == p for x in shrink):
             continue
         c = int(rng.choice(counts))
-        shrink.append((s, p, c - 20, c))
+        shrink.append((s, p, c - 20, c, units, len(truth)))
         truth.append(
             _truth(
                 "shrinkage",
@@ -183,9 +224,10 @@ def _plan_anomalies(rng, cat: Catalog, open_sd, holiday, day_epoch, offsets) -> 
                 product=cat.products["product_id"][p],
                 start=int(day_epoch[c - 20] - offsets[s, c - 20]),
                 end=int(day_epoch[c] - offsets[s, c] + 8 * 3600),
-                description="stock disappears without a record for three weeks; the cycle count "
-                "finds far less than the books expect",
+                description=f"about {units} units disappear without a record over three weeks; the cycle "
+                "count finds less than the books expect",
             )
+            | {"magnitude": float(units)}
         )
     return _Plan(factor, abuse, shrink, truth)
 
@@ -252,7 +294,11 @@ def generate_chain(
 
     plan = _plan_anomalies(rng, cat, open_sd, holiday, day_epoch, offsets)
     weather = np.exp(rng.normal(0, 0.07, (n_stores, days)))
-    store_day = WEEKLY_PROFILE[dow][None, :] * holiday[None, :] * open_sd * weather * plan.store_day_factor
+    ordinary = _ordinary_events(np.random.default_rng([seed, 6]), open_sd)
+    ordinary[plan.store_day_factor != 1.0] = 1.0  # a planted day keeps the size ground_truth gives it
+    store_day = (
+        WEEKLY_PROFILE[dow][None, :] * holiday[None, :] * open_sd * weather * ordinary * plan.store_day_factor
+    )
     yearly = np.stack(
         [1 + c.yearly_amplitude * np.cos(2 * np.pi * (doy - c.peak_day_of_year) / 365.25) for c in CATEGORIES]
     )
@@ -262,7 +308,6 @@ def generate_chain(
 
     stock = np.zeros((n_stores, n_products), dtype=np.int64)
     review_offset = rng.integers(0, 1 << 30, (n_stores, n_products)) % cat.lead_time[None, :]
-    shrink_mask = np.zeros((n_stores, n_products), dtype=bool)
 
     task = progress.add_task("Generating chain", total=days + 2) if progress else None
     summary = GenerationSummary(out_dir, stores, products, days, start, end, seed, anomalies=0)
@@ -307,13 +352,17 @@ def generate_chain(
         if opening.any():
             stock[opening] = target[opening]
 
-        # 2. Planted shrinkage: stock vanishes overnight without any record.
-        if plan.shrink:
-            shrink_mask[:] = False
-            for s, p, first, last in plan.shrink:
-                if first <= d <= last:
-                    shrink_mask[s, p] = True
-            stock[shrink_mask] -= np.ceil(stock[shrink_mask] * 0.25).astype(np.int64)
+        # 2. Planted shrinkage: stock vanishes overnight without any record, an even share of the planted
+        #    units each day of the window (what the shelf holds at most); the units actually taken are
+        #    the incident's magnitude. Beside it, ordinary single units lost without a record.
+        for s_, p_, first, last, units, row in plan.shrink:
+            if first <= d <= last:
+                share = units * (d - first + 1) // 21 - units * (d - first) // 21
+                taken = int(min(share, max(stock[s_, p_], 0)))
+                stock[s_, p_] -= taken
+                plan.lost[row] = plan.lost.get(row, 0) + taken
+        lost = (drng.random(stock.shape) < UNTRACKED_LOSS_RATE) & (stock > 0) & open_sd[:, d, None]
+        stock -= lost
 
         # 3. Deliveries every lead-time cycle, topping up to the target when below the reorder point.
         review = ((d + review_offset) % cat.lead_time[None, :] == 0) & open_sd[:, d, None] & ~opening[:, None]
@@ -332,7 +381,10 @@ def generate_chain(
         counted = opening | ((since_open > 0) & (since_open % COUNT_EVERY_DAYS == 0))
         cs = np.repeat(np.flatnonzero(counted), n_products)
         cp = np.tile(np.arange(n_products), int(counted.sum()))
-        inv_blocks.append(_inv_block(3, cs, cp, d, stock[cs, cp], 7 * 3600, drng))
+        # A counter is sometimes a few units off; the books keep the true stock.
+        off = np.where(drng.random(cs.size) < MISCOUNT_RATE, 1 + drng.poisson(1.0, cs.size), 0)
+        off = off * np.where(drng.random(cs.size) < 0.5, 1, -1)
+        inv_blocks.append(_inv_block(3, cs, cp, d, np.maximum(stock[cs, cp] + off, 0), 7 * 3600, drng))
 
         # 5. Sales: Poisson demand in lines, each line 1 + Poisson units, cut off where the shelf empties.
         lam = demand_level * store_day[:, d, None]
@@ -394,6 +446,8 @@ def generate_chain(
         ("devices", cat.devices),
     ):
         pq.write_table(frame.to_arrow(), out_dir / f"{name}.parquet", compression="zstd")
+    for row, taken in plan.lost.items():
+        plan.truth[row]["magnitude"] = float(taken)
     truth = _ground_truth(plan.truth)
     pq.write_table(truth.to_arrow(), out_dir / "ground_truth.parquet", compression="zstd")
 
@@ -715,8 +769,10 @@ def _ground_truth(rows: list[dict]) -> pl.DataFrame:
         "start_at": pl.Int64,
         "end_at": pl.Int64,
         "description": pl.String,
+        # sales: the store-day multiplier; shrinkage: units taken; null for the other kinds
+        "magnitude": pl.Float64,
     }
-    data = [dict(r, anomaly_id=f"A{i + 1:03d}") for i, r in enumerate(rows)]
+    data = [{"magnitude": None} | dict(r, anomaly_id=f"A{i + 1:03d}") for i, r in enumerate(rows)]
     frame = pl.DataFrame(data, schema=schema)
     return frame.with_columns(
         pl.from_epoch(c, time_unit="s").dt.replace_time_zone("UTC") for c in ("start_at", "end_at")

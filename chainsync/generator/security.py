@@ -233,6 +233,55 @@ def security_events(
             )
         )
 
+    # --- ordinary failures that are no attack (not in ground_truth) -----------------------------------
+    # A password-expiry morning: every cashier of one store fails once to three times from the store's
+    # NAT address (the back office's) within an hour, then logs in.
+    brng = np.random.default_rng(rng.integers(1 << 62))  # its own stream for the realism below
+    nat_store = int(brng.integers(0, n_stores))
+    nat_days = np.flatnonzero(open_sd[nat_store])
+    nat_day = int(nat_days[brng.integers(0, len(nat_days))])
+    staff = cashier_base[nat_store] + np.arange(cat.n_cashiers[nat_store])
+    tries = 1 + brng.poisson(0.8, staff.size)
+    users = np.repeat(staff, tries)
+    nat_sec = OPEN_HOUR * 3600 - 1800 + brng.integers(0, 3600, users.size)
+    nat = dict(store=nat_store, day=nat_day, device=-1, agent=1, ip=-2)
+    rows2.add(**nat, user=users, sec=nat_sec, kind=_K["login_failure"], outcome=1, detail=1)
+    rows2.add(**nat, user=staff, sec=OPEN_HOUR * 3600 + 1900 + brng.integers(0, 600, staff.size),
+              kind=_K["login_success"], outcome=0, detail=0)  # fmt: skip
+    # A user retrying eight times at a terminal before getting the password right.
+    retry_store = int(brng.integers(0, n_stores))
+    retry_days = np.flatnonzero(open_sd[retry_store])
+    retry_day = int(retry_days[brng.integers(0, len(retry_days))])
+    retry_user = cashier_base[retry_store] + int(brng.integers(0, cat.n_cashiers[retry_store]))
+    retry = dict(store=retry_store, day=retry_day, device=0, agent=0, ip=0, user=retry_user)
+    retry_sec = OPEN_HOUR * 3600 - 600 + np.cumsum(brng.integers(10, 40, 8))
+    rows2.add(**retry, sec=retry_sec, kind=_K["login_failure"], outcome=1, detail=1)
+    rows2.add(**retry, sec=retry_sec[-1:] + 30, kind=_K["login_success"], outcome=0, detail=0)
+
+    # --- planted: low-and-slow brute force, one try every ten minutes for most of a day ---------------
+    slow_store = int(brng.integers(0, n_stores))
+    slow_days = np.flatnonzero(open_sd[slow_store])
+    slow_day = int(slow_days[brng.integers(len(slow_days) // 2, len(slow_days))])
+    slow_ip = f"192.0.2.{int(brng.integers(10, 250))}"
+    extra_ips.append(slow_ip)
+    n_slow = int(brng.integers(100, 140))
+    slow_sec = 600 * np.arange(n_slow) + brng.integers(0, 120, n_slow)
+    rows2.add(store=slow_store, day=slow_day, device=-1, agent=2, ip=-10 - (len(extra_ips) - 1),
+              user=-10 - brng.choice(3, n_slow), sec=slow_sec, kind=_K["login_failure"], outcome=1,
+              detail=1)  # fmt: skip
+    slow_start = int(day_epoch[slow_day] + slow_sec[0] - offsets[slow_store, slow_day])
+    ground_truth.append(
+        _truth(
+            "brute_force_ip",
+            store=cat.stores["store_id"][slow_store],
+            ip=slow_ip,
+            start=slow_start,
+            end=slow_start + int(slow_sec[-1] - slow_sec[0]) + 1,
+            description=f"low-and-slow brute force: {n_slow} failed logins from {slow_ip}, one every ten "
+            "minutes",
+        )
+    )
+
     extra = rows2.concat()
     allr = {k: np.concatenate([sec_rows[k], extra[k]]) for k in sec_rows}
     return _to_frame(rng, cat, allr, day_epoch, offsets, day_labels, extra_users, extra_ips)

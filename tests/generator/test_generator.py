@@ -197,12 +197,16 @@ def test_inventory_is_consistent_with_sales_and_stock_outs_happen(
     counts = normal.filter(pl.col("kind") == "count")
     assert counts.height > 200
     assert set(ledger["kind"].unique()) == {"receipt", "adjustment", "shrinkage", "count", "sale"}
-    # Between counts, only receipts, recorded shrinkage and sales move stock: each count matches the books.
-    assert (counts["counted_level"] == counts["book"]).all()
-    # Nothing is ever sold from an empty shelf ...
-    assert normal["book"].min() == 0
+    # Between counts, receipts, recorded shrinkage and sales move stock, and ordinary life a little: a
+    # counter a few units off, a single unit lost without a record. Most counts match the books exactly, the
+    # rest by a few units (the planted losses are 3 to 150 units).
+    gap = (counts["counted_level"] - counts["book"]).abs()
+    assert (gap == 0).mean() > 0.7  # type: ignore[operator]
+    assert (gap > 0).sum() >= 5 and gap.max() <= 15  # type: ignore[operator]
+    # Nothing is sold from an empty shelf (the books, off by a miscount at most, never go far below 0) ...
+    assert -15 <= normal["book"].min() <= 0  # type: ignore[operator]
     # ... and shelves do run empty: stock-outs on some store-products.
-    emptied = normal.filter((pl.col("kind") == "sale") & (pl.col("book") == 0))
+    emptied = normal.filter((pl.col("kind") == "sale") & (pl.col("book") <= 0))
     assert emptied.select(pl.struct("store_id", "product_id").n_unique()).item() >= 3
 
 
@@ -219,7 +223,8 @@ def test_planted_shrinkage_shows_in_the_counts(chain: Path, sales: pl.DataFrame,
         at_end = counts.filter(pl.col("occurred_at").is_between(row["start_at"], row["end_at"]))
         assert at_end.height == 1
         expected, found = at_end["book"].item(), at_end["counted_level"].item()
-        assert found < 0.8 * expected and expected - found >= 5
+        # The units taken, give or take a miscount or a stray unit lost.
+        assert abs((expected - found) - row["magnitude"]) <= 10, (row, expected, found)
 
 
 def test_planted_sales_spikes_and_drops_are_visible(sales: pl.DataFrame, truth: pl.DataFrame) -> None:
@@ -233,8 +238,10 @@ def test_planted_sales_spikes_and_drops_are_visible(sales: pl.DataFrame, truth: 
     )
     for kind in ("sales_spike", "sales_drop"):
         rows = truth.filter(pl.col("anomaly_type") == kind)
-        assert rows.height == 3
-        for row in rows.iter_rows(named=True):
+        assert rows.height == (8 if kind == "sales_spike" else 6)  # graded sizes, each twice
+        for row in rows.filter((pl.col("magnitude") >= 2.0) | (pl.col("magnitude") <= 0.5)).iter_rows(
+            named=True
+        ):
             day = row["start_at"].date() if row["start_at"].hour < 12 else row["end_at"].date()
             store = revenue.filter(pl.col("store_id") == row["store_id"])
             that = store.filter(pl.col("local_day") == day)["cents"].sum()
@@ -242,10 +249,8 @@ def test_planted_sales_spikes_and_drops_are_visible(sales: pl.DataFrame, truth: 
             usual = store.filter((pl.col("weekday") == weekday) & (pl.col("local_day") != day))[
                 "cents"
             ].median()
-            if kind == "sales_spike":
-                assert that > 2.0 * usual, (row, that, usual)
-            else:
-                assert that < 0.4 * usual, (row, that, usual)
+            # The size as planted, within a promotion, the weather and day-to-day noise.
+            assert 0.6 * row["magnitude"] < that / usual < 1.6 * row["magnitude"], (row, that, usual)
 
 
 def test_planted_refund_abuse_stands_out(sales: pl.DataFrame, truth: pl.DataFrame) -> None:
@@ -275,7 +280,13 @@ def test_planted_refund_abuse_stands_out(sales: pl.DataFrame, truth: pl.DataFram
 
 def test_planted_attacks_are_visible_in_security_events(chain: Path, truth: pl.DataFrame) -> None:
     security = pl.read_parquet(chain / "security.parquet")
-    (bf,) = truth.filter(pl.col("anomaly_type") == "brute_force_ip").iter_rows(named=True)
+    brute = truth.filter(pl.col("anomaly_type") == "brute_force_ip")
+    (slow,) = brute.filter(pl.col("description").str.starts_with("low-and-slow")).iter_rows(named=True)
+    (bf,) = brute.filter(~pl.col("description").str.starts_with("low-and-slow")).iter_rows(named=True)
+    # Low and slow: about one failure every ten minutes over most of a day, never a burst.
+    tries = security.filter((pl.col("source_ip") == slow["source_ip"]) & (pl.col("kind") == "login_failure"))
+    gaps = tries["occurred_at"].sort().diff().drop_nulls().dt.total_seconds()
+    assert 100 <= tries.height < 140 and gaps.min() >= 400 and gaps.max() <= 800  # type: ignore[operator]
     failures = security.filter((pl.col("source_ip") == bf["source_ip"]) & (pl.col("kind") == "login_failure"))
     assert failures.height >= 200
     span = failures["occurred_at"].max() - failures["occurred_at"].min()

@@ -1,6 +1,7 @@
-"""Sales anomalies: the forecast-residual view, the pyod ensemble, one row per store-day, and thresholds
-that re-flag stored scores without refitting — on sale lines run through the pipeline's own feature SQL
-(DuckDB) and, last, a real materialization of the assets with thresholds from the settings."""
+"""Sales anomalies: the retrospective view (chainsync.anomalies, the method of `chainsync detect`), the
+pyod ensemble, one row per store-day, and thresholds that re-flag stored scores without refitting — on sale
+lines run through the pipeline's own feature SQL (DuckDB) and, last, a real materialization of the assets
+with thresholds from the settings."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import polars as pl
 import pytest
 
 import pipelines.defs.anomalies.scoring as scoring
+from chainsync.anomalies import score_panel
 from chainsync.settings import Settings
 from pipelines.defs.anomalies.scoring import (
     ANOMALY_SCHEMA,
@@ -21,7 +23,7 @@ from pipelines.defs.anomalies.scoring import (
     SalesThresholds,
     flag_store_days,
     score_store_days,
-    store_day_forecasts,
+    store_day_scores,
 )
 from pipelines.resources import build_resources
 from tests.pipelines.conftest import make_settings
@@ -87,34 +89,33 @@ def features() -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def raw(features: pl.DataFrame) -> pl.DataFrame:
-    return score_store_days(features, store_day_forecasts(features))
+    return score_store_days(features, store_day_scores(features))
 
 
 def _row(frame: pl.DataFrame, store: str, day: date) -> dict:
     return frame.filter((pl.col("store_id") == store) & (pl.col("sale_date") == day)).row(0, named=True)
 
 
-def test_forecasts_are_out_of_sample_with_ordered_intervals(features: pl.DataFrame) -> None:
-    forecasts = store_day_forecasts(features)
-    assert set(forecasts["target"].unique()) == {"units", "revenue"}
-    # Every store-day after the warm-up has one units and one revenue forecast, none before it.
-    first = START + timedelta(days=scoring.RESIDUAL_WARMUP)
-    assert forecasts["sale_date"].min() == first
-    assert forecasts.height == 2 * STORES * (DAYS - scoring.RESIDUAL_WARMUP)
-    assert forecasts.select("store_id", "sale_date", "target").is_unique().all()
-    ordered = forecasts.select(
-        (pl.col("lo_95") <= pl.col("lo_80"))
-        & (pl.col("lo_80") <= pl.col("yhat"))
-        & (pl.col("yhat") <= pl.col("hi_80"))
-        & (pl.col("hi_80") <= pl.col("hi_95"))
+def test_store_day_scores_are_the_core_method_on_the_store_day_panel(features: pl.DataFrame) -> None:
+    scores = store_day_scores(features)
+    assert set(scores["target"].unique()) == {"units", "revenue"}
+    assert scores.select("store_id", "sale_date", "target").is_unique().all()
+    # One method, two entry points: the revenue rows are score_panel on the stores' daily revenue.
+    panel = features.select(
+        unique_id="store_id", ds="sale_date", y=pl.col("net_revenue_cents").cast(pl.Float64)
     )
+    direct = score_panel(panel, freq="D", config=scoring.STORE_DAY_CONFIG)
+    revenue = scores.filter(pl.col("target") == "revenue").sort("store_id", "sale_date")
+    assert revenue.height == direct.height
+    assert np.allclose(revenue["z"].to_numpy(), direct.sort("unique_id", "ds")["z"].to_numpy())
+    ordered = scores.select((pl.col("lo") <= pl.col("expected")) & (pl.col("expected") <= pl.col("hi")))
     assert ordered.to_series().all()
-    # Out of sample: the spike's own forecast does not know the spike (it sits near the store's usual).
+    # Leave-one-out: the spike's expected value does not contain the spike (it sits near the store's usual).
     spike_units = _row(features, *SPIKE[:2])["units"]
-    forecast = forecasts.filter(
+    expected = scores.filter(
         (pl.col("store_id") == SPIKE[0]) & (pl.col("sale_date") == SPIKE[1]) & (pl.col("target") == "units")
     ).row(0, named=True)
-    assert forecast["hi_95"] < spike_units / 1.5
+    assert expected["hi"] < spike_units / 1.5 and expected["z"] > 0
 
 
 def test_a_spike_is_one_row_with_both_views_and_the_forecast_range(raw: pl.DataFrame) -> None:
@@ -122,44 +123,47 @@ def test_a_spike_is_one_row_with_both_views_and_the_forecast_range(raw: pl.DataF
     assert flagged.schema == pl.Schema(ANOMALY_SCHEMA) and flagged.height == raw.height
     assert flagged.select("store_id", "sale_date").is_unique().all()  # one row per store-day
     spike = _row(flagged, *SPIKE[:2])
-    assert spike["is_anomaly"] and spike["detectors"] == "features,forecast_residual"
+    assert spike["is_anomaly"] and spike["detectors"] == "features,retrospective"
     drivers = spike["drivers"].split(",")
     assert len(drivers) == len(set(drivers))  # both views, no duplicates
     assert {"units_residual", "revenue_residual"} <= set(drivers) and drivers[0] in scoring.FEATURES
-    # The residual score: distance beyond the 95 % interval over its upper half-width.
-    hi, yhat = spike["forecast_units_hi_95"], spike["forecast_units"]
-    assert spike["units_residual"] == pytest.approx((spike["units"] - hi) / (hi - yhat))
-    assert spike["units_residual"] >= 3 and spike["severity"] == "critical"
-    # Expected range = the forecast's 95 % interval; the day's revenue is above it.
+    # The residual score is the method's robust z; a 3.5x day is far beyond 4x its threshold.
+    assert spike["units"] > spike["forecast_units_hi_95"] > spike["forecast_units"]
+    assert spike["units_residual"] >= 4 * scoring.RESIDUAL_THRESHOLD and spike["severity"] == "critical"
+    # Expected range = the method's range for the day; the day's revenue is above it.
     assert spike["expected_revenue_hi_cents"] == spike["forecast_revenue_hi_95_cents"]
     assert spike["expected_revenue_lo_cents"] == spike["forecast_revenue_lo_95_cents"]
     assert spike["net_revenue_cents"] > spike["expected_revenue_hi_cents"]
     drop = _row(flagged, *DROP[:2])
     assert drop["is_anomaly"] and drop["units_residual"] < 0 and drop["units"] < drop["forecast_units_lo_95"]
-    # A holiday lifts every store: the forecasts are put on the day's chain level, nothing fires.
+    # A holiday lifts every store: the chain's shock that day is taken out, nothing fires.
     holiday = flagged.filter(pl.col("sale_date") == HOLIDAY[0])
     assert holiday.height == STORES and not holiday["is_anomaly"].any()
-    assert (holiday["units_residual"].abs() < 1).all()
+    assert (holiday["units_residual"].abs() < scoring.RESIDUAL_THRESHOLD).all()
     # Unflagged days are low and carry no detector.
     calm = flagged.filter(~pl.col("is_anomaly"))
     assert set(calm["severity"]) == {"low"} and set(calm["detectors"]) == {""}
     assert set(flagged.filter("is_anomaly")["detectors"]) <= {
         "features",
-        "forecast_residual",
-        "features,forecast_residual",
+        "retrospective",
+        "features,retrospective",
     }
 
 
-def test_the_residual_view_needs_a_second_opinion(raw: pl.DataFrame) -> None:
-    """Alone (residual_min_z = 0, outside the interval at all) the residual view flags ordinary noise;
-    confirmed by a feature at |z| >= residual_min_z it flags the planted days."""
-    alone = flag_store_days(raw, SalesThresholds(residual=0.0, residual_min_z=0.0))
-    confirmed = flag_store_days(raw, SalesThresholds())
-    by_residual_alone = alone.filter(pl.col("detectors").str.contains("forecast_residual"))
-    by_residual = confirmed.filter(pl.col("detectors").str.contains("forecast_residual"))
-    assert by_residual_alone.height > 3 * by_residual.height
+def test_the_retrospective_view_alone_flags_the_planted_days(raw: pl.DataFrame) -> None:
+    """By default the method decides alone (residual_min_z = 0): the planted spike and drop and at most three
+    ordinary days of the 1,120 (Poisson days of +40-50 % revenue); asking a feature to confirm keeps the
+    planted days (they move the features too) and drops those."""
+    alone = flag_store_days(raw, SalesThresholds())
+    confirmed = flag_store_days(raw, SalesThresholds(residual_min_z=4.5))
     planted = {SPIKE[:2], DROP[:2]}
-    assert planted <= {(r["store_id"], r["sale_date"]) for r in by_residual.iter_rows(named=True)}
+
+    def days(flagged: pl.DataFrame) -> set[tuple[str, date]]:
+        by_residual = flagged.filter(pl.col("detectors").str.contains("retrospective"))
+        return {(r["store_id"], r["sale_date"]) for r in by_residual.iter_rows(named=True)}
+
+    assert planted <= days(alone) and len(days(alone) - planted) <= 3
+    assert days(confirmed) == planted
 
 
 def test_a_threshold_change_reflags_stored_scores_without_refitting(
@@ -178,9 +182,10 @@ def test_a_threshold_change_reflags_stored_scores_without_refitting(
         raise AssertionError("a model was fitted while re-flagging")
 
     monkeypatch.setattr(scoring, "ensemble_scores", no_refit)
-    monkeypatch.setattr(scoring, "store_day_forecasts", no_refit)
-    strict = flag_store_days(stored, SalesThresholds(z=6.0, residual=2.0))
-    loose = flag_store_days(stored, SalesThresholds(z=3.0, residual=0.5, residual_min_z=3.0))
+    monkeypatch.setattr(scoring, "store_day_scores", no_refit)
+    monkeypatch.setattr(scoring, "score_panel", no_refit)
+    strict = flag_store_days(stored, SalesThresholds(z=6.0, residual=4.0))
+    loose = flag_store_days(stored, SalesThresholds(z=3.0, residual=1.5))
     scores = ["anomaly_score", "ecod_score", "iforest_score", "max_abs_z", "units_residual"]
     assert strict.select(scores).equals(loose.select(scores))  # same scores ...
     strict_days = set(strict.filter("is_anomaly").select("store_id", "sale_date").iter_rows())
@@ -225,19 +230,19 @@ def test_assets_take_their_thresholds_from_the_settings(tmp_path: Path) -> None:
 
     default, cashiers, metadata = materialize(make_settings(tmp_path / "default"))
     assert default.height == STORES * DAYS and metadata["rows"] == default.height
-    assert metadata["z_threshold"] == 6.0 and metadata["residual_threshold"] == 2.0
-    assert metadata["forecast_store_days"] == STORES * (DAYS - scoring.RESIDUAL_WARMUP)
-    assert metadata["flagged_by_forecast_residual"] >= 2
+    assert metadata["z_threshold"] == 6.0 and metadata["residual_threshold"] == scoring.RESIDUAL_THRESHOLD
+    assert metadata["retrospective_store_days"] == int(default["units_residual"].is_not_null().sum())
+    assert metadata["retrospective_store_days"] >= STORES * (DAYS - 28)  # all but a store's first weeks
+    assert metadata["flagged_by_retrospective"] >= 2
     assert set(cashiers["z_threshold"]) == {6.0}
     spike = _row(default, *SPIKE[:2])
-    assert spike["is_anomaly"] and "forecast_residual" in spike["detectors"]
+    assert spike["is_anomaly"] and "retrospective" in spike["detectors"]
 
     loose, loose_cashiers, loose_meta = materialize(
         make_settings(
             tmp_path / "loose",
             anomaly_z_threshold=3.0,
-            anomaly_residual_threshold=0.5,
-            anomaly_residual_min_z=3.0,
+            anomaly_residual_threshold=1.5,
             anomaly_min_cashier_events=0,
         )
     )

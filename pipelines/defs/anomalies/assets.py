@@ -2,6 +2,7 @@
 ``analytics.*_anomalies`` table with raw scores kept so thresholds can change without refitting."""
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 import dagster as dg
@@ -16,12 +17,15 @@ from pipelines.defs.anomalies.detectors import (
     score_shrinkage,
 )
 from pipelines.defs.anomalies.scoring import (
+    DETECTOR_FEATURES,
+    DETECTOR_RESIDUAL,
     FEATURES_SQL,
+    STORE_DAY_CONFIG,
     SalesThresholds,
     empty_anomalies,
     flag_store_days,
     score_store_days,
-    store_day_forecasts,
+    store_day_scores,
 )
 from pipelines.resources import PipelineConfig, Warehouse
 
@@ -56,12 +60,13 @@ def _score_into(
 
 @dg.asset(
     group_name="anomalies",
-    kinds={"pyod", "statsforecast", "duckdb"},
+    kinds={"pyod", "duckdb"},
     deps=[dg.AssetKey("int_sale_lines_localized"), dg.AssetKey("fct_sales_daily")],
     description="Store-day sales anomalies (analytics.sales_anomalies), one row per store-day with every "
     "raw score: a pyod ensemble (ECOD + IForest, rank average) over robust z-scores of net revenue, "
-    "transactions, basket, refund/void/discount rates, and the day's units and revenue against an "
-    "out-of-sample forecast's 95 % interval; flagged by the ANOMALY_* thresholds, with the detectors that "
+    "transactions, basket, refund/void/discount rates, and the day's units and revenue judged by "
+    "chainsync.anomalies (the method of `chainsync detect`: same weekdays around it, the chain's shock that "
+    "day, the same day in other years); flagged by the ANOMALY_* thresholds, with the detectors that "
     "fired, drivers, severity and the expected range.",
 )
 def sales_anomalies(
@@ -71,20 +76,24 @@ def sales_anomalies(
         warehouse.replace_table("analytics.sales_anomalies", empty_anomalies())
         return dg.MaterializeResult(metadata={"rows": 0, "disabled": True})
     features = warehouse.read_frame(FEATURES_SQL)
-    forecasts = store_day_forecasts(features)
+    config = replace(STORE_DAY_CONFIG, holidays=pipeline_config.forecast_holiday_country or None)
+    retrospective = store_day_scores(features, config)
     thresholds = sales_thresholds(pipeline_config)
-    scored = flag_store_days(score_store_days(features, forecasts), thresholds)
+    scored = flag_store_days(score_store_days(features, retrospective), thresholds)
     warehouse.replace_table("analytics.sales_anomalies", scored)
     flagged = scored.filter(pl.col("is_anomaly"))
     by_detector = {
-        name: int(flagged["detectors"].str.contains(name).sum()) for name in ("features", "forecast_residual")
+        name: int(flagged["detectors"].str.contains(name).sum())
+        for name in (DETECTOR_FEATURES, DETECTOR_RESIDUAL)
     }
     context.log.info(f"scored {scored.height} store-days, {flagged.height} anomalies {by_detector}")
     return dg.MaterializeResult(
         metadata={
             "rows": scored.height,
             "anomalies": flagged.height,
-            "forecast_store_days": int(scored["units_residual"].is_not_null().sum()) if scored.height else 0,
+            "retrospective_store_days": int(scored["units_residual"].is_not_null().sum())
+            if scored.height
+            else 0,
             **{f"flagged_by_{name}": n for name, n in by_detector.items()},
             "threshold_quantile": thresholds.score_quantile,
             "z_threshold": thresholds.z,

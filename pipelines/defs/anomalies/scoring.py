@@ -2,8 +2,9 @@
 
 - **features**: robust per-store-and-weekday z-scores of the day's revenue, transactions, basket, refund, void
   and discount rates, scored by a pyod ensemble (ECOD and IForest, combined by rank average);
-- **forecast residual**: the day's units and net revenue against an out-of-sample forecast of the store's
-  daily totals and its 95 % interval (``chainsync.forecasting.forecast_panel`` from rolling origins).
+- **retrospective**: the day's units and net revenue judged by the core sales anomaly method
+  (``chainsync.anomalies.score_panel``, the one behind ``chainsync detect``) on the panel of store-days:
+  against the store's same weekdays around it, the chain's shock that day and the same day in other years.
 
 Scoring keeps every raw score (``score_store_days``); flagging (``flag_store_days``) reads only those raw
 columns, so a threshold can move without refitting anything.
@@ -12,11 +13,11 @@ columns, so a threshold can move without refitting anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 import numpy as np
 import polars as pl
 
+from chainsync.anomalies import DetectConfig, score_panel
 from pipelines.defs.anomalies.detectors import grade_severity
 
 FEATURES = (
@@ -32,13 +33,13 @@ MAX_DRIVERS = 3
 # A store-day is a feature anomaly when the ensemble score passes the quantile threshold *and* some feature
 # lies this many scaled MADs from its store-and-weekday norm (robust: the share flagged follows the data).
 ANOMALY_Z = 6.0
-# A store-day is a residual anomaly when units or revenue lie this many interval half-widths beyond the 95 %
-# forecast interval (0 = anywhere outside it) *and* some feature lies RESIDUAL_MIN_Z scaled MADs from its
-# norm. The store-day intervals are too narrow in the tails (about 88-91 % of days inside the 95 % band on
-# the generated chain), so a residual alone fires on ordinary noise: bench/anomaly.py measured 45 false
-# alarms in 7,210 store-days at 2 half-widths without the second view, none with it (README).
-RESIDUAL_THRESHOLD = 2.0
-RESIDUAL_MIN_Z = 4.5
+# A store-day is a retrospective anomaly when units or revenue lie this many robust standard deviations
+# from the expected value of chainsync.anomalies (its own z: one method, two entry points) *and* some feature
+# lies RESIDUAL_MIN_Z scaled MADs from its norm (0: the method alone decides, as `chainsync detect` does).
+RESIDUAL_THRESHOLD = DetectConfig().z
+RESIDUAL_MIN_Z = 0.0
+# Every store of a chain is large enough to matter: no minimum amount beside the method's minimum effect.
+STORE_DAY_CONFIG = DetectConfig(min_amount_share=0.0)
 # Added to every scaled MAD: a rate that is usually exactly 0 (voids) would otherwise turn one void into an
 # infinite z-score. One percentage point for rates, about 1 % for the log features.
 Z_FLOOR = 0.01
@@ -47,12 +48,9 @@ IFOREST_SEED = 0  # IForest is randomised: a fixed seed makes the scores (and th
 # The pyod ensemble. Measured with bench/anomaly.py --ensemble (README): beside ECOD, COPOD or HBOS lose
 # more planted days than IForest.
 ENSEMBLE = ("ECOD", "IForest")
-RESIDUAL_HORIZON = 7  # days forecast from each rolling origin (a week: the forecast the stores act on)
-RESIDUAL_WARMUP = 56  # days of a store's history before its first out-of-sample day
-RESIDUAL_TRAIN_DAYS = 364  # history handed to the forecast at each origin (as the demand forecast's)
 RESIDUAL_TARGETS = {"units": "units", "revenue": "net_revenue_cents"}  # driver name -> actual column
 DETECTOR_FEATURES = "features"
-DETECTOR_RESIDUAL = "forecast_residual"
+DETECTOR_RESIDUAL = "retrospective"
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ ANOMALY_SCHEMA = pl.Schema(
         "anomaly_score": pl.Float64(),  # ensemble: rank average of ECOD and IForest, in (0, 1]
         "threshold": pl.Float64(),  # the score_quantile of anomaly_score
         "is_anomaly": pl.Boolean(),
-        "detectors": pl.String(),  # which views fired: features, forecast_residual (comma-joined)
+        "detectors": pl.String(),  # which views fired: features, retrospective (comma-joined)
         "severity": pl.String(),
         "drivers": pl.String(),
         "net_revenue_cents": pl.Int64(),
@@ -93,7 +91,9 @@ ANOMALY_SCHEMA = pl.Schema(
         **{f"z_{f}": pl.Float64() for f in FEATURES},
         "revenue_norm_log": pl.Float64(),  # log1p revenue norm of the store-weekday on the chain's day level
         "revenue_mad_log": pl.Float64(),
-        # Forecast view: signed distance beyond the 95 % interval in half-widths (0 inside, null unforecast).
+        # Retrospective view (chainsync.anomalies): signed robust z of units / revenue against the expected
+        # value, 0 when the change is below the method's minimum effect, null when not scored; forecast_* are
+        # the method's expected value and its flagging bounds (lo/hi_95; the 80 % columns stay null).
         "units_residual": pl.Float64(),
         "revenue_residual": pl.Float64(),
         "forecast_units": pl.Float64(),
@@ -218,112 +218,63 @@ def ensemble_scores(
     return np.mean(ranks, axis=0), raw
 
 
-def store_day_forecasts(
-    totals: pl.DataFrame,
-    *,
-    horizon: int = RESIDUAL_HORIZON,
-    warmup: int = RESIDUAL_WARMUP,
-    train_days: int = RESIDUAL_TRAIN_DAYS,
-) -> pl.DataFrame:
-    """Out-of-sample forecasts of each store's daily units and net revenue (``totals``: store_id,
-    sale_date, units, net_revenue_cents).
-
-    Rolling origins every ``horizon`` days, from ``warmup`` days after the first day: at each origin the
-    chain's forecasting method (``chainsync.forecasting.forecast_panel``, the one behind demand_forecast and
-    forecast_accuracy) sees only the ``train_days`` before it and forecasts the next ``horizon`` days with
-    its conformal 80/95 % intervals. Days a store sent nothing count as 0 in the history. Returns
-    store_id, sale_date, target (units / revenue), yhat, lo_80, hi_80, lo_95, hi_95; days before a store's
-    ``warmup`` have no row."""
+def store_day_scores(totals: pl.DataFrame, config: DetectConfig = STORE_DAY_CONFIG) -> pl.DataFrame:
+    """The core sales anomaly method (``chainsync.anomalies.score_panel``) on each store's daily units and
+    net revenue (``totals``: store_id, sale_date, units, net_revenue_cents), one daily panel per target with
+    the stores as its series. Returns store_id, sale_date, target (units / revenue), expected, lo, hi (the
+    bounds outside which the method flags; units, cents), z (signed robust z) and effect (the change as a
+    share of the expected value); store-days the method cannot score yet (a store's first weeks) have no
+    row."""
     out_schema = {
         "store_id": pl.String,
         "sale_date": pl.Date,
         "target": pl.String,
-        **{c: pl.Float64 for c in ("yhat", "lo_80", "hi_80", "lo_95", "hi_95")},
+        **{c: pl.Float64 for c in ("expected", "lo", "hi", "z", "effect")},
     }
-    if totals.is_empty():
-        return pl.DataFrame(schema=out_schema)
-    from chainsync.forecasting import forecast_panel
-
-    long = pl.concat(
-        [
-            totals.select(
-                unique_id=pl.concat_str("store_id", pl.lit(f"|{name}")),
-                ds="sale_date",
-                y=pl.col(column).cast(pl.Float64).fill_null(0.0).clip(lower_bound=0.0),
-            )
-            for name, column in RESIDUAL_TARGETS.items()
-        ]
-    )
-    spans = long.group_by("unique_id").agg(first=pl.col("ds").min(), last=pl.col("ds").max())
-    grid = spans.select("unique_id", ds=pl.date_ranges("first", "last", interval="1d")).explode("ds")
-    panel = grid.join(long, on=["unique_id", "ds"], how="left").with_columns(pl.col("y").fill_null(0.0))
-    first_day = panel["ds"].min()
-    last_day = panel["ds"].max()
     parts = []
-    origin = first_day + timedelta(days=warmup)  # type: ignore[operator]
-    while origin <= last_day:  # type: ignore[operator]
-        train = panel.filter(pl.col("ds").is_between(origin - timedelta(days=train_days), origin, "left"))
-        # Only series with a warm-up of their own before the origin.
-        long_enough = train.group_by("unique_id").len().filter(pl.col("len") >= warmup)
-        train = train.join(long_enough, on="unique_id", how="semi")
-        if train.height:
-            result = forecast_panel(train, horizon=horizon, freq="1d", season=7)
-            parts.append(
-                result.forecasts.select("unique_id", "ds", "yhat", "lo_80", "hi_80", "lo_95", "hi_95")
+    for name, column in RESIDUAL_TARGETS.items():
+        if totals.is_empty() or column not in totals.columns:
+            continue
+        panel = totals.select(unique_id="store_id", ds="sale_date", y=pl.col(column).cast(pl.Float64))
+        scored = score_panel(panel.drop_nulls(), freq="D", config=config)
+        parts.append(
+            scored.select(
+                store_id="unique_id",
+                sale_date=pl.col("ds").cast(pl.Date),
+                target=pl.lit(name),
+                expected="expected",
+                lo="lo",
+                hi="hi",
+                z="z",
+                effect="effect",
             )
-        origin += timedelta(days=horizon)
+        )
     if not parts:
         return pl.DataFrame(schema=out_schema)
-    forecasts = pl.concat(parts).with_columns(
-        pl.col("unique_id").str.split_exact("|", 1).struct.rename_fields(["store_id", "target"]).alias("k"),
-        sale_date=pl.col("ds").cast(pl.Date),
-    )
-    return forecasts.unnest("k").select(list(out_schema)).cast(out_schema)  # type: ignore[arg-type]
+    return pl.concat(parts).cast(out_schema)  # type: ignore[arg-type]
 
 
-def _residual_columns(features: pl.DataFrame, forecasts: pl.DataFrame) -> pl.DataFrame:
-    """Join the forecasts to the store-days and score the residuals.
-
-    Each forecast is first put on the chain's level of that day: the median over stores of actual / yhat
-    (when at least MIN_STORES_FOR_DAY_LEVEL stores report) multiplies yhat and its bounds, so a holiday that
-    lifts every store is not a store anomaly. The residual is then (actual − hi_95) / (hi_95 − yhat) above
-    the interval, (actual − lo_95) / (yhat − lo_95) below it (negative), 0 inside."""
+def _residual_columns(
+    features: pl.DataFrame, scores: pl.DataFrame, min_effect: float = STORE_DAY_CONFIG.min_effect
+) -> pl.DataFrame:
+    """Join the method's scores to the store-days: ``{target}_residual`` is its signed z where the change
+    reaches ``min_effect`` of the expected value (else 0: a small change is no anomaly however quiet the
+    store), ``forecast_*`` its expected value and bounds."""
     frame = features
-    for name, column in RESIDUAL_TARGETS.items():
-        f = forecasts.filter(pl.col("target") == name).drop("target")
-        frame = frame.join(
-            f.rename({c: f"{name}_{c}" for c in ("yhat", "lo_80", "hi_80", "lo_95", "hi_95")}),
-            on=["store_id", "sale_date"],
-            how="left",
-        )
-        actual = pl.col(column).cast(pl.Float64)
-        ratio = pl.when(pl.col(f"{name}_yhat") > 0).then(actual / pl.col(f"{name}_yhat"))
-        reporting = ratio.is_not_null().sum().over("sale_date")
-        frame = frame.with_columns(
-            pl.when(reporting >= MIN_STORES_FOR_DAY_LEVEL)
-            .then(ratio.median().over("sale_date"))
-            .otherwise(1.0)
-            .fill_null(1.0)
-            .alias(f"{name}_day_factor")
-        )
-        factor = pl.col(f"{name}_day_factor")
-        frame = frame.with_columns(
-            [
-                (pl.col(f"{name}_{c}") * factor).alias(f"{name}_{c}")
-                for c in ("yhat", "lo_80", "hi_80", "lo_95", "hi_95")
-            ]
-        )
-        yhat, lo, hi = pl.col(f"{name}_yhat"), pl.col(f"{name}_lo_95"), pl.col(f"{name}_hi_95")
-        floor = pl.max_horizontal(0.05 * yhat.abs(), pl.lit(1.0))  # a degenerate interval is not 0 wide
-        frame = frame.with_columns(
-            pl.when(yhat.is_null())
-            .then(None)
-            .when(actual > hi)
-            .then((actual - hi) / pl.max_horizontal(hi - yhat, floor))
-            .when(actual < lo)
-            .then((actual - lo) / pl.max_horizontal(yhat - lo, floor))
+    for name in RESIDUAL_TARGETS:
+        part = scores.filter(pl.col("target") == name).select(
+            "store_id",
+            "sale_date",
+            pl.when(pl.col("effect").abs() >= min_effect)
+            .then(pl.col("z"))
             .otherwise(0.0)
-            .alias(f"{name}_residual")
+            .alias(f"{name}_residual"),
+            pl.col("expected").alias(f"{name}_yhat"),
+            pl.col("lo").alias(f"{name}_lo_95"),
+            pl.col("hi").alias(f"{name}_hi_95"),
+        )
+        frame = frame.join(part, on=["store_id", "sale_date"], how="left").with_columns(
+            pl.lit(None, pl.Float64).alias(f"{name}_lo_80"), pl.lit(None, pl.Float64).alias(f"{name}_hi_80")
         )
     return frame.rename(
         {
@@ -343,7 +294,7 @@ def _residual_columns(features: pl.DataFrame, forecasts: pl.DataFrame) -> pl.Dat
 
 def score_store_days(
     features: pl.DataFrame,
-    forecasts: pl.DataFrame | None = None,
+    retrospective: pl.DataFrame | None = None,
     *,
     detectors: tuple[str, ...] = ENSEMBLE,
 ) -> pl.DataFrame:
@@ -355,7 +306,7 @@ def score_store_days(
     and weekday (median and MAD), so stores of any size and quiet Mondays compare. The ``detectors``
     ensemble (ECOD and IForest) scores the z-score vectors (``anomaly_score`` is the rank average;
     ``ecod_score`` and ``iforest_score`` keep those two detectors' raw scores).
-    ``forecasts`` (``store_day_forecasts``) add the residual columns; without them they are null."""
+    ``retrospective`` (``store_day_scores``) adds the residual columns; without it they are null."""
     if features.height < 10:
         return empty_anomalies().select(RAW_COLUMNS)
     if "units" not in features.columns:
@@ -407,12 +358,12 @@ def score_store_days(
         },
         max_abs_z=pl.max_horizontal([pl.col(c).abs().clip(upper_bound=1e6) for c in zcols]),
     )
-    if forecasts is None or forecasts.is_empty():
+    if retrospective is None or retrospective.is_empty():
         scored = scored.with_columns(
             [pl.lit(None, pl.Float64).alias(c) for c in RAW_COLUMNS if c not in scored.columns]
         )
     else:
-        scored = _residual_columns(scored, forecasts)
+        scored = _residual_columns(scored, retrospective)
     schema = {c: ANOMALY_SCHEMA[c] for c in RAW_COLUMNS}
     return scored.select(RAW_COLUMNS).cast(schema).sort("store_id", "sale_date")  # type: ignore[arg-type]
 
@@ -423,15 +374,16 @@ def flag_store_days(raw: pl.DataFrame, thresholds: SalesThresholds) -> pl.DataFr
 
     - features: ``anomaly_score`` above its ``score_quantile`` (``threshold``) **and** ``max_abs_z`` at
       least ``z``; severity by ``max_abs_z``: medium below 2·z, high below 4·z, critical beyond;
-    - forecast_residual: units or revenue at least ``residual`` half-widths beyond the 95 % interval (and
-      outside it) **and** ``max_abs_z`` at least ``residual_min_z`` (the feature view agrees, at a lower
-      bar than its own); severity by |residual|: medium below 1, high below 3, critical beyond.
+    - retrospective: units or revenue at least ``residual`` robust standard deviations from the expected
+      value of ``chainsync.anomalies`` (a change of at least its minimum effect) **and** ``max_abs_z`` at
+      least ``residual_min_z`` (0 by default: the method alone decides, as ``chainsync detect`` does);
+      severity by |residual|: medium below 2·residual, high below 4·residual, critical beyond.
 
     One row per store-day: ``detectors`` names the views that fired, severity is the higher of theirs,
     ``drivers`` lists the features with |z| >= ``driver_z`` (largest first, at most MAX_DRIVERS) then
     ``units_residual`` / ``revenue_residual`` when that residual fired. ``expected_revenue_lo/hi_cents`` is
-    the forecast's 95 % interval (on the chain's level of the day) where there is one, else the
-    store-weekday norm ± ``z`` scaled MADs on the day's chain level."""
+    the retrospective method's range for the day where it scored one, else the store-weekday norm ± ``z``
+    scaled MADs on the day's chain level."""
     if raw.is_empty():
         return empty_anomalies()
     zcols = [f"z_{f}" for f in FEATURES]
@@ -451,7 +403,7 @@ def flag_store_days(raw: pl.DataFrame, thresholds: SalesThresholds) -> pl.DataFr
         [pl.col(f"{name}_residual").abs().fill_null(0.0) for name in RESIDUAL_TARGETS]
     )
     feature_grade = grade_severity(pl.col("max_abs_z"), 2 * thresholds.z, 4 * thresholds.z)
-    residual_grade = grade_severity(residual_size, 1.0, 3.0)
+    residual_grade = grade_severity(residual_size, 2 * thresholds.residual, 4 * thresholds.residual)
     order = {"medium": 1, "high": 2, "critical": 3}
     rank_of = {0: "low", **{v: k for k, v in order.items()}}
     # Drivers: features with |z| >= driver_z by |z| descending, then the residuals that fired.
@@ -514,7 +466,7 @@ def flag_store_days(raw: pl.DataFrame, thresholds: SalesThresholds) -> pl.DataFr
 
 def score_sales_anomalies(
     features: pl.DataFrame,
-    forecasts: pl.DataFrame | None = None,
+    retrospective: pl.DataFrame | None = None,
     *,
     threshold_quantile: float,
     anomaly_z: float = ANOMALY_Z,
@@ -522,6 +474,6 @@ def score_sales_anomalies(
     residual_threshold: float = RESIDUAL_THRESHOLD,
     residual_min_z: float = RESIDUAL_MIN_Z,
 ) -> pl.DataFrame:
-    """Score and flag every store-day: ``flag_store_days(score_store_days(features, forecasts), ...)``."""
+    """Score and flag every store-day: ``flag_store_days(score_store_days(features, retrospective), ...)``."""
     thresholds = SalesThresholds(threshold_quantile, anomaly_z, driver_z, residual_threshold, residual_min_z)
-    return flag_store_days(score_store_days(features, forecasts), thresholds)
+    return flag_store_days(score_store_days(features, retrospective), thresholds)
