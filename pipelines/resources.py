@@ -41,8 +41,8 @@ class PipelineConfig(dg.ConfigurableResource):
     anomaly_threshold_quantile: float = 0.99
     anomaly_z_threshold: float = 6.0
     anomaly_driver_z: float = 3.0
-    anomaly_residual_threshold: float = 2.0
-    anomaly_residual_min_z: float = 4.5
+    anomaly_residual_threshold: float = 3.5
+    anomaly_residual_min_z: float = 0.0
     anomaly_min_cashier_events: int = 5
     anomaly_min_security_failures: int = 10
     anomaly_min_missing_units: int = 5
