@@ -86,7 +86,11 @@ def _unauthorized(detail: str, extra: dict[str, str] | None = None) -> HTTPExcep
 
 def _guessing_budget(request: Request, username: str) -> None:
     """429 when ``username`` has spent its failed-attempt budget (``CHAINSYNC_RATE_LIMIT_LOGIN_USER``),
-    whatever address this attempt comes from: guessing spread over many addresses is limited too."""
+    whatever address this attempt comes from: guessing spread over many addresses is limited too.
+    Attempts from allowlisted addresses (the stores' own networks) neither spend nor meet the budget, so
+    an attacker outside cannot lock a user out of the tills."""
+    if _allowlisted(request):
+        return
     limiter: RateLimiter = request.app.state.ratelimiter
     exceeded = anyio.from_thread.run(limiter.exceeded, "login_user", username.lower()[:128])
     if exceeded is None:
@@ -104,7 +108,14 @@ def _guessing_budget(request: Request, username: str) -> None:
     )
 
 
+def _allowlisted(request: Request) -> bool:
+    ip, _ = _context(request)
+    return bool(request.app.state.ipfilter.is_allowlisted(ip))
+
+
 def _spend_guess(request: Request, username: str) -> None:
+    if _allowlisted(request):
+        return
     limiter: RateLimiter = request.app.state.ratelimiter
     anyio.from_thread.run(limiter.hit, "login_user", username.lower()[:128])
 

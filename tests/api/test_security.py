@@ -1039,3 +1039,13 @@ def test_memory_rate_limits_start_no_thread_per_hit() -> None:
     finally:
         threading.Thread.start = started  # type: ignore[method-assign]
     assert starts == 0
+
+
+def test_the_stores_own_networks_cannot_be_locked_out_of_an_account(make_client, users) -> None:
+    store_network = "10.20.30.40"
+    c = make_client(
+        store_network, CHAINSYNC_RATE_LIMIT_LOGIN_USER="3/15minutes", CHAINSYNC_IP_ALLOWLIST="10.20.0.0/16"
+    )
+    for i in range(6):
+        assert login(c, "mona", f"typo-{i}").status_code == 401  # never 429 from the allowlist
+    assert login(c, "mona", PASSWORD).status_code == 200

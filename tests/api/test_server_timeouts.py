@@ -107,12 +107,28 @@ def test_a_stalled_body_is_closed(port: int) -> None:
     assert answer is not None, "the server held a connection whose body stalled"
 
 
+def _response(sock: socket.socket) -> bytes:
+    """One whole HTTP response (headers, then exactly Content-Length bytes of body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
 def test_ordinary_requests_and_keep_alive_still_work(port: int) -> None:
     with _connect(port) as sock:
         sock.settimeout(5)
         for _ in range(2):  # two requests on one kept-alive connection
             sock.sendall(b"GET /api/observability/health HTTP/1.1\r\nHost: x\r\n\r\n")
-            head = sock.recv(65536)
+            head = _response(sock)
             assert head.startswith(b"HTTP/1.1 200"), head[:100]
 
 
