@@ -55,7 +55,8 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 # Every acknowledged event. ``event_id`` is the idempotency key; ``seq`` is a gap-free, strictly
-# increasing number assigned under the store's write lock, the watermark the pipeline reads by.
+# increasing number assigned under the store's write lock (SQLite) or the inbox's commit-order lock
+# (PostgreSQL, ``cursor_locks.INBOX``), so ``seq`` order is commit order: the watermark the pipeline reads by.
 event_inbox = Table(
     "event_inbox",
     metadata,
@@ -236,7 +237,8 @@ sync_audit = Table(
 
 # What a device downloads: every change to the catalog (store_id NULL) or a store's overrides, in a
 # strictly increasing ``seq``; a download cursor is a position in it. Catalog rows are logged by triggers
-# on ``products`` (so every writer is covered); ``op`` is ``upsert`` or ``delete`` (a tombstone).
+# on ``products`` (so every writer is covered); ``op`` is ``upsert`` or ``delete`` (a tombstone). On
+# PostgreSQL a trigger draws ``seq`` under the change log's commit-order lock (migration 0008).
 sync_changes = Table(
     "sync_changes",
     metadata,
