@@ -105,13 +105,14 @@ def publish_snapshot(
         file = f"{name}.parquet"
         frame.write_parquet(staging / file)
         manifest["tables"][name] = {"file": file, "rows": frame.height, "columns": frame.columns}
-    for name in sorted(set(carry.tables) - set(tables)) if carry is not None else []:
-        entry = dict(carry.manifest["tables"][name])
-        try:
-            os.link(carry.path(name), staging / entry["file"])
-        except OSError:
-            shutil.copy2(carry.path(name), staging / entry["file"])
-        manifest["tables"][name] = entry
+    if carry is not None:
+        for name in sorted(set(carry.tables) - set(tables)):
+            entry = dict(carry.manifest["tables"][name])
+            try:
+                os.link(carry.path(name), staging / entry["file"])
+            except OSError:
+                shutil.copy2(carry.path(name), staging / entry["file"])
+            manifest["tables"][name] = entry
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     _fsync_dir(staging)
     final = versions / version

@@ -78,6 +78,7 @@ def marts_selection(graph: Any, pending: Iterable[str], everything: bool = False
     but the forecast cadence, and the snapshot. ``everything``: the whole marts cadence (the dbt project
     changed, so every model is rebuilt). Empty when nothing is pending."""
     pending = list(pending)
+    scope: dg.AssetSelection
     if everything:
         scope = dg.AssetSelection.all() - FORECAST_ASSETS
     elif not pending:
