@@ -64,3 +64,24 @@ def map_partitions(
         shared = {name: client.scatter(value, broadcast=True) for name, value in kwargs.items()}
         futures = client.map(func, list(parts), pure=False, **shared)
         return list(client.gather(futures))
+
+
+def forecast_panel_partitioned(
+    frame: pl.DataFrame,
+    *,
+    scheduler: str | None,
+    series_per_partition: int = SERIES_PER_PARTITION,
+    **options: Any,
+) -> Any:
+    """``chainsync.forecasting.forecast_panel`` of ``frame`` (unique_id, ds, y) in partitions of
+    ``series_per_partition`` series by ``unique_id``, on the Dask cluster at ``scheduler`` or in-process;
+    ``options`` go to ``forecast_panel``. Returns its ``PanelForecast`` with the partitions' rows."""
+    from chainsync.forecasting import forecast_panel
+    from chainsync.forecasting.method import PanelForecast
+
+    results = map_partitions(
+        forecast_panel, split_by_series(frame, ["unique_id"], series_per_partition), scheduler, **options
+    )
+    return PanelForecast(
+        forecasts=pl.concat([r.forecasts for r in results]), series=pl.concat([r.series for r in results])
+    )

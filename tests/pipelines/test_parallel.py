@@ -100,3 +100,24 @@ def test_every_partitioning_forecasts_every_series_and_day() -> None:
     many = forecast_demand(history, horizon=7, holidays=None, series_per_partition=3)
     assert one.select("store_id", "product_id", "ds").equals(many.select("store_id", "product_id", "ds"))
     assert one["yhat"].is_not_nan().all()
+
+
+def test_backtest_panels_partition_the_same_on_the_cluster(scheduler: str) -> None:
+    """``chainsync backtest`` with CHAINSYNC_DASK_SCHEDULER set forecasts through this function."""
+    from chainsync.parallel import forecast_panel_partitioned
+
+    panel = (
+        _history(stores=2, products=8, days=90)
+        .select(
+            unique_id=pl.concat_str("store_id", pl.lit("|"), "product_id"),
+            ds="ds",
+            y=pl.col("y").cast(pl.Float64),
+        )
+        .sort("unique_id", "ds")
+    )
+    options = {"horizon": 14, "freq": "1d", "season": 7, "holidays": None, "series_per_partition": 5}
+    local = forecast_panel_partitioned(panel, scheduler=None, **options)
+    cluster = forecast_panel_partitioned(panel, scheduler=scheduler, **options)
+    assert local.forecasts.height == 16 * 14
+    assert_frame_equal(local.forecasts, cluster.forecasts)
+    assert_frame_equal(local.series, cluster.series)
