@@ -89,7 +89,8 @@ def test_one_job_and_trigger_per_cadence(settings: Settings) -> None:
     forecast_keys = {k.to_user_string() for k in forecasts.asset_layer.selected_asset_keys}
     assert {"raw_sales_events", "fct_sales_daily", "sales_anomalies", "serving_snapshot"} <= marts_keys
     assert not {"demand_forecast", "forecast_accuracy", "reorder_suggestions"} & marts_keys
-    assert {"demand_forecast", "forecast_accuracy", "reorder_suggestions", "serving_snapshot"} <= forecast_keys
+    refits = {"demand_forecast", "forecast_accuracy", "reorder_suggestions", "serving_snapshot"}
+    assert refits <= forecast_keys
     assert not {"raw_sales_events", "fct_sales_daily"} & forecast_keys
     assert len(graph.get_all_asset_keys()) > len(marts_keys)
     sensor = next(s for s in loaded.sensors or [] if s.name == "new_events_sensor")
