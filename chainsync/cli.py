@@ -130,12 +130,19 @@ def pipeline_run(
     select: Annotated[
         str | None, typer.Option(help="Dagster asset selection (e.g. 'raw_sales_events+'); default all.")
     ] = None,
+    job: Annotated[
+        str | None,
+        typer.Option(
+            help="marts_job (only what new events touch, as the sensor runs it) or forecast_job (the daily "
+            "refit); default the whole graph."
+        ),
+    ] = None,
 ) -> None:
     """Materialize the asset graph in-process (incremental: only new events are read)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from pipelines.run import run_pipeline
 
-    result = run_pipeline(_settings(), selection=select, console=console)
+    result = run_pipeline(_settings(), selection=select, console=console, job=job)
     if not result.success:
         raise typer.Exit(1)
 

@@ -82,8 +82,13 @@ def publish_snapshot(
     run_id: str | None = None,
     extra: dict[str, Any] | None = None,
     keep: int = 5,
+    carry: Snapshot | None = None,
 ) -> Snapshot:
-    """Write ``tables`` as a new immutable version and switch ``current.json`` to it atomically."""
+    """Write ``tables`` as a new immutable version and switch ``current.json`` to it atomically.
+
+    ``carry``: a published snapshot whose other tables (those not in ``tables``) the new version keeps as
+    they are, hard-linked (copied across file systems) rather than rewritten, so a run that changed a few
+    tables publishes in time proportional to those."""
     created = datetime.now(UTC)
     version = f"{created:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}"
     versions = serving_dir / "versions"
@@ -100,6 +105,14 @@ def publish_snapshot(
         file = f"{name}.parquet"
         frame.write_parquet(staging / file)
         manifest["tables"][name] = {"file": file, "rows": frame.height, "columns": frame.columns}
+    if carry is not None:
+        for name in sorted(set(carry.tables) - set(tables)):
+            entry = dict(carry.manifest["tables"][name])
+            try:
+                os.link(carry.path(name), staging / entry["file"])
+            except OSError:
+                shutil.copy2(carry.path(name), staging / entry["file"])
+            manifest["tables"][name] = entry
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     _fsync_dir(staging)
     final = versions / version

@@ -17,6 +17,7 @@ from pipelines.defs.insights import assets as insights
 from pipelines.defs.inventory import assets as inventory
 from pipelines.defs.monitoring import checks as monitoring
 from pipelines.defs.serving import assets as serving
+from pipelines.jobs import forecast_job, marts_job
 from pipelines.resources import build_resources
 from pipelines.schedules import schedules
 from pipelines.sensors import sensors
@@ -38,6 +39,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ],
         asset_checks=[*ingest_checks.checks, *monitoring.checks],
         sensors=[*sensors, monitoring.freshness_checks_sensor],
+        jobs=[marts_job, forecast_job],
         schedules=schedules,
         resources=build_resources(settings),
     )

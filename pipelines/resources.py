@@ -17,6 +17,12 @@ from sqlalchemy import Engine
 from chainsync.settings import Settings
 
 WAREHOUSE_ENV = "CHAINSYNC_WAREHOUSE_PATH"  # read by dbt_project/profiles.yml
+# Read by dbt_project/profiles.yml too, so dbt's DuckDB connections obey the same limits as the pipeline's.
+DUCKDB_ENV = {
+    "memory_limit": "CHAINSYNC_DUCKDB_MEMORY_LIMIT",
+    "threads": "CHAINSYNC_DUCKDB_THREADS",
+    "temp_directory": "CHAINSYNC_DUCKDB_TEMP_DIRECTORY",
+}
 
 
 class OpsStoreResource(dg.ConfigurableResource):
@@ -50,6 +56,12 @@ class PipelineConfig(dg.ConfigurableResource):
     anomaly_min_api_requests: int = 20
     anomaly_min_api_errors: int = 5
     ai_analytics_enabled: bool = True
+    dask_scheduler: str = ""  # "" runs forecasting in-process; else the Dask scheduler's address
+
+    @property
+    def scheduler(self) -> str | None:
+        """The Dask scheduler's address for ``chainsync.parallel.map_partitions``, None for in-process."""
+        return self.dask_scheduler.strip() or None
 
     @property
     def serving_dir_path(self) -> Path:
@@ -69,6 +81,16 @@ class Warehouse(DuckDBResource):
         with self.get_connection() as con:
             return frame_of(con, sql)
 
+    def read_table_or(self, table: str, empty: pl.DataFrame) -> pl.DataFrame:
+        """``table`` (schema-qualified) as a polars frame, or ``empty`` when it was never built."""
+        schema, name = table.split(".")
+        with self.get_connection() as con:
+            exists = con.execute(
+                "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                [schema, name],
+            ).fetchall()[0][0]
+            return frame_of(con, f"select * from {table}") if exists else empty
+
     def replace_table(self, table: str, frame: pl.DataFrame) -> None:
         """Replace ``table`` (schema-qualified) with ``frame``; DuckDB scans the frame through Arrow."""
         schema = table.split(".")[0]
@@ -86,16 +108,35 @@ class Warehouse(DuckDBResource):
 
     @contextmanager
     def dbt_env(self) -> Iterator[None]:
-        """Point ``profiles.yml`` at this warehouse for the dbt subprocesses started inside the block."""
-        previous = os.environ.get(WAREHOUSE_ENV)
-        os.environ[WAREHOUSE_ENV] = self.database
+        """Point ``profiles.yml`` at this warehouse, with this resource's memory limit, threads and spill
+        directory, for the dbt subprocesses started inside the block."""
+        values = {WAREHOUSE_ENV: self.database}
+        for option, variable in DUCKDB_ENV.items():
+            values[variable] = str(self.connection_config.get(option, ""))
+        values[DUCKDB_ENV["threads"]] = str(self.connection_config.get("threads") or os.cpu_count() or 1)
+        previous = {name: os.environ.get(name) for name in values}
+        os.environ.update(values)
         try:
             yield
         finally:
-            if previous is None:
-                os.environ.pop(WAREHOUSE_ENV, None)
-            else:
-                os.environ[WAREHOUSE_ENV] = previous
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def duckdb_config(settings: Settings) -> dict[str, Any]:
+    """DuckDB's connection options from the settings: the memory limit (e.g. ``4GB``), the thread count
+    (0 keeps DuckDB's default, one per core) and a spill directory beside the warehouse, so a join or sort
+    larger than the limit goes to disk instead of failing."""
+    config: dict[str, Any] = {
+        "memory_limit": settings.duckdb_memory_limit,
+        "temp_directory": str(settings.warehouse.parent / "duckdb_tmp"),
+    }
+    if settings.duckdb_threads:
+        config["threads"] = settings.duckdb_threads
+    return config
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -104,7 +145,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     dbt_dir = Path(settings.dbt_project_dir)
     return {
         "ops_store": OpsStoreResource(url=settings.ops_store),
-        "warehouse": Warehouse(database=str(settings.warehouse)),
+        "warehouse": Warehouse(database=str(settings.warehouse), connection_config=duckdb_config(settings)),
         "dbt": DbtCliResource(project_dir=str(dbt_dir), profiles_dir=str(dbt_dir)),
         "pipeline_config": PipelineConfig(
             serving_dir=str(settings.serving),
@@ -124,5 +165,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             anomaly_min_api_requests=settings.anomaly_min_api_requests,
             anomaly_min_api_errors=settings.anomaly_min_api_errors,
             ai_analytics_enabled=settings.ai_analytics_enabled,
+            dask_scheduler=settings.dask_scheduler or "",
         ),
     }

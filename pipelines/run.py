@@ -54,9 +54,14 @@ def run_pipeline(
     selection: str | None = None,
     console: Console | None = None,
     log_level: str = "WARNING",
+    job: str | None = None,
 ) -> PipelineResult:
     """Materialize ``selection`` (Dagster asset selection syntax, e.g. ``key:raw_sales_events+`` or
     ``group:ingest``, or a comma-separated list of those; default everything) for ``settings``.
+
+    ``job``: None runs the whole graph; ``"marts_job"`` without a ``selection`` runs what
+    ``new_events_sensor`` would (only the assets downstream of sources with new data, nothing at all
+    when nothing is new); ``"forecast_job"`` the daily forecast cadence.
 
     Incremental: only events above the warehouse watermark are read, and when nothing changed the dbt build
     and everything after it are skipped. Dagster's own log lines below ``log_level`` are hidden; ``console``
@@ -69,8 +74,9 @@ def run_pipeline(
 
     started = time.perf_counter()
     defs = build_definitions(settings)
-    job = defs.resolve_implicit_global_asset_job_def()
+    job_def = defs.resolve_job_def(job) if job else defs.resolve_implicit_global_asset_job_def()
     asset_keys = None
+    tags: dict[str, str] = {}
     if selection:
         # A comma-separated list is a union, as in `dagster asset materialize --select a,b`.
         parts = [dg.AssetSelection.from_string(part.strip()) for part in selection.split(",") if part.strip()]
@@ -78,21 +84,50 @@ def run_pipeline(
         for part in parts[1:]:
             union = union | part
         asset_keys = list(union.resolve(defs.resolve_asset_graph()))
+    elif job == "marts_job":
+        asset_keys = _planned_marts(settings, defs)
+        if not asset_keys:
+            summary = PipelineResult(success=True, run_id="", seconds=time.perf_counter() - started)
+            if console is not None:
+                console.print(f"nothing new to land: no run ({summary.seconds:.1f}s)")
+            return summary
+        from pipelines.jobs import PLANNED_TAG
+
+        tags[PLANNED_TAG] = "true"
     # dagster-dbt echoes dbt's log to stdout; keep it in a file so the console shows the summary only.
     log_dir = settings.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with _instance() as instance, open(log_dir / "pipeline.log", "a") as log_file, redirect_stdout(log_file):
-        result = job.execute_in_process(
+        result = job_def.execute_in_process(
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             instance=instance,
             asset_selection=asset_keys,
             raise_on_error=False,
+            tags=tags or None,
         )
         summary = _summarize(result, time.perf_counter() - started)
         logs = instance.all_logs(result.run_id)
     if console is not None:
         _print_summary(console, summary, result, logs)
     return summary
+
+
+def _planned_marts(settings: Settings, defs: Any) -> list[Any]:
+    """The marts-cadence assets downstream of the sources with something new (see ``pipelines.jobs``)."""
+    import duckdb
+
+    from chainsync.ops_store import make_engine
+    from pipelines.defs.dbt.assets import project_changed
+    from pipelines.jobs import marts_selection, pending_sources
+
+    engine = make_engine(settings.ops_store, read_only=True)
+    try:
+        with duckdb.connect(str(settings.warehouse)) as con:
+            return marts_selection(
+                defs.resolve_asset_graph(), pending_sources(con, engine), everything=project_changed(con)
+            )
+    finally:
+        engine.dispose()
 
 
 def _summarize(result: Any, seconds: float) -> PipelineResult:

@@ -1,4 +1,4 @@
-"""Sensors: start the pipeline when the ops store holds events the warehouse has not landed yet; alert
+"""Sensors: start a marts run when the ops store holds events the warehouse has not landed yet; alert
 when a run fails."""
 
 from typing import Any
@@ -10,6 +10,8 @@ from chainsync.alerts import alert_payload, send_alert
 from chainsync.ops_store.events import max_seq
 from chainsync.run_status import record_run_failure
 from chainsync.settings import get_settings
+from pipelines.defs.dbt.assets import project_changed
+from pipelines.jobs import PLANNED_TAG, marts_job, marts_selection, pending_sources
 from pipelines.resources import OpsStoreResource, PipelineConfig, Warehouse
 
 
@@ -22,24 +24,46 @@ def _landed_seq(warehouse: Warehouse) -> int | None:
         return None
 
 
+def _asset_graph(context: dg.SensorEvaluationContext) -> Any:
+    if context.repository_def is not None:
+        return context.repository_def.asset_graph
+    from pipelines.definitions import build_definitions  # a sensor evaluated outside a code location
+
+    return build_definitions(get_settings()).resolve_asset_graph()
+
+
 @dg.sensor(
-    target=dg.AssetSelection.all(),
+    job=marts_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Requests a run of the whole graph when the ops store's max seq passes the warehouse "
-    "watermark.",
+    description="When the ops store's max seq passes the warehouse watermark, requests a marts_job run of "
+    "the assets downstream of the sources with new data (events, catalog, request log); forecasts are "
+    "left to daily_forecast_schedule.",
 )
 def new_events_sensor(
     context: dg.SensorEvaluationContext, ops_store: OpsStoreResource, warehouse: Warehouse
 ) -> dg.SensorResult | dg.SkipReason:
-    newest = max_seq(ops_store.engine())
+    engine = ops_store.engine()
+    newest = max_seq(engine)
     landed = _landed_seq(warehouse)
     requested = int(context.cursor or 0)
     if landed is None:
         return dg.SkipReason("warehouse busy (a run is in progress)")
     if newest <= max(landed, requested):
         return dg.SkipReason(f"no new events (ops store seq {newest}, landed {landed})")
-    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"seq-{newest}")], cursor=str(newest))
+    try:
+        with duckdb.connect(warehouse.database, read_only=True) as con:
+            selection = marts_selection(
+                _asset_graph(context), pending_sources(con, engine), everything=project_changed(con)
+            )
+    except duckdb.Error:
+        return dg.SkipReason("warehouse busy (a run is in progress)")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(run_key=f"seq-{newest}", asset_selection=selection, tags={PLANNED_TAG: "true"})
+        ],
+        cursor=str(newest),
+    )
 
 
 def failure_report(context: dg.RunFailureSensorContext) -> dict[str, Any]:

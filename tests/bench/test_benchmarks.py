@@ -65,3 +65,32 @@ def test_security_bench_times_the_reread_and_the_body_scan() -> None:
     assert deleted + left == 500 and deleted > 0 and left > 0  # the once-banned within retention stay
     scans = [line for line in out.splitlines() if line.startswith("body scan")]
     assert len(scans) == 2 and all("scan / parse" in line for line in scans)
+
+
+@pytest.mark.slow
+def test_pipeline_bench_reports_every_cadence() -> None:
+    """bench/pipeline.py at a tiny size: every figure of issue 12 is printed, the increment landed, the
+    no-op started no run, and peak RSS was sampled."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "pipeline.py")]
+        + ["--stores", "2", "--products", "8", "--days", "30", "--dask-series", "0", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,  # a few Dagster + dbt runs; minutes on a loaded machine
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("full_seconds", "incremental_seconds", "noop_seconds", "forecast_seconds", "peak_rss_mb"):
+        assert figures[key] > 0, key
+    assert figures["sale_lines"] > 0 and 0 < figures["incremental_sale_lines"] < figures["sale_lines"]
+    assert 0 < figures["forecast_series"] <= 2 * 8
+    assert figures["noop_seconds"] < figures["full_seconds"]
+    assert set(figures["goals"]) == {
+        "full_seconds_per_10m_lines",
+        "incremental_share_of_full",
+        "noop_seconds",
+        "peak_rss_mb",
+        "forecast_series_per_second_per_core",
+    }
+    assert "no run started" in result.stderr

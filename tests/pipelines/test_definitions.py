@@ -78,3 +78,22 @@ def test_resources_and_sensor(settings: Settings) -> None:
         "run_failure_alert_sensor",
         "freshness_checks_sensor",
     ]
+
+
+def test_one_job_and_trigger_per_cadence(settings: Settings) -> None:
+    """Marts follow new events (sensor -> marts_job); forecasts refit daily (schedule -> forecast_job)."""
+    loaded = build_definitions(settings)
+    marts, forecasts = loaded.resolve_job_def("marts_job"), loaded.resolve_job_def("forecast_job")
+    graph = loaded.resolve_asset_graph()
+    marts_keys = {k.to_user_string() for k in marts.asset_layer.selected_asset_keys}
+    forecast_keys = {k.to_user_string() for k in forecasts.asset_layer.selected_asset_keys}
+    assert {"raw_sales_events", "fct_sales_daily", "sales_anomalies", "serving_snapshot"} <= marts_keys
+    assert not {"demand_forecast", "forecast_accuracy", "reorder_suggestions"} & marts_keys
+    refits = {"demand_forecast", "forecast_accuracy", "reorder_suggestions", "serving_snapshot"}
+    assert refits <= forecast_keys
+    assert not {"raw_sales_events", "fct_sales_daily"} & forecast_keys
+    assert len(graph.get_all_asset_keys()) > len(marts_keys)
+    sensor = next(s for s in loaded.sensors or [] if s.name == "new_events_sensor")
+    assert sensor.job_name == "marts_job"
+    (schedule,) = loaded.schedules or []
+    assert schedule.name == "daily_forecast_schedule" and schedule.job_name == "forecast_job"

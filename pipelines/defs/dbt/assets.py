@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -16,6 +17,7 @@ from dagster_dbt import (
 
 from chainsync.settings import get_settings
 from pipelines.defs.ingest.warehouse import build_fingerprint, change_fingerprint, ensure_schema, record_build
+from pipelines.jobs import PLANNED_TAG
 from pipelines.resources import Warehouse
 
 DBT_STAGE = "dbt_build"
@@ -55,6 +57,15 @@ if _manifest_is_stale():
     dbt_project.preparer.prepare(dbt_project)
 
 
+def project_changed(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the dbt project's files changed since the last recorded build (or none was recorded)."""
+    try:
+        previous = build_fingerprint(con, DBT_STAGE)
+    except duckdb.CatalogException:  # a warehouse never built
+        return True
+    return previous is None or not previous.endswith(f":{_project_fingerprint()}")
+
+
 class ChainSyncDbtTranslator(DagsterDbtTranslator):
     """Models are keyed by their dbt name (``fct_sales_daily``) and grouped by their top folder (staging,
     marts). Sources map to the ingest assets through ``meta.dagster.asset_key`` in ``_pos__sources.yml``."""
@@ -76,8 +87,11 @@ translator = ChainSyncDbtTranslator(settings=DagsterDbtTranslatorSettings(enable
 def chainsync_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
 ) -> Iterator[Any]:
-    """`dbt build` (models, data tests, unit tests) on the warehouse. A full build is skipped when nothing was
-    landed and no model changed since the last successful one, which also skips everything downstream."""
+    """One `dbt build` (models, data tests, unit tests) on the warehouse, of the selected models only: a
+    planned marts run selects those downstream of new data (dagster-dbt passes the selection to dbt).
+    Partial parsing stays warm in the persisted target directory. A whole-graph build is skipped when
+    nothing was landed and no model changed since the last successful one, which also skips everything
+    downstream."""
     with warehouse.get_connection() as con:
         ensure_schema(con)
         project = _project_fingerprint()
@@ -93,7 +107,9 @@ def chainsync_dbt_models(
         args.append("--full-refresh")
     with warehouse.dbt_env():
         yield from dbt.cli(args, context=context, target_path=warehouse.dbt_target_path).stream()
-    if not context.is_subset:  # a partial build does not vouch for the models it left out
+    # A partial build vouches for the models it left out only when the planner chose it: every model
+    # downstream of new data was in it (pipelines/jobs.py).
+    if not context.is_subset or context.run.tags.get(PLANNED_TAG) == "true":
         with warehouse.get_connection() as con:
             record_build(con, DBT_STAGE, fingerprint)
 

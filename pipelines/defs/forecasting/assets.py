@@ -71,7 +71,7 @@ def demand_forecasts(
     context.log.info(f"forecasting {series} series, {history.height} history rows")
 
     holidays = pipeline_config.forecast_holiday_country.strip() or None
-    accuracy = forecast_accuracy(history, categories, holidays=holidays)
+    accuracy = forecast_accuracy(history, categories, holidays=holidays, scheduler=pipeline_config.scheduler)
     warehouse.replace_table("analytics.forecast_accuracy", accuracy)
     chain = accuracy.filter(accuracy["level"] == "chain")
     if "forecast_accuracy" in selected:
@@ -88,7 +88,11 @@ def demand_forecasts(
         )
 
     base = forecast_demand(
-        history, horizon=pipeline_config.forecast_horizon_days, accuracy=accuracy, holidays=holidays
+        history,
+        horizon=pipeline_config.forecast_horizon_days,
+        accuracy=accuracy,
+        holidays=holidays,
+        scheduler=pipeline_config.scheduler,
     )
     method = pipeline_config.forecast_reconciliation
     published = reconcile_forecast(base, categories, history=history, method=method, holidays=holidays)

@@ -10,6 +10,8 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from chainsync.parallel import SERIES_PER_PARTITION
+
 LEVELS = (80, 95)
 SEASON = 7  # weekly seasonality of retail demand
 # A year plus the 28-day hold-out and a week: last year's holidays fall inside the history of both the
@@ -120,6 +122,8 @@ def forecast_demand(
     n_jobs: int = 1,
     accuracy: pl.DataFrame | None = None,
     holidays: str | None = "US",
+    scheduler: str | None = None,
+    series_per_partition: int = SERIES_PER_PARTITION,
 ) -> pl.DataFrame:
     """Forecast ``horizon`` days of units per day for every series in ``history``.
 
@@ -129,12 +133,42 @@ def forecast_demand(
     cross-validation, conformal 80/95 % intervals, holiday effects of the ``holidays`` country's calendar).
     ``accuracy`` (series rows of ``forecast_accuracy``) feeds the confidence score. Returns
     ``FORECAST_SCHEMA``: units per day, clipped at 0 and ordered lo_95 <= lo_80 <= yhat <= hi_80 <= hi_95.
+
+    The series are forecast in partitions of ``series_per_partition`` series (the method pools
+    model choice and conformal errors within a partition), on the Dask cluster at ``scheduler`` or
+    in-process when it is None: the same partitions, so the same rows, either way.
     """
     if history.is_empty():
         return empty_forecast()
-    from chainsync.forecasting import forecast_panel
+    from chainsync.parallel import map_partitions, split_by_series
 
     cutoff: date = history["ds"].max()  # type: ignore[assignment]
+    accuracy = accuracy.filter(pl.col("level") == "series") if accuracy is not None else None
+    forecasts = map_partitions(
+        _forecast_partition,
+        split_by_series(history, ["store_id", "product_id"], series_per_partition),
+        scheduler,
+        horizon=horizon,
+        n_jobs=n_jobs,
+        accuracy=accuracy,
+        holidays=holidays,
+        cutoff=cutoff,
+    )
+    return pl.concat(forecasts).sort("store_id", "product_id", "ds")
+
+
+def _forecast_partition(
+    history: pl.DataFrame,
+    *,
+    horizon: int,
+    n_jobs: int,
+    accuracy: pl.DataFrame | None,
+    holidays: str | None,
+    cutoff: date,
+) -> pl.DataFrame:
+    """:func:`forecast_demand` of one partition of series (a Dask task: module level, plain arguments)."""
+    from chainsync.forecasting import forecast_panel
+
     result = forecast_panel(
         _panel(history), horizon=horizon, freq="1d", season=SEASON, n_jobs=n_jobs, holidays=holidays
     )
@@ -181,6 +215,8 @@ def forecast_accuracy(
     *,
     holdout: int = ACCURACY_HOLDOUT_DAYS,
     holidays: str | None = "US",
+    scheduler: str | None = None,
+    series_per_partition: int = SERIES_PER_PARTITION,
 ) -> pl.DataFrame:
     """Hold-out accuracy of the method: forecast the last ``holdout`` days from the history before them and
     score per series, store, category and chain. MASE is scaled by each series' in-sample seasonal-naive
@@ -188,54 +224,28 @@ def forecast_accuracy(
     sum(error) / sum actual); coverage is the share of actual days inside the 80 / 95 % intervals.
     Store and chain rows also carry ``weekly_band_factor`` (:func:`weekly_band_factor` over the stores'
     :func:`store_weeks` of the hold-out), which the API puts on a 7-day total's 80 % band.
-    ``categories``: product_id, category."""
+    ``categories``: product_id, category. The series are scored in the partitions of
+    :func:`forecast_demand`, on the Dask cluster at ``scheduler`` or in-process."""
     if history.is_empty():
         return empty_accuracy()
-    from chainsync.forecasting import forecast_panel, scale_for
+    from chainsync.parallel import map_partitions, split_by_series
 
     cutoff: date = history["ds"].max()  # type: ignore[assignment]
-    split = cutoff - timedelta(days=holdout)
-    train = history.filter(pl.col("ds") <= split)
-    test = history.filter(pl.col("ds") > split)
-    lengths = train.group_by("store_id", "product_id").len()
-    train = train.join(lengths.filter(pl.col("len") >= 2 * SEASON), on=["store_id", "product_id"], how="semi")
-    if train.is_empty():
+    scored_parts = map_partitions(
+        _score_partition,
+        split_by_series(history, ["store_id", "product_id"], series_per_partition),
+        scheduler,
+        split=cutoff - timedelta(days=holdout),
+        holdout=holdout,
+        holidays=holidays,
+    )
+    per_series = pl.concat(scored_parts)
+    if per_series.is_empty():
         return empty_accuracy()
-    panel = _panel(train)
-    result = forecast_panel(panel, horizon=holdout, freq="1d", season=SEASON, holidays=holidays)
-    scales = (
-        panel.group_by("unique_id")
-        .agg(pl.col("y"))
-        .select(
-            "unique_id",
-            scale=pl.col("y").map_elements(
-                lambda v: scale_for(np.asarray(v), SEASON), return_dtype=pl.Float64
-            ),
-        )
-    )
-    scored = (
-        _unkey(result.forecasts.join(scales, on="unique_id"))
-        .with_columns(pl.col("ds").cast(pl.Date))
-        .join(test.select("store_id", "product_id", "ds", "y"), on=["store_id", "product_id", "ds"])
-    )
     if categories is not None and categories.height:
-        scored = scored.join(categories.select("product_id", "category"), on="product_id", how="left")
+        per_series = per_series.join(categories.select("product_id", "category"), on="product_id", how="left")
     else:
-        scored = scored.with_columns(category=pl.lit(None, pl.String))
-    scored = scored.with_columns(
-        err=pl.col("yhat") - pl.col("y"),
-        in80=((pl.col("y") >= pl.col("lo_80")) & (pl.col("y") <= pl.col("hi_80"))).cast(pl.Float64),
-        in95=((pl.col("y") >= pl.col("lo_95")) & (pl.col("y") <= pl.col("hi_95"))).cast(pl.Float64),
-    )
-    per_series = scored.group_by("store_id", "product_id", "category").agg(
-        mase=pl.col("err").abs().mean() / pl.col("scale").first(),
-        abs_err=pl.col("err").abs().sum(),
-        err=pl.col("err").sum(),
-        actual=pl.col("y").sum(),
-        in80=pl.col("in80").sum(),
-        in95=pl.col("in95").sum(),
-        days=pl.len(),
-    )
+        per_series = per_series.with_columns(category=pl.lit(None, pl.String))
 
     def summarise(keys: list[str], level: str) -> pl.DataFrame:
         agg = [
@@ -268,6 +278,70 @@ def forecast_accuracy(
         if name not in out.columns:
             out = out.with_columns(pl.lit(None).alias(name))
     return out.select(list(ACCURACY_SCHEMA)).cast(ACCURACY_SCHEMA).sort("level", "store_id", "product_id")
+
+
+_PER_SERIES_SCHEMA = pl.Schema(
+    {
+        "store_id": pl.String(),
+        "product_id": pl.String(),
+        "mase": pl.Float64(),
+        "abs_err": pl.Float64(),
+        "err": pl.Float64(),
+        "actual": pl.Float64(),
+        "in80": pl.Float64(),
+        "in95": pl.Float64(),
+        "days": pl.UInt32(),
+    }
+)
+
+
+def _score_partition(
+    history: pl.DataFrame, *, split: date, holdout: int, holidays: str | None
+) -> pl.DataFrame:
+    """One partition's hold-out scores per series (a Dask task): forecast the days after ``split`` from
+    those up to it and sum the errors (units), absolute errors, actuals and days inside the 80/95 % bands;
+    MASE scaled by the series' in-sample seasonal-naive error. Series with under two seasons of training
+    days are left out."""
+    from chainsync.forecasting import forecast_panel, scale_for
+
+    train = history.filter(pl.col("ds") <= split)
+    test = history.filter(pl.col("ds") > split)
+    lengths = train.group_by("store_id", "product_id").len()
+    train = train.join(lengths.filter(pl.col("len") >= 2 * SEASON), on=["store_id", "product_id"], how="semi")
+    if train.is_empty():
+        return pl.DataFrame(schema=_PER_SERIES_SCHEMA)
+    panel = _panel(train)
+    result = forecast_panel(panel, horizon=holdout, freq="1d", season=SEASON, holidays=holidays)
+    scales = (
+        panel.group_by("unique_id")
+        .agg(pl.col("y"))
+        .select(
+            "unique_id",
+            scale=pl.col("y").map_elements(
+                lambda v: scale_for(np.asarray(v), SEASON), return_dtype=pl.Float64
+            ),
+        )
+    )
+    scored = (
+        _unkey(result.forecasts.join(scales, on="unique_id"))
+        .with_columns(pl.col("ds").cast(pl.Date))
+        .join(test.select("store_id", "product_id", "ds", "y"), on=["store_id", "product_id", "ds"])
+        .with_columns(
+            err=pl.col("yhat") - pl.col("y"),
+            in80=((pl.col("y") >= pl.col("lo_80")) & (pl.col("y") <= pl.col("hi_80"))).cast(pl.Float64),
+            in95=((pl.col("y") >= pl.col("lo_95")) & (pl.col("y") <= pl.col("hi_95"))).cast(pl.Float64),
+        )
+    )
+    per_series = scored.group_by("store_id", "product_id").agg(
+        mase=pl.col("err").abs().mean() / pl.col("scale").first(),
+        abs_err=pl.col("err").abs().sum(),
+        err=pl.col("err").sum(),
+        actual=pl.col("y").sum(),
+        in80=pl.col("in80").sum(),
+        in95=pl.col("in95").sum(),
+        days=pl.len(),
+    )
+    return per_series.select(list(_PER_SERIES_SCHEMA)).cast(_PER_SERIES_SCHEMA)
 
 
 WEEK = 7

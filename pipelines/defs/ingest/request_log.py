@@ -77,10 +77,10 @@ class RequestLogLanding:
         }
 
 
-def land_request_stats(con: duckdb.DuckDBPyConnection, engine: Engine) -> RequestLogLanding:
-    """Copy the ops store's ``request_stats`` from ``OVERLAP`` before the newest landed minute on (all of
-    it on the first run) into ``raw.request_stats``, replacing that window."""
-    ensure_request_stats(con)
+def _read_window(
+    con: duckdb.DuckDBPyConnection, engine: Engine
+) -> tuple[datetime | None, datetime | None, pa.Table]:
+    """(newest landed minute, window start, the ops store's rows of the window) for the next landing."""
     newest = con.execute("select max(bucket_start) from raw.request_stats").fetchall()[0][0]
     since = newest - OVERLAP if newest is not None else None
     chunks = [
@@ -93,14 +93,40 @@ def land_request_stats(con: duckdb.DuckDBPyConnection, engine: Engine) -> Reques
         )
         for chunk in request_stats_since(engine, since)
     ]
-    window = pa.concat_tables(chunks) if chunks else _ARROW_SCHEMA.empty_table()
+    return newest, since, pa.concat_tables(chunks) if chunks else _ARROW_SCHEMA.empty_table()
+
+
+def _landed_digest(con: duckdb.DuckDBPyConnection) -> str | None:
+    state = con.execute("select fingerprint from meta.catalog_state where source = ?", [SOURCE]).fetchall()
+    return state[0][0] if state else None
+
+
+def request_stats_pending(con: duckdb.DuckDBPyConnection, engine: Engine) -> bool:
+    """Whether a landing now would change ``raw.request_stats`` (new or grown minutes in the window). Only
+    reads the warehouse, so a read-only connection will do."""
+    landed = con.execute(
+        "select count(*) from information_schema.tables where table_schema = 'raw'"
+        " and table_name = 'request_stats'"
+    ).fetchall()[0][0]
+    if not landed:
+        return True
+    _newest, since, window = _read_window(con, engine)
+    con.register("window_rows", window)
+    try:
+        return _window_digest(con, "window_rows", since) != _landed_digest(con)
+    finally:
+        con.unregister("window_rows")
+
+
+def land_request_stats(con: duckdb.DuckDBPyConnection, engine: Engine) -> RequestLogLanding:
+    """Copy the ops store's ``request_stats`` from ``OVERLAP`` before the newest landed minute on (all of
+    it on the first run) into ``raw.request_stats``, replacing that window."""
+    ensure_request_stats(con)
+    newest, since, window = _read_window(con, engine)
     con.register("window_rows", window)
     try:
         digest = _window_digest(con, "window_rows", since)
-        state = con.execute(
-            "select fingerprint from meta.catalog_state where source = ?", [SOURCE]
-        ).fetchall()
-        if state and state[0][0] == digest:
+        if digest == _landed_digest(con):
             return RequestLogLanding(since, window.num_rows, 0, False, newest)
         added = int(
             con.execute(

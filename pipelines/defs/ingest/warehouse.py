@@ -250,20 +250,34 @@ def _flatten_sale_lines(con: duckdb.DuckDBPyConnection, result: LandingResult) -
     )
 
 
+def _read_catalog(engine: Engine, table: Table) -> tuple[list[str], list[tuple[Any, ...]], str]:
+    """The ops store's ``table``: column names, rows in primary-key order and their fingerprint."""
+    with engine.connect() as conn:
+        result = conn.execute(select(table).order_by(*table.primary_key.columns))
+        names = list(result.keys())
+        rows = [tuple(r) for r in result]
+    return names, rows, hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def _catalog_fingerprint(con: duckdb.DuckDBPyConnection, table: Table) -> str | None:
+    state = con.execute(
+        "select fingerprint from meta.catalog_state where source = ?", [table.name]
+    ).fetchone()
+    return state[0] if state else None
+
+
+def catalog_pending(con: duckdb.DuckDBPyConnection, engine: Engine, table: Table) -> bool:
+    """Whether the ops store's catalog ``table`` differs from the copy last landed (the catalog is small)."""
+    return _read_catalog(engine, table)[2] != _catalog_fingerprint(con, table)
+
+
 def refresh_catalog(con: duckdb.DuckDBPyConnection, engine: Engine, table: Table) -> tuple[int, bool]:
     """Replace ``raw.<table>`` with the ops store's catalog table when its content changed.
 
     Returns (row count, changed). The catalog is small, so a full read is fine; the fingerprint keeps
     an unchanged catalog from triggering downstream rebuilds."""
-    with engine.connect() as conn:
-        result = conn.execute(select(table).order_by(*table.primary_key.columns))
-        names = list(result.keys())
-        rows = [tuple(r) for r in result]
-    digest = hashlib.sha256(repr(rows).encode()).hexdigest()
-    state = con.execute(
-        "select fingerprint from meta.catalog_state where source = ?", [table.name]
-    ).fetchone()
-    if state and state[0] == digest:
+    names, rows, digest = _read_catalog(engine, table)
+    if _catalog_fingerprint(con, table) == digest:
         return len(rows), False
     columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
     arrow = pa.table(

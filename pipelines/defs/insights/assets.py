@@ -2,7 +2,9 @@
 
 import dagster as dg
 
+from pipelines.defs.forecasting.demand import empty_forecast
 from pipelines.defs.insights.insights import build_insights, empty_insights
+from pipelines.defs.inventory.reorder import empty_reorder
 from pipelines.resources import PipelineConfig, Warehouse
 
 
@@ -33,8 +35,9 @@ def business_insights(warehouse: Warehouse, pipeline_config: PipelineConfig) -> 
         sales=read(
             "select store_id, product_id, sale_date, units_sold, net_revenue_cents from marts.fct_sales_daily"
         ),
-        forecast=read("select * from analytics.demand_forecast"),
-        reorder=read("select * from analytics.reorder_suggestions"),
+        # Before the first daily forecast run (its own cadence) there is nothing to recommend from yet.
+        forecast=warehouse.read_table_or("analytics.demand_forecast", empty_forecast()),
+        reorder=warehouse.read_table_or("analytics.reorder_suggestions", empty_reorder()),
         store_days=read("select * from analytics.sales_anomalies"),
         cashiers=read("select * from analytics.cashier_anomalies"),
         security=read("select * from analytics.security_anomalies"),

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from chainsync.ops_store.security import audit_head
-from chainsync.serving import publish_snapshot
+from chainsync.serving import current_snapshot, publish_snapshot
 from pipelines.resources import OpsStoreResource, PipelineConfig, Warehouse, frame_of
 
 # Snapshot table name -> warehouse relation.
@@ -32,12 +32,24 @@ SNAPSHOT_TABLES: dict[str, str] = {
 }
 
 
+def _changed_in_run(context: dg.AssetExecutionContext) -> set[str]:
+    """The snapshot tables whose assets materialized in this run (the others are as last published)."""
+    changed = set()
+    for name in SNAPSHOT_TABLES:
+        event = context.instance.get_latest_materialization_event(dg.AssetKey(name))
+        if event is not None and event.run_id == context.run_id:
+            changed.add(name)
+    return changed
+
+
 @dg.asset(
     group_name="serving",
     kinds={"parquet"},
     deps=[dg.AssetKey(name) for name in SNAPSHOT_TABLES],
     description="Publishes the marts, forecast and anomalies as a new serving snapshot (Parquet + manifest) "
-    "and switches the current pointer atomically.",
+    "and switches the current pointer atomically. Tables this run did not change are carried over from "
+    "the current snapshot (hard links), so a marts run does not rewrite the forecasts, nor a forecast run "
+    "the marts.",
 )
 def serving_snapshot(
     context: dg.AssetExecutionContext,
@@ -45,9 +57,21 @@ def serving_snapshot(
     pipeline_config: PipelineConfig,
     ops_store: OpsStoreResource,
 ) -> dg.MaterializeResult:
+    previous = current_snapshot(pipeline_config.serving_dir_path)
+    carried = set(previous.tables) if previous is not None else set()
+    refresh = _changed_in_run(context) | (set(SNAPSHOT_TABLES) - carried)
     with warehouse.get_connection() as con:
+        present = {
+            f"{schema}.{name}"
+            for schema, name in con.execute(
+                "select table_schema, table_name from information_schema.tables"
+            ).fetchall()
+        }
+        # A table never built (the forecasts before the first forecast run) is left out until it is.
         tables = {
-            name: frame_of(con, f"select * from {relation}") for name, relation in SNAPSHOT_TABLES.items()
+            name: frame_of(con, f"select * from {relation}")
+            for name, relation in SNAPSHOT_TABLES.items()
+            if name in refresh and relation in present
         }
         events_seq = int(con.execute("select coalesce(max(last_seq), 0) from meta.watermarks").fetchone()[0])  # type: ignore[index]
     snapshot = publish_snapshot(
@@ -60,11 +84,14 @@ def serving_snapshot(
             # The audit trail's head, kept outside its table so a truncated trail is detected.
             "audit_head": _audit_head(ops_store),
         },
+        carry=previous,
     )
     return dg.MaterializeResult(
         metadata={
             "version": snapshot.version,
             "events_seq": events_seq,
+            "tables_published": ", ".join(sorted(tables)) or "none",
+            "tables_carried": len(snapshot.tables) - len(tables),
             **{f"rows_{name}": frame.height for name, frame in tables.items()},
         }
     )
