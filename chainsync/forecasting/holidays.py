@@ -24,6 +24,7 @@ in the horizon by it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import polars as pl
@@ -220,3 +221,30 @@ def apply_holiday_effects(
         .select(forecasts.columns)
         .sort("unique_id", "ds")
     )
+
+
+@dataclass(frozen=True)
+class HolidayAdjustment:
+    """A history with holiday effects taken out (``history``), and how to put them back on a forecast."""
+
+    history: pl.DataFrame
+    calendar: pl.DataFrame
+    effects: pl.DataFrame
+
+    def restore(self, forecasts: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+        """``forecasts`` (unique_id, ds, ``columns``...) with ``columns`` times the holiday effects."""
+        return apply_holiday_effects(forecasts, self.calendar, self.effects, columns)
+
+
+def adjust_for_holidays(frame: pl.DataFrame, *, horizon: int, freq: str, country: str) -> HolidayAdjustment:
+    """Take the holiday effects of ``country``'s calendar out of ``frame`` (unique_id, ds, y; gap-free),
+    with the calendar reaching ``horizon`` periods past the last ``ds``. The one holiday step every method
+    shares — ours (``forecast_panel(..., holidays=...)``), the backtest's baselines and the benchmark's —
+    so a comparison gives each side the same holiday knowledge."""
+    first, last = frame.select(
+        pl.col("ds").min().cast(pl.Date).alias("first"), pl.col("ds").max().cast(pl.Date).alias("last")
+    ).row(0)
+    span_days = horizon * (7 if week_anchor(freq) is not None else 1) + 7
+    calendar = holiday_calendar(first, last + timedelta(days=span_days), freq, country)
+    adjusted, effects = remove_holiday_effects(frame.select("unique_id", "ds", "y"), calendar, freq)
+    return HolidayAdjustment(history=adjusted, calendar=calendar, effects=effects)
