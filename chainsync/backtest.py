@@ -218,7 +218,7 @@ def _backtest_origin(
         global_model=global_model,
     )
     our_seconds = time.perf_counter() - started
-    forecasts = ours.forecasts.select(OUTPUT_COLUMNS)
+    forecasts = ours.forecasts.select(OUTPUT_COLUMNS).sort("unique_id", "ds")
     predictions = {"ChainSync": (forecasts, our_seconds)}
     if baselines:
         predictions.update(
