@@ -330,29 +330,12 @@ def _lightgbm_baseline(
     """The practitioner's bar: one untuned LightGBM model across every series through mlforecast, with the
     global candidate's features (``chainsync.forecasting.global_model``) and mlforecast's conformal
     intervals (``PredictionIntervals``: residuals of 2 windows of ``horizon`` periods)."""
-    os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
-    import lightgbm as lgb
-    from mlforecast import MLForecast
-    from mlforecast.target_transforms import LocalStandardScaler
     from mlforecast.utils import PredictionIntervals
 
-    from chainsync.forecasting.global_model import GLOBAL_MODEL, N_ESTIMATORS, features_for
+    from chainsync.forecasting.global_model import GLOBAL_MODEL, build_forecaster
     from chainsync.forecasting.method import _polars_interval
 
-    lags, transforms, dates = features_for(season)
-    threads = n_jobs if n_jobs > 0 else (os.cpu_count() or 1)
-    forecaster = MLForecast(
-        models={
-            GLOBAL_MODEL: lgb.LGBMRegressor(
-                n_estimators=N_ESTIMATORS, random_state=0, deterministic=True, n_jobs=threads, verbosity=-1
-            )
-        },
-        freq=_polars_interval(freq),
-        lags=lags,
-        lag_transforms=transforms,  # type: ignore[arg-type]
-        date_features=dates,  # type: ignore[arg-type]
-        target_transforms=[LocalStandardScaler()],
-    )
+    forecaster = build_forecaster(season=season, interval=_polars_interval(freq), n_jobs=n_jobs)
     # mlforecast's conformal intervals need 2 windows + 1 period per series: shorter series (never the
     # scored, complete-history ones) are left out of the baseline.
     lengths = train.group_by("unique_id").agg(n=pl.len())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -54,6 +55,33 @@ def features_for(season: int) -> tuple[list[int], dict[int, list[object]], list[
     return lags, transforms, dates
 
 
+def build_forecaster(*, season: int, interval: str, n_jobs: int = 1) -> Any:
+    """An unfitted ``mlforecast.MLForecast`` holding the untuned LightGBM model and the features above,
+    for series of ``interval`` (a polars duration: ``1w``, ``1d``) and season length ``season``. The one
+    definition behind the global candidate, the backtest's LightGBM baseline and the benchmark's."""
+    os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
+    import lightgbm as lgb
+    from mlforecast import MLForecast
+    from mlforecast.target_transforms import LocalStandardScaler
+
+    lags, transforms, dates = features_for(season)
+    model = lgb.LGBMRegressor(
+        n_estimators=N_ESTIMATORS,
+        random_state=0,
+        deterministic=True,  # the same history gives the same forecast (the no-leakage test relies on it)
+        n_jobs=n_jobs if n_jobs > 0 else (os.cpu_count() or 1),
+        verbosity=-1,
+    )
+    return MLForecast(
+        models={GLOBAL_MODEL: model},
+        freq=interval,
+        lags=lags,
+        lag_transforms=transforms,  # type: ignore[arg-type]
+        date_features=dates,  # type: ignore[arg-type]
+        target_transforms=[LocalStandardScaler()],
+    )
+
+
 def global_forecasts(
     ids: list[str],
     arrays: list[np.ndarray],
@@ -72,11 +100,6 @@ def global_forecasts(
     history without its last ``back`` periods (0: the whole history) and forecasts the ``horizon`` periods
     after that cut. Returns ``{back: (len(ids), horizon) array}``, NaN rows for series with fewer than 2
     periods before the cut (they take no part in that origin)."""
-    os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
-    import lightgbm as lgb
-    from mlforecast import MLForecast
-    from mlforecast.target_transforms import LocalStandardScaler
-
     lengths = np.array([a.size for a in arrays], dtype=np.int64)
     unit = interval.lstrip("0123456789")
     every = int(interval[: len(interval) - len(unit)] or 1)
@@ -94,8 +117,6 @@ def global_forecasts(
         )
     )
     index = {uid: i for i, uid in enumerate(ids)}
-    lags, transforms, dates = features_for(season)
-    threads = n_jobs if n_jobs > 0 else (os.cpu_count() or 1)
     out: dict[int, np.ndarray] = {}
     for cut in backs:
         part = long.filter(pl.col("back") >= cut)
@@ -105,17 +126,7 @@ def global_forecasts(
         if part.is_empty():
             out[cut] = result
             continue
-        model = lgb.LGBMRegressor(
-            n_estimators=N_ESTIMATORS, random_state=0, deterministic=True, n_jobs=threads, verbosity=-1
-        )
-        forecaster = MLForecast(
-            models={GLOBAL_MODEL: model},
-            freq=interval,
-            lags=lags,
-            lag_transforms=transforms,  # type: ignore[arg-type]
-            date_features=dates,  # type: ignore[arg-type]
-            target_transforms=[LocalStandardScaler()],
-        )
+        forecaster = build_forecaster(season=season, interval=interval, n_jobs=n_jobs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             forecaster.fit(part, static_features=[], dropna=False)
