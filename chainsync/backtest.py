@@ -1,10 +1,20 @@
-"""Hold-out backtest of ChainSync's forecasting method on any panel CSV (``chainsync backtest``).
+"""Rolling-origin backtest of ChainSync's forecasting method on any panel CSV (``chainsync backtest``).
 
-Trains on everything before the last ``horizon`` periods of the panel, forecasts those periods with our method
-(``chainsync.forecasting.forecast_panel``) and with statsforecast baselines (``BASELINES``: SeasonalNaive and
-AutoETS by default, AutoTheta and MSTL on request), and scores them on the series with a complete history
-(every period of the panel present, the usual convention for the Walmart split): MASE (scaled by the in-sample
-seasonal-naive error, season from the frequency), WAPE and 80 % interval coverage.
+Per origin (``origins`` hold-outs of ``horizon`` periods, back to back, the last ending at the panel's last
+period): train on every period before the hold-out and nothing after it (gaps filled with 0 up to the last
+training period), forecast the hold-out with our method (``chainsync.forecasting.forecast_panel``) and the
+baselines (``BASELINES``: statsforecast's SeasonalNaive, AutoETS, AutoTheta, MSTL per series, and one
+untuned LightGBM model across series through mlforecast), every method given the same holiday knowledge,
+and score the series with a complete history up to the hold-out's end (the usual convention for the
+Walmart split):
+
+- MASE: per series, the mean absolute error over the hold-out divided by the in-sample seasonal-naive
+  error (the mean of ``|y[t] - y[t - season]|`` over the training periods; season from the frequency,
+  ``scale_for``), then the unweighted mean over the scored series;
+- WAPE: the sum of absolute errors over the sum of absolute actuals, over every scored row;
+- coverage: the share of scored rows inside the 80 % (95 %) interval.
+
+The means over origins are unweighted means of the per-origin figures.
 """
 
 from __future__ import annotations

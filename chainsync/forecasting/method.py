@@ -1,5 +1,5 @@
 """ChainSync's forecasting method: demand-pattern routing, per-series selection by rolling-origin
-cross-validation, conformal intervals.
+cross-validation, a global model where it earns its place, conformal intervals.
 
 1. **Classify** each series by its demand pattern (Syntetos-Boylan): ADI = periods per non-zero period,
    CV² = squared coefficient of variation of the non-zero values. smooth (ADI < 1.32, CV² < 0.49),
@@ -11,7 +11,11 @@ cross-validation, conformal intervals.
 3. **Select** per series the candidate with the lowest mean absolute error over the latest ``n_windows``
    rolling origins (step = horizon). Series too short for one window get SeasonalNaive (the fallback model,
    also statsforecast's ``fallback_model`` where statsforecast fits).
-4. **Intervals** are conformal: the signed cross-validation errors of the selected model, divided by each
+4. **Global model** (``global_model.py``, ``_choose_global``; on weekly and coarser panels by default,
+   ``CHAINSYNC_FORECAST_GLOBAL_MODEL``): one LightGBM model trained across every series, refitted for each
+   cross-validation window on the history before it. Per pattern group, the local choice, the global
+   model and the average of the two compete on the same CV windows; the lowest mean CV MASE wins.
+5. **Intervals** are conformal: the signed cross-validation errors of the selected model, divided by each
    series' MASE scale, are pooled per pattern group and horizon step; their quantiles times the series'
    scale around the point forecast give the 80 and 95 % bounds. Signed quantiles keep skew (a demand
    series cannot go below zero but can spike).
