@@ -304,11 +304,25 @@ def _forecast_panel(
             chosen[i] = "SeasonalNaive"
         yhat[i] = f
 
+    # The global candidate competes with the local choice on the same CV windows (``_choose_global``).
     if _use_global_model(global_model, season=season, n_series=len(ids)):
         _choose_global(
-            ids, arrays, meta, patterns, scales, windows, chosen, cv_mae, yhat, errors,
-            horizon=horizon, freq=freq, season=season, nonnegative=nonnegative, n_jobs=n_jobs,
-        )  # fmt: skip
+            ids,
+            arrays,
+            meta,
+            patterns,
+            scales,
+            windows,
+            chosen,
+            cv_mae,
+            yhat,
+            errors,
+            horizon=horizon,
+            freq=freq,
+            season=season,
+            nonnegative=nonnegative,
+            n_jobs=n_jobs,
+        )
 
     # Conformal bounds from pooled, scale-normalised signed errors per pattern group and step.
     quantiles = _conformal_quantiles(errors, chosen, scales, intermittent, horizon)
