@@ -165,15 +165,21 @@ def remove_holiday_effects(
     observed = tagged.filter(pl.col("baseline").is_not_null())
     if observed.is_empty():
         return frame, pl.DataFrame(schema=effects_schema)
-    per_series = observed.group_by("unique_id", "holiday").agg(
+    # Ordered groups and sums: an unordered parallel sum differs in the last bits from run to run, enough
+    # to flip a split of the global LightGBM model fitted on the adjusted history.
+    per_series = observed.group_by("unique_id", "holiday", maintain_order=True).agg(
         actual=pl.col("y").sum(),
         base=pl.col("baseline").sum(),
         occurrences=pl.len().cast(pl.UInt32),
     )
-    pooled = per_series.group_by("holiday").agg(
-        pooled=pl.when(pl.col("base").sum() > 0)
-        .then(pl.col("actual").sum() / pl.col("base").sum())
-        .otherwise(1.0)
+    pooled = (
+        per_series.sort("holiday", "unique_id")
+        .group_by("holiday", maintain_order=True)
+        .agg(
+            pooled=pl.when(pl.col("base").sum() > 0)
+            .then(pl.col("actual").sum() / pl.col("base").sum())
+            .otherwise(1.0)
+        )
     )
     effects = (
         per_series.join(pooled, on="holiday")
