@@ -1,16 +1,23 @@
-"""Forecasting benchmark: our method vs AutoETS-everywhere vs SeasonalNaive on a generated daily panel.
+"""Forecasting benchmark: our method vs SeasonalNaive, AutoETS and a global LightGBM model on a generated
+daily panel, every method with and without the same holiday knowledge.
 
-    uv run python bench/forecast.py                       # 10,000 series, 2 years, h = 30
+    uv run python bench/forecast.py                       # 10,000 series, 2 years to 2025-12-30, h = 30
     uv run python bench/forecast.py --series 2000 --ets-sample 200
+    uv run python bench/forecast.py --end 2025-10-31      # a hold-out without the Christmas weeks
     uv run python bench/forecast.py --chain               # the demo chain: holidays and reconciliation
 
-The panel: retail-like daily demand — Poisson counts around a level (log-uniform, 0.2 to 60 units a day)
-times a day-of-week profile, a yearly cycle, a slow trend and the generator's US retail holidays
-(``chainsync.generator.calendar``: Black Friday, the Christmas weeks, closed on Thanksgiving and Christmas
-Day ...) with a per-series sensitivity; about a fifth of the series are slow movers (intermittent). Each
-method trains on all but the last ``h`` days and forecasts them; MASE is scaled by the in-sample
-seasonal-naive (7-day) error. Ours runs twice, with and without the holiday adjustment (``--holidays``), and
-the MAE of each is split into holiday and other days of the horizon.
+The panel (pinned: seed 7, last day ``--end``, 2025-12-30 by default): retail-like daily demand — Poisson
+counts around a level (log-uniform, 0.2 to 60 units a day) times a day-of-week profile, a yearly cycle, a
+slow trend and the generator's US retail holidays (``chainsync.generator.calendar``: Black Friday, the
+Christmas weeks, closed on Thanksgiving and Christmas Day ...) with a per-series sensitivity; about a fifth
+of the series are slow movers (intermittent). Each method trains on all but the last ``h`` days and
+forecasts them; MASE is scaled by the in-sample seasonal-naive (7-day) error.
+
+Holiday knowledge is the one thing the panel's construction hands a method for free, so every method runs
+twice: without it, and with the ``--holidays`` calendar (US) through the same step
+(``chainsync.forecasting.holidays.adjust_for_holidays``: holiday effects estimated on the training days,
+taken out of the history, put back on the forecast) — our method inside ``forecast_panel``, the baselines
+around their fit. The MAE of each is split into the horizon's holiday days and the others.
 
 ``--chain`` generates the demo chain (10 stores x 150 products, two years ending 2026-11-27, seed 42), builds
 the pipeline's daily history (local sale dates, the last 400 days) and runs the pipeline's own functions on a
@@ -21,7 +28,9 @@ chain) against the actuals, with the share of series-days the reconciliation cli
 
 AutoETS on every series takes ~115 s per 1000 series on two cores, so it runs on a random ``--ets-sample``
 of series and its time is extrapolated linearly to the whole panel (the output says so); its MASE is
-compared with ours and SeasonalNaive's on that same sample.
+compared with the others' on that same sample. The LightGBM baseline is the global candidate's model
+(``chainsync.forecasting.global_model.build_forecaster``) fitted once on every series (``--no-lightgbm``
+leaves it out).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -40,17 +50,21 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chainsync.forecasting import forecast_panel, mase, scale_for  # noqa: E402
-from chainsync.forecasting.holidays import holiday_calendar  # noqa: E402
+from chainsync.forecasting.holidays import adjust_for_holidays, holiday_calendar  # noqa: E402
 from chainsync.generator.calendar import holiday_factors  # noqa: E402
 
 os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
 warnings.filterwarnings("ignore")
 
 
-def generate_panel(series: int, days: int, seed: int = 7) -> pl.DataFrame:
+END = date(2025, 12, 30)  # the panel's pinned last day: 730 days from 2024-01-01
+
+
+def generate_panel(series: int, days: int, seed: int = 7, end: date = END) -> pl.DataFrame:
+    """``series`` daily series of ``days`` days ending on ``end`` (see the module docstring)."""
     rng = np.random.default_rng(seed)
     t = np.arange(days)
-    start = date(2024, 1, 1)
+    start = end - timedelta(days=days - 1)
     factor, _ = holiday_factors([start + timedelta(days=d) for d in range(days)])
     level = np.exp(rng.uniform(np.log(0.2), np.log(60), series))
     slow = rng.random(series) < 0.2
@@ -263,16 +277,54 @@ def bench_chain() -> None:
             )
 
 
+def _holiday_aware(
+    train: pl.DataFrame, horizon: int, country: str | None, forecast: Callable[[pl.DataFrame], pl.DataFrame]
+) -> pl.DataFrame:
+    """``forecast(history)`` (unique_id, ds as a date, yhat) given the holiday knowledge ours gets: with a
+    ``country``, holiday effects taken out of the history and put back on the forecast
+    (``chainsync.forecasting.holidays.adjust_for_holidays``, the step ``forecast_panel`` uses)."""
+    if not country:
+        return forecast(train)
+    adjustment = adjust_for_holidays(train, horizon=horizon, freq="1d", country=country)
+    return adjustment.restore(forecast(adjustment.history), ["yhat"])
+
+
+def _statsforecast(model_factory: Callable[[], object], name: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    from statsforecast import StatsForecast
+
+    def run(history: pl.DataFrame, h: int) -> pl.DataFrame:
+        raw = StatsForecast(models=[model_factory()], freq="1d", n_jobs=-1).forecast(df=history, h=h)
+        return raw.select("unique_id", pl.col("ds").cast(pl.Date), yhat=pl.col(name).clip(lower_bound=0))
+
+    return run  # type: ignore[return-value]
+
+
+def _lightgbm(history: pl.DataFrame, h: int) -> pl.DataFrame:
+    """The global LightGBM model (``chainsync.forecasting.global_model.build_forecaster``) on every series."""
+    from chainsync.forecasting.global_model import GLOBAL_MODEL, build_forecaster
+
+    forecaster = build_forecaster(season=7, interval="1d", n_jobs=-1)
+    forecaster.fit(
+        history.with_columns(pl.col("ds").cast(pl.Datetime("us"))), static_features=[], dropna=False
+    )
+    raw = forecaster.predict(h)
+    return raw.select("unique_id", pl.col("ds").cast(pl.Date), yhat=pl.col(GLOBAL_MODEL).clip(lower_bound=0))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--series", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=730)
+    parser.add_argument(
+        "--end", type=date.fromisoformat, default=END, help="the panel's last day (the hold-out ends here)"
+    )
     parser.add_argument("--horizon", type=int, default=30)
     parser.add_argument("--ets-sample", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--holidays", default="US", help="holiday calendar country of our method")
+    parser.add_argument("--holidays", default="US", help="holiday calendar country given to every method")
+    parser.add_argument("--no-lightgbm", action="store_true", help="leave the global LightGBM baseline out")
     parser.add_argument("--chain", action="store_true", help="the demo chain: holidays and reconciliation")
     args = parser.parse_args()
     if args.chain:
@@ -280,11 +332,14 @@ def main() -> None:
         return
     h = args.horizon
 
-    panel = generate_panel(args.series, args.days, args.seed)
+    panel = generate_panel(args.series, args.days, args.seed, end=args.end)
     cutoff = panel["ds"].max() - timedelta(days=h)  # type: ignore[operator]
     train = panel.filter(pl.col("ds") <= cutoff)
     test = panel.filter(pl.col("ds") > cutoff)
-    print(f"panel: {args.series:,} daily series x {args.days} days, h = {h}, train to {cutoff}")
+    print(
+        f"panel: {args.series:,} daily series x {args.days} days to {args.end}, h = {h}, train to {cutoff}; "
+        f"holiday knowledge: {args.holidays} calendar, the same for every method that gets it"
+    )
 
     from statsforecast import StatsForecast
     from statsforecast.models import AutoETS, SeasonalNaive
@@ -297,82 +352,76 @@ def main() -> None:
     )
     forecast_panel(warm, horizon=h, freq="1d", holidays=args.holidays)
 
-    started = time.perf_counter()
-    ours = forecast_panel(train, horizon=h, freq="1d", holidays=args.holidays).forecasts.select(
-        "unique_id", "ds", yhat_ours="yhat"
-    )
-    ours_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    plain = forecast_panel(train, horizon=h, freq="1d").forecasts.select("unique_id", "ds", yhat_plain="yhat")
-    plain_seconds = time.perf_counter() - started
-
-    started = time.perf_counter()
-    sn = StatsForecast(models=[SeasonalNaive(7)], freq="1d", n_jobs=-1).forecast(df=train, h=h)
-    sn_seconds = time.perf_counter() - started
-
     rng = np.random.default_rng(args.seed)
     ids = train["unique_id"].unique().sort().to_numpy()
     sample = rng.choice(ids, size=min(args.ets_sample, ids.size), replace=False).tolist()
     sample_train = train.filter(pl.col("unique_id").is_in(sample))
-    started = time.perf_counter()
-    ets = StatsForecast(models=[AutoETS(season_length=7)], freq="1d", n_jobs=-1).forecast(
-        df=sample_train, h=h
-    )
-    ets_seconds_sample = time.perf_counter() - started
-    ets_seconds = ets_seconds_sample * ids.size / len(sample)
 
-    scales = (
+    def ours(history: pl.DataFrame, horizon: int, holidays: str | None) -> pl.DataFrame:
+        return forecast_panel(history, horizon=horizon, freq="1d", holidays=holidays).forecasts.select(
+            "unique_id", "ds", "yhat"
+        )
+
+    seasonal_naive = _statsforecast(lambda: SeasonalNaive(7), "SeasonalNaive")
+    ets = _statsforecast(lambda: AutoETS(season_length=7), "AutoETS")
+    # (label, key, forecast function, on the sample only); each runs with and without holiday knowledge.
+    methods: list[tuple[str, str, Callable[..., pl.DataFrame], bool]] = [
+        ("ChainSync (ours)", "ours", ours, False),
+        ("SeasonalNaive(7)", "sn", seasonal_naive, False),
+        (f"AutoETS(7) (timed on {len(sample)}, x{ids.size / len(sample):.0f})", "ets", ets, True),
+    ]
+    if not args.no_lightgbm:
+        methods.append(("LightGBM global (mlforecast)", "lgb", _lightgbm, False))
+    scored = test.join(
         train.group_by("unique_id")
         .agg(pl.col("y"))
         .select(
             "unique_id",
             scale=pl.col("y").map_elements(lambda v: scale_for(np.asarray(v), 7), return_dtype=pl.Float64),
-        )
-    )
-    scored = (
-        test.join(scales, on="unique_id")
-        .join(ours, on=["unique_id", "ds"])
-        .join(plain, on=["unique_id", "ds"])
-        .join(
-            sn.select("unique_id", pl.col("ds").cast(pl.Date), yhat_sn="SeasonalNaive"),
-            on=["unique_id", "ds"],
-        )
-    )
-    on_sample = scored.join(
-        ets.select("unique_id", pl.col("ds").cast(pl.Date), yhat_ets=pl.col("AutoETS").clip(lower_bound=0)),
-        on=["unique_id", "ds"],
-    )
-    rows = [
-        ("ChainSync (ours)", ours_seconds, mase(scored, "yhat_ours"), mase(on_sample, "yhat_ours")),
-        (
-            "ChainSync without holiday effects",
-            plain_seconds,
-            mase(scored, "yhat_plain"),
-            mase(on_sample, "yhat_plain"),
         ),
-        ("SeasonalNaive(7)", sn_seconds, mase(scored, "yhat_sn"), mase(on_sample, "yhat_sn")),
-        (
-            f"AutoETS(7) everywhere (timed on {len(sample)}, x{ids.size / len(sample):.0f})",
-            ets_seconds,
-            float("nan"),
-            mase(on_sample, "yhat_ets"),
-        ),
-    ]
-    print(f"{'method':58} {'seconds':>9} {'MASE all':>9} {'MASE sample':>12}")
-    for name, seconds, m_all, m_sample in rows:
-        print(f"{name:58} {seconds:9.1f} {m_all:9.3f} {m_sample:12.3f}")
-    calendar = holiday_calendar(cutoff + timedelta(days=1), cutoff + timedelta(days=h), "1d", args.holidays)
-    split = scored.join(calendar, on="ds", how="left").group_by(is_holiday=pl.col("holiday").is_not_null())
-    print(f"mean absolute error on the horizon's days ({', '.join(sorted(set(calendar['holiday'])))}):")
-    for name in ("ours", "plain", "sn"):
-        errors = dict(split.agg((pl.col("y") - pl.col(f"yhat_{name}")).abs().mean()).iter_rows())
-        print(
-            f"  {name:6} holiday days {errors.get(True, float('nan')):7.3f}   other days {errors[False]:7.3f}"
-        )
-    print(
-        f"speed-up vs AutoETS-everywhere: {ets_seconds / ours_seconds:.1f}x; "
-        f"MASE ours / AutoETS on the sample: {mase(on_sample, 'yhat_ours') / mase(on_sample, 'yhat_ets'):.3f}"
+        on="unique_id",
     )
+    rows = []
+    for label, key, run, on_sample in methods:
+        for knowledge in (args.holidays, None):
+            history = sample_train if on_sample else train
+            started = time.perf_counter()
+            if key == "ours":
+                predicted = run(history, h, knowledge)
+            else:
+                predicted = _holiday_aware(history, h, knowledge, lambda frame, run=run: run(frame, h))
+            seconds = time.perf_counter() - started
+            if on_sample:
+                seconds *= ids.size / len(sample)
+            column = f"yhat_{key}{'_h' if knowledge else ''}"
+            scored = scored.join(
+                predicted.select("unique_id", "ds", pl.col("yhat").alias(column)),
+                on=["unique_id", "ds"],
+                how="left",
+            )
+            rows.append((label, "yes" if knowledge else "no", seconds, column, on_sample))
+    on_sample_rows = scored.filter(pl.col("unique_id").is_in(sample))
+    print(f"{'method':52} {'holidays':>8} {'seconds':>9} {'MASE all':>9} {'MASE sample':>12}")
+    for label, knowledge, seconds, column, on_sample in rows:
+        m_all = float("nan") if on_sample else mase(scored, column)
+        print(f"{label:52} {knowledge:>8} {seconds:9.1f} {m_all:9.3f} {mase(on_sample_rows, column):12.3f}")
+    if args.holidays:
+        calendar = holiday_calendar(
+            cutoff + timedelta(days=1), cutoff + timedelta(days=h), "1d", args.holidays
+        )
+        split = scored.join(calendar, on="ds", how="left").group_by(
+            is_holiday=pl.col("holiday").is_not_null()
+        )
+        names = ", ".join(sorted(set(calendar["holiday"]))) or "none"
+        print(f"mean absolute error on the horizon's holiday days ({names}) and the others:")
+        for label, knowledge, _, column, on_sample in rows:
+            if on_sample:
+                continue
+            errors = dict(split.agg((pl.col("y") - pl.col(column)).abs().mean()).iter_rows())
+            print(
+                f"  {label:40} holidays {knowledge:>3}: holiday days {errors.get(True, float('nan')):7.3f}"
+                f"   other days {errors.get(False, float('nan')):7.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,20 @@
-"""Hold-out backtest of ChainSync's forecasting method on any panel CSV (``chainsync backtest``).
+"""Rolling-origin backtest of ChainSync's forecasting method on any panel CSV (``chainsync backtest``).
 
-Trains on everything before the last ``horizon`` periods of the panel, forecasts those periods with our method
-(``chainsync.forecasting.forecast_panel``) and with statsforecast baselines (``BASELINES``: SeasonalNaive and
-AutoETS by default, AutoTheta and MSTL on request), and scores them on the series with a complete history
-(every period of the panel present, the usual convention for the Walmart split): MASE (scaled by the in-sample
-seasonal-naive error, season from the frequency), WAPE and 80 % interval coverage.
+Per origin (``origins`` hold-outs of ``horizon`` periods, back to back, the last ending at the panel's last
+period): train on every period before the hold-out and nothing after it (gaps filled with 0 up to the last
+training period), forecast the hold-out with our method (``chainsync.forecasting.forecast_panel``) and the
+baselines (``BASELINES``: statsforecast's SeasonalNaive, AutoETS, AutoTheta, MSTL per series, and one
+untuned LightGBM model across series through mlforecast), every method given the same holiday knowledge,
+and score the series with a complete history up to the hold-out's end (the usual convention for the
+Walmart split):
+
+- MASE: per series, the mean absolute error over the hold-out divided by the in-sample seasonal-naive
+  error (the mean of ``|y[t] - y[t - season]|`` over the training periods; season from the frequency,
+  ``scale_for``), then the unweighted mean over the scored series;
+- WAPE: the sum of absolute errors over the sum of absolute actuals, over every scored row;
+- coverage: the share of scored rows inside the 80 % (95 %) interval.
+
+The means over origins are unweighted means of the per-origin figures.
 """
 
 from __future__ import annotations
@@ -15,7 +25,9 @@ import time
 import warnings
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -25,7 +37,7 @@ from chainsync.parallel import forecast_panel_partitioned
 from chainsync.settings import get_settings
 
 OUTPUT_COLUMNS = ["unique_id", "ds", "yhat", "lo_80", "hi_80", "lo_95", "hi_95"]
-BASELINES = ("SeasonalNaive", "AutoETS", "AutoTheta", "MSTL")
+BASELINES = ("SeasonalNaive", "AutoETS", "AutoTheta", "MSTL", "LightGBM")
 DEFAULT_BASELINES = ("SeasonalNaive", "AutoETS")
 
 
@@ -47,6 +59,8 @@ def parse_baselines(text: str) -> tuple[str, ...]:
 
 @dataclass
 class MethodScore:
+    """One method's scores on one origin's hold-out (``seconds``: wall time of its forecast)."""
+
     name: str
     mase: float
     wape: float
@@ -56,15 +70,45 @@ class MethodScore:
 
 
 @dataclass
-class BacktestResult:
+class OriginResult:
+    """One rolling origin: trained on every period up to ``train_end``, scored from ``test_start`` on."""
+
     scores: list[MethodScore]
     series_total: int
     series_scored: int
     train_end: str
     test_start: str
-    season: int
     forecasts: pl.DataFrame = field(repr=False)
     models: pl.DataFrame = field(repr=False)
+
+
+@dataclass
+class BacktestResult:
+    """The origins, oldest first (the last is the classic split: the panel's last ``horizon`` periods)."""
+
+    origins: list[OriginResult]
+    season: int
+
+    @property
+    def forecasts(self) -> pl.DataFrame:
+        """Our forecasts of every origin (the hold-outs do not overlap: ``ds`` tells the origin)."""
+        return pl.concat([o.forecasts for o in self.origins])
+
+    def mean_scores(self) -> list[MethodScore]:
+        """Each method's scores averaged over the origins (an unweighted mean of the per-origin figures)."""
+        names = [s.name for s in self.origins[0].scores]
+        rows = [[s for o in self.origins for s in o.scores if s.name == name] for name in names]
+        return [
+            MethodScore(
+                name=name,
+                mase=float(np.mean([s.mase for s in scores])),
+                wape=float(np.mean([s.wape for s in scores])),
+                coverage_80=float(np.mean([s.coverage_80 for s in scores])),
+                coverage_95=float(np.mean([s.coverage_95 for s in scores])),
+                seconds=float(np.sum([s.seconds for s in scores])),
+            )
+            for name, scores in zip(names, rows, strict=True)
+        ]
 
 
 def read_panel(path: Path, id_cols: list[str], date_col: str, target: str) -> pl.DataFrame:
@@ -111,38 +155,88 @@ def run_backtest(
     baselines: tuple[str, ...] = DEFAULT_BASELINES,
     holidays: str | None = "US",
     n_jobs: int = -1,
+    origins: int = 1,
+    global_model: str | None = None,
 ) -> BacktestResult:
-    """The hold-out backtest of ``panel`` (unique_id, ds, y); see the module docstring. ``holidays``: the
-    country of our method's holiday calendar (None: no holiday effects)."""
+    """The rolling-origin backtest of ``panel`` (unique_id, ds, y); see the module docstring.
+
+    ``origins``: how many hold-outs of ``horizon`` periods, back to back, ending at the panel's last
+    period. ``holidays``: the country whose holiday effects every method (ours and the baselines) gets
+    taken out of its history and put back on its forecast (None: no method gets holiday effects).
+    ``global_model``: our method's global candidate (``auto`` / ``on`` / ``off``; None: the setting)."""
     from chainsync.forecasting.method import _polars_interval
 
     season = season_length_for(freq)
     every = _polars_interval(freq)
     periods = panel["ds"].unique().sort()
-    if periods.len() <= horizon + 1:
-        raise ValueError(f"the panel has {periods.len()} periods; need more than horizon + 1 = {horizon + 1}")
-    test_start = periods[-horizon]
-    train_end = periods[-horizon - 1]
-    train = _fill_gaps(panel.filter(pl.col("ds") < test_start), train_end, every)
-    test = panel.filter(pl.col("ds") >= test_start)
-    complete = panel.group_by("unique_id").agg(n=pl.len()).filter(pl.col("n") == periods.len())["unique_id"]
-
+    if origins < 1:
+        raise ValueError("origins must be at least 1")
+    if periods.len() <= origins * horizon + 1:
+        raise ValueError(
+            f"the panel has {periods.len()} periods; need more than origins x horizon + 1 = "
+            f"{origins * horizon + 1}"
+        )
     warnings.filterwarnings("ignore", module="statsforecast")  # short-series notes, one per series
     warnings.filterwarnings("ignore", category=RuntimeWarning)
+    results = []
+    for k in range(origins, 0, -1):
+        test_start = periods[-k * horizon]
+        test_end = periods[-(k - 1) * horizon - 1]
+        results.append(
+            _backtest_origin(
+                panel.filter(pl.col("ds") <= test_end),
+                test_start=test_start,
+                train_end=periods[-k * horizon - 1],
+                every=every,
+                freq=freq,
+                horizon=horizon,
+                season=season,
+                baselines=baselines,
+                holidays=holidays,
+                n_jobs=n_jobs,
+                global_model=global_model,
+            )
+        )
+    return BacktestResult(origins=results, season=season)
+
+
+def _backtest_origin(
+    panel: pl.DataFrame,
+    *,
+    test_start: datetime,
+    train_end: datetime,
+    every: str,
+    freq: str,
+    horizon: int,
+    season: int,
+    baselines: tuple[str, ...],
+    holidays: str | None,
+    n_jobs: int,
+    global_model: str | None,
+) -> OriginResult:
+    """Train on ``panel`` before ``test_start`` (nothing at or after it reaches a model), forecast and score
+    the periods from ``test_start`` to the end of ``panel``."""
+    periods = panel["ds"].n_unique()
+    train = _fill_gaps(panel.filter(pl.col("ds") < test_start), train_end, every)
+    test = panel.filter(pl.col("ds") >= test_start)
+    complete = panel.group_by("unique_id").agg(n=pl.len()).filter(pl.col("n") == periods)["unique_id"]
+
     started = time.perf_counter()
+    options: dict[str, Any] = {"horizon": horizon, "freq": freq, "season": season, "holidays": holidays}
     scheduler = get_settings().dask_scheduler  # CHAINSYNC_DASK_SCHEDULER: series partitioned over its workers
     if scheduler:
-        ours = forecast_panel_partitioned(
-            train, scheduler=scheduler, horizon=horizon, freq=freq, season=season, holidays=holidays
-        )
+        # The global model is then trained per partition (2,000 series each), not across the whole panel.
+        ours = forecast_panel_partitioned(train, scheduler=scheduler, global_model=global_model, **options)
     else:
-        ours = forecast_panel(train, horizon=horizon, freq=freq, season=season, holidays=holidays)
+        ours = forecast_panel(train, global_model=global_model, **options)
     our_seconds = time.perf_counter() - started
-    forecasts = ours.forecasts.select(OUTPUT_COLUMNS)
+    forecasts = ours.forecasts.select(OUTPUT_COLUMNS).sort("unique_id", "ds")
     predictions = {"ChainSync": (forecasts, our_seconds)}
     if baselines:
         predictions.update(
-            _baselines(train, baselines, horizon=horizon, freq=freq, season=season, n_jobs=n_jobs)
+            _baselines(
+                train, baselines, horizon=horizon, freq=freq, season=season, n_jobs=n_jobs, holidays=holidays
+            )
         )
 
     scales = (
@@ -169,22 +263,54 @@ def run_backtest(
                 seconds=seconds,
             )
         )
-    return BacktestResult(
+    return OriginResult(
         scores=scores,
         series_total=train["unique_id"].n_unique(),
         series_scored=truth["unique_id"].n_unique(),
         train_end=str(train_end),
         test_start=str(test_start),
-        season=season,
         forecasts=forecasts,
         models=ours.series,
     )
 
 
 def _baselines(
-    train: pl.DataFrame, names: tuple[str, ...], *, horizon: int, freq: str, season: int, n_jobs: int
+    train: pl.DataFrame,
+    names: tuple[str, ...],
+    *,
+    horizon: int,
+    freq: str,
+    season: int,
+    n_jobs: int,
+    holidays: str | None,
 ) -> dict[str, tuple[pl.DataFrame, float]]:
-    """statsforecast's ``names`` (of ``BASELINES``) with their own 80/95 % intervals."""
+    """The baselines ``names`` (of ``BASELINES``) with their own 80/95 % intervals, each given the same
+    holiday effects as ours when ``holidays`` is set (taken out of the history, put back on the forecast)."""
+    from chainsync.forecasting.holidays import adjust_for_holidays
+
+    out = {}
+    for name in names:
+        started = time.perf_counter()
+        adjustment = (
+            adjust_for_holidays(train, horizon=horizon, freq=freq, country=holidays) if holidays else None
+        )
+        history = adjustment.history if adjustment is not None else train
+        if name == "LightGBM":
+            raw = _lightgbm_baseline(history, horizon=horizon, freq=freq, season=season, n_jobs=n_jobs)
+        else:
+            raw = _statsforecast_baseline(
+                history, name, horizon=horizon, freq=freq, season=season, n_jobs=n_jobs
+            )
+        if adjustment is not None:
+            raw = adjustment.restore(raw, OUTPUT_COLUMNS[2:])
+        out[name] = (raw.select(OUTPUT_COLUMNS), time.perf_counter() - started)
+    return out
+
+
+def _statsforecast_baseline(
+    train: pl.DataFrame, name: str, *, horizon: int, freq: str, season: int, n_jobs: int
+) -> pl.DataFrame:
+    """statsforecast's model ``name`` fitted per series, with its own 80/95 % intervals."""
     from chainsync.forecasting.method import _sf_freq
 
     os.environ.setdefault("NIXTLA_NUMBA_CACHE", "1")
@@ -198,24 +324,51 @@ def _baselines(
         "AutoTheta": lambda: AutoTheta(season_length=season),
         "MSTL": lambda: MSTL(season_length=season),
     }
-    out = {}
-    for name in names:
-        model = factories[name]()
-        started = time.perf_counter()
-        sf = StatsForecast(
-            models=[model], freq=_sf_freq(freq), n_jobs=n_jobs, fallback_model=SeasonalNaive(season)
-        )
-        raw = sf.forecast(df=train, h=horizon, level=[80, 95])
-        out[name] = (
-            raw.select(
-                "unique_id",
-                pl.col("ds").cast(pl.Datetime("us")),
-                yhat=pl.col(name),
-                **{f"{b}_{lvl}": pl.col(f"{name}-{b}-{lvl}") for lvl in (80, 95) for b in ("lo", "hi")},
+    sf = StatsForecast(
+        models=[factories[name]()], freq=_sf_freq(freq), n_jobs=n_jobs, fallback_model=SeasonalNaive(season)
+    )
+    raw = sf.forecast(df=train, h=horizon, level=[80, 95])
+    return raw.select(
+        "unique_id",
+        pl.col("ds").cast(pl.Datetime("us")),
+        yhat=pl.col(name),
+        **{f"{b}_{lvl}": pl.col(f"{name}-{b}-{lvl}") for lvl in (80, 95) for b in ("lo", "hi")},
+    )
+
+
+def _lightgbm_baseline(
+    train: pl.DataFrame, *, horizon: int, freq: str, season: int, n_jobs: int
+) -> pl.DataFrame:
+    """The practitioner's bar: one untuned LightGBM model across every series through mlforecast, with the
+    global candidate's features (``chainsync.forecasting.global_model``) and mlforecast's conformal
+    intervals (``PredictionIntervals``: residuals of 2 windows of ``horizon`` periods)."""
+    from mlforecast.utils import PredictionIntervals
+
+    from chainsync.forecasting.global_model import GLOBAL_MODEL, build_forecaster
+    from chainsync.forecasting.method import _polars_interval
+
+    forecaster = build_forecaster(season=season, interval=_polars_interval(freq), n_jobs=n_jobs)
+    # mlforecast's conformal intervals need 2 windows + 1 period per series: shorter series (never the
+    # scored, complete-history ones) are left out of the baseline.
+    lengths = train.group_by("unique_id").agg(n=pl.len())
+    long_enough = lengths.filter(pl.col("n") > 2 * horizon)["unique_id"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        forecaster.fit(
+            train.filter(pl.col("unique_id").is_in(long_enough.implode())).select(
+                "unique_id", pl.col("ds").cast(pl.Datetime("us")), "y"
             ),
-            time.perf_counter() - started,
+            static_features=[],
+            dropna=False,
+            prediction_intervals=PredictionIntervals(n_windows=2, h=horizon),
         )
-    return out
+        raw = forecaster.predict(horizon, level=[80, 95])
+    return raw.select(
+        "unique_id",
+        pl.col("ds").cast(pl.Datetime("us")),
+        yhat=pl.col(GLOBAL_MODEL),
+        **{f"{b}_{lvl}": pl.col(f"{GLOBAL_MODEL}-{b}-{lvl}") for lvl in (80, 95) for b in ("lo", "hi")},
+    )
 
 
 def write_forecasts(forecasts: pl.DataFrame, path: Path) -> None:

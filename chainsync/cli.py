@@ -160,61 +160,105 @@ def backtest(
     ] = "D",
     horizon: Annotated[int, typer.Option(min=1, max=1000, help="Periods held out and forecast.")] = 13,
     forecasts_out: Annotated[
-        Path | None, typer.Option(help="Write our forecasts (unique_id, ds, yhat, lo/hi_80, lo/hi_95) here.")
+        Path | None,
+        typer.Option(
+            help="Write our forecasts (unique_id, ds, yhat, lo/hi_80, lo/hi_95) here, every origin's rows."
+        ),
     ] = None,
     baselines: Annotated[
         str,
         typer.Option(
-            help="Comma-separated statsforecast baselines to run beside ours: SeasonalNaive, AutoETS, "
-            "AutoTheta, MSTL ('none' for none)."
+            help="Comma-separated baselines to run beside ours: SeasonalNaive, AutoETS, AutoTheta, MSTL "
+            "(statsforecast, per series), LightGBM (mlforecast, one model across series); 'none' for none."
         ),
     ] = "SeasonalNaive,AutoETS",
     holidays: Annotated[
         str,
-        typer.Option(help="Country of our method's holiday calendar (daily, weekly data); 'none' for none."),
+        typer.Option(
+            help="Country of the holiday calendar whose effects every method gets (ours and the baselines; "
+            "daily, weekly data); 'none' for none."
+        ),
     ] = "US",
+    origins: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=52,
+            help="Rolling origins: hold-outs of HORIZON periods back to back, ending at the end.",
+        ),
+    ] = 1,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Use the panel only up to this date (YYYY-MM-DD), e.g. for a development split."),
+    ] = None,
+    global_model: Annotated[
+        str | None,
+        typer.Option(help="Our method's global LightGBM candidate: auto, on, off (default: the setting)."),
+    ] = None,
 ) -> None:
-    """Hold out the last HORIZON periods, forecast them, print MASE / WAPE / coverage beside the baselines."""
+    """Hold out the last HORIZON periods (or ORIGINS rolling hold-outs), forecast them, print MASE / WAPE /
+    coverage beside the baselines, per origin and their mean."""
+    import polars as pl
     from rich.table import Table
 
-    from chainsync.backtest import parse_baselines, read_panel, run_backtest, write_forecasts
+    from chainsync.backtest import MethodScore, parse_baselines, read_panel, run_backtest, write_forecasts
 
     if not path.exists():
         console.print(f"[red]{path} does not exist[/]")
         raise typer.Exit(2)
     try:
         panel = read_panel(path, [c.strip() for c in id_cols.split(",") if c.strip()], date_col, target)
+        if until is not None:
+            try:
+                last = date.fromisoformat(until)
+            except ValueError:
+                raise ValueError(f"--until: {until!r} is not a date (YYYY-MM-DD)") from None
+            panel = panel.filter(pl.col("ds").cast(pl.Date) <= last)
         result = run_backtest(
             panel,
             freq=freq,
             horizon=horizon,
             baselines=parse_baselines(baselines),
             holidays=None if holidays.strip().lower() in ("", "none") else holidays.strip(),
+            origins=origins,
+            global_model=global_model,
         )
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
-    table = Table(
-        title=f"Hold-out {horizon} periods from {result.test_start[:10]} (season {result.season}); "
-        f"{result.series_scored} of {result.series_total} series scored (complete history)"
-    )
-    for column in ("method", "MASE", "WAPE", "80% coverage", "95% coverage", "seconds"):
-        table.add_column(column, justify="left" if column == "method" else "right")
-    for s in result.scores:
-        table.add_row(
-            s.name,
-            f"{s.mase:.3f}",
-            f"{s.wape:.3f}",
-            f"{s.coverage_80:.1%}",
-            f"{s.coverage_95:.1%}",
-            f"{s.seconds:.1f}",
+
+    def score_table(title: str, scores: list[MethodScore]) -> Table:
+        table = Table(title=title)
+        for column in ("method", "MASE", "WAPE", "80% coverage", "95% coverage", "seconds"):
+            table.add_column(column, justify="left" if column == "method" else "right")
+        for s in scores:
+            table.add_row(
+                s.name,
+                f"{s.mase:.3f}",
+                f"{s.wape:.3f}",
+                f"{s.coverage_80:.1%}",
+                f"{s.coverage_95:.1%}",
+                f"{s.seconds:.1f}",
+            )
+        return table
+
+    for origin in result.origins:
+        Console().print(
+            score_table(
+                f"Hold-out {horizon} periods from {origin.test_start[:10]} (season {result.season}); "
+                f"{origin.series_scored} of {origin.series_total} series scored (complete history)",
+                origin.scores,
+            )
         )
-    Console().print(table)
-    counts = result.models.group_by("pattern", "model").len().sort("len", descending=True)
-    console.print(
-        "models chosen: "
-        + ", ".join(f"{r['pattern']}/{r['model']} {r['len']}" for r in counts.iter_rows(named=True))
-    )
+        counts = origin.models.group_by("pattern", "model").len().sort("len", descending=True)
+        console.print(
+            "models chosen: "
+            + ", ".join(f"{r['pattern']}/{r['model']} {r['len']}" for r in counts.iter_rows(named=True))
+        )
+    if len(result.origins) > 1:
+        Console().print(
+            score_table(f"Mean over the {len(result.origins)} origins (seconds: total)", result.mean_scores())
+        )
     if forecasts_out is not None:
         write_forecasts(result.forecasts, forecasts_out)
         console.print(f"forecasts written to {forecasts_out} ({result.forecasts.height} rows)")

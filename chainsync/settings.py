@@ -195,6 +195,9 @@ class Settings(BaseSettings):
     # How the forecast hierarchy is made coherent: MinTrace "wls_struct" / "ols" reconciles the series and
     # the store / category / chain totals; "bottom_up" keeps the series and sums them.
     forecast_reconciliation: Literal["bottom_up", "ols", "wls_struct"] = "wls_struct"
+    # The global LightGBM model as a forecast candidate: "auto" (weekly and coarser panels of 20+ series),
+    # "on" (every panel, daily too: slower), "off".
+    forecast_global_model: Literal["auto", "on", "off"] = "auto"
     anomaly_threshold_quantile: float = Field(0.99, gt=0.5, lt=1.0)
     # Anomaly decisions, applied to stored raw scores (changing them re-flags without refitting).
     anomaly_z_threshold: float = Field(6.0, gt=0)  # scaled MADs a driving feature must reach

@@ -24,6 +24,7 @@ in the horizon by it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import polars as pl
@@ -164,15 +165,21 @@ def remove_holiday_effects(
     observed = tagged.filter(pl.col("baseline").is_not_null())
     if observed.is_empty():
         return frame, pl.DataFrame(schema=effects_schema)
-    per_series = observed.group_by("unique_id", "holiday").agg(
+    # Ordered groups and sums: an unordered parallel sum differs in the last bits from run to run, enough
+    # to flip a split of the global LightGBM model fitted on the adjusted history.
+    per_series = observed.group_by("unique_id", "holiday", maintain_order=True).agg(
         actual=pl.col("y").sum(),
         base=pl.col("baseline").sum(),
         occurrences=pl.len().cast(pl.UInt32),
     )
-    pooled = per_series.group_by("holiday").agg(
-        pooled=pl.when(pl.col("base").sum() > 0)
-        .then(pl.col("actual").sum() / pl.col("base").sum())
-        .otherwise(1.0)
+    pooled = (
+        per_series.sort("holiday", "unique_id")
+        .group_by("holiday", maintain_order=True)
+        .agg(
+            pooled=pl.when(pl.col("base").sum() > 0)
+            .then(pl.col("actual").sum() / pl.col("base").sum())
+            .otherwise(1.0)
+        )
     )
     effects = (
         per_series.join(pooled, on="holiday")
@@ -220,3 +227,30 @@ def apply_holiday_effects(
         .select(forecasts.columns)
         .sort("unique_id", "ds")
     )
+
+
+@dataclass(frozen=True)
+class HolidayAdjustment:
+    """A history with holiday effects taken out (``history``), and how to put them back on a forecast."""
+
+    history: pl.DataFrame
+    calendar: pl.DataFrame
+    effects: pl.DataFrame
+
+    def restore(self, forecasts: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+        """``forecasts`` (unique_id, ds, ``columns``...) with ``columns`` times the holiday effects."""
+        return apply_holiday_effects(forecasts, self.calendar, self.effects, columns)
+
+
+def adjust_for_holidays(frame: pl.DataFrame, *, horizon: int, freq: str, country: str) -> HolidayAdjustment:
+    """Take the holiday effects of ``country``'s calendar out of ``frame`` (unique_id, ds, y; gap-free),
+    with the calendar reaching ``horizon`` periods past the last ``ds``. The one holiday step every method
+    shares — ours (``forecast_panel(..., holidays=...)``), the backtest's baselines and the benchmark's —
+    so a comparison gives each side the same holiday knowledge."""
+    first, last = frame.select(
+        pl.col("ds").min().cast(pl.Date).alias("first"), pl.col("ds").max().cast(pl.Date).alias("last")
+    ).row(0)
+    span_days = horizon * (7 if week_anchor(freq) is not None else 1) + 7
+    calendar = holiday_calendar(first, last + timedelta(days=span_days), freq, country)
+    adjusted, effects = remove_holiday_effects(frame.select("unique_id", "ds", "y"), calendar, freq)
+    return HolidayAdjustment(history=adjusted, calendar=calendar, effects=effects)

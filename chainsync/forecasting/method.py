@@ -1,5 +1,5 @@
 """ChainSync's forecasting method: demand-pattern routing, per-series selection by rolling-origin
-cross-validation, conformal intervals.
+cross-validation, a global model where it earns its place, conformal intervals.
 
 1. **Classify** each series by its demand pattern (Syntetos-Boylan): ADI = periods per non-zero period,
    CV² = squared coefficient of variation of the non-zero values. smooth (ADI < 1.32, CV² < 0.49),
@@ -11,7 +11,11 @@ cross-validation, conformal intervals.
 3. **Select** per series the candidate with the lowest mean absolute error over the latest ``n_windows``
    rolling origins (step = horizon). Series too short for one window get SeasonalNaive (the fallback model,
    also statsforecast's ``fallback_model`` where statsforecast fits).
-4. **Intervals** are conformal: the signed cross-validation errors of the selected model, divided by each
+4. **Global model** (``global_model.py``, ``_choose_global``; on weekly and coarser panels by default,
+   ``CHAINSYNC_FORECAST_GLOBAL_MODEL``): one LightGBM model trained across every series, refitted for each
+   cross-validation window on the history before it. Per pattern group, the local choice, the global
+   model and the average of the two compete on the same CV windows; the lowest mean CV MASE wins.
+5. **Intervals** are conformal: the signed cross-validation errors of the selected model, divided by each
    series' MASE scale, are pooled per pattern group and horizon step; their quantiles times the series'
    scale around the point forecast give the 80 and 95 % bounds. Signed quantiles keep skew (a demand
    series cannot go below zero but can spike).
@@ -29,13 +33,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from chainsync.forecasting.holidays import week_anchor
 from chainsync.forecasting.metrics import scale_for
 
 LEVELS = (80, 95)
@@ -162,32 +164,27 @@ def forecast_panel(
     horizon: int,
     freq: str,
     holidays: str | None = None,
+    global_model: str | None = None,
     **options: Any,
 ) -> PanelForecast:
     """Forecast ``horizon`` periods after each series' last ``ds`` (see the module docstring).
 
     ``holidays``: a country code (``US``) to take holiday effects out of the history before fitting and put
     them back on the holiday periods of the horizon (``chainsync.forecasting.holidays``; daily and weekly data
-    only); None for no holiday adjustment. ``options`` go to ``_forecast_panel``."""
+    only); None for no holiday adjustment. ``global_model``: ``auto`` / ``on`` / ``off`` for the global
+    LightGBM candidate (None: the ``forecast_global_model`` setting; see ``_use_global_model``).
+    ``options`` go to ``_forecast_panel``."""
+    options["global_model"] = global_model
     if not holidays or frame.is_empty():
         return _forecast_panel(frame, horizon=horizon, freq=freq, **options)
-    from chainsync.forecasting.holidays import (
-        apply_holiday_effects,
-        holiday_calendar,
-        remove_holiday_effects,
-    )
+    from chainsync.forecasting.holidays import adjust_for_holidays
 
-    first, last = frame.select(
-        pl.col("ds").min().cast(pl.Date).alias("first"), pl.col("ds").max().cast(pl.Date).alias("last")
-    ).row(0)
-    span_days = horizon * (7 if week_anchor(freq) is not None else 1) + 7
-    calendar = holiday_calendar(first, last + timedelta(days=span_days), freq, holidays)
     if options.get("nonnegative") is None:
         options["nonnegative"] = bool(frame["y"].min() >= 0)  # type: ignore[operator]
-    adjusted, effects = remove_holiday_effects(frame.select("unique_id", "ds", "y"), calendar, freq)
-    result = _forecast_panel(adjusted, horizon=horizon, freq=freq, **options)
-    forecasts = apply_holiday_effects(
-        result.forecasts, calendar, effects, ["yhat", *(f"{b}_{lvl}" for lvl in LEVELS for b in ("lo", "hi"))]
+    adjustment = adjust_for_holidays(frame, horizon=horizon, freq=freq, country=holidays)
+    result = _forecast_panel(adjustment.history, horizon=horizon, freq=freq, **options)
+    forecasts = adjustment.restore(
+        result.forecasts, ["yhat", *(f"{b}_{lvl}" for lvl in LEVELS for b in ("lo", "hi"))]
     )
     return PanelForecast(forecasts=forecasts, series=result.series)
 
@@ -204,11 +201,13 @@ def _forecast_panel(
     nonnegative: bool | None = None,
     switch_margin: float = 0.25,
     n_jobs: int = 1,
+    global_model: str | None = None,
 ) -> PanelForecast:
     """Forecast ``horizon`` periods after each series' last ``ds`` (see the module docstring for the method).
 
     ``frame``: unique_id (str), ds (date/datetime, regular at ``freq``, gap-free), y (float). ``nonnegative``
-    (default: every y >= 0) clips forecasts and bounds at 0."""
+    (default: every y >= 0) clips forecasts and bounds at 0. ``global_model``: ``auto`` / ``on`` / ``off``
+    (None: the ``forecast_global_model`` setting), see ``_use_global_model``."""
     season = season or season_length_for(freq)
     ids, arrays, meta = _split(frame.select("unique_id", "ds", "y"))
     if nonnegative is None:
@@ -304,6 +303,26 @@ def _forecast_panel(
             f = _seasonal_naive(y, horizon, season)
             chosen[i] = "SeasonalNaive"
         yhat[i] = f
+
+    # The global candidate competes with the local choice on the same CV windows (``_choose_global``).
+    if _use_global_model(global_model, season=season, n_series=len(ids)):
+        _choose_global(
+            ids,
+            arrays,
+            meta,
+            patterns,
+            scales,
+            windows,
+            chosen,
+            cv_mae,
+            yhat,
+            errors,
+            horizon=horizon,
+            freq=freq,
+            season=season,
+            nonnegative=nonnegative,
+            n_jobs=n_jobs,
+        )
 
     # Conformal bounds from pooled, scale-normalised signed errors per pattern group and step.
     quantiles = _conformal_quantiles(errors, chosen, scales, intermittent, horizon)
@@ -533,3 +552,106 @@ def _long_frame(ids: list[str], arrays: list[np.ndarray], meta: pl.DataFrame, fr
         .dt.offset_by(pl.concat_str(pl.lit("-"), pl.col("back").cast(pl.String), pl.lit(unit))),
         y="y",
     )
+
+
+GLOBAL_MODES = ("auto", "on", "off")
+GLOBAL_MIN_SERIES = 20  # a model "across series" needs series to learn across
+
+
+def _use_global_model(mode: str | None, *, season: int, n_series: int) -> bool:
+    """Whether the global LightGBM model (``chainsync.forecasting.global_model``) is a candidate.
+
+    ``on``: always (2+ series); ``off``: never; ``auto`` (the default): on weekly and coarser data (season
+    52, 12, 4) with at least ``GLOBAL_MIN_SERIES`` series, off on daily and hourly data, where a panel has
+    7–24 times the rows and the daily pipeline must keep its throughput. None reads the
+    ``forecast_global_model`` setting (``CHAINSYNC_FORECAST_GLOBAL_MODEL``)."""
+    if mode is None:
+        from chainsync.settings import get_settings
+
+        mode = get_settings().forecast_global_model
+    if mode not in GLOBAL_MODES:
+        raise ValueError(f"global_model must be one of {', '.join(GLOBAL_MODES)}, not {mode!r}")
+    if mode == "off" or n_series < 2:
+        return False
+    if mode == "on":
+        return True
+    return season not in (7, 24) and n_series >= GLOBAL_MIN_SERIES
+
+
+def _choose_global(
+    ids: list[str],
+    arrays: list[np.ndarray],
+    meta: pl.DataFrame,
+    patterns: list[str],
+    scales: np.ndarray,
+    windows: list[int],
+    chosen: list[str],
+    cv_mae: np.ndarray,
+    yhat: np.ndarray,
+    errors: dict[str, list[np.ndarray | None]],
+    *,
+    horizon: int,
+    freq: str,
+    season: int,
+    nonnegative: bool,
+    n_jobs: int,
+) -> None:
+    """Offer the global model, alone and averaged with each series' chosen local model, per pattern group.
+
+    The global model is fitted once per cross-validation window on the history before it (and once on
+    everything for the forecast); per pattern group, over the series with every window scored, the option
+    with the lowest mean CV MASE among the local choice, the global model and their average wins. A group
+    decision, like the local one, because two windows per series are noisy. Updates ``chosen``, ``cv_mae``,
+    ``yhat`` and ``errors`` (the winner's CV errors, for the conformal intervals) in place."""
+    from chainsync.forecasting.global_model import GLOBAL_MODEL, global_forecasts
+
+    n = len(ids)
+    backs = [0, *(w * horizon for w in range(1, max(windows, default=0) + 1))]
+    predicted = global_forecasts(
+        ids,
+        arrays,
+        meta["last_ds"],
+        horizon=horizon,
+        interval=_polars_interval(freq),
+        season=season,
+        backs=backs,
+        n_jobs=n_jobs,
+    )
+    if nonnegative:
+        predicted = {back: np.maximum(f, 0.0) for back, f in predicted.items()}
+    global_errors: list[np.ndarray | None] = [None] * n
+    local_errors: list[np.ndarray | None] = [None] * n
+    for i, y in enumerate(arrays):
+        if windows[i] == 0 or not np.isfinite(predicted[0][i]).all():
+            continue
+        rows = [
+            y[y.size - w * horizon : y.size - w * horizon + horizon] - predicted[w * horizon][i]
+            for w in range(windows[i], 0, -1)
+        ]
+        local = errors.get(chosen[i], [None] * n)[i]
+        if np.isfinite(rows).all() and local is not None and local.shape == (windows[i], horizon):
+            global_errors[i], local_errors[i] = np.array(rows), local
+    for pattern in sorted(set(patterns)):
+        members = [i for i in range(n) if patterns[i] == pattern and global_errors[i] is not None]
+        if not members:
+            continue
+        options = {
+            "local": [local_errors[i] for i in members],
+            GLOBAL_MODEL: [global_errors[i] for i in members],
+            "average": [(local_errors[i] + global_errors[i]) / 2 for i in members],  # type: ignore[operator]
+        }
+        score = {
+            option: float(
+                np.mean([np.mean(np.abs(e)) / scales[i] for e, i in zip(errs, members, strict=True)])
+            )  # type: ignore[arg-type]
+            for option, errs in options.items()
+        }
+        best = min(score, key=score.__getitem__)
+        if best == "local":
+            continue
+        for e, i in zip(options[best], members, strict=True):
+            name = GLOBAL_MODEL if best == GLOBAL_MODEL else f"{chosen[i]}+{GLOBAL_MODEL}"
+            yhat[i] = predicted[0][i] if best == GLOBAL_MODEL else (yhat[i] + predicted[0][i]) / 2
+            errors.setdefault(name, [None] * n)[i] = e
+            chosen[i] = name
+            cv_mae[i] = float(np.mean(np.abs(e)))  # type: ignore[arg-type]

@@ -1,17 +1,19 @@
-"""`chainsync backtest` on a small weekly panel CSV (zipped), baselines included."""
+"""`chainsync backtest` on a small weekly panel CSV (zipped), baselines included; rolling origins and the
+no-leakage guarantee."""
 
 from __future__ import annotations
 
 import zipfile
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
-from chainsync.backtest import DEFAULT_BASELINES, parse_baselines
+from chainsync.backtest import DEFAULT_BASELINES, parse_baselines, run_backtest
 from chainsync.cli import app
 
 
@@ -120,3 +122,72 @@ def test_backtest_command_rejects_bad_options(tmp_path: Path, option: list[str],
     result = CliRunner().invoke(app, _args(archive, *option))
     assert result.exit_code == 2
     assert message in result.output
+
+
+def _noisy_weekly_panel(n_series: int = 30, weeks: int = 120) -> pl.DataFrame:
+    rng = np.random.default_rng(11)
+    t = np.arange(weeks)
+    start = date(2010, 2, 5)
+    frames = []
+    for s in range(n_series):
+        y = rng.uniform(100, 2000) * (1 + 0.4 * np.sin(2 * np.pi * t / 52)) * rng.lognormal(0, 0.3, weeks)
+        if s % 5 == 0:
+            y[rng.random(weeks) < 0.5] = 0.0  # some intermittent series for the other model family
+        frames.append(
+            pl.DataFrame(
+                {"unique_id": f"s{s:02d}", "ds": [start + timedelta(weeks=int(w)) for w in t], "y": y}
+            )
+        )
+    return pl.concat(frames).with_columns(pl.col("ds").cast(pl.Datetime("us")))
+
+
+def test_no_leakage_changing_every_held_out_value_changes_no_forecast() -> None:
+    """Per origin, every value from its hold-out's first period on is changed (tripled and shifted); our
+    forecasts for that origin — the global model's included, holiday effects on — stay identical, while
+    its scores move (the changed values are the ones scored)."""
+    panel = _noisy_weekly_panel()
+    options = {"freq": "W-FRI", "horizon": 8, "baselines": (), "holidays": "US", "origins": 2}
+    base = run_backtest(panel, global_model="on", **options)  # type: ignore[arg-type]
+    assert any("LightGBM" in m for o in base.origins for m in o.models["model"].to_list())
+    for k, origin in enumerate(base.origins):
+        start = datetime.fromisoformat(origin.test_start)
+        changed = panel.with_columns(
+            y=pl.when(pl.col("ds") >= start).then(pl.col("y") * 3 + 500).otherwise(pl.col("y"))
+        )
+        again = run_backtest(changed, global_model="on", **options)  # type: ignore[arg-type]
+        for earlier in range(k + 1):  # this origin and every one before it trained before `start`
+            assert_frame_equal(again.origins[earlier].forecasts, base.origins[earlier].forecasts)
+            assert (
+                again.origins[earlier].models["model"].to_list()
+                == base.origins[earlier].models["model"].to_list()
+            )
+        assert again.origins[k].scores[0].mase != pytest.approx(origin.scores[0].mase)
+
+
+def test_backtest_origins_print_each_origin_and_the_mean(tmp_path: Path) -> None:
+    archive, _, weeks = _weekly_panel(tmp_path)
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(
+        app, _args(archive, "--origins", "3", "--baselines", "SeasonalNaive", "--forecasts-out", str(out))
+    )
+    assert result.exit_code == 0, result.output
+    starts = [date(2010, 2, 5) + timedelta(weeks=weeks - 8 * k) for k in (3, 2, 1)]
+    for start in starts:
+        assert f"Hold-out 8 periods from {start}" in result.output
+    assert "Mean over the 3 origins" in result.output
+    assert _methods(result.output) == ["ChainSync", "SeasonalNaive"] * 4
+    written = pl.read_csv(out, try_parse_dates=True)
+    assert written.columns == ["unique_id", "ds", "yhat", "lo_80", "hi_80", "lo_95", "hi_95"]
+    assert written.height == 6 * 8 * 3
+    assert written.group_by("unique_id", "ds").len()["len"].max() == 1  # hold-outs do not overlap
+    assert written["ds"].min() == starts[0]
+
+
+def test_backtest_until_cuts_the_panel(tmp_path: Path) -> None:
+    archive, _, weeks = _weekly_panel(tmp_path)
+    last = date(2010, 2, 5) + timedelta(weeks=weeks - 21)
+    result = CliRunner().invoke(app, _args(archive, "--until", str(last), "--baselines", "none"))
+    assert result.exit_code == 0, result.output
+    assert f"Hold-out 8 periods from {last - timedelta(weeks=7)}" in result.output
+    bad = CliRunner().invoke(app, _args(archive, "--until", "last friday"))
+    assert bad.exit_code == 2 and "--until" in bad.output
