@@ -14,7 +14,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import Engine
+from starlette.requests import HTTPConnection
 
+from api.audit import Auditor
 from api.device_keys import DeviceKeyCache
 from api.firewall import check_principal
 from api.metrics import Metrics
@@ -27,12 +29,17 @@ from chainsync.settings import Settings
 
 
 # ``async`` so FastAPI calls them on the event loop instead of a worker thread (they only read state).
-async def get_app_settings(request: Request) -> Settings:
-    return request.app.state.settings
+# Typed on ``HTTPConnection``, so the same dependencies serve HTTP routes and WebSocket routes.
+async def get_app_settings(connection: HTTPConnection) -> Settings:
+    return connection.app.state.settings
 
 
-async def get_ops_engine(request: Request) -> Engine:
-    return request.app.state.engine
+async def get_ops_engine(connection: HTTPConnection) -> Engine:
+    return connection.app.state.engine
+
+
+async def get_auditor(connection: HTTPConnection) -> Auditor | None:
+    return getattr(connection.app.state, "auditor", None)
 
 
 async def get_device_keys(request: Request) -> DeviceKeyCache:
@@ -47,8 +54,8 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-async def get_hub(request: Request) -> Hub:
-    return request.app.state.hub
+async def get_hub(connection: HTTPConnection) -> Hub:
+    return connection.app.state.hub
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
@@ -57,6 +64,7 @@ DeviceKeysDep = Annotated[DeviceKeyCache, Depends(get_device_keys)]
 UploadWriterDep = Annotated[UploadWriter, Depends(get_upload_writer)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 HubDep = Annotated[Hub, Depends(get_hub)]
+AuditorDep = Annotated[Auditor | None, Depends(get_auditor)]
 
 
 class AccessDenied(HTTPException):

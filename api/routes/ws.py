@@ -37,17 +37,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
-from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import HTTPConnection
 
-from api.audit import Auditor
 from api.auth_trail import presented_credential
-from api.deps import Principal, get_current_principal
+from api.deps import AuditorDep, EngineDep, HubDep, Principal, SettingsDep, get_current_principal
 from api.firewall import address_refused, session_ended
 from api.ipfilter import client_ip_of
 from api.log import get_logger
@@ -90,29 +87,6 @@ def ip_admitted(settings: Settings, host: str | None) -> bool:
     return not allow or any(address in net for net in allow)
 
 
-# The app's services for a WebSocket route (``Request``-typed dependencies do not resolve there).
-async def _settings(connection: HTTPConnection) -> Settings:
-    return connection.app.state.settings
-
-
-async def _hub(connection: HTTPConnection) -> Hub:
-    return connection.app.state.hub
-
-
-async def _engine(connection: HTTPConnection) -> Engine:
-    return connection.app.state.engine
-
-
-async def _auditor(connection: HTTPConnection) -> Auditor | None:
-    return getattr(connection.app.state, "auditor", None)
-
-
-WsSettings = Annotated[Settings, Depends(_settings)]
-WsHub = Annotated[Hub, Depends(_hub)]
-WsEngine = Annotated[Engine, Depends(_engine)]
-WsAuditor = Annotated[Auditor | None, Depends(_auditor)]
-
-
 async def _authenticate(websocket: WebSocket, token: str) -> Principal | int:
     """The caller behind ``token`` by the same rules as HTTP requests (JWT or device key, sessions and
     rate limits), or the close code refusing it (4401; 4429 when rate limited)."""
@@ -149,7 +123,7 @@ def _split(value: Any) -> list[str] | None:
 
 
 async def notifications(
-    websocket: WebSocket, settings: WsSettings, hub: WsHub, engine: WsEngine, auditor: WsAuditor
+    websocket: WebSocket, settings: SettingsDep, hub: HubDep, engine: EngineDep, auditor: AuditorDep
 ) -> None:
     host = client_ip_of(websocket.scope)  # behind a trusted proxy, the client, not the proxy
     await websocket.accept()
