@@ -35,6 +35,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from api.aio import cancel_all
 from api.log import get_logger
 from api.shared.redis import READ_TIMEOUT_SECONDS, RETRY_AFTER_SECONDS, Availability, RedisKeys
 from api.ws.hub import Hub, Message, wanted_by
@@ -122,11 +123,7 @@ class RedisBus:
         if publisher is not None and not self._outbox.empty():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained(), timeout=READ_TIMEOUT_SECONDS)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
 
     async def _drained(self) -> None:

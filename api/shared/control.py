@@ -25,6 +25,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from api.aio import cancel_all
 from api.log import get_logger
 from api.shared.redis import RETRY_AFTER_SECONDS, Availability, RedisKeys
 
@@ -62,11 +63,7 @@ class ControlChannel:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         self._loop = None
 

@@ -12,7 +12,6 @@ the process that measured them and reach only its own subscribers (``this_proces
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,6 +21,7 @@ import polars as pl
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from api.aio import cancel_all
 from api.log import get_logger
 from api.metrics import Metrics
 from api.queries.feed import events_after, feed_watermark
@@ -185,11 +185,7 @@ class Notifier:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
 
     async def _every(self, seconds: float, step: Any) -> None:
