@@ -147,7 +147,7 @@ def check_identities(
     valid: list[tuple[ItemResult, EventBase]] = []
     rows: list[InboxRow] = []
     for index, event in enumerate(events):
-        if event.store_id == store_id and event.device_id == device_id and window.admits(event.occurred_at):
+        if event.store_id == store_id and event.device_id == device_id and window.plausible(event):
             row = InboxRow.from_event(event)
             result = ItemResult(index=index, event_id=row.event_id)
             valid.append((result, event))
@@ -176,7 +176,5 @@ def _identity_ok(
         result.errors.append(
             {"field": "device_id", "message": f"does not match the device this key is bound to ({device_id})"}
         )
-    implausible = window.error(event.occurred_at)
-    if implausible is not None:
-        result.errors.append(implausible)
+    result.errors.extend(window.errors(event))
     return not result.errors

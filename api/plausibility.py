@@ -5,8 +5,11 @@ An event's ``occurred_at`` must fall within the offline window the chain allows 
 (``CHAINSYNC_EVENT_MAX_AGE_DAYS``, 30 days by default: a terminal offline longer must be re-provisioned)
 and no further into the future than a small clock skew (``CHAINSYNC_EVENT_CLOCK_SKEW_SECONDS``, 900 s:
 the clock of a terminal that was offline drifts).
+Each line of a sale must also be one a store would ring up: at most ``CHAINSYNC_EVENT_MAX_LINE_QUANTITY``
+units (1,000) at most ``CHAINSYNC_EVENT_MAX_UNIT_PRICE_CENTS`` (10,000,000: 100,000.00) a unit — the event
+schema's own bounds (100,000 units, 1,000,000.00) only keep the arithmetic safe.
 Each refusal names the field and the reason, as any validation error does (422). Ingest and offline-sync
-uploads apply the same rule; historical imports (``chainsync import``) do not, they are not terminals.
+uploads apply the same rules; historical imports (``chainsync import``) do not, they are not terminals.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from chainsync.schemas.events import EventBase, SaleEvent
 from chainsync.settings import Settings
 
 
@@ -23,6 +27,8 @@ class TimeWindow:
 
     earliest: datetime
     latest: datetime
+    max_line_quantity: int = 1_000_000_000
+    max_unit_price_cents: int = 1_000_000_000_000
 
     @classmethod
     def now(cls, settings: Settings, now: datetime | None = None) -> TimeWindow:
@@ -30,7 +36,46 @@ class TimeWindow:
         return cls(
             earliest=now - timedelta(days=settings.event_max_age_days),
             latest=now + timedelta(seconds=settings.event_clock_skew_seconds),
+            max_line_quantity=settings.event_max_line_quantity,
+            max_unit_price_cents=settings.event_max_unit_price_cents,
         )
+
+    def plausible(self, event: EventBase) -> bool:
+        """True when ``event`` passes every rule here (the fast path's one check)."""
+        if not self.admits(event.occurred_at):
+            return False
+        if isinstance(event, SaleEvent):
+            return all(
+                line.quantity <= self.max_line_quantity and line.unit_price_cents <= self.max_unit_price_cents
+                for line in event.lines
+            )
+        return True
+
+    def errors(self, event: EventBase, prefix: str = "") -> list[dict[str, str]]:
+        """Every rule ``event`` breaks, as validation errors (fields under ``prefix``)."""
+        out = []
+        timing = self.error(event.occurred_at, field=f"{prefix}occurred_at")
+        if timing is not None:
+            out.append(timing)
+        if isinstance(event, SaleEvent):
+            for i, line in enumerate(event.lines):
+                if line.quantity > self.max_line_quantity:
+                    out.append(
+                        {
+                            "field": f"{prefix}lines.{i}.quantity",
+                            "message": f"is more than a store would ring up on one line "
+                            f"(at most {self.max_line_quantity})",
+                        }
+                    )
+                if line.unit_price_cents > self.max_unit_price_cents:
+                    out.append(
+                        {
+                            "field": f"{prefix}lines.{i}.unit_price_cents",
+                            "message": "is more than any product's price "
+                            f"(at most {self.max_unit_price_cents})",
+                        }
+                    )
+        return out
 
     def admits(self, occurred_at: datetime) -> bool:
         return self.earliest <= occurred_at <= self.latest

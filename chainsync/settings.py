@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # allowed, and no further ahead than a small clock skew.
     event_max_age_days: int = Field(30, ge=1, le=3650)
     event_clock_skew_seconds: int = Field(900, ge=0, le=86_400)
+    event_max_line_quantity: int = Field(1_000, ge=1, le=100_000)  # units on one sale line
+    event_max_unit_price_cents: int = Field(10_000_000, ge=1, le=100_000_000)  # 100,000.00 a unit
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     # Connection timeouts (api.server), as a reverse proxy would set them: request headers complete within
     # this many seconds of the first byte; at most this long between two reads of a body; idle keep-alive.

@@ -75,9 +75,7 @@ def prepare_items(
                         "message": f"does not match this device key's device ({device_id})",
                     }
                 )
-            implausible = window.error(event.occurred_at, field="payload.occurred_at")
-            if implausible is not None:
-                prepared.errors.append(implausible)
+            prepared.errors.extend(window.errors(event, prefix="payload."))
         if prepared.errors:
             prepared.raw = parsed.model_dump_json()
             continue

@@ -334,3 +334,22 @@ def test_a_terminal_may_post_what_it_kept_offline_within_the_window(client, devi
     assert client.post(SALES, json=sale_event(occurred_at=twenty_days_ago), headers=key).status_code == 201
     slightly_ahead = recent(hours_ago=-0.02)  # about a minute ahead: within the clock-skew tolerance
     assert client.post(SALES, json=sale_event(occurred_at=slightly_ahead), headers=key).status_code == 201
+
+
+def test_a_refund_of_100000_units_at_a_million_each_is_refused_by_line(client, device_keys, engine) -> None:
+    key = key_header(device_keys["S001"])
+    absurd = sale_event(
+        kind="refund",
+        lines=[
+            {"product_id": "P001", "quantity": 2, "unit_price_cents": 399, "discount_cents": 0},
+            {"product_id": "P002", "quantity": 100_000, "unit_price_cents": 100_000_000, "discount_cents": 0},
+        ],
+    )
+    resp = client.post(SALES, json=absurd, headers=key)
+    assert resp.status_code == 422
+    assert {e["field"] for e in resp.json()["errors"]} == {"lines.1.quantity", "lines.1.unit_price_cents"}
+    ordinary = sale_event(
+        lines=[{"product_id": "P001", "quantity": 12, "unit_price_cents": 129_999, "discount_cents": 0}]
+    )
+    assert client.post(SALES, json=ordinary, headers=key).status_code == 201
+    assert count_events(engine, "sale") == 1
