@@ -74,8 +74,12 @@ class Client:
         self.received = 0
         self.last_receive = 0.0
 
-    async def run(self, url: str, connected: asyncio.Event, stop: asyncio.Event, ready: list[int]) -> None:
+    async def run(
+        self, url: str, token: str, connected: asyncio.Event, stop: asyncio.Event, ready: list[int]
+    ) -> None:
         async with websockets.connect(url, max_queue=None, open_timeout=60, ping_interval=None) as ws:
+            # First-message auth: the token never appears in a URL (nor in any access log).
+            await ws.send(json.dumps({"type": "auth", "token": token, "channels": "sales:S001"}))
             welcome = json.loads(await ws.recv())
             assert welcome["type"] == "welcome", welcome
             ready.append(1)
@@ -130,11 +134,7 @@ async def bench(
         wave = []
         for client, token in zip(clients[i : i + 100], tokens[i : i + 100], strict=True):
             connected = asyncio.Event()
-            tasks.append(
-                asyncio.create_task(
-                    client.run(f"{ws_url}?token={token}&channels=sales:S001", connected, stop, ready)
-                )
-            )
+            tasks.append(asyncio.create_task(client.run(ws_url, token, connected, stop, ready)))
             wave.append(connected.wait())
         await asyncio.wait_for(asyncio.gather(*wave), timeout=max(1.0, deadline - time.monotonic()))
     connect_s = time.perf_counter() - started
