@@ -9,16 +9,16 @@ rejected.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import pydantic_core
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import TypeAdapter, ValidationError
 
 from api.errors import field_errors
 from api.plausibility import TimeWindow
 from chainsync.ops_store.events import InboxRow
 from chainsync.schemas.events import EventBase, InventoryEvent, SaleEvent
+from chainsync.schemas.wire import decode_body
 
 ItemOutcome = Literal["applied", "duplicate", "rejected"]
 
@@ -46,30 +46,42 @@ class ItemResult:
         return {"index": self.index, "event_id": self.event_id, "status": self.status, "errors": self.errors}
 
 
-@lru_cache(maxsize=8)
-def _whole_body_adapter(event_type: str, batch_limit: int) -> TypeAdapter[Any]:
-    model = MODELS[event_type]
-    batch = create_model(
-        f"{model.__name__}Batch",
-        __config__=ConfigDict(extra="forbid"),
-        events=(Annotated[list[model], Field(min_length=1, max_length=batch_limit)], ...),  # type: ignore[valid-type,arg-type]
-    )
-    # One event, or {"events": [...]}; left to right, so a valid body is validated once.
-    body: Any = Annotated[batch | model, Field(union_mode="left_to_right")]
-    return TypeAdapter(body)
-
-
-def validate_whole_body(raw: bytes, event_type: str, batch_limit: int) -> tuple[list[EventBase], bool] | None:
-    """Fast path for the common case: the whole body is valid. One pass of pydantic's JSON validator over
-    the raw bytes; returns ``(events, is_batch)``, or None when anything is wrong, in which case the caller
-    takes the item-by-item path (:func:`parse_envelope`, :func:`validate_items`) to say what and where."""
-    try:
-        value = _whole_body_adapter(event_type, batch_limit).validate_json(raw)
-    except ValidationError:
+def fast_path(
+    raw: bytes, event_type: str, batch_limit: int, *, store_id: str, device_id: str, window: TimeWindow
+) -> tuple[list[ItemResult], list[InboxRow], bool] | None:
+    """Fast path for the common case, a body of well-formed events: decoded by the wire decoder compiled
+    from the models (:mod:`chainsync.schemas.wire`), then the key's identity and the plausibility rules
+    (:mod:`api.plausibility`). Returns every item's result, the inbox rows of the valid ones (in order,
+    their results still ``rejected`` until the writer says), and whether it was a batch; or None when the
+    body is not all well-formed, in which case the caller takes the item-by-item path
+    (:func:`parse_envelope`, :func:`validate_items`) to say what and where."""
+    decoded = decode_body(MODELS[event_type], raw, batch_limit)
+    if decoded is None:
         return None
-    if isinstance(value, EventBase):
-        return [value], False
-    return list(value.events), True
+    events, is_batch = decoded
+    results: list[ItemResult] = []
+    rows: list[InboxRow] = []
+    earliest, latest = window.earliest, window.latest
+    sale = event_type == "sale"
+    max_quantity, max_price = window.max_line_quantity, window.max_unit_price_cents
+    for index, event in enumerate(events):
+        result = ItemResult(index, event.event_id)
+        results.append(result)
+        ok = (
+            event.store_id == store_id
+            and event.device_id == device_id
+            and earliest <= event.occurred_at <= latest
+        )
+        if ok and sale:
+            for line in event.obj.lines:
+                if line.quantity > max_quantity or line.unit_price_cents > max_price:
+                    ok = False
+                    break
+        if ok:
+            rows.append(InboxRow._make(event))
+        else:
+            _identity_ok(result, event.obj, store_id=store_id, device_id=device_id, window=window)
+    return results, rows, is_batch
 
 
 def parse_envelope(raw: bytes, batch_limit: int) -> tuple[list[Any], bool]:
@@ -137,30 +149,8 @@ def validate_items(
     return results, valid
 
 
-def check_identities(
-    events: list[EventBase], *, store_id: str, device_id: str, window: TimeWindow
-) -> tuple[list[ItemResult], list[tuple[ItemResult, EventBase]], list[InboxRow]]:
-    """Results for events already known valid (the fast path): only the key's identity and the time
-    window (:mod:`api.plausibility`) are checked. Also the inbox rows of the valid ones (each event's id is
-    formatted once, for its row and its result)."""
-    results: list[ItemResult] = []
-    valid: list[tuple[ItemResult, EventBase]] = []
-    rows: list[InboxRow] = []
-    for index, event in enumerate(events):
-        if event.store_id == store_id and event.device_id == device_id and window.plausible(event):
-            row = InboxRow.from_event(event)
-            result = ItemResult(index=index, event_id=row.event_id)
-            valid.append((result, event))
-            rows.append(row)
-        else:
-            result = ItemResult(index=index, event_id=None)
-            _identity_ok(result, event, store_id=store_id, device_id=device_id, window=window)
-        results.append(result)
-    return results, valid, rows
-
-
 def _identity_ok(
-    result: ItemResult, event: EventBase, *, store_id: str, device_id: str, window: TimeWindow
+    result: ItemResult, event: Any, *, store_id: str, device_id: str, window: TimeWindow
 ) -> bool:
     """Reject (into ``result``) an event claiming another store or device than the key's, or a time the
     terminal cannot plausibly have sold at (:mod:`api.plausibility`)."""

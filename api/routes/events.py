@@ -16,14 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.deps import DeviceAuth, Principal
 from api.errors import request_id
-from api.ingest import (
-    EnvelopeError,
-    ItemResult,
-    check_identities,
-    parse_envelope,
-    validate_items,
-    validate_whole_body,
-)
+from api.ingest import EnvelopeError, ItemResult, fast_path, parse_envelope, validate_items
 from api.metrics import Metrics
 from api.plausibility import TimeWindow
 from api.writer import InboxWriter
@@ -75,25 +68,26 @@ async def _ingest(
     raw = await request.body()
     store_id, device_id = device.device_store, device.device_id or ""
     limit = deps.settings.ingest_batch_limit
-    fast = validate_whole_body(raw, event_type, limit)
+    window = TimeWindow.now(deps.settings)
+    fast = fast_path(raw, event_type, limit, store_id=store_id, device_id=device_id, window=window)
     if fast is not None:
-        events, is_batch = fast
-        results, valid, rows = check_identities(
-            events, store_id=store_id, device_id=device_id, window=TimeWindow.now(deps.settings)
-        )
+        results, rows, is_batch = fast
+        valid = [r for r in results if not r.errors]
     else:
         try:
             items, is_batch = parse_envelope(raw, limit)
         except EnvelopeError as exc:
             return _json({"detail": exc.detail, "request_id": rid}, exc.status_code)
-        results, valid = validate_items(
-            items, event_type, store_id=store_id, device_id=device_id, window=TimeWindow.now(deps.settings)
+        checked, window_ok = validate_items(
+            items, event_type, store_id=store_id, device_id=device_id, window=window
         )
-        rows = [InboxRow.from_event(event) for _, event in valid]
+        results = checked
+        valid = [r for r, _ in window_ok]
+        rows = [InboxRow.from_event(event) for _, event in window_ok]
     if rows:
         # Group commit with other requests in flight (api.writer); returns after COMMIT.
         statuses = await deps.writer.append(rows)
-        for (result, _), outcome in zip(valid, statuses, strict=True):
+        for result, outcome in zip(valid, statuses, strict=True):
             result.status = outcome
 
     counts = {"applied": 0, "duplicate": 0, "rejected": 0}
@@ -102,8 +96,10 @@ async def _ingest(
     for counted, n in counts.items():
         if n:
             deps.metrics.observe_ingest(event_type, counted, n)
-    if counts["applied"]:
-        publish_ingested(deps.hub, (e for r, e in valid if r.status == "applied"))
+    if counts["applied"] and event_type == "sale":
+        publish_ingested(
+            deps.hub, [row.event for row, r in zip(rows, valid, strict=True) if r.status == "applied"]
+        )
 
     if is_batch:
         return _json({"results": [r.as_dict() for r in results], **counts}, 200)

@@ -27,7 +27,7 @@ from api.metrics import Metrics
 from api.queries.feed import events_after, feed_watermark
 from api.queries.snapshots import ANOMALY_TABLE, SnapshotUnavailable, load_current, read_table
 from api.ws.hub import Hub
-from chainsync.schemas.events import EventBase, SaleEvent
+from chainsync.schemas.events import sale_totals
 from chainsync.serving import POINTER, Snapshot
 
 log = get_logger("api.notifications")
@@ -36,18 +36,19 @@ INSIGHTS_TABLE = "business_insights"
 _MAX_ITEMS = 20  # anomalies or insights per store in one announcement
 
 
-def publish_ingested(hub: Hub | None, events: Iterable[EventBase]) -> None:
-    """The sales ticker: one message per store per ingest request, with its applied sales. Never awaits."""
+def publish_ingested(hub: Hub | None, sales: Iterable[Any]) -> None:
+    """The sales ticker: one message per store per ingest request, with its newly stored sales (models, or
+    the wire decoder's objects of them: ``store_id``, ``transaction_id``, ``kind``, ``occurred_at``,
+    ``lines``). Never awaits."""
     if hub is None:
         return
-    by_store: dict[str, list[SaleEvent]] = {}
-    for event in events:
-        if isinstance(event, SaleEvent):
-            by_store.setdefault(event.store_id, []).append(event)
-    for store_id, sales in by_store.items():
+    by_store: dict[str, list[Any]] = {}
+    for sale in sales:
+        by_store.setdefault(sale.store_id, []).append(sale)
+    for store_id, store_sales in by_store.items():
         units = net = 0
-        for sale in sales:
-            sale_units, sale_net = sale.signed_totals()
+        for sale in store_sales:
+            sale_units, sale_net = sale_totals(sale)
             units += sale_units
             net += sale_net
         hub.publish(
@@ -55,7 +56,7 @@ def publish_ingested(hub: Hub | None, events: Iterable[EventBase]) -> None:
             "sales",
             {
                 "store_id": store_id,
-                "transactions": len(sales),
+                "transactions": len(store_sales),
                 "units": units,
                 "net_revenue_cents": net,
                 "latest": [
@@ -67,7 +68,7 @@ def publish_ingested(hub: Hub | None, events: Iterable[EventBase]) -> None:
                             line.quantity * line.unit_price_cents - line.discount_cents for line in s.lines
                         ),
                     }
-                    for s in sales[-5:]
+                    for s in store_sales[-5:]
                 ],
             },
         )

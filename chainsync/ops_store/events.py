@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select
 
 from chainsync.ops_store import cursor_locks, live_sales
 from chainsync.ops_store.tables import event_inbox
@@ -16,9 +15,9 @@ from chainsync.schemas.events import EventBase
 ItemStatus = Literal["applied", "duplicate"]
 
 
-@dataclass(frozen=True, slots=True)
-class InboxRow:
-    """One event as stored: identity columns plus the event's JSON payload."""
+class InboxRow(NamedTuple):
+    """One event as stored: identity columns plus the event's JSON payload. A named tuple: the ingest
+    path makes one per event (:meth:`chainsync.schemas.wire.WireEvent` has the same fields, in order)."""
 
     event_id: str
     event_type: str
@@ -26,20 +25,21 @@ class InboxRow:
     device_id: str | None
     occurred_at: datetime
     payload: str
-    # The validated event the payload was made from, when there is one: readers of the row inside the
-    # ingest transaction (live_sales) use it instead of parsing the payload again. Not stored.
-    event: EventBase | None = field(default=None, compare=False, repr=False)
+    # The validated event the payload was made from, when there is one (a model, or the wire decoder's
+    # object with the same fields): readers of the row inside the ingest transaction (live_sales) use it
+    # instead of parsing the payload again. Not stored.
+    event: Any = None
 
     @classmethod
     def from_event(cls, event: EventBase) -> InboxRow:
         return cls(
-            event_id=str(event.event_id),
-            event_type=event.event_type,
-            store_id=event.store_id,
-            device_id=event.device_id,
-            occurred_at=event.occurred_at,
-            payload=event.payload_json(),
-            event=event,
+            str(event.event_id),
+            event.event_type,
+            event.store_id,
+            event.device_id,
+            event.occurred_at,
+            event.payload_json(),
+            event,
         )
 
 
@@ -117,12 +117,13 @@ def append_in_transaction(
 
 # One statement per batch: number the rows not stored yet after the current maximum, insert them, and say
 # which went in. ``ON CONFLICT`` is a second guard only: under the inbox lock no other writer can insert.
-_PG_APPEND = text(
-    """
+# Sent through psycopg directly with binary parameters: its text form of a ``text[]`` escapes every quote of
+# every JSON payload with a regular expression, which cost more than the whole insert.
+_PG_APPEND = """
     WITH batch AS (
         SELECT * FROM unnest(
-            CAST(:event_id AS varchar[]), CAST(:event_type AS varchar[]), CAST(:store_id AS varchar[]),
-            CAST(:device_id AS varchar[]), CAST(:occurred_at AS timestamptz[]), CAST(:payload AS text[])
+            %(event_id)b::varchar[], %(event_type)b::varchar[], %(store_id)b::varchar[],
+            %(device_id)b::varchar[], %(occurred_at)b::timestamptz[], %(payload)b::text[]
         ) WITH ORDINALITY AS b(event_id, event_type, store_id, device_id, occurred_at, payload, ord)
     ), fresh AS (
         SELECT b.*, row_number() OVER (ORDER BY b.ord) AS n FROM batch AS b
@@ -131,12 +132,11 @@ _PG_APPEND = text(
     INSERT INTO event_inbox
         (event_id, seq, event_type, store_id, device_id, occurred_at, received_at, payload)
     SELECT event_id, (SELECT coalesce(max(seq), 0) FROM event_inbox) + n, event_type, store_id, device_id,
-           occurred_at, CAST(:received_at AS timestamptz), payload
+           occurred_at, %(received_at)b::timestamptz, payload
     FROM fresh ORDER BY n
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
-    """
-)
+"""
 
 
 def _utc_aware(ts: datetime) -> datetime:
@@ -156,8 +156,8 @@ def append_postgresql(
         first.setdefault(row.event_id, row)
     batch = list(first.values())
     cursor_locks.hold(conn, cursor_locks.INBOX)
-    inserted = set(
-        conn.execute(
+    with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute(
             _PG_APPEND,
             {
                 "event_id": [r.event_id for r in batch],
@@ -168,8 +168,8 @@ def append_postgresql(
                 "payload": [r.payload for r in batch],
                 "received_at": _utc_aware(received_at or datetime.now(UTC)),
             },
-        ).scalars()
-    )
+        )
+        inserted = {row[0] for row in cur.fetchall()}
     live_sales.add_sales(conn, [r for r in batch if r.event_id in inserted])
     statuses: list[ItemStatus] = []
     for row in rows:

@@ -4,7 +4,7 @@ whatever the day's volume.
 
 A sale is filed under the business day of its ``occurred_at`` in its store's timezone (``stores.timezone``
 when it is stored, UTC otherwise), the day ``fct_sales_daily`` files it under. Figures come from
-:meth:`chainsync.schemas.events.SaleEvent.signed_totals`, the one definition of units and net cents.
+:func:`chainsync.schemas.events.sale_totals`, the one definition of units and net cents.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from chainsync.ops_store.tables import live_store_sales, stores
-from chainsync.schemas.events import SaleEvent
+from chainsync.schemas.events import SaleEvent, sale_totals
 
 if TYPE_CHECKING:
     from chainsync.ops_store.events import InboxRow
@@ -56,8 +56,8 @@ class _Totals:
     net_revenue_cents: int = 0
     sold_cents: int = 0
 
-    def add(self, sale: SaleEvent) -> None:
-        units, net = sale.signed_totals()
+    def add(self, sale: Any) -> None:
+        units, net = sale_totals(sale)
         if sale.kind == "sale":
             self.transactions += 1
             self.sold_cents += net
@@ -87,9 +87,8 @@ def add_sales(conn: Connection, rows: Sequence[InboxRow]) -> None:
         store = str(row.store_id)
         key = (store, business_day(row.occurred_at, zones.get(store) or store_zone(None)))
         try:
-            sale = (
-                row.event if isinstance(row.event, SaleEvent) else SaleEvent.model_validate_json(row.payload)
-            )
+            # The validated event (a model, or the wire decoder's object), else the stored payload.
+            sale = row.event if row.event is not None else SaleEvent.model_validate_json(row.payload)
         except ValidationError:
             # Stored anyway (the API validated it, or it is history); the landing quarantines it with
             # a reason, and the marts leave it out: so do the live figures.

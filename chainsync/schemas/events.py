@@ -11,8 +11,9 @@ Rules that hold for every event:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
 
 from pydantic import (
@@ -75,6 +76,71 @@ AwareTimestamp = Annotated[datetime, BeforeValidator(_require_text_or_datetime),
 Cents = Annotated[StrictInt, Field(ge=0, le=MAX_CENTS)]
 
 
+class _LineLike(Protocol):
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def unit_price_cents(self) -> int: ...
+    @property
+    def discount_cents(self) -> int: ...
+
+
+class _SaleLike(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def lines(self) -> Sequence[_LineLike]: ...
+
+
+class _StockMoveLike(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def quantity_delta(self) -> int | None: ...
+    @property
+    def counted_level(self) -> int | None: ...
+
+
+# The rules across fields, written once: the models' validators call them, and so does the fast wire
+# decoder compiled from the models (chainsync.schemas.wire).
+
+
+def check_sale_line(line: _LineLike) -> None:
+    """A line's discount is at most what the line is worth."""
+    if line.discount_cents > line.quantity * line.unit_price_cents:
+        raise ValueError("discount_cents exceeds quantity * unit_price_cents")
+
+
+def check_inventory_shape(move: _StockMoveLike) -> None:
+    """A count carries ``counted_level``; every other kind a ``quantity_delta`` of the kind's sign."""
+    if move.kind == "count":
+        if move.counted_level is None or move.quantity_delta is not None:
+            raise ValueError("a count carries counted_level and no quantity_delta")
+        return
+    delta = move.quantity_delta
+    if delta is None or move.counted_level is not None:
+        raise ValueError(f"a {move.kind} carries quantity_delta and no counted_level")
+    if move.kind == "receipt" and delta <= 0:
+        raise ValueError("a receipt has quantity_delta > 0")
+    if move.kind == "shrinkage" and delta >= 0:
+        raise ValueError("shrinkage has quantity_delta < 0")
+    if move.kind == "adjustment" and delta == 0:
+        raise ValueError("an adjustment has quantity_delta != 0")
+
+
+def sale_totals(sale: _SaleLike) -> tuple[int, int]:
+    """``(units, net_cents)`` a transaction adds to sales: positive for a sale, negative for a refund,
+    zero for a void. Net is quantity × unit price less discounts, in cents. The one definition (the live
+    figures, the ticker and the marts' reading of it)."""
+    if sale.kind == "void":
+        return 0, 0
+    units = net = 0
+    for line in sale.lines:  # one pass: the live ticker sums every ingested sale
+        units += line.quantity
+        net += line.quantity * line.unit_price_cents - line.discount_cents
+    return (units, net) if sale.kind == "sale" else (-units, -net)
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
@@ -100,8 +166,7 @@ class SaleLine(StrictModel):
 
     @model_validator(mode="after")
     def _discount_within_line(self) -> SaleLine:
-        if self.discount_cents > self.quantity * self.unit_price_cents:
-            raise ValueError("discount_cents exceeds quantity * unit_price_cents")
+        check_sale_line(self)
         return self
 
 
@@ -116,15 +181,8 @@ class SaleEvent(EventBase):
     lines: Annotated[list[SaleLine], Field(min_length=1, max_length=MAX_LINES)]
 
     def signed_totals(self) -> tuple[int, int]:
-        """``(units, net_cents)`` this transaction adds to sales: positive for a sale, negative for a
-        refund, zero for a void. Net is quantity × unit price less discounts, in cents."""
-        if self.kind == "void":
-            return 0, 0
-        units = net = 0
-        for line in self.lines:  # one pass: the live ticker sums every ingested sale
-            units += line.quantity
-            net += line.quantity * line.unit_price_cents - line.discount_cents
-        return (units, net) if self.kind == "sale" else (-units, -net)
+        """``(units, net_cents)`` this transaction adds to sales (:func:`sale_totals`)."""
+        return sale_totals(self)
 
 
 class InventoryEvent(EventBase):
@@ -139,18 +197,7 @@ class InventoryEvent(EventBase):
 
     @model_validator(mode="after")
     def _shape_by_kind(self) -> InventoryEvent:
-        if self.kind == "count":
-            if self.counted_level is None or self.quantity_delta is not None:
-                raise ValueError("a count carries counted_level and no quantity_delta")
-        else:
-            if self.quantity_delta is None or self.counted_level is not None:
-                raise ValueError(f"a {self.kind} carries quantity_delta and no counted_level")
-            if self.kind == "receipt" and self.quantity_delta <= 0:
-                raise ValueError("a receipt has quantity_delta > 0")
-            if self.kind == "shrinkage" and self.quantity_delta >= 0:
-                raise ValueError("shrinkage has quantity_delta < 0")
-            if self.kind == "adjustment" and self.quantity_delta == 0:
-                raise ValueError("an adjustment has quantity_delta != 0")
+        check_inventory_shape(self)
         return self
 
 

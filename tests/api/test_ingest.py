@@ -1,4 +1,5 @@
-"""api/ingest.py: the whole-body fast path must accept exactly what the item-by-item path accepts."""
+"""api/ingest.py: the whole-body fast path (the wire decoder) must accept only what the item-by-item path
+accepts, store it byte for byte as the models would, and give the same results."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from api.ingest import parse_envelope, validate_items, validate_whole_body
+from api.ingest import fast_path, parse_envelope, validate_items
 from api.plausibility import TimeWindow
 from tests.api.conftest import inventory_event, recent, sale_event
 
@@ -34,11 +35,15 @@ BAD_SALES = [
 ]
 
 
+def fast(raw: bytes, event_type: str = "sale", window: TimeWindow = ANY_TIME):  # type: ignore[no-untyped-def]
+    return fast_path(raw, event_type, LIMIT, store_id="S001", device_id="POS-01", window=window)
+
+
 def both_paths(raw: bytes, event_type: str = "sale"):  # type: ignore[no-untyped-def]
-    fast = validate_whole_body(raw, event_type, LIMIT)
+    fast_result = fast(raw, event_type)
     items, _ = parse_envelope(raw, LIMIT)
     results, valid = validate_items(items, event_type, store_id="S001", device_id="POS-01", window=ANY_TIME)
-    return fast, results, valid
+    return fast_result, results, valid
 
 
 @pytest.mark.parametrize("overrides", BAD_SALES)
@@ -46,8 +51,8 @@ def both_paths(raw: bytes, event_type: str = "sale"):  # type: ignore[no-untyped
 def test_fast_path_refuses_whatever_the_item_path_rejects(overrides, batched) -> None:
     event = sale_event(**overrides)
     body = {"events": [sale_event(), event]} if batched else event
-    fast, results, _ = both_paths(json.dumps(body).encode())
-    assert fast is None
+    fast_result, results, _ = both_paths(json.dumps(body).encode())
+    assert fast_result is None
     assert any(r.status == "rejected" and r.errors for r in results)
 
 
@@ -56,11 +61,14 @@ def test_fast_path_accepts_what_the_item_path_accepts_with_the_same_events(batch
     late = recent(utc_offset_hours=-5)  # with microseconds, in a zone west of UTC
     events = [sale_event(), sale_event(occurred_at=f"{late[:-6]}.123456{late[-6:]}")]
     raw = json.dumps({"events": events} if batched else events[0]).encode()
-    fast, results, valid = both_paths(raw)
-    assert fast is not None
-    fast_events, is_batch = fast
+    fast_result, results, valid = both_paths(raw)
+    assert fast_result is not None
+    fast_results, rows, is_batch = fast_result
     assert is_batch is batched
-    assert [e.payload_json() for e in fast_events] == [e.payload_json() for _, e in valid]
+    assert [r.payload for r in rows] == [e.payload_json() for _, e in valid]
+    assert [r.occurred_at for r in rows] == [e.occurred_at for _, e in valid]
+    assert [r.event_id for r in rows] == [str(e.event_id) for _, e in valid]
+    assert [r.as_dict() for r in fast_results] == [r.as_dict() for r in results]
     assert all(not r.errors for r in results)
 
 
@@ -74,10 +82,10 @@ def test_fast_path_refuses_nan_oversize_and_odd_envelopes() -> None:
         json.dumps([sale_event()]),
         "{not json",
     ):
-        assert validate_whole_body(raw.encode(), "sale", LIMIT) is None, raw[:60]
+        assert fast(raw.encode()) is None, raw[:60]
 
 
 def test_fast_path_per_event_type() -> None:
     raw = json.dumps(inventory_event()).encode()
-    assert validate_whole_body(raw, "inventory", LIMIT) is not None
-    assert validate_whole_body(raw, "sale", LIMIT) is None
+    assert fast(raw, "inventory") is not None
+    assert fast(raw, "sale") is None
