@@ -48,39 +48,38 @@ class ItemResult:
 
 def fast_path(
     raw: bytes, event_type: str, batch_limit: int, *, store_id: str, device_id: str, window: TimeWindow
-) -> tuple[list[ItemResult], list[InboxRow], bool] | None:
+) -> tuple[list[dict[str, Any]], list[InboxRow], bool] | None:
     """Fast path for the common case, a body of well-formed events: decoded by the wire decoder compiled
     from the models (:mod:`chainsync.schemas.wire`), then the key's identity and the plausibility rules
-    (:mod:`api.plausibility`). Returns every item's result, the inbox rows of the valid ones (in order,
-    their results still ``rejected`` until the writer says), and whether it was a batch; or None when the
-    body is not all well-formed, in which case the caller takes the item-by-item path
-    (:func:`parse_envelope`, :func:`validate_items`) to say what and where."""
-    decoded = decode_body(MODELS[event_type], raw, batch_limit)
+    (:mod:`api.plausibility`). Returns every item's result (as :meth:`ItemResult.as_dict` writes it;
+    the valid ones ``rejected`` with no errors until the writer says), the inbox rows of the valid ones in
+    order, and whether it was a batch; or None when the body is not all well-formed, in which case the
+    caller takes the item-by-item path (:func:`parse_envelope`, :func:`validate_items`) to say what and
+    where."""
+    decoded = decode_body(MODELS[event_type], raw, batch_limit, row=InboxRow)
     if decoded is None:
         return None
     events, is_batch = decoded
-    results: list[ItemResult] = []
+    results: list[dict[str, Any]] = []
     rows: list[InboxRow] = []
     earliest, latest = window.earliest, window.latest
     sale = event_type == "sale"
     max_quantity, max_price = window.max_line_quantity, window.max_unit_price_cents
     for index, event in enumerate(events):
-        result = ItemResult(index, event.event_id)
-        results.append(result)
-        ok = (
-            event.store_id == store_id
-            and event.device_id == device_id
-            and earliest <= event.occurred_at <= latest
-        )
+        ok = event.store_id == store_id and event.device_id == device_id
+        ok = ok and earliest <= event.occurred_at <= latest
         if ok and sale:
-            for line in event.obj.lines:
+            for line in event.event.lines:
                 if line.quantity > max_quantity or line.unit_price_cents > max_price:
                     ok = False
                     break
         if ok:
-            rows.append(InboxRow._make(event))
+            results.append({"index": index, "event_id": event.event_id, "status": "rejected", "errors": []})
+            rows.append(event)
         else:
-            _identity_ok(result, event.obj, store_id=store_id, device_id=device_id, window=window)
+            result = ItemResult(index, event.event_id)
+            _identity_ok(result, event.event, store_id=store_id, device_id=device_id, window=window)
+            results.append(result.as_dict())
     return results, rows, is_batch
 
 

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.deps import DeviceAuth, Principal
 from api.errors import request_id
-from api.ingest import EnvelopeError, ItemResult, fast_path, parse_envelope, validate_items
+from api.ingest import EnvelopeError, fast_path, parse_envelope, validate_items
 from api.metrics import Metrics
 from api.plausibility import TimeWindow
 from api.writer import InboxWriter
@@ -72,7 +72,7 @@ async def _ingest(
     fast = fast_path(raw, event_type, limit, store_id=store_id, device_id=device_id, window=window)
     if fast is not None:
         results, rows, is_batch = fast
-        valid = [r for r in results if not r.errors]
+        valid = [r for r in results if not r["errors"]]
     else:
         try:
             items, is_batch = parse_envelope(raw, limit)
@@ -81,46 +81,42 @@ async def _ingest(
         checked, window_ok = validate_items(
             items, event_type, store_id=store_id, device_id=device_id, window=window
         )
-        results = checked
-        valid = [r for r, _ in window_ok]
+        results = [r.as_dict() for r in checked]
+        valid = [results[r.index] for r, _ in window_ok]
         rows = [InboxRow.from_event(event) for _, event in window_ok]
     if rows:
         # Group commit with other requests in flight (api.writer); returns after COMMIT.
         statuses = await deps.writer.append(rows)
         for result, outcome in zip(valid, statuses, strict=True):
-            result.status = outcome
+            result["status"] = outcome
 
     counts = {"applied": 0, "duplicate": 0, "rejected": 0}
     for result in results:
-        counts[result.status] += 1
+        counts[result["status"]] += 1
     for counted, n in counts.items():
         if n:
             deps.metrics.observe_ingest(event_type, counted, n)
     if counts["applied"] and event_type == "sale":
         publish_ingested(
-            deps.hub, [row.event for row, r in zip(rows, valid, strict=True) if r.status == "applied"]
+            deps.hub, [row.event for row, r in zip(rows, valid, strict=True) if r["status"] == "applied"]
         )
 
     if is_batch:
-        return _json({"results": [r.as_dict() for r in results], **counts}, 200)
+        return _json({"results": results, **counts}, 200)
     return _single_response(results[0], event_type, rid)
 
 
-def _single_response(result: ItemResult, event_type: str, rid: str | None) -> Response:
-    body: dict[str, Any] = {"event_id": result.event_id, "status": result.status}
-    if result.status == "applied":
+def _single_response(result: dict[str, Any], event_type: str, rid: str | None) -> Response:
+    body: dict[str, Any] = {"event_id": result["event_id"], "status": result["status"]}
+    if result["status"] == "applied":
         return _json(body, status.HTTP_201_CREATED)
-    if result.status == "duplicate":
+    if result["status"] == "duplicate":
         return _json(body, status.HTTP_200_OK)
-    identity = {e["field"] for e in result.errors} <= {"store_id", "device_id"}
-    summary = "; ".join(f"{e['field']}: {e['message']}" for e in result.errors[:5])
+    errors: list[dict[str, str]] = result["errors"]
+    identity = {e["field"] for e in errors} <= {"store_id", "device_id"}
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
     return JSONResponse(
-        {
-            **body,
-            "detail": f"Invalid {event_type} event: {summary}",
-            "errors": result.errors,
-            "request_id": rid,
-        },
+        {**body, "detail": f"Invalid {event_type} event: {summary}", "errors": errors, "request_id": rid},
         status_code=status.HTTP_403_FORBIDDEN if identity else status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
 

@@ -214,7 +214,8 @@ def _compile(model: type[BaseModel]) -> _Layout:
 
 class WireEvent(typing.NamedTuple):
     """A decoded event, ready for the inbox: identity columns, the stored payload, and the decoded object
-    (read for its figures: ``kind``, ``lines``, ``transaction_id``; ``occurred_at`` is the UTC datetime)."""
+    (read for its figures: ``kind``, ``lines``, ``transaction_id``; ``occurred_at`` is the UTC datetime).
+    The fields are those of ``chainsync.ops_store.events.InboxRow``, in the same order."""
 
     event_id: str
     event_type: str
@@ -222,7 +223,7 @@ class WireEvent(typing.NamedTuple):
     device_id: str
     occurred_at: datetime
     payload: str
-    obj: Any
+    event: Any
 
 
 def _collect(layout: _Layout, objs: list[Any], texts: dict[str, list[str]]) -> None:
@@ -260,7 +261,7 @@ class _Decoder:
         self.single_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(item)
         self.encode = msgspec.json.Encoder().encode
 
-    def events(self, raw: bytes) -> tuple[list[WireEvent], bool] | None:
+    def events(self, raw: bytes, row: Callable[..., Any]) -> tuple[list[Any], bool] | None:
         try:
             if _BATCH_START.match(raw, 0, 64):
                 decoded, is_batch = self.batch_decoder.decode(raw).events, True
@@ -270,7 +271,7 @@ class _Decoder:
             _collect(self.layout, decoded, texts)
             if not _texts_ok(texts):
                 return None
-            out: list[WireEvent] = []
+            out: list[Any] = []
             encode, event_type = self.encode, self.event_type
             for obj in decoded:
                 when = datetime.fromisoformat(obj.occurred_at)
@@ -278,9 +279,7 @@ class _Decoder:
                     when = when.astimezone(UTC)
                 obj.occurred_at = when  # written out in the models' form (UTC, "Z")
                 payload = encode(obj).decode()
-                out.append(
-                    WireEvent(obj.event_id, event_type, obj.store_id, obj.device_id, when, payload, obj)
-                )
+                out.append(row(obj.event_id, event_type, obj.store_id, obj.device_id, when, payload, obj))
         except (msgspec.DecodeError, ValueError):
             return None
         return out, is_batch
@@ -289,11 +288,14 @@ class _Decoder:
 _DECODERS: dict[tuple[type[EventBase], int], _Decoder] = {}
 
 
-def decode_body(model: type[EventBase], raw: bytes, batch_limit: int) -> tuple[list[WireEvent], bool] | None:
+def decode_body(
+    model: type[EventBase], raw: bytes, batch_limit: int, *, row: Callable[..., Any] = WireEvent
+) -> tuple[list[Any], bool] | None:
     """``(events, is_batch)`` for a body that is one valid event of ``model`` or ``{"events": [...]}``
     of them (at most ``batch_limit``); None when the fast path cannot vouch for it (invalid, or spelled in
-    a way only the models read) — then validate with the models."""
+    a way only the models read) — then validate with the models. Each event is ``row(*fields)`` with the
+    fields of :class:`WireEvent`, in order (the API passes the ops store's ``InboxRow``, which has them)."""
     decoder = _DECODERS.get((model, batch_limit))
     if decoder is None:
         decoder = _DECODERS[(model, batch_limit)] = _Decoder(model, batch_limit)
-    return decoder.events(raw)
+    return decoder.events(raw, row)

@@ -68,7 +68,7 @@ def test_fast_path_accepts_what_the_item_path_accepts_with_the_same_events(batch
     assert [r.payload for r in rows] == [e.payload_json() for _, e in valid]
     assert [r.occurred_at for r in rows] == [e.occurred_at for _, e in valid]
     assert [r.event_id for r in rows] == [str(e.event_id) for _, e in valid]
-    assert [r.as_dict() for r in fast_results] == [r.as_dict() for r in results]
+    assert fast_results == [r.as_dict() for r in results]
     assert all(not r.errors for r in results)
 
 
