@@ -163,15 +163,55 @@ def apply_upload(
 
 def apply_uploads(engine: Engine, jobs: Sequence[UploadJob]) -> list[UploadOutcome]:
     """Apply several uploads in order in one transaction (group commit): each batch is still all or
-    nothing, and a later batch sees the earlier ones' mutation ids."""
+    nothing, and a later batch sees the earlier ones' mutation ids.
+
+    The group's work is done in bulk, one statement per table rather than per batch: every batch is
+    staged in order (mutation-id lookups, overrides and catalog edits, which must see each other), then
+    the events of all batches go into the inbox in one append (received at the group's first arrival),
+    then the dead letters, the mutation log and the batches' sync events, one insert each."""
     with engine.begin() as conn:
         if any(isinstance(it.parsed, OverrideItem) for job in jobs for it in job.items):
             # Lock order (cursor_locks): the change log before the inbox, which every upload takes.
             cursor_locks.hold(conn, cursor_locks.CHANGE_LOG)
-        return [_apply_in_transaction(conn, job) for job in jobs]
+        in_group: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        staged = [_stage(conn, job, in_group) for job in jobs]
+        received = min(job.received_at for job in jobs)
+        rows = [row for stage in staged for _, row in stage.events]
+        statuses = append_in_transaction(conn, rows, received_at=received) if rows else []
+        at = 0
+        for stage in staged:
+            for i, _ in stage.events:
+                stage.results[i]["status"] = statuses[at]
+                at += 1
+        dead: list[dict[str, Any]] = []
+        log_rows: list[dict[str, Any]] = []
+        sessions: list[InboxRow] = []
+        outcomes = [_finish(conn, stage, dead, log_rows, sessions) for stage in staged]
+        if dead:
+            conn.execute(insert(sync_dead_letters), dead)
+        if log_rows:
+            conn.execute(insert(sync_mutations), log_rows)
+        append_in_transaction(conn, sessions, received_at=received)
+        return outcomes
 
 
-def _apply_in_transaction(conn: Connection, job: UploadJob) -> UploadOutcome:
+@dataclass(slots=True)
+class _Stage:
+    """One batch between staging and finishing: its answers so far, the inbox rows of its events (by item
+    position), its first-time items, and repeats of an earlier batch's items in the same group (answered
+    once that batch's outcome is known)."""
+
+    job: UploadJob
+    skew: int
+    results: list[dict[str, Any]]
+    events: list[tuple[int, InboxRow]]
+    fresh: list[int]
+    repeats: list[tuple[int, dict[str, Any]]]
+
+
+def _stage(
+    conn: Connection, job: UploadJob, in_group: dict[tuple[str, str], dict[str, dict[str, Any]]]
+) -> _Stage:
     meta, items, now = job.meta, job.items, job.received_at
     skew = clock_skew_seconds(meta.sent_at, now)
     results: list[dict[str, Any]] = [{} for _ in items]
@@ -186,13 +226,16 @@ def _apply_in_transaction(conn: Connection, job: UploadJob) -> UploadOutcome:
             )
         ):
             known[str(mid)] = json.loads(str(result))
+    earlier = in_group.setdefault((meta.store_id, meta.device_id), {})
 
     seen: set[str] = set()
-    fresh: list[int] = []  # indexes of items answered for the first time
-    events: list[tuple[int, InboxRow]] = []
+    stage = _Stage(job, skew, results, [], [], [])
     for i, item in enumerate(items):
         base = {"index": item.index, "mutation_id": item.mutation_id, "type": item.item_type}
         mid = item.mutation_id
+        if mid is not None and mid in earlier:
+            stage.repeats.append((i, earlier[mid]))  # an earlier batch of this group: answered at the end
+            continue
         if mid is not None and (mid in known or mid in seen):
             first = known.get(mid)
             if first is None or first["status"] == "applied":
@@ -204,24 +247,40 @@ def _apply_in_transaction(conn: Connection, job: UploadJob) -> UploadOutcome:
             seen.add(mid)
         if item.parsed is None:
             results[i] = {**base, "status": "rejected", "errors": item.errors}
-            fresh.append(i)
+            stage.fresh.append(i)
             continue
         parsed = item.parsed
         if isinstance(parsed, SaleItem | InventoryItem):
-            events.append((i, InboxRow.from_event(parsed.payload)))
+            stage.events.append((i, InboxRow.from_event(parsed.payload)))
             results[i] = {**base, "event_id": str(parsed.payload.event_id)}
         elif isinstance(parsed, OverrideItem):
             results[i] = {**base, **_apply_override(conn, meta, parsed, skew=skew, now=now)}
         else:
             results[i] = {**base, **_catalog_edit(conn, meta, parsed, skew=skew, now=now)}
-        fresh.append(i)
+        stage.fresh.append(i)
+    for i in stage.fresh:
+        mid = items[i].mutation_id
+        if mid is not None:
+            earlier[mid] = results[i]  # the same dict: its status is filled in before repeats read it
+    return stage
 
-    if events:
-        statuses = append_in_transaction(conn, [row for _, row in events], received_at=now)
-        for (i, _), outcome in zip(events, statuses, strict=True):
-            results[i]["status"] = outcome
 
-    dead = [
+def _finish(
+    conn: Connection,
+    stage: _Stage,
+    dead: list[dict[str, Any]],
+    log_rows: list[dict[str, Any]],
+    sessions: list[InboxRow],
+) -> UploadOutcome:
+    job, results, skew = stage.job, stage.results, stage.skew
+    meta, items, now = job.meta, job.items, job.received_at
+    for i, first in stage.repeats:
+        index = items[i].index
+        if first["status"] == "applied":
+            results[i] = {**first, "index": index, "status": "duplicate"}
+        else:
+            results[i] = {**first, "index": index, "replayed": True}
+    dead.extend(
         {
             "store_id": meta.store_id,
             "device_id": meta.device_id,
@@ -231,12 +290,10 @@ def _apply_in_transaction(conn: Connection, job: UploadJob) -> UploadOutcome:
             "payload": items[i].raw[:MAX_DEAD_LETTER_PAYLOAD],
             "created_at": _naive(now),
         }
-        for i in fresh
+        for i in stage.fresh
         if results[i]["status"] == "rejected"
-    ]
-    if dead:
-        conn.execute(insert(sync_dead_letters), dead)
-    log_rows = [
+    )
+    log_rows.extend(
         {
             "store_id": meta.store_id,
             "device_id": meta.device_id,
@@ -249,11 +306,9 @@ def _apply_in_transaction(conn: Connection, job: UploadJob) -> UploadOutcome:
             "batch_id": meta.batch_id,
             "received_at": _naive(now),
         }
-        for i in fresh
+        for i in stage.fresh
         if items[i].mutation_id is not None
-    ]
-    if log_rows:
-        conn.execute(insert(sync_mutations), log_rows)
+    )
 
     counts = {s: 0 for s in ("applied", "duplicate", "rejected", "conflict")}
     for r in results:
@@ -276,7 +331,7 @@ def _apply_in_transaction(conn: Connection, job: UploadJob) -> UploadOutcome:
         duration_ms=max(0, int((time.perf_counter() - job.started) * 1000)),
         clock_skew_seconds=skew,
     )
-    append_in_transaction(conn, [InboxRow.from_event(session)], received_at=now)
+    sessions.append(InboxRow.from_event(session))
     return UploadOutcome(results=results, counts=counts, clock_skew_seconds=skew, session_event_id=session_id)
 
 
