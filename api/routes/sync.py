@@ -44,11 +44,11 @@ from api.errors import request_id
 from api.plausibility import TimeWindow
 from api.sync.download import download_page
 from api.sync.snapshot import current_or_none
-from api.sync.upload import EnvelopeError, parse_upload, prepare_items
+from api.sync.upload import EnvelopeError, fast_upload, parse_upload, prepare_items
 from api.ws.feeds import publish_ingested
 from chainsync.ops_store import sync as store
 from chainsync.schemas.events import StrictModel
-from chainsync.sync.protocol import SCHEMA_VERSION, Cursor, CursorError, OverrideValues, SaleItem, StaleCursor
+from chainsync.sync.protocol import SCHEMA_VERSION, Cursor, CursorError, OverrideValues, StaleCursor
 
 SKEW_WARNING_SECONDS = 300
 
@@ -84,17 +84,21 @@ async def upload(
 ) -> JSONResponse:
     started = time.perf_counter()
     raw = await request.body()
-    try:
-        envelope = parse_upload(raw, settings.ingest_batch_limit)
-    except EnvelopeError as exc:
-        body: dict[str, Any] = {"detail": exc.detail, "request_id": request_id(request)}
-        if exc.errors:
-            body["errors"] = exc.errors
-        return JSONResponse(body, status_code=exc.status_code)
     store_id, device_id = device.device_store, device.device_id or ""
-    items = prepare_items(
-        envelope.items, store_id=store_id, device_id=device_id, window=TimeWindow.now(settings)
-    )
+    window = TimeWindow.now(settings)
+    limit = settings.ingest_batch_limit
+    fast = fast_upload(raw, limit, store_id=store_id, device_id=device_id, window=window)
+    if fast is not None:
+        envelope, items = fast
+    else:
+        try:
+            envelope = parse_upload(raw, limit)
+        except EnvelopeError as exc:
+            body: dict[str, Any] = {"detail": exc.detail, "request_id": request_id(request)}
+            if exc.errors:
+                body["errors"] = exc.errors
+            return JSONResponse(body, status_code=exc.status_code)
+        items = prepare_items(envelope.items, store_id=store_id, device_id=device_id, window=window)
     meta = store.BatchMeta(
         store_id=store_id,
         device_id=device_id,
@@ -113,9 +117,9 @@ async def upload(
     publish_ingested(
         hub,
         (
-            item.parsed.payload
+            item.row.event
             for item, result in zip(items, outcome.results, strict=True)
-            if result.get("status") == "applied" and isinstance(item.parsed, SaleItem)
+            if result.get("status") == "applied" and item.row is not None and item.row.event_type == "sale"
         ),
     )
     response: dict[str, Any] = {

@@ -3,14 +3,18 @@ bad item is answered (and dead-lettered) without holding up the others."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import lru_cache
+from typing import Annotated, Any, Union
 
+import msgspec
 import pydantic_core
 from pydantic import ValidationError
 
 from api.errors import field_errors
 from api.plausibility import TimeWindow
+from chainsync.ops_store.events import InboxRow
 from chainsync.ops_store.sync import PreparedItem
+from chainsync.schemas.wire import Layout, check_and_finish, compile_model, event_row
 from chainsync.sync.protocol import ITEM_ADAPTER, InventoryItem, SaleItem, UploadEnvelope
 
 
@@ -60,28 +64,79 @@ def prepare_items(
             prepared.raw = pydantic_core.to_json(item, fallback=str).decode()
             continue
         if isinstance(parsed, SaleItem | InventoryItem):
-            event = parsed.payload
-            if event.store_id != store_id:
-                prepared.errors.append(
-                    {
-                        "field": "payload.store_id",
-                        "message": f"does not match this device key's store ({store_id})",
-                    }
-                )
-            if event.device_id != device_id:
-                prepared.errors.append(
-                    {
-                        "field": "payload.device_id",
-                        "message": f"does not match this device key's device ({device_id})",
-                    }
-                )
-            prepared.errors.extend(window.errors(event, prefix="payload."))
+            prepared.errors.extend(_event_errors(parsed.payload, store_id, device_id, window))
+            if not prepared.errors:
+                prepared.row = InboxRow.from_event(parsed.payload)
         if prepared.errors:
             prepared.raw = parsed.model_dump_json()
             continue
         prepared.parsed = parsed
     return out
 
+
+def _event_errors(event: Any, store_id: str, device_id: str, window: TimeWindow) -> list[dict[str, str]]:
+    """The key's identity and the plausibility rules (:mod:`api.plausibility`) for an item's event."""
+    errors = []
+    if event.store_id != store_id:
+        errors.append(
+            {"field": "payload.store_id", "message": f"does not match this device key's store ({store_id})"}
+        )
+    if event.device_id != device_id:
+        errors.append(
+            {
+                "field": "payload.device_id",
+                "message": f"does not match this device key's device ({device_id})",
+            }
+        )
+    errors.extend(window.errors(event, prefix="payload."))
+    return errors
+
+
+# --- the fast path: the wire decoder compiled from the same models (chainsync.schemas.wire) ---------
+
+_WIRE_ITEMS = {model: compile_model(model, tag_field="type") for model in (SaleItem, InventoryItem)}
+_WIRE_ITEM_TYPES = {layout.struct: layout for layout in _WIRE_ITEMS.values()}
+_EVENT_TYPE = {_WIRE_ITEMS[SaleItem].struct: "sale", _WIRE_ITEMS[InventoryItem].struct: "inventory"}
+
+
+@lru_cache(maxsize=4)
+def _upload_decoder(item_limit: int) -> tuple[Layout, msgspec.json.Decoder[Any]]:
+    union: Any = Union[tuple(_WIRE_ITEM_TYPES)]  # noqa: UP007
+    items: Any = Annotated[list[union], msgspec.Meta(min_length=1, max_length=item_limit)]
+    layout = compile_model(UploadEnvelope, overrides={"items": (items, _WIRE_ITEM_TYPES, True)})
+    return layout, msgspec.json.Decoder(layout.struct)
+
+
+def fast_upload(
+    raw: bytes, item_limit: int, *, store_id: str, device_id: str, window: TimeWindow
+) -> tuple[Any, list[PreparedItem]] | None:
+    """The common upload, well-formed sale and inventory items only, decoded and checked without the
+    models: the envelope (``batch_id``, ``sent_at``, ``offline_since``, ``pending`` as
+    :class:`UploadEnvelope` has them) and the prepared items, as :func:`parse_upload` and
+    :func:`prepare_items` would make them. None for anything else (other item types, any invalid item,
+    spellings only the models read): then take those."""
+    layout, decoder = _upload_decoder(item_limit)
+    try:
+        envelope = decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if not check_and_finish(layout, [envelope]):
+        return None
+    out: list[PreparedItem] = []
+    for index, item in enumerate(envelope.items):
+        event_type = _EVENT_TYPE[type(item)]
+        prepared = PreparedItem(index=index, mutation_id=item.mutation_id, item_type=event_type)
+        out.append(prepared)
+        errors = _event_errors(item.payload, store_id, device_id, window)
+        if errors:
+            prepared.errors = errors
+            prepared.raw = _ENCODE(item).decode()
+        else:
+            prepared.row = event_row(item.payload, event_type, InboxRow)
+    return envelope, out
+
+
+_ENCODE = msgspec.json.Encoder().encode
 
 _TAGS = ("sale.", "inventory.", "product_override.", "product.")
 

@@ -50,7 +50,8 @@ def _aware(ts: datetime | None) -> datetime | None:
 
 @dataclass(slots=True)
 class PreparedItem:
-    """One upload item after validation: ``parsed`` when valid, else ``errors``."""
+    """One upload item after validation: ``errors`` when invalid; else the inbox ``row`` of a sale or
+    inventory item, or the ``parsed`` override or catalog edit."""
 
     index: int
     mutation_id: str | None
@@ -58,6 +59,7 @@ class PreparedItem:
     parsed: ParsedItem | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
     raw: str = ""
+    row: InboxRow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,14 +247,12 @@ def _stage(
             continue
         if mid is not None:
             seen.add(mid)
-        if item.parsed is None:
-            results[i] = {**base, "status": "rejected", "errors": item.errors}
-            stage.fresh.append(i)
-            continue
         parsed = item.parsed
-        if isinstance(parsed, SaleItem | InventoryItem):
-            stage.events.append((i, InboxRow.from_event(parsed.payload)))
-            results[i] = {**base, "event_id": str(parsed.payload.event_id)}
+        if item.row is not None:
+            stage.events.append((i, item.row))
+            results[i] = {**base, "event_id": item.row.event_id}
+        elif item.errors or parsed is None or isinstance(parsed, SaleItem | InventoryItem):
+            results[i] = {**base, "status": "rejected", "errors": item.errors}
         elif isinstance(parsed, OverrideItem):
             results[i] = {**base, **_apply_override(conn, meta, parsed, skew=skew, now=now)}
         else:

@@ -126,17 +126,26 @@ def _meta(metadata: list[Any]) -> tuple[dict[str, Any], bool]:
 
 
 @dataclass(frozen=True)
-class _Layout:
-    """A compiled model: its struct, its text fields checked after decoding (name, kind), and its list
-    fields of nested models (name, layout)."""
+class Layout:
+    """A compiled model: its struct; its text fields checked after decoding (name, kind; None values of
+    optional fields skipped); its fields of nested models (name, layout, whether a list of them); its
+    cross-field rule. Timestamps become UTC datetimes once checked (:func:`check_and_finish`)."""
 
     struct: type[msgspec.Struct]
     text: tuple[tuple[str, str], ...]
-    nested: tuple[tuple[str, _Layout], ...]
+    nested: tuple[tuple[str, Nested, bool], ...]
     rule: Callable[[Any], None] | None
 
+    @property
+    def stamps(self) -> tuple[str, ...]:
+        return tuple(name for name, kind in self.text if kind == "timestamp")
 
-def _wire_type(annotation: Any, metadata: list[Any]) -> tuple[Any, str | _Layout | None]:
+
+Nested = Layout | dict[type, Layout]
+"""A nested field's layout, or for a tagged union the layout of each member struct."""
+
+
+def _wire_type(annotation: Any, metadata: list[Any]) -> tuple[Any, str | tuple[Layout, bool] | None]:
     """The msgspec type for a field, and what is checked after decoding: a text kind, a nested layout."""
     origin = get_origin(annotation)
     if origin is Annotated:
@@ -148,9 +157,9 @@ def _wire_type(annotation: Any, metadata: list[Any]) -> tuple[Any, str | _Layout
             raise WireError(f"union {annotation!r} is not reproduced")
         (inner,) = (a for a in args if a is not type(None))
         wire, post = _wire_type(inner, [])
-        if post is not None:
-            raise WireError(f"optional {annotation!r} with a post-check is not reproduced")
-        return wire | None, None
+        if post is not None and not isinstance(post, str):
+            raise WireError(f"optional {annotation!r} of a model is not reproduced")
+        return wire | None, post
     kw, timestamp = _meta(metadata)
     if annotation is datetime:
         if not timestamp or kw:
@@ -160,12 +169,18 @@ def _wire_type(annotation: Any, metadata: list[Any]) -> tuple[Any, str | _Layout
         return str, "uuid"
     if origin is Literal:
         return annotation, None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if kw:
+            raise WireError(f"constraints on a nested {annotation.__name__} are not reproduced")
+        layout = compile_model(annotation)
+        return layout.struct, (layout, False)
     if origin is list:
         (item,) = get_args(annotation)
         if not (isinstance(item, type) and issubclass(item, BaseModel)):
             raise WireError(f"list of {item!r} is not reproduced")
-        layout = _compile(item)
-        return (Annotated[list[layout.struct], msgspec.Meta(**kw)] if kw else list[layout.struct]), layout  # type: ignore[name-defined]
+        layout = compile_model(item)
+        many: Any = list[layout.struct]  # type: ignore[name-defined]
+        return (Annotated[many, msgspec.Meta(**kw)] if kw else many), (layout, True)
     if annotation is str and kw.get("pattern") == ID_PATTERN:
         if set(kw) != {"pattern"}:
             raise WireError("an identifier takes no other constraint")
@@ -177,39 +192,120 @@ def _wire_type(annotation: Any, metadata: list[Any]) -> tuple[Any, str | _Layout
     raise WireError(f"type {annotation!r} is not reproduced")
 
 
-_COMPILED: dict[type[BaseModel], _Layout] = {}
+_COMPILED: dict[tuple[type[BaseModel], str | None, tuple[str, ...]], Layout] = {}
 
 
-def _compile(model: type[BaseModel]) -> _Layout:
+def compile_model(
+    model: type[BaseModel],
+    *,
+    tag_field: str | None = None,
+    overrides: dict[str, tuple[Any, Nested | None, bool]] | None = None,
+) -> Layout:
     """The layout of ``model``: its fields in order (fields the model never writes out — ``event_type`` —
-    are left out, so a body carrying one takes the models' path)."""
-    if model in _COMPILED:
-        return _COMPILED[model]
+    are left out, so a body carrying one takes the models' path).
+
+    ``tag_field`` names a ``Literal`` field of one value that tells the members of a union apart (the
+    struct is tagged with it, as msgspec's tagged unions want); ``overrides`` gives the wire type of
+    fields the model declares loosely (``name: (type, nested layout or None, is_list)``)."""
+    key = (model, tag_field, tuple(sorted(overrides or {})))
+    if key in _COMPILED:
+        return _COMPILED[key]
     if model.__pydantic_decorators__.model_validators and model not in CROSS_FIELD_RULES:
         raise WireError(f"{model.__name__} has a model validator without a rule in CROSS_FIELD_RULES")
     if model.__pydantic_decorators__.field_validators:
         raise WireError(f"{model.__name__} has field validators, which are not reproduced")
     fields: list[Any] = []
     text: list[tuple[str, str]] = []
-    nested: list[tuple[str, _Layout]] = []
+    nested: list[tuple[str, Nested, bool]] = []
+    tag: str | None = None
     for name, info in model.model_fields.items():
         if info.exclude:
             continue
-        wire, post = _wire_type(info.annotation, list(info.metadata))
+        if name == tag_field:
+            values = get_args(info.annotation) if get_origin(info.annotation) is Literal else ()
+            if len(values) != 1 or not isinstance(values[0], str):
+                raise WireError(f"{model.__name__}.{name} is not a one-value Literal tag")
+            tag = values[0]
+            continue
+        if overrides and name in overrides:
+            wire, layout, many = overrides[name]
+            post: Any = (layout, many) if layout is not None else None
+        else:
+            wire, post = _wire_type(info.annotation, list(info.metadata))
         if isinstance(post, str):
             text.append((name, post))
         elif post is not None:
-            nested.append((name, post))
+            nested.append((name, post[0], post[1]))
         if info.is_required():
             fields.append((name, wire))
         else:
             fields.append((name, wire, info.get_default(call_default_factory=True)))
+    options: dict[str, Any] = {"tag_field": tag_field, "tag": tag} if tag_field else {}
     struct = msgspec.defstruct(
-        f"Wire{model.__name__}", fields, forbid_unknown_fields=True, kw_only=True, module=__name__
+        f"Wire{model.__name__}", fields, forbid_unknown_fields=True, kw_only=True, module=__name__, **options
     )
-    layout = _Layout(struct, tuple(text), tuple(nested), CROSS_FIELD_RULES.get(model))
-    _COMPILED[model] = layout
+    layout = Layout(struct, tuple(text), tuple(nested), CROSS_FIELD_RULES.get(model))
+    _COMPILED[key] = layout
     return layout
+
+
+def check_and_finish(layout: Nested, objs: list[Any]) -> bool:
+    """Check every text value of ``objs`` (decoded with ``layout``) and apply the cross-field rules; on
+    success turn their timestamps into UTC datetimes and return True. False when anything is wrong."""
+    texts: dict[str, list[str]] = {kind: [] for kind in _TEXT_KINDS}
+    try:
+        _collect(layout, objs, texts)
+    except ValueError:
+        return False
+    for kind, values in texts.items():
+        if not values:
+            continue
+        joined = "\n".join(values) + "\n"
+        if joined.count("\n") != len(values) or _JOINED[kind].fullmatch(joined) is None:
+            return False
+    try:
+        _stamp(layout, objs)
+    except ValueError:
+        return False
+    return True
+
+
+def _by_type(layout: Nested, objs: list[Any]) -> list[tuple[Layout, list[Any]]]:
+    if isinstance(layout, Layout):
+        return [(layout, objs)]
+    groups: dict[type, list[Any]] = {}
+    for o in objs:
+        groups.setdefault(type(o), []).append(o)
+    return [(layout[t], group) for t, group in groups.items()]
+
+
+def _collect(layout: Nested, objs: list[Any], texts: dict[str, list[str]]) -> None:
+    for lay, group in _by_type(layout, objs):
+        for name, kind in lay.text:
+            texts[kind].extend([v for o in group if (v := getattr(o, name)) is not None])
+        for name, inner, many in lay.nested:
+            children = (
+                [c for o in group for c in getattr(o, name)] if many else [getattr(o, name) for o in group]
+            )
+            _collect(inner, children, texts)
+        if lay.rule is not None:
+            for o in group:
+                lay.rule(o)
+
+
+def _stamp(layout: Nested, objs: list[Any]) -> None:
+    for lay, group in _by_type(layout, objs):
+        for name in lay.stamps:
+            for o in group:
+                value = getattr(o, name)
+                if value is not None:
+                    when = datetime.fromisoformat(value)
+                    setattr(o, name, when if when.tzinfo is UTC else when.astimezone(UTC))
+        for name, inner, many in lay.nested:
+            children = (
+                [c for o in group for c in getattr(o, name)] if many else [getattr(o, name) for o in group]
+            )
+            _stamp(inner, children)
 
 
 class WireEvent(typing.NamedTuple):
@@ -226,32 +322,10 @@ class WireEvent(typing.NamedTuple):
     event: Any
 
 
-def _collect(layout: _Layout, objs: list[Any], texts: dict[str, list[str]]) -> None:
-    """Gather every text value to check, and apply the cross-field rules (ValueError when broken)."""
-    for name, kind in layout.text:
-        texts[kind].extend([getattr(o, name) for o in objs])
-    for name, inner in layout.nested:
-        children = [child for o in objs for child in getattr(o, name)]
-        _collect(inner, children, texts)
-    if layout.rule is not None:
-        for o in objs:
-            layout.rule(o)
-
-
-def _texts_ok(texts: dict[str, list[str]]) -> bool:
-    for kind, values in texts.items():
-        if not values:
-            continue
-        joined = "\n".join(values) + "\n"
-        if joined.count("\n") != len(values) or _JOINED[kind].fullmatch(joined) is None:
-            return False
-    return True
-
-
 class _Decoder:
     def __init__(self, model: type[EventBase], batch_limit: int) -> None:
         self.event_type = str(model.model_fields["event_type"].default)
-        self.layout = _compile(model)
+        self.layout = compile_model(model)
         item: Any = self.layout.struct
         events: Any = Annotated[list[item], msgspec.Meta(min_length=1, max_length=batch_limit)]
         batch = msgspec.defstruct(
@@ -259,7 +333,6 @@ class _Decoder:
         )
         self.batch_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(batch)
         self.single_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(item)
-        self.encode = msgspec.json.Encoder().encode
 
     def events(self, raw: bytes, row: Callable[..., Any]) -> tuple[list[Any], bool] | None:
         try:
@@ -267,22 +340,21 @@ class _Decoder:
                 decoded, is_batch = self.batch_decoder.decode(raw).events, True
             else:
                 decoded, is_batch = [self.single_decoder.decode(raw)], False
-            texts: dict[str, list[str]] = {kind: [] for kind in _TEXT_KINDS}
-            _collect(self.layout, decoded, texts)
-            if not _texts_ok(texts):
-                return None
-            out: list[Any] = []
-            encode, event_type = self.encode, self.event_type
-            for obj in decoded:
-                when = datetime.fromisoformat(obj.occurred_at)
-                if when.tzinfo is not UTC:
-                    when = when.astimezone(UTC)
-                obj.occurred_at = when  # written out in the models' form (UTC, "Z")
-                payload = encode(obj).decode()
-                out.append(row(obj.event_id, event_type, obj.store_id, obj.device_id, when, payload, obj))
-        except (msgspec.DecodeError, ValueError):
+        except msgspec.DecodeError:
             return None
-        return out, is_batch
+        if not check_and_finish(self.layout, decoded):
+            return None
+        return [event_row(obj, self.event_type, row) for obj in decoded], is_batch
+
+
+def event_row(obj: Any, event_type: str, row: Callable[..., Any] = WireEvent) -> Any:
+    """``row(*fields of WireEvent)`` for a checked event object: its payload written out in the models'
+    form (timestamps UTC with ``Z``)."""
+    payload = _ENCODE(obj).decode()
+    return row(obj.event_id, event_type, obj.store_id, obj.device_id, obj.occurred_at, payload, obj)
+
+
+_ENCODE = msgspec.json.Encoder().encode
 
 
 _DECODERS: dict[tuple[type[EventBase], int], _Decoder] = {}

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError, model_validator
 
 from chainsync.schemas.events import EventBase, InventoryEvent, SaleEvent
-from chainsync.schemas.wire import WireError, _compile, decode_body
+from chainsync.schemas.wire import WireError, compile_model, decode_body
 
 LIMIT = 50
 
@@ -177,4 +177,4 @@ def test_a_rule_the_compiler_cannot_reproduce_fails_loudly() -> None:
             return self
 
     with pytest.raises(WireError, match="CROSS_FIELD_RULES"):
-        _compile(Odd)
+        compile_model(Odd)
