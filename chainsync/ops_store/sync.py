@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from chainsync.ops_store import cursor_locks
 from chainsync.ops_store.events import InboxRow, append_in_transaction
@@ -176,7 +178,8 @@ def apply_uploads(engine: Engine, jobs: Sequence[UploadJob]) -> list[UploadOutco
             # Lock order (cursor_locks): the change log before the inbox, which every upload takes.
             cursor_locks.hold(conn, cursor_locks.CHANGE_LOG)
         in_group: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-        staged = [_stage(conn, job, in_group) for job in jobs]
+        known = _known_mutations(conn, jobs)
+        staged = [_stage(conn, job, known, in_group) for job in jobs]
         received = min(job.received_at for job in jobs)
         rows = [row for stage in staged for _, row in stage.events]
         statuses = append_in_transaction(conn, rows, received_at=received) if rows else []
@@ -188,7 +191,8 @@ def apply_uploads(engine: Engine, jobs: Sequence[UploadJob]) -> list[UploadOutco
         dead: list[dict[str, Any]] = []
         log_rows: list[dict[str, Any]] = []
         sessions: list[InboxRow] = []
-        outcomes = [_finish(conn, stage, dead, log_rows, sessions) for stage in staged]
+        outcomes = [_finish(stage, dead, log_rows, sessions) for stage in staged]
+        _touch_devices(conn, staged, outcomes)
         if dead:
             conn.execute(insert(sync_dead_letters), dead)
         if log_rows:
@@ -211,23 +215,47 @@ class _Stage:
     repeats: list[tuple[int, dict[str, Any]]]
 
 
+def _known_mutations(
+    conn: Connection, jobs: Sequence[UploadJob]
+) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The stored first answers of the group's mutation ids, by (store, device, mutation id): one query
+    for the whole group (ids are the terminals' own, so a few may belong to another device: filtered)."""
+    wanted = {
+        (job.meta.store_id, job.meta.device_id, it.mutation_id)
+        for job in jobs
+        for it in job.items
+        if it.mutation_id
+    }
+    ids = sorted({mid for _, _, mid in wanted})
+    stores = sorted({job.meta.store_id for job in jobs})
+    known: dict[tuple[str, str, str], dict[str, Any]] = {}
+    t = sync_mutations
+    for start in range(0, len(ids), 5_000):
+        for store, device, mid, result in conn.execute(
+            select(t.c.store_id, t.c.device_id, t.c.mutation_id, t.c.result).where(
+                t.c.store_id.in_(stores), t.c.mutation_id.in_(ids[start : start + 5_000])
+            )
+        ):
+            key = (str(store), str(device), str(mid))
+            if key in wanted:
+                known[key] = json.loads(str(result))
+    return known
+
+
 def _stage(
-    conn: Connection, job: UploadJob, in_group: dict[tuple[str, str], dict[str, dict[str, Any]]]
+    conn: Connection,
+    job: UploadJob,
+    stored: dict[tuple[str, str, str], dict[str, Any]],
+    in_group: dict[tuple[str, str], dict[str, dict[str, Any]]],
 ) -> _Stage:
     meta, items, now = job.meta, job.items, job.received_at
     skew = clock_skew_seconds(meta.sent_at, now)
     results: list[dict[str, Any]] = [{} for _ in items]
-    ids = [it.mutation_id for it in items if it.mutation_id]
-    known: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 5_000):
-        for mid, result in conn.execute(
-            select(sync_mutations.c.mutation_id, sync_mutations.c.result).where(
-                sync_mutations.c.store_id == meta.store_id,
-                sync_mutations.c.device_id == meta.device_id,
-                sync_mutations.c.mutation_id.in_(ids[start : start + 5_000]),
-            )
-        ):
-            known[str(mid)] = json.loads(str(result))
+    known = {
+        mid: first
+        for it in items
+        if (mid := it.mutation_id) and (first := stored.get((meta.store_id, meta.device_id, mid))) is not None
+    }
     earlier = in_group.setdefault((meta.store_id, meta.device_id), {})
 
     seen: set[str] = set()
@@ -266,7 +294,6 @@ def _stage(
 
 
 def _finish(
-    conn: Connection,
     stage: _Stage,
     dead: list[dict[str, Any]],
     log_rows: list[dict[str, Any]],
@@ -313,8 +340,6 @@ def _finish(
     counts = {s: 0 for s in ("applied", "duplicate", "rejected", "conflict")}
     for r in results:
         counts[r["status"]] += 1
-    _touch_device(conn, meta, skew=skew, now=now, counts=counts)
-
     session_id = str(uuid.uuid5(SYNC_NAMESPACE, f"{meta.store_id}/{meta.device_id}/{meta.batch_id}"))
     session = SyncEvent(
         event_id=uuid.UUID(session_id),
@@ -433,36 +458,36 @@ def _catalog_edit(
     }
 
 
-def _touch_device(
-    conn: Connection, meta: BatchMeta, *, skew: int, now: datetime, counts: dict[str, int]
-) -> None:
-    key = (sync_devices.c.store_id == meta.store_id) & (sync_devices.c.device_id == meta.device_id)
-    values = {
-        "last_upload_at": _naive(now),
-        "last_batch_id": meta.batch_id,
-        "pending_reported": meta.pending,
-        "clock_skew_seconds": skew,
-        "offline_since": _naive(meta.offline_since) if meta.offline_since else None,
-    }
-    done = conn.execute(
-        update(sync_devices)
-        .where(key)
-        .values(
-            **values,
-            items_applied=sync_devices.c.items_applied + counts["applied"],
-            items_rejected=sync_devices.c.items_rejected + counts["rejected"],
-        )
-    ).rowcount
-    if not done:
-        conn.execute(
-            insert(sync_devices).values(
-                store_id=meta.store_id,
-                device_id=meta.device_id,
-                items_applied=counts["applied"],
-                items_rejected=counts["rejected"],
-                **values,
-            )
-        )
+def _touch_devices(conn: Connection, staged: Sequence[_Stage], outcomes: Sequence[UploadOutcome]) -> None:
+    """Each uploading device's sync state, in one upsert for the group (a device with several batches in
+    it: their counts add up, the last batch's checkpoint stays)."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for stage, outcome in zip(staged, outcomes, strict=True):
+        meta = stage.job.meta
+        previous = rows.get((meta.store_id, meta.device_id))
+        rows[(meta.store_id, meta.device_id)] = {
+            "store_id": meta.store_id,
+            "device_id": meta.device_id,
+            "last_upload_at": _naive(stage.job.received_at),
+            "last_batch_id": meta.batch_id,
+            "pending_reported": meta.pending,
+            "clock_skew_seconds": stage.skew,
+            "offline_since": _naive(meta.offline_since) if meta.offline_since else None,
+            "items_applied": outcome.counts["applied"] + (previous["items_applied"] if previous else 0),
+            "items_rejected": outcome.counts["rejected"] + (previous["items_rejected"] if previous else 0),
+        }
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = dialect_insert(sync_devices)
+    added = ("items_applied", "items_rejected")
+    replaced = ("last_upload_at", "last_batch_id", "pending_reported", "clock_skew_seconds", "offline_since")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["store_id", "device_id"],
+        set_={
+            **{c: stmt.excluded[c] for c in replaced},
+            **{c: sync_devices.c[c] + stmt.excluded[c] for c in added},
+        },
+    )
+    conn.execute(stmt, list(rows.values()))
 
 
 def record_download(engine: Engine, store_id: str, device_id: str, seq: int, now: datetime) -> None:
