@@ -30,7 +30,7 @@ MIN_BASELINE_DAYS = 5  # earlier active days of the principal before a day is sc
 MIN_READS = 20  # reads in the day for a volume anomaly
 MIN_EXTRA_STORES = 3  # stores beyond the usual (or never read before) for a breadth anomaly
 MIN_OFF_HOURS_READS = 5  # reads off hours for an hours anomaly
-READS_FLOOR = 0.35  # added to the scaled MAD of log1p(reads): a day 40 % busier than usual is not news
+READS_FLOOR = 0.25  # added to the scaled MAD of log1p(reads): a steady reader flags beyond about 4.5x usual
 OFF_HOURS_FLOOR = 0.1  # added to the off-hours share's spread (ten percentage points)
 
 FEATURES_SQL = f"""
