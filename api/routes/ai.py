@@ -148,7 +148,7 @@ def anomalies(
     if type in ADMIN_ANOMALY_TYPES and principal.stores is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"{type.capitalize()} anomalies are for admins")
     if type in ADMIN_ANOMALY_TYPES and store_id is not None:
-        # Source IPs, API endpoints and principals belong to no store: refuse the filter rather than ignore it.
+        # Source IPs, API endpoints and principals belong to no store: refuse the filter, not ignore it.
         # A validation error like any other 422: the documented body names the field.
         raise RequestValidationError(
             [

@@ -10,7 +10,7 @@ from chainsync.serving import Snapshot, publish_snapshot
 from chainsync.settings import Settings
 from dashboards import data
 from dashboards.auth import Session
-from tests.dashboards.snapshot import metrics, open_page
+from tests.dashboards.snapshot import access_scores, metrics, open_page
 
 
 def test_threat_and_riskiest_sources(published: Snapshot, admin: Session) -> None:
@@ -58,61 +58,10 @@ def test_ip_risk_and_blocks(
     assert blocks["source_ip"].tolist() == ["203.0.113.7"]
 
 
-def _access_scores() -> pl.DataFrame:
-    """The unusual-access detector's own output: mallory reading twenty stores at 3 am (flagged), an
-    ordinary day of mona's."""
-    from pipelines.defs.access.detector import score_access
-
-    day = datetime(2026, 3, 1, 3, 0)
-    common = {
-        "role": "manager",
-        "principal_kind": "user",
-        "access_date": day.date(),
-        "distinct_routes": 3,
-        "source_ips": 1,
-        "first_at": day,
-        "last_at": day,
-        "baseline_days": 14,
-        "baseline_log_reads": 2.2,
-        "baseline_mad_log_reads": 0.2,
-        "baseline_stores": 2.0,
-        "baseline_mad_stores": 0.0,
-        "baseline_new_stores": 0.0,
-        "baseline_mad_new_stores": 0.0,
-        "baseline_off_hours": 0.0,
-        "baseline_mad_off_hours": 0.0,
-    }
-    rows = [
-        {
-            **common,
-            "principal": "mallory",
-            "reads": 60,
-            "log_reads": 4.11,
-            "distinct_stores": 20,
-            "new_stores": 18,
-            "stores": "S001," + ",".join(f"S{i:03d}" for i in range(3, 22)),
-            "off_hours_reads": 60,
-            "off_hours_share": 1.0,
-        },
-        {
-            **common,
-            "principal": "mona",
-            "reads": 9,
-            "log_reads": 2.3,
-            "distinct_stores": 2,
-            "new_stores": 0,
-            "stores": "S001,S002",
-            "off_hours_reads": 0,
-            "off_hours_share": 0.0,
-        },
-    ]
-    return score_access(pl.DataFrame(rows), z_threshold=6.0)
-
-
 def test_unusual_data_access_is_listed_for_admins(
     dashboard_settings: Settings, tables: dict[str, pl.DataFrame], admin: Session
 ) -> None:
-    tables["access_anomalies"] = _access_scores()
+    tables["access_anomalies"] = access_scores()
     publish_snapshot(dashboard_settings.serving, tables)
     at = open_page("security", admin)
     assert "Unusual data access" in [h.value for h in at.subheader]
