@@ -17,6 +17,8 @@ from chainsync.serving import current_snapshot
 from chainsync.settings import Settings
 from pipelines.defs.access.detector import score_access
 from pipelines.defs.access.landing import data_access_pending, land_data_access
+from pipelines.defs.ingest.warehouse import record_build
+from pipelines.jobs import pending_sources
 from pipelines.run import run_pipeline
 from tests.pipelines.chain import seed_catalog
 
@@ -186,3 +188,16 @@ def test_a_threshold_is_relative_to_the_principals_own_baseline() -> None:
         "narrow": True,
     }
     assert scored.filter(pl.col("principal") == "narrow")["drivers"].item() == "distinct_stores"
+
+
+def test_the_marts_planner_lands_new_access_records(ops_engine: Engine, tmp_path: Path) -> None:
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        land_data_access(con, ops_engine)
+        record_build(con, "dbt_build", "built once")
+        assert "raw_data_access" not in pending_sources(con, ops_engine)
+        _read(ops_engine, DAY0, "mona", "manager", "/api/ai/forecast", "S01")
+        assert "raw_data_access" in pending_sources(con, ops_engine)
+        land_data_access(con, ops_engine)
+        assert "raw_data_access" not in pending_sources(con, ops_engine)
+        # The audit seq is not an event seq: the inbox watermarks (the new-events sensor's) are untouched.
+        assert con.execute("select count(*) from meta.watermarks").fetchall()[0][0] == 0
