@@ -109,8 +109,8 @@ def test_access_anomalies_are_for_admins(client, tokens, settings) -> None:
     assert body["type"] == "access" and body["count"] == 1  # mona's ordinary day is not listed
     (flagged,) = body["anomalies"]
     assert (flagged["principal"], flagged["day"]) == ("mallory", "2026-03-15")
-    # 60 reads against about 8 a day is within this reader's volume spread; breadth and hours are not.
-    assert set(flagged["drivers"]) == {"distinct_stores", "new_stores", "off_hours_share"}
+    # 60 reads against about 8 a day, 20 stores against 2, all at night: every signal stands out.
+    assert set(flagged["drivers"]) == {"reads", "distinct_stores", "new_stores", "off_hours_share"}
     assert flagged["distinct_stores"] == 20 and flagged["expected_stores"] == 2.0
     assert flagged["off_hours_share"] == 1.0 and flagged["severity"] in ("high", "critical")
     assert flagged["max_z"] == flagged["anomaly_score"] >= 6.0

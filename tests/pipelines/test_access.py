@@ -201,3 +201,37 @@ def test_the_marts_planner_lands_new_access_records(ops_engine: Engine, tmp_path
         assert "raw_data_access" not in pending_sources(con, ops_engine)
         # The audit seq is not an event seq: the inbox watermarks (the new-events sensor's) are untouched.
         assert con.execute("select count(*) from meta.watermarks").fetchall()[0][0] == 0
+
+
+def test_a_steady_readers_tenfold_day_is_flagged_on_volume_and_an_ordinary_busy_day_is_not() -> None:
+    base = {
+        "principal": "oscar",
+        "role": "manager",
+        "principal_kind": "user",
+        "stores": "S03",
+        "distinct_stores": 1,
+        "new_stores": 0,
+        "distinct_routes": 1,
+        "off_hours_reads": 0,
+        "off_hours_share": 0.0,
+        "source_ips": 1,
+        "first_at": DAY0,
+        "last_at": DAY0,
+        "baseline_days": 20,
+        "baseline_log_reads": 2.398,  # log1p(10): about ten reads a day
+        "baseline_mad_log_reads": 0.15,
+        "baseline_stores": 1.0,
+        "baseline_mad_stores": 0.0,
+        "baseline_new_stores": 0.0,
+        "baseline_mad_new_stores": 0.0,
+        "baseline_off_hours": 0.0,
+        "baseline_mad_off_hours": 0.0,
+    }
+    days = [
+        {**base, "access_date": LAST_DAY.date(), "reads": 100, "log_reads": 4.615},
+        {**base, "access_date": DAY0.date(), "reads": 25, "log_reads": 3.258},
+    ]
+    scored = score_access(pl.DataFrame(days), z_threshold=6.0)
+    assert scored["is_anomaly"].to_list() == [True, False]
+    assert scored["drivers"].to_list() == ["reads", ""]
+    assert 30 < scored["expected_reads_hi"][0] < 100  # the range the dashboard shows beside the day

@@ -38,7 +38,8 @@ S02,P002,2026-01-07,6,3000
 def _landed(settings: Settings) -> tuple[list[tuple], dict[str, int]]:
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         kept = con.execute(
-            "select store_id, product_id, cast(occurred_at as date), quantity from raw.sale_lines order by all"
+            "select store_id, product_id, cast(occurred_at as date), quantity"
+            " from raw.sale_lines order by all"
         ).fetchall()
         reasons = dict(
             con.execute("select reason, count(*) from raw.sale_lines_quarantine group by all").fetchall()
@@ -90,7 +91,7 @@ def test_the_bounds_follow_the_settings(tmp_path: Path, ops_engine: Engine) -> N
 
 
 def test_the_gx_suite_fails_on_lines_that_break_the_bounds() -> None:
-    # The suite guards the same rules in case a line gets past the quarantine (a rule dropped from the landing).
+    # The suite guards the same rules in case a line gets past the quarantine (a rule dropped, say).
     good = {
         "event_id": "e1",
         "line_no": 1,

@@ -2,10 +2,11 @@
 
 Each principal-day of ``marts.fct_data_access_daily`` is compared with the same principal's earlier days
 (the last ``BASELINE_DAYS``, not the day itself; days without a record do not count): robust z-scores
-against the baseline's median and MAD (scaled by 1.4826) plus a floor, one per signal,
+against the baseline's median and MAD (scaled by 1.4826, and never below a floor: a perfectly steady
+principal's MAD is 0), one per signal,
 
 - ``z_reads``: the day's volume, on a log scale (``log1p(reads)``; floor ``READS_FLOOR``);
-- ``z_stores``: how many stores' figures it read (floor one store);
+- ``z_stores``: how many stores' figures it read (floor ``STORES_FLOOR``, one store);
 - ``z_new_stores``: how many of them it had never read before (floor one store);
 - ``z_off_hours``: the share of its reads made off hours (floor ``OFF_HOURS_FLOOR``).
 
@@ -30,8 +31,9 @@ MIN_BASELINE_DAYS = 5  # earlier active days of the principal before a day is sc
 MIN_READS = 20  # reads in the day for a volume anomaly
 MIN_EXTRA_STORES = 3  # stores beyond the usual (or never read before) for a breadth anomaly
 MIN_OFF_HOURS_READS = 5  # reads off hours for an hours anomaly
-READS_FLOOR = 0.25  # added to the scaled MAD of log1p(reads): a steady reader flags beyond about 4.5x usual
-OFF_HOURS_FLOOR = 0.1  # added to the off-hours share's spread (ten percentage points)
+READS_FLOOR = 0.25  # least spread of log1p(reads): a steady reader is flagged from about 4.5x its usual
+OFF_HOURS_FLOOR = 0.1  # least spread of the off-hours share (ten percentage points)
+STORES_FLOOR = 1.0  # least spread of the store counts (one store)
 
 FEATURES_SQL = f"""
     select
@@ -131,6 +133,10 @@ def empty_access_features() -> pl.DataFrame:
     )
 
 
+def _spread(mad: str, floor: float) -> pl.Expr:
+    return pl.max_horizontal(1.4826 * pl.col(mad), pl.lit(floor))
+
+
 def score_access(
     features: pl.DataFrame,
     *,
@@ -139,10 +145,10 @@ def score_access(
 ) -> pl.DataFrame:
     """Score principal-days (columns of ``FEATURES_SQL``); one row out per row in."""
     scored_day = pl.col("baseline_days").fill_null(0) >= min_baseline_days
-    reads_spread = 1.4826 * pl.col("baseline_mad_log_reads") + READS_FLOOR
-    stores_spread = 1.4826 * pl.col("baseline_mad_stores") + 1.0
-    new_spread = 1.4826 * pl.col("baseline_mad_new_stores") + 1.0
-    hours_spread = 1.4826 * pl.col("baseline_mad_off_hours") + OFF_HOURS_FLOOR
+    reads_spread = _spread("baseline_mad_log_reads", READS_FLOOR)
+    stores_spread = _spread("baseline_mad_stores", STORES_FLOOR)
+    new_spread = _spread("baseline_mad_new_stores", STORES_FLOOR)
+    hours_spread = _spread("baseline_mad_off_hours", OFF_HOURS_FLOOR)
     frame = features.with_columns(
         z_reads=pl.when(scored_day).then((pl.col("log_reads") - pl.col("baseline_log_reads")) / reads_spread),
         z_stores=pl.when(scored_day).then(
