@@ -33,6 +33,7 @@ from api.ratelimit import RateLimiter
 from api.risk import RiskEngine
 from api.sampling import InboxSampler
 from api.security import RevokedTokens, totp_cipher
+from chainsync import data_access
 
 log = get_logger("api.firewall")
 
@@ -449,6 +450,7 @@ class FirewallMiddleware:
             and principal is not None
             and (
                 path.startswith(SENSITIVE_PREFIXES)
+                or (role != "device" and path.startswith(data_access.STORE_DATA_PREFIXES))
                 or (
                     scope["method"] not in _READ_METHODS
                     and role != "device"
@@ -467,8 +469,18 @@ class FirewallMiddleware:
                 actor=actor,
                 role=role,
                 route=route_template_of(scope),
-                detail=f"{scope['method']} {path[:200]}",
+                detail=data_access.describe(scope["method"], path, _store_read(scope, principal)),
             )
+
+
+def _store_read(scope: Scope, principal: Any) -> str | None:
+    """The one store a request read (its ``store_id`` query parameter, or a terminal's own store), for the
+    data-access record; None for a chain-wide read."""
+    if getattr(principal, "role", None) == "device" and principal.stores:
+        return str(next(iter(principal.stores)))
+    query = scope.get("query_string", b"").decode("latin-1")
+    values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "store_id"]
+    return values[-1] if values else None
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:

@@ -159,6 +159,37 @@ class PerformanceAnomaly(FlaggedAnomaly):
     z_error_rate: float | None = None
 
 
+class AccessAnomaly(FlaggedAnomaly):
+    """A user's or terminal's day of data access that departs from their own earlier days."""
+
+    principal: str  # the username, or device:<store>/<device>
+    principal_kind: str  # user | device
+    role: str | None = None
+    day: date  # local day (the store's timezone for a read of one store, else the chain's)
+    anomaly_score: float  # raw: the largest robust z of the signals below
+    # drivers: reads, distinct_stores, new_stores, off_hours_share
+    reads: int
+    distinct_stores: int
+    new_stores: int
+    stores: str | None = None  # comma-separated store ids read that day
+    distinct_routes: int | None = None
+    off_hours_reads: int | None = None
+    off_hours_share: float
+    source_ips: int | None = None
+    baseline_days: int | None = None  # earlier active days of the principal in the baseline
+    expected_reads: float | None = None  # the baseline's median
+    expected_reads_hi: float | None = None  # reads at the threshold
+    expected_stores: float | None = None
+    expected_stores_hi: float | None = None
+    expected_off_hours_share: float | None = None
+    z_reads: float | None = None
+    z_stores: float | None = None
+    z_new_stores: float | None = None
+    z_off_hours: float | None = None
+    first_at: datetime | None = None  # first and last record of the day (UTC)
+    last_at: datetime | None = None
+
+
 class AnomaliesResponse(BaseModel):
     snapshot_version: str
     snapshot_created_at: datetime
@@ -170,6 +201,7 @@ class AnomaliesResponse(BaseModel):
         | list[SecurityAnomaly]
         | list[InventoryAnomaly]
         | list[PerformanceAnomaly]
+        | list[AccessAnomaly]
     )
 
 

@@ -16,6 +16,8 @@ Tables a snapshot holds (columns in the order written):
 * ``demand_forecast``: store_id, product_id, ds (date), horizon_day (1..90), yhat, lo_80, hi_80, lo_95,
   hi_95, model — units per day.
 * ``sales_anomalies``: store_id, sale_date, anomaly_score, is_anomaly, severity, drivers and features.
+* ``access_anomalies``: principal, access_date, the day's reads, stores and off-hours share against the
+  principal's own baseline, robust z-scores, is_anomaly, severity, drivers (admins only).
 """
 
 from __future__ import annotations

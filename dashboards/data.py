@@ -43,6 +43,7 @@ ADMIN_TABLES = frozenset(
         "security_anomalies",
         "fct_api_performance",
         "performance_anomalies",
+        "access_anomalies",
     }
 )
 
@@ -934,4 +935,38 @@ def flagged_ips(snap: Snapshot, days: int | None) -> pl.DataFrame:
         )
         .sort(["_rank", "max_score"], descending=True)
         .drop("_rank")
+    )
+
+
+def unusual_access(snap: Snapshot, store_id: str | None, days: int | None) -> pl.DataFrame:
+    """Users and terminals whose data access departed from their own history (``access_anomalies``), in
+    the period (and, with a store chosen, those that read it): who, which day, what stood out, the day's
+    figures beside the principal's usual ones; most severe first."""
+    scores = scoped(snap, table(snap, "access_anomalies"), date_col="access_date", days=days)
+    if scores.is_empty() or "is_anomaly" not in scores.columns:
+        return pl.DataFrame()
+    flagged = scores.filter(pl.col("is_anomaly"))
+    if store_id:
+        flagged = flagged.filter(pl.col("stores").fill_null("").str.split(",").list.contains(store_id))
+    order = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+    return (
+        flagged.with_columns(_rank=pl.col("severity").replace_strict(order, default=0, return_dtype=pl.Int8))
+        .sort(["_rank", "max_z", "access_date"], descending=True)
+        .select(
+            "principal",
+            pl.col("principal_kind").alias("kind"),
+            "role",
+            pl.col("access_date").alias("day"),
+            "severity",
+            pl.col("drivers").str.replace_all(",", ", ").alias("what stood out"),
+            "reads",
+            pl.col("expected_reads").round(1).alias("usual reads"),
+            pl.col("distinct_stores").alias("stores read"),
+            pl.col("expected_stores").alias("usual stores"),
+            pl.col("new_stores").alias("never read before"),
+            (pl.col("off_hours_share") * 100).round(0).alias("off hours %"),
+            (pl.col("expected_off_hours_share") * 100).round(0).alias("usual off hours %"),
+            "stores",
+            pl.col("max_z").round(1).alias("score"),
+        )
     )

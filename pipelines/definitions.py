@@ -6,6 +6,7 @@ Load with ``dagster dev -m pipelines.definitions``; ``pipelines.run.run_pipeline
 import dagster as dg
 
 from chainsync.settings import Settings, get_settings
+from pipelines.defs.access import assets as access
 from pipelines.defs.anomalies import assets as anomalies
 from pipelines.defs.anomalies import performance
 from pipelines.defs.dbt import assets as dbt
@@ -34,6 +35,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *inventory.assets,
             *anomalies.assets,
             *performance.assets,
+            *access.assets,
             *insights.assets,
             *serving.assets,
         ],

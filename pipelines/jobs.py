@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from chainsync.ops_store.events import max_seq
 from chainsync.ops_store.tables import products, stores
+from pipelines.defs.access.landing import data_access_pending
 from pipelines.defs.ingest.request_log import request_stats_pending
 from pipelines.defs.ingest.warehouse import EVENT_TABLES, catalog_pending
 
@@ -62,7 +63,7 @@ def pending_sources(con: duckdb.DuckDBPyConnection, engine: Engine) -> set[str]:
         " where table_schema = 'meta' and table_name = 'build_state'"
     ).fetchall()[0][0]
     if not built or not con.execute("select count(*) from meta.build_state").fetchall()[0][0]:
-        return {*EVENT_ASSETS, "raw_stores", "raw_products", "raw_request_stats"}
+        return {*EVENT_ASSETS, "raw_stores", "raw_products", "raw_request_stats", "raw_data_access"}
     landed = dict(con.execute("select source, last_seq from meta.watermarks").fetchall())
     pending = {
         asset for asset, kind in EVENT_ASSETS.items() if max_seq(engine, kind) > int(landed.get(kind, 0))
@@ -70,6 +71,8 @@ def pending_sources(con: duckdb.DuckDBPyConnection, engine: Engine) -> set[str]:
     pending |= {f"raw_{t.name}" for t in (stores, products) if catalog_pending(con, engine, t)}
     if request_stats_pending(con, engine):
         pending.add("raw_request_stats")
+    if data_access_pending(con, engine):
+        pending.add("raw_data_access")
     return pending
 
 

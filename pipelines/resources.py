@@ -15,6 +15,7 @@ from dagster_duckdb import DuckDBResource
 from sqlalchemy import Engine
 
 from chainsync.settings import Settings
+from pipelines.defs.ingest.plausibility import LineRules
 
 WAREHOUSE_ENV = "CHAINSYNC_WAREHOUSE_PATH"  # read by dbt_project/profiles.yml
 # Read by dbt_project/profiles.yml too, so dbt's DuckDB connections obey the same limits as the pipeline's.
@@ -57,6 +58,16 @@ class PipelineConfig(dg.ConfigurableResource):
     anomaly_min_api_errors: int = 5
     ai_analytics_enabled: bool = True
     dask_scheduler: str = ""  # "" runs forecasting in-process; else the Dask scheduler's address
+    # Plausible sale lines (CHAINSYNC_EVENT_*): quarantined at landing, checked by the GX suite.
+    event_max_line_quantity: int = LineRules.max_line_quantity
+    event_max_unit_price_cents: int = LineRules.max_unit_price_cents
+    event_clock_skew_seconds: int = LineRules.clock_skew_seconds
+
+    @property
+    def line_rules(self) -> LineRules:
+        return LineRules(
+            self.event_max_line_quantity, self.event_max_unit_price_cents, self.event_clock_skew_seconds
+        )
 
     @property
     def scheduler(self) -> str | None:
@@ -166,5 +177,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             anomaly_min_api_errors=settings.anomaly_min_api_errors,
             ai_analytics_enabled=settings.ai_analytics_enabled,
             dask_scheduler=settings.dask_scheduler or "",
+            event_max_line_quantity=settings.event_max_line_quantity,
+            event_max_unit_price_cents=settings.event_max_unit_price_cents,
+            event_clock_skew_seconds=settings.event_clock_skew_seconds,
         ),
     }

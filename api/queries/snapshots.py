@@ -251,6 +251,7 @@ CASHIER_TABLE = "cashier_anomalies"
 SECURITY_TABLE = "security_anomalies"
 INVENTORY_TABLE = "inventory_anomalies"
 PERFORMANCE_TABLE = "performance_anomalies"
+ACCESS_TABLE = "access_anomalies"
 INSIGHTS_TABLE = "business_insights"
 REORDER_TABLE = "reorder_suggestions"
 TOTALS_TABLE = "demand_forecast_totals"
@@ -267,13 +268,14 @@ def other_anomalies(
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """Flagged cashier shifts (``kind='cashier'``), source-IP days (``'security'``), shelf counts with
-    stock missing (``'inventory'``) or API endpoint-hours (``'performance'``, with ``hour_start``), newest
-    first."""
+    stock missing (``'inventory'``), API endpoint-hours (``'performance'``, with ``hour_start``) or
+    principal-days of unusual data access (``'access'``), newest first."""
     table, day = {
         "cashier": (CASHIER_TABLE, "sale_date"),
         "security": (SECURITY_TABLE, "event_date"),
         "inventory": (INVENTORY_TABLE, "counted_at"),
         "performance": (PERFORMANCE_TABLE, "hour_start"),
+        "access": (ACCESS_TABLE, "access_date"),
     }[kind]
     frame = read_table(snapshot, table).filter(pl.col("is_anomaly"))
     if store_id is not None and "store_id" in frame.columns:

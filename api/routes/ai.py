@@ -117,8 +117,9 @@ def forecast(
     )
 
 
-AnomalyType = Literal["sales", "cashier", "security", "inventory", "performance"]
-ADMIN_ANOMALY_TYPES = ("security", "performance")  # chain-wide, not a store's: for admins
+AnomalyType = Literal["sales", "cashier", "security", "inventory", "performance", "access"]
+# Chain-wide, not a store's (source IPs, endpoints, users and terminals reading data): for admins.
+ADMIN_ANOMALY_TYPES = ("security", "performance", "access")
 Category = Literal["revenue", "inventory", "operations", "customer_behaviour"]
 
 
@@ -133,20 +134,21 @@ def anomalies(
         AnomalyType,
         Query(
             description="sales (store-days), cashier (cashier shifts), inventory (shelf counts with stock "
-            "missing), security (source IPs, admin) or performance (API endpoint-hours with latency or "
-            "error-rate degradation, admin)."
+            "missing), security (source IPs, admin), performance (API endpoint-hours with latency or "
+            "error-rate degradation, admin) or access (users and terminals whose data access departs from "
+            "their own history: volume, stores read, hours; admin)."
         ),
     ] = "sales",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AnomaliesResponse:
-    """Flagged anomalies, newest first; managers see their stores only (security and performance anomalies
-    are chain-wide, for admins)."""
+    """Flagged anomalies, newest first; managers see their stores only (security, performance and access
+    anomalies are chain-wide, for admins)."""
     if store_id is not None:
         principal.require_store(store_id)
     if type in ADMIN_ANOMALY_TYPES and principal.stores is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"{type.capitalize()} anomalies are for admins")
     if type in ADMIN_ANOMALY_TYPES and store_id is not None:
-        # Source IPs and API endpoints belong to no store: refuse the filter rather than ignore it.
+        # Source IPs, API endpoints and principals belong to no store: refuse the filter, not ignore it.
         # A validation error like any other 422: the documented body names the field.
         raise RequestValidationError(
             [

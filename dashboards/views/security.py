@@ -1,4 +1,5 @@
-"""Security: threat level, riskiest IPs and users, the event timeline, blocks in force."""
+"""Security: threat level, riskiest IPs and users, the event timeline, blocks in force, unusual data
+access."""
 
 from __future__ import annotations
 
@@ -65,6 +66,16 @@ def live_blocks() -> None:
 
 
 ui.live(live_blocks)
+
+st.subheader("Unusual data access")
+if data.has(snap, "access_anomalies"):
+    st.caption(
+        "Users and terminals whose reads departed from their own history (volume, stores read, stores never "
+        "read before, off-hours share), each against their own earlier days."
+    )
+    ui.table(data.unusual_access(snap, f.store_id, f.days), "unusual_access")
+else:
+    st.caption("`access_anomalies` not in this snapshot yet (published by a pipeline run that includes it).")
 
 st.subheader("Events")
 ui.table(events.sort("occurred_at", descending=True), "security_events")

@@ -209,6 +209,7 @@ def three_stores() -> dict[str, pl.DataFrame]:
             "mase": [0.5, 0.8, 0.9, 1.7, 2.0],
         }
     )
+    tables["access_anomalies"] = access_scores()  # admins only: a manager sees none of it, S003 included
     tables["business_insights"] = pl.DataFrame(
         {
             "store_id": ["S001", OTHER, None],
@@ -255,3 +256,54 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 def infos(at: AppTest) -> list[str]:
     return [i.value for i in at.info]
+
+
+def access_scores() -> pl.DataFrame:
+    """The unusual-access detector's own output: mallory reading twenty stores at 3 am (flagged), an
+    ordinary day of mona's."""
+    from pipelines.defs.access.detector import score_access
+
+    day = datetime(2026, 3, 1, 3, 0)
+    common = {
+        "role": "manager",
+        "principal_kind": "user",
+        "access_date": day.date(),
+        "distinct_routes": 3,
+        "source_ips": 1,
+        "first_at": day,
+        "last_at": day,
+        "baseline_days": 14,
+        "baseline_log_reads": 2.2,
+        "baseline_mad_log_reads": 0.2,
+        "baseline_stores": 2.0,
+        "baseline_mad_stores": 0.0,
+        "baseline_new_stores": 0.0,
+        "baseline_mad_new_stores": 0.0,
+        "baseline_off_hours": 0.0,
+        "baseline_mad_off_hours": 0.0,
+    }
+    rows = [
+        {
+            **common,
+            "principal": "mallory",
+            "reads": 60,
+            "log_reads": 4.11,
+            "distinct_stores": 20,
+            "new_stores": 18,
+            "stores": "S001," + ",".join(f"S{i:03d}" for i in range(3, 22)),
+            "off_hours_reads": 60,
+            "off_hours_share": 1.0,
+        },
+        {
+            **common,
+            "principal": "mona",
+            "reads": 9,
+            "log_reads": 2.3,
+            "distinct_stores": 2,
+            "new_stores": 0,
+            "stores": "S001,S002",
+            "off_hours_reads": 0,
+            "off_hours_share": 0.0,
+        },
+    ]
+    return score_access(pl.DataFrame(rows), z_threshold=6.0)

@@ -57,7 +57,10 @@ PAGES: dict[str, tuple[str, list[str]]] = {
     "anomalies": ("Anomalies", ["Anomalies, newest first", "The data behind an anomaly", "Why:"]),
     "inventory": ("Inventory", ["Out of stock", "Median days of cover", "Reorder suggestions"]),
     "insights": ("Insights", ["Recommendations"]),
-    "security": ("Security", ["Threat level", "Riskiest IPs", "Riskiest users", "Blocks in force"]),
+    "security": (
+        "Security",
+        ["Threat level", "Riskiest IPs", "Riskiest users", "Blocks in force", "Unusual data access"],
+    ),
     "sync": ("Sync", ["Live device status", "Terminals", "Worst clock skew (s)"]),
     "system": ("System", ["Pipeline runs", "Asset freshness", "Tables published"]),
 }

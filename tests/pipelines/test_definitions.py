@@ -12,6 +12,7 @@ RAW = [
     "raw_inventory_events",
     "raw_security_events",
     "raw_sync_events",
+    "raw_data_access",
 ]
 STAGING = [
     "stg_pos__sale_lines",
@@ -20,6 +21,7 @@ STAGING = [
     "stg_pos__sync_sessions",
     "stg_pos__stores",
     "stg_pos__products",
+    "stg_ops__data_access",
 ]
 INTERMEDIATE = ["int_sale_lines_localized"]
 MARTS = [
@@ -29,8 +31,9 @@ MARTS = [
     "fct_stock_levels",
     "fct_security_events",
     "fct_sync_sessions",
+    "fct_data_access_daily",
 ]
-ANALYTICS = ["demand_forecast", "sales_anomalies", "serving_snapshot"]
+ANALYTICS = ["demand_forecast", "sales_anomalies", "access_anomalies", "serving_snapshot"]
 
 
 def test_lazy_definitions_load(settings: Settings) -> None:

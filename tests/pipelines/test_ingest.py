@@ -17,7 +17,7 @@ from chainsync.settings import Settings
 from pipelines.defs.ingest.assets import raw_products, raw_sales_events, raw_stores
 from pipelines.defs.ingest.checks import raw_sale_lines_expectations, validate_sale_lines
 from pipelines.defs.ingest.warehouse import ensure_schema, land_events, refresh_catalog, watermarks
-from pipelines.resources import OpsStoreResource, Warehouse
+from pipelines.resources import OpsStoreResource, PipelineConfig, Warehouse
 from tests.pipelines.chain import append, other_events, sale_events
 from tests.pipelines.conftest import START
 
@@ -34,7 +34,11 @@ def _land_all(settings: Settings, engine: Engine) -> dict[str, int]:
     resources = _resources(settings)
     for asset in (raw_stores, raw_products):
         asset(**resources)  # type: ignore[operator]
-    result = raw_sales_events(context=dg.build_asset_context(), **resources)  # type: ignore[operator]
+    result = raw_sales_events(  # type: ignore[operator]
+        context=dg.build_asset_context(),
+        pipeline_config=PipelineConfig(serving_dir=str(settings.serving)),
+        **resources,
+    )
     return {k: v for k, v in result.metadata.items() if isinstance(v, int)}  # type: ignore[union-attr]
 
 
@@ -137,7 +141,10 @@ def test_bad_lines_are_quarantined_with_a_reason(settings: Settings, ops_engine:
     }
 
     # The blocking GX check passes on what was kept and reports the quarantine.
-    check = raw_sale_lines_expectations(warehouse=Warehouse(database=str(settings.warehouse)))  # type: ignore[operator]
+    check = raw_sale_lines_expectations(  # type: ignore[operator]
+        warehouse=Warehouse(database=str(settings.warehouse)),
+        pipeline_config=PipelineConfig(serving_dir=str(settings.serving)),
+    )
     assert check.passed
     assert check.metadata["quarantined_in_batch"].value == 8
     assert check.metadata["lines_validated"].value == 1

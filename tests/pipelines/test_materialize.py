@@ -48,6 +48,7 @@ SNAPSHOT_TABLES = {
     "fct_sync_sessions",
     "fct_api_performance",
     "performance_anomalies",
+    "access_anomalies",
 }
 
 

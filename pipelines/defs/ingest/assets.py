@@ -4,7 +4,7 @@ import dagster as dg
 
 from chainsync.ops_store.tables import products, stores
 from pipelines.defs.ingest.warehouse import ensure_schema, land_events, refresh_catalog
-from pipelines.resources import OpsStoreResource, Warehouse
+from pipelines.resources import OpsStoreResource, PipelineConfig, Warehouse
 
 GROUP = "ingest"
 KINDS = {"sqlite", "duckdb"}
@@ -30,11 +30,14 @@ raw_products = _catalog_asset(
 def _events_asset(name: str, event_type: str, description: str, deps: list) -> dg.AssetsDefinition:  # type: ignore[type-arg]
     @dg.asset(name=name, group_name=GROUP, kinds=KINDS, deps=deps, description=description)
     def _asset(
-        context: dg.AssetExecutionContext, ops_store: OpsStoreResource, warehouse: Warehouse
+        context: dg.AssetExecutionContext,
+        ops_store: OpsStoreResource,
+        warehouse: Warehouse,
+        pipeline_config: PipelineConfig,
     ) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
             ensure_schema(con)
-            result = land_events(con, ops_store.engine(), event_type)
+            result = land_events(con, ops_store.engine(), event_type, pipeline_config.line_rules)
         context.log.info(
             f"{event_type}: landed {result.events} events (seq {result.from_seq} -> {result.to_seq})"
             + (f", {result.lines} lines, {result.quarantined} quarantined" if event_type == "sale" else "")

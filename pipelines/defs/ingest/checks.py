@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from chainsync.schemas.events import MAX_CENTS, MAX_QUANTITY
 from pipelines.defs.ingest.assets import raw_sales_events
+from pipelines.defs.ingest.plausibility import LineRules, add_line_expectations, with_clock_column
 from pipelines.defs.ingest.warehouse import build_fingerprint, record_build
-from pipelines.resources import Warehouse
+from pipelines.resources import PipelineConfig, Warehouse
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,8 +22,11 @@ def _target(kwargs: dict[str, Any]) -> object:
     return kwargs.get("column") or kwargs.get("column_list")
 
 
-def validate_sale_lines(lines: pd.DataFrame, store_ids: list[str], product_ids: list[str]) -> dict[str, Any]:
-    """Run the sale-lines suite on ``lines`` with an ephemeral GX context.
+def validate_sale_lines(
+    lines: pd.DataFrame, store_ids: list[str], product_ids: list[str], rules: LineRules | None = None
+) -> dict[str, Any]:
+    """Run the sale-lines suite on ``lines`` with an ephemeral GX context; ``rules``: the per-line bounds
+    and time rule of ``plausibility.py`` (default: the settings' defaults).
 
     Returns ``{"success": bool, "evaluated": n, "failed": [descriptions]}``."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -37,17 +40,12 @@ def validate_sale_lines(lines: pd.DataFrame, store_ids: list[str], product_ids: 
         context.data_sources.add_pandas("warehouse")
         .add_dataframe_asset("raw_sale_lines")
         .add_batch_definition_whole_dataframe("new_lines")
-        .get_batch(batch_parameters={"dataframe": lines})
+        .get_batch(batch_parameters={"dataframe": with_clock_column(lines)})
     )
     suite = gx.ExpectationSuite(name="raw_sale_lines")
     for column in ("event_id", "transaction_id", "store_id", "product_id", "occurred_at", "seq"):
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
-    suite.add_expectation(
-        gxe.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=MAX_QUANTITY)
-    )
-    suite.add_expectation(
-        gxe.ExpectColumnValuesToBeBetween(column="unit_price_cents", min_value=0, max_value=MAX_CENTS)
-    )
+    add_line_expectations(suite, rules or LineRules())
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="discount_cents", min_value=0))
     suite.add_expectation(
         gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["sale", "refund", "void"])
@@ -73,9 +71,10 @@ def validate_sale_lines(lines: pd.DataFrame, store_ids: list[str], product_ids: 
     asset=raw_sales_events,
     blocking=True,
     description="great-expectations suite on the sale lines landed by the latest batch: ids not null, "
-    "quantity and prices within bounds, kind/payment type in their sets, store and product ids known.",
+    "quantity and unit price within the per-line bounds, occurred_at from 2000-01-01 to the clock skew past "
+    "its receipt, kind/payment type in their sets, store and product ids known.",
 )
-def raw_sale_lines_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
+def raw_sale_lines_expectations(warehouse: Warehouse, pipeline_config: PipelineConfig) -> dg.AssetCheckResult:
     with warehouse.get_connection() as con:
         batch = con.execute(
             "select from_seq, to_seq from meta.ingest_batches where source = 'sale'"
@@ -99,7 +98,7 @@ def raw_sale_lines_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
         )
         store_ids = [r[0] for r in con.execute("select store_id from raw.stores").fetchall()]
         product_ids = [r[0] for r in con.execute("select product_id from raw.products").fetchall()]
-    outcome = validate_sale_lines(lines, store_ids, product_ids)
+    outcome = validate_sale_lines(lines, store_ids, product_ids, pipeline_config.line_rules)
     if outcome["success"]:
         with warehouse.get_connection() as con:
             record_build(con, CHECK_STAGE, str(to_seq))

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, Table, select
 
 from chainsync.ops_store.events import iter_events_after
 from chainsync.schemas.events import MAX_CENTS, SaleEvent
+from pipelines.defs.ingest.plausibility import LineRules, quarantine_case
 
 EVENT_TABLES: dict[str, str] = {
     "sale": "raw.sales_events",
@@ -27,9 +28,6 @@ EVENT_TABLES: dict[str, str] = {
 }
 
 PAYMENT_TYPES = ", ".join(f"'{p}'" for p in get_args(SaleEvent.model_fields["payment_type"].annotation))
-
-# An occurred_at further ahead of received_at than this is a broken device clock, not a sale.
-MAX_CLOCK_AHEAD = "interval 1 day"
 
 _EVENT_COLUMNS = """
     event_id varchar not null, seq bigint not null, store_id varchar, device_id varchar,
@@ -140,9 +138,12 @@ _ARROW_SCHEMA = pa.schema(
 )
 
 
-def land_events(con: duckdb.DuckDBPyConnection, engine: Engine, event_type: str) -> LandingResult:
+def land_events(
+    con: duckdb.DuckDBPyConnection, engine: Engine, event_type: str, rules: LineRules | None = None
+) -> LandingResult:
     """Copy events of ``event_type`` with ``seq`` above the watermark into ``raw``; for sales also flatten
-    them into ``raw.sale_lines`` (bad lines to ``raw.sale_lines_quarantine`` with a reason). One DuckDB
+    them into ``raw.sale_lines`` (bad lines, and lines breaking ``rules`` — the settings' per-line bounds
+    and time rule, ``plausibility.py`` — to ``raw.sale_lines_quarantine`` with a reason). One DuckDB
     transaction covers the insert and the watermark move."""
     table = EVENT_TABLES[event_type]
     after = watermark(con, event_type)
@@ -167,7 +168,7 @@ def land_events(con: duckdb.DuckDBPyConnection, engine: Engine, event_type: str)
         if events:
             con.execute(f"insert into {table} select * from new_events")
             if event_type == "sale":
-                result = _flatten_sale_lines(con, result)
+                result = _flatten_sale_lines(con, result, rules or LineRules())
             con.execute(
                 "insert or replace into meta.watermarks values (?, ?, ?)", [event_type, last, _utcnow()]
             )
@@ -190,7 +191,9 @@ def land_events(con: duckdb.DuckDBPyConnection, engine: Engine, event_type: str)
     return result
 
 
-def _flatten_sale_lines(con: duckdb.DuckDBPyConnection, result: LandingResult) -> LandingResult:
+def _flatten_sale_lines(
+    con: duckdb.DuckDBPyConnection, result: LandingResult, rules: LineRules
+) -> LandingResult:
     """One row per line item of the new sale events, with a quarantine reason for the bad ones."""
     con.execute(
         f"""
@@ -225,7 +228,7 @@ def _flatten_sale_lines(con: duckdb.DuckDBPyConnection, result: LandingResult) -
                      then 'discount exceeds amount'
                 when s.store_id is null then 'unknown store'
                 when pr.product_id is null then 'unknown product'
-                when occurred_at > received_at + {MAX_CLOCK_AHEAD} then 'occurred_at in the future'
+                {quarantine_case(rules)}
             end as reason
         from flat
         left join raw.stores s on s.store_id = flat.store_id

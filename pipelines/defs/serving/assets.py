@@ -28,6 +28,7 @@ SNAPSHOT_TABLES: dict[str, str] = {
     "security_anomalies": "analytics.security_anomalies",
     "inventory_anomalies": "analytics.inventory_anomalies",
     "performance_anomalies": "analytics.performance_anomalies",
+    "access_anomalies": "analytics.access_anomalies",
     "business_insights": "analytics.business_insights",
 }
 
