@@ -39,6 +39,7 @@ from loadgen import (  # noqa: E402
     postgres_database,
     print_table,
     start_api,
+    start_bare,
     stop,
     wait_ready,
 )
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--max-batches", type=int, default=1000, help="request bodies per turn, at most")
+    parser.add_argument("--no-bare", action="store_true", help="leave out the bare FastAPI baseline")
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")]
     today = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00").encode()
@@ -101,6 +103,13 @@ def main() -> None:
                 wait_ready(f"{base}/api/observability/health", proc, timeout=180)
             name = f"{n} process{'es' if n > 1 else ''}"
             configs.append((Side(name), [f"{u}/api/events/sales" for u in urls], [p.pid for p in procs]))
+        if not args.no_bare:
+            # The floor: one bare FastAPI process that parses the same bodies and counts them.
+            port = free_port()
+            bare = start_bare("ingest:bare_app", port, env)
+            stack.callback(stop, bare)
+            wait_ready(f"http://127.0.0.1:{port}/docs", bare)
+            configs.append((Side("bare FastAPI"), [f"http://127.0.0.1:{port}/ingest"], [bare.pid]))
 
         turns = iter(range(1, 1 << 31))
         warmup = 0
@@ -123,8 +132,12 @@ def main() -> None:
                 side.rounds.append(result)
             return result.items
 
-        for _, urls, pids in configs:  # warm-up: connections, caches, first pages; not measured
-            warmup += turn(None, urls, pids, args.clients)
+        warmup_bare = 0
+        for side, urls, pids in configs:  # warm-up: connections, caches, first pages; not measured
+            n = turn(None, urls, pids, args.clients)
+            warmup += n
+            if side.name == "bare FastAPI":
+                warmup_bare = n
         for _ in range(args.rounds):
             for side, urls, pids in configs:
                 turn(side, urls, pids, None)
@@ -134,7 +147,7 @@ def main() -> None:
             f"seconds<={args.seconds} per turn, cpus={os.cpu_count()}; PostgreSQL + Redis on this machine"
         )
         sides = [side for side, _, _ in configs]
-        print_table(sides, sides[0], "events")
+        print_table(sides, sides[-1] if not args.no_bare else sides[0], "events")
         for side in sides:
             s = side.summary()
             client = [r.client_cpu / r.seconds for r in side.rounds if r.seconds]
@@ -144,7 +157,8 @@ def main() -> None:
                 f"processes {sum(server) / len(server):.2f} cores (mean over turns); "
                 f"{s['items']} events acknowledged"
             )
-        acknowledged = warmup + sum(side.summary()["items"] for side in sides)
+        bare_items = 0 if args.no_bare else warmup_bare + sides[-1].summary()["items"]
+        acknowledged = warmup + sum(side.summary()["items"] for side in sides) - bare_items
         stored = count_events(engine, "sale")
         assert stored == acknowledged, (stored, acknowledged)
         first = configs[0][1][0].rsplit("/api/", 1)[0]

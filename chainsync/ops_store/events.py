@@ -77,12 +77,16 @@ def append_in_transaction(
     now = _utc_naive(received_at or datetime.now(UTC))
     ids = [r.event_id for r in rows]
     existing: set[str] = set()
+    # Statements as the driver takes them (SQLAlchemy's compiling of an expanding IN cost more than the
+    # lookup): this runs in every ingest transaction.
     for start in range(0, len(ids), 10_000):
         chunk = ids[start : start + 10_000]
-        existing.update(
-            conn.execute(select(event_inbox.c.event_id).where(event_inbox.c.event_id.in_(chunk))).scalars()
+        marks = ", ".join("?" * len(chunk))
+        found = conn.exec_driver_sql(
+            f"SELECT event_id FROM event_inbox WHERE event_id IN ({marks})", tuple(chunk)
         )
-    seq: int = conn.execute(select(func.coalesce(func.max(event_inbox.c.seq), 0))).scalar_one()
+        existing.update(str(r[0]) for r in found)
+    seq = int(conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM event_inbox").scalar_one())
     statuses: list[ItemStatus] = []
     to_insert: list[tuple[object, ...]] = []
     received = _sqlite_datetime(now)
