@@ -22,9 +22,10 @@ from typing import Generic, TypeVar
 
 from sqlalchemy import Engine
 
-from chainsync.ops_store import events as inbox
+from chainsync.ops_store import sale_rules
 from chainsync.ops_store import sync as sync_store
-from chainsync.ops_store.events import InboxRow, ItemStatus
+from chainsync.ops_store.events import InboxRow
+from chainsync.ops_store.sale_rules import Outcome
 from chainsync.ops_store.sync import UploadJob, UploadOutcome
 
 Job = TypeVar("Job")
@@ -104,25 +105,26 @@ class GroupCommitWriter(Generic[Job, Result]):
                     future.set_result(result)
 
 
-class InboxWriter(GroupCommitWriter[Sequence[InboxRow], list[ItemStatus]]):
-    """Event ingest: each job is one request's valid events; its result their statuses."""
+class InboxWriter(GroupCommitWriter[Sequence[InboxRow], list[Outcome]]):
+    """Event ingest: each job is one request's valid events; its result their outcomes (status and, when
+    the store's own records refuse one, the reasons: :mod:`chainsync.ops_store.sale_rules`)."""
 
     def __init__(self, engine: Engine, *, max_group_rows: int = 20_000) -> None:
         self.engine = engine
         super().__init__("inbox-writer", self._append, size=len, max_group_size=max_group_rows)
 
-    def _append(self, jobs: list[Sequence[InboxRow]]) -> list[list[ItemStatus]]:
+    def _append(self, jobs: list[Sequence[InboxRow]]) -> list[list[Outcome]]:
         rows = [row for job in jobs for row in job]
         # The module attribute is looked up here so tests can make the append fail.
-        statuses = inbox.append_events(self.engine, rows)
+        statuses = sale_rules.append_terminal(self.engine, rows)
         out, start = [], 0
         for job in jobs:
             out.append(statuses[start : start + len(job)])
             start += len(job)
         return out
 
-    async def append(self, rows: Sequence[InboxRow]) -> list[ItemStatus]:
-        """Append ``rows`` (one request's valid events); returns their statuses once committed."""
+    async def append(self, rows: Sequence[InboxRow]) -> list[Outcome]:
+        """Append ``rows`` (one request's valid events); returns their outcomes once committed."""
         return await self.submit(rows)
 
 

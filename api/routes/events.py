@@ -86,9 +86,11 @@ async def _ingest(
         rows = [InboxRow.from_event(event) for _, event in window_ok]
     if rows:
         # Group commit with other requests in flight (api.writer); returns after COMMIT.
-        statuses = await deps.writer.append(rows)
-        for result, outcome in zip(valid, statuses, strict=True):
+        outcomes = await deps.writer.append(rows)
+        for result, (outcome, errors) in zip(valid, outcomes, strict=True):
             result["status"] = outcome
+            if errors:  # refused by the store's own records (catalog, the sale a refund returns)
+                result["errors"] = errors
 
     counts = {"applied": 0, "duplicate": 0, "rejected": 0}
     for result in results:

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from chainsync.ops_store import cursor_locks
 from chainsync.ops_store.events import InboxRow, append_in_transaction
+from chainsync.ops_store.sale_rules import append_terminal_events
 from chainsync.ops_store.tables import (
     products,
     store_product_overrides,
@@ -182,11 +183,15 @@ def apply_uploads(engine: Engine, jobs: Sequence[UploadJob]) -> list[UploadOutco
         staged = [_stage(conn, job, known, in_group) for job in jobs]
         received = min(job.received_at for job in jobs)
         rows = [row for stage in staged for _, row in stage.events]
-        statuses = append_in_transaction(conn, rows, received_at=received) if rows else []
+        outcomes_ = append_terminal_events(conn, rows, received_at=received) if rows else []
         at = 0
         for stage in staged:
-            for i, _ in stage.events:
-                stage.results[i]["status"] = statuses[at]
+            for i, row in stage.events:
+                status, errors = outcomes_[at]
+                stage.results[i]["status"] = status
+                if errors:  # refused by the store's own records: dead-lettered with its reasons
+                    stage.results[i]["errors"] = errors
+                    stage.job.items[i].raw = row.payload
                 at += 1
         dead: list[dict[str, Any]] = []
         log_rows: list[dict[str, Any]] = []

@@ -379,3 +379,15 @@ live_store_sales = Table(
     Column("net_revenue_cents", BigInteger, nullable=False, server_default="0"),
     Column("sold_cents", BigInteger, nullable=False, server_default="0"),  # net of `sale` kinds only
 )
+
+# Per store, transaction and product: units sold by terminals' sales and units returned so far by refunds
+# naming that transaction (``refund_of``). Kept in the ingest transaction (ops_store/sale_rules.py).
+sale_refundable = Table(
+    "sale_refundable",
+    metadata,
+    Column("store_id", String(64), primary_key=True),
+    Column("transaction_id", String(64), primary_key=True),
+    Column("product_id", String(64), primary_key=True),
+    Column("sold_units", BigInteger, nullable=False, server_default="0"),
+    Column("refunded_units", BigInteger, nullable=False, server_default="0"),
+)

@@ -141,6 +141,12 @@ def sale_totals(sale: _SaleLike) -> tuple[int, int]:
     return (units, net) if sale.kind == "sale" else (-units, -net)
 
 
+def omitted_when_none(value: object) -> bool:
+    """``exclude_if`` of an optional field the stored form leaves out when it is not set (so events
+    stored before the field existed read the same as those after)."""
+    return value is None
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
@@ -179,6 +185,9 @@ class SaleEvent(EventBase):
     cashier_id: Identifier
     payment_type: Literal["cash", "card", "mobile", "gift_card", "other"]
     lines: Annotated[list[SaleLine], Field(min_length=1, max_length=MAX_LINES)]
+    # A refund names the sale it returns (that sale's ``transaction_id``, same store). Required of
+    # terminals' refunds by the API (ops_store/sale_rules.py); imported history may lack it.
+    refund_of: Identifier | None = Field(default=None, exclude_if=omitted_when_none)
 
     def signed_totals(self) -> tuple[int, int]:
         """``(units, net_cents)`` this transaction adds to sales (:func:`sale_totals`)."""

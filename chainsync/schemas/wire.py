@@ -48,6 +48,7 @@ from chainsync.schemas.events import (
     _to_utc,
     check_inventory_shape,
     check_sale_line,
+    omitted_when_none,
 )
 
 _BATCH_START = re.compile(rb'\s*\{\s*"events"\s*:')
@@ -192,7 +193,7 @@ def _wire_type(annotation: Any, metadata: list[Any]) -> tuple[Any, str | tuple[L
     raise WireError(f"type {annotation!r} is not reproduced")
 
 
-_COMPILED: dict[tuple[type[BaseModel], str | None, tuple[str, ...]], Layout] = {}
+_COMPILED: dict[tuple[type[BaseModel], str | None], Layout] = {}
 
 
 def compile_model(
@@ -207,8 +208,8 @@ def compile_model(
     ``tag_field`` names a ``Literal`` field of one value that tells the members of a union apart (the
     struct is tagged with it, as msgspec's tagged unions want); ``overrides`` gives the wire type of
     fields the model declares loosely (``name: (type, nested layout or None, is_list)``)."""
-    key = (model, tag_field, tuple(sorted(overrides or {})))
-    if key in _COMPILED:
+    key = (model, tag_field)
+    if not overrides and key in _COMPILED:  # (a layout with overrides is the caller's to keep)
         return _COMPILED[key]
     if model.__pydantic_decorators__.model_validators and model not in CROSS_FIELD_RULES:
         raise WireError(f"{model.__name__} has a model validator without a rule in CROSS_FIELD_RULES")
@@ -218,9 +219,14 @@ def compile_model(
     text: list[tuple[str, str]] = []
     nested: list[tuple[str, Nested, bool]] = []
     tag: str | None = None
+    omitted: set[str] = set()
     for name, info in model.model_fields.items():
         if info.exclude:
             continue
+        if info.exclude_if is not None:
+            if info.exclude_if is not omitted_when_none or info.default is not None:
+                raise WireError(f"{model.__name__}.{name}: only exclude_if=omitted_when_none is reproduced")
+            omitted.add(name)
         if name == tag_field:
             values = get_args(info.annotation) if get_origin(info.annotation) is Literal else ()
             if len(values) != 1 or not isinstance(values[0], str):
@@ -241,11 +247,18 @@ def compile_model(
         else:
             fields.append((name, wire, info.get_default(call_default_factory=True)))
     options: dict[str, Any] = {"tag_field": tag_field, "tag": tag} if tag_field else {}
+    if omitted:
+        # msgspec leaves out every field at its default, or none: all of them must be left out when unset.
+        defaulted = {n for n, i in model.model_fields.items() if not i.is_required() and not i.exclude}
+        if defaulted != omitted:
+            raise WireError(f"{model.__name__}: fields {sorted(defaulted - omitted)} would be left out too")
+        options["omit_defaults"] = True
     struct = msgspec.defstruct(
         f"Wire{model.__name__}", fields, forbid_unknown_fields=True, kw_only=True, module=__name__, **options
     )
     layout = Layout(struct, tuple(text), tuple(nested), CROSS_FIELD_RULES.get(model))
-    _COMPILED[key] = layout
+    if not overrides:
+        _COMPILED[key] = layout
     return layout
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from chainsync.ops_store import events as inbox
+from chainsync.ops_store import sale_rules
 from chainsync.ops_store.events import append_in_transaction, count_events
 from chainsync.ops_store.tables import event_inbox
 from tests.api.conftest import TestClient, bearer, inventory_event, recent, sale_event
@@ -236,7 +236,7 @@ def test_nothing_is_half_written_when_the_transaction_fails(client, device_keys,
             append_in_transaction(conn, rows)  # rows are inserted inside the transaction ...
             raise RuntimeError("disk on fire")  # ... which then fails before COMMIT
 
-    monkeypatch.setattr(inbox, "append_events", failing_append)
+    monkeypatch.setattr(sale_rules, "append_terminal", failing_append)
     resp = client.post(
         SALES, json={"events": [sale_event() for _ in range(4)]}, headers=key_header(device_keys["S001"])
     )

@@ -32,8 +32,16 @@ def test_today_counts_only_todays_sales_of_visible_stores(
     yesterday = (today - timedelta(days=1)).isoformat()
     posts = [
         ("S001", sale_event(occurred_at=today.isoformat(), lines=[_line(2, 500, 100)])),  # +900
-        ("S001", sale_event(occurred_at=today.isoformat(), lines=[_line(1, 300)])),  # +300
-        ("S001", sale_event(occurred_at=today.isoformat(), kind="refund", lines=[_line(1, 300)])),  # -300
+        (
+            "S001",
+            sale_event(occurred_at=today.isoformat(), lines=[_line(1, 300)], transaction_id="T-300"),
+        ),  # +300
+        (
+            "S001",
+            sale_event(
+                occurred_at=today.isoformat(), kind="refund", lines=[_line(1, 300)], refund_of="T-300"
+            ),
+        ),  # -300
         ("S001", sale_event(occurred_at=today.isoformat(), kind="void", lines=[_line(9, 999)])),  # 0
         ("S001", sale_event(occurred_at=yesterday, lines=[_line(5, 1000)])),  # not today
         ("S002", sale_event(store_id="S002", occurred_at=today.isoformat(), lines=[_line(3, 200)])),  # +600

@@ -18,4 +18,4 @@ def test_migrated_store_matches_the_table_definitions(settings: Settings) -> Non
         assert compare_metadata(context, metadata) == []
         tables = set(inspect(conn).get_table_names())
     assert set(metadata.tables) <= tables  # every table compared exists (none silently missing)
-    assert schema_version(engine) == "0009"
+    assert schema_version(engine) == "0010"

@@ -80,6 +80,10 @@ ODD_SPELLINGS = [
     {"occurred_at": "20261130T101500Z"},
     {"occurred_at": 1795842398},
     {"event_type": "sale"},
+    {"kind": "refund", "refund_of": "T-0"},
+    {"kind": "refund", "refund_of": None},
+    {"kind": "refund", "refund_of": "bad id"},
+    {"kind": "refund", "refund_of": 7},
     {"kind": "theft"},
     {"lines": []},
     {"lines": [{"product_id": "P1", "quantity": 2, "unit_price_cents": 100, "discount_cents": 201}]},
@@ -101,6 +105,7 @@ def test_the_common_form_takes_the_fast_path() -> None:
         SaleEvent, json.dumps({"events": [_sale(), _sale(occurred_at="2026-11-30T09:15:00Z")]}).encode()
     )
     assert _agree(SaleEvent, json.dumps(_sale(occurred_at="2026-11-30T10:15:00.5-05:00")).encode())
+    assert _agree(SaleEvent, json.dumps(_sale(kind="refund", refund_of="T-0")).encode())
     inventory = {
         k: v for k, v in _sale().items() if k in ("event_id", "occurred_at", "store_id", "device_id")
     }
