@@ -97,9 +97,9 @@ def raw_sale_lines_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
             )
         from_seq, to_seq = batch
         lines = _as_pandas(
-            con.sql(
-                "select * from raw.sale_lines where seq > ? and seq <= ?", params=[from_seq, to_seq]
-            ).to_arrow_table()
+            con.cursor()  # a fresh cursor: the fetchone() results above are still open on ``con``
+            .sql("select * from raw.sale_lines where seq > ? and seq <= ?", params=[from_seq, to_seq])
+            .to_arrow_table()
         )
         quarantined = int(
             con.execute(
