@@ -27,6 +27,7 @@ class PipelineResult:
     skipped: list[str] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    step_seconds: dict[str, float] = field(default_factory=dict)  # Dagster step key -> wall seconds
 
 
 class _QuietSkippedChecks(logging.Filter):
@@ -106,9 +107,9 @@ def run_pipeline(
             tags=tags or None,
         )
         summary = _summarize(result, time.perf_counter() - started)
-        logs = instance.all_logs(result.run_id)
+        summary.step_seconds = _step_seconds(instance.all_logs(result.run_id))
     if console is not None:
-        _print_summary(console, summary, result, logs)
+        _print_summary(console, summary, result)
     return summary
 
 
@@ -149,9 +150,9 @@ def _summarize(result: Any, seconds: float) -> PipelineResult:
     return summary
 
 
-def _print_summary(console: Console, summary: PipelineResult, result: Any, logs: Any) -> None:
+def _step_seconds(logs: Any) -> dict[str, float]:
+    """Wall seconds of each step that started and succeeded, from the run's event log."""
     import dagster as dg
-    from rich.table import Table
 
     step_times: dict[str, list[float]] = defaultdict(list)
     for entry in logs:
@@ -162,6 +163,13 @@ def _print_summary(console: Console, summary: PipelineResult, result: Any, logs:
             and event.event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS)
         ):
             step_times[event.step_key].append(entry.timestamp)
+    return {step: round(t[-1] - t[0], 2) for step, t in step_times.items() if len(t) == 2}
+
+
+def _print_summary(console: Console, summary: PipelineResult, result: Any) -> None:
+    import dagster as dg
+    from rich.table import Table
+
     table = Table(title=f"pipeline run {summary.run_id[:8]}", show_lines=False)
     table.add_column("asset")
     table.add_column("status")
@@ -188,7 +196,7 @@ def _print_summary(console: Console, summary: PipelineResult, result: Any, logs:
                 event.step_key or "", "[red]failed[/]", str(event.event_specific_data.error.message)[:300]
             )
     console.print(table)
-    timings = ", ".join(f"{step} {t[-1] - t[0]:.1f}s" for step, t in step_times.items() if len(t) == 2)
+    timings = ", ".join(f"{step} {seconds:.1f}s" for step, seconds in summary.step_seconds.items())
     if timings:
         console.print(f"[dim]steps: {timings}[/]")
     colour = "green" if summary.success else "red"

@@ -86,6 +86,11 @@ def test_pipeline_bench_reports_every_cadence() -> None:
     assert figures["sale_lines"] > 0 and 0 < figures["incremental_sale_lines"] < figures["sale_lines"]
     assert 0 < figures["forecast_series"] <= 2 * 8
     assert figures["noop_seconds"] < figures["full_seconds"]
+    # The per-step profile: the landing, the dbt build and the snapshot of the full run are in it.
+    assert {"raw_sales_events", "chainsync_dbt_models", "serving_snapshot"} <= set(
+        figures["full_step_seconds"]
+    )
+    assert sum(figures["full_step_seconds"].values()) <= figures["full_seconds"]
     assert set(figures["goals"]) == {
         "full_seconds_per_10m_lines",
         "incremental_share_of_full",

@@ -75,6 +75,8 @@ def sale_lines(seed: int = 7) -> pl.DataFrame:
 
 def load_lines(con: duckdb.DuckDBPyConnection, lines: pl.DataFrame) -> None:
     con.execute("create schema if not exists intermediate")
+    if "seq" not in lines.columns:  # the landing order, which the stored features follow
+        lines = lines.with_row_index("seq", offset=1).with_columns(pl.col("seq").cast(pl.Int64))
     con.register("lines", lines.to_arrow())
     con.execute("create or replace table intermediate.int_sale_lines_localized as select * from lines")
     con.unregister("lines")
@@ -249,3 +251,35 @@ def test_assets_take_their_thresholds_from_the_settings(tmp_path: Path) -> None:
     assert loose_meta["z_threshold"] == 3.0 and set(loose_cashiers["z_threshold"]) == {3.0}
     assert loose_meta["anomalies"] > metadata["anomalies"]
     assert loose["anomaly_score"].equals(default["anomaly_score"])  # same data, same seeded scores
+
+
+def test_stored_features_refresh_only_touched_store_days_and_equal_a_rebuild() -> None:
+    from pipelines.defs.anomalies.assets import CASHIER_FEATURES, SALES_FEATURES
+    from pipelines.defs.anomalies.features import read_features, refresh_features
+
+    lines = sale_lines().with_row_index("seq", offset=1).with_columns(pl.col("seq").cast(pl.Int64))
+    cutoff = START + timedelta(days=DAYS - 7)
+    late_day = START + timedelta(days=30)  # an offline till's batch for an early day arrives last
+    late = (pl.col("store_id") == "S03") & (pl.col("sale_date") == late_day) & (pl.col("seq") % 2 == 0)
+    first = lines.filter((pl.col("sale_date") < cutoff) & ~late)
+    later = pl.concat([lines.filter(pl.col("sale_date") >= cutoff), lines.filter(late)])
+    later = later.with_columns(seq=pl.col("seq") + lines.height)  # landed after everything in `first`
+
+    incremental = duckdb.connect()
+    load_lines(incremental, first)
+    for table in (SALES_FEATURES, CASHIER_FEATURES):
+        assert refresh_features(incremental, table).rebuilt
+    load_lines(incremental, pl.concat([first, later]))
+    refreshed = {t.table: refresh_features(incremental, t) for t in (SALES_FEATURES, CASHIER_FEATURES)}
+
+    scratch = duckdb.connect()
+    load_lines(scratch, pl.concat([first, later]))
+    for table in (SALES_FEATURES, CASHIER_FEATURES):
+        assert refresh_features(scratch, table).rebuilt
+        # Row for row what a rebuild from scratch holds, in the same order.
+        assert read_features(incremental, table).equals(read_features(scratch, table)), table.table
+        refresh = refreshed[table.table]
+        assert not refresh.rebuilt
+        assert refresh.store_days == STORES * 7 + 1  # the last week of every store and the late day
+    # Nothing new: nothing recomputed.
+    assert refresh_features(incremental, SALES_FEATURES).store_days == 0

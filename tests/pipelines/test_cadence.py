@@ -97,6 +97,12 @@ def test_a_marts_run_builds_only_what_new_sales_touch(incremental: tuple[Setting
     assert {"raw_sales_events", "stg_pos__sale_lines", "fct_sales_daily", "sales_anomalies"} <= set(
         second.materialized
     )
+    # The scores read their features from the warehouse: the second run re-aggregated only the store-days
+    # its lines touched (three new days of two stores, two late days of one), not the six weeks before.
+    for detector in ("sales_anomalies", "cashier_anomalies"):
+        assert first.metadata[detector]["features_rebuilt"] is True
+        refresh = second.metadata[detector]
+        assert refresh["features_rebuilt"] is False and refresh["store_days_refreshed"] == 2 * 3 + 2
     untouched = {"raw_security_events", "fct_security_events", "fct_sync_sessions", "security_anomalies"}
     assert not untouched & set(second.materialized)
     assert not {"demand_forecast", "reorder_suggestions"} & set(first.materialized + second.materialized)

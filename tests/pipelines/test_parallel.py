@@ -121,3 +121,27 @@ def test_backtest_panels_partition_the_same_on_the_cluster(scheduler: str) -> No
     assert local.forecasts.height == 16 * 14
     assert_frame_equal(local.forecasts, cluster.forecasts)
     assert_frame_equal(local.series, cluster.series)
+
+
+def test_cluster_anomaly_scores_equal_in_process(scheduler: str) -> None:
+    """With CHAINSYNC_DASK_SCHEDULER set, sales_anomalies and cashier_anomalies score on the cluster."""
+    from functools import partial
+
+    import duckdb
+
+    from pipelines.defs.anomalies.assets import _on_cluster
+    from pipelines.defs.anomalies.detectors import CASHIER_FEATURES_SQL, score_cashier_shifts
+    from pipelines.defs.anomalies.scoring import FEATURES_SQL, SalesThresholds, score_sales_panel
+    from tests.pipelines.test_anomalies import load_lines, sale_lines
+
+    con = duckdb.connect()
+    load_lines(con, sale_lines())
+    for sql, score in (
+        (FEATURES_SQL, partial(score_sales_panel, thresholds=SalesThresholds())),
+        (CASHIER_FEATURES_SQL, partial(score_cashier_shifts, z_threshold=6.0, min_count=5)),
+    ):
+        features = pl.from_arrow(con.sql(sql).to_arrow_table())
+        assert isinstance(features, pl.DataFrame) and features.height > 100
+        local = _on_cluster(score, features, None)
+        assert local.height == features.height and local["is_anomaly"].any()
+        assert_frame_equal(_on_cluster(score, features, scheduler), local)

@@ -4,10 +4,12 @@
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
+from chainsync.parallel import map_partitions
 from pipelines.defs.anomalies.detectors import (
     CASHIER_FEATURES_SQL,
     SECURITY_FEATURES_SQL,
@@ -16,6 +18,7 @@ from pipelines.defs.anomalies.detectors import (
     score_security,
     score_shrinkage,
 )
+from pipelines.defs.anomalies.features import FeatureTable, read_features, refresh_features
 from pipelines.defs.anomalies.scoring import (
     DETECTOR_FEATURES,
     DETECTOR_RESIDUAL,
@@ -23,9 +26,7 @@ from pipelines.defs.anomalies.scoring import (
     STORE_DAY_CONFIG,
     SalesThresholds,
     empty_anomalies,
-    flag_store_days,
-    score_store_days,
-    store_day_scores,
+    score_sales_panel,
 )
 from pipelines.resources import PipelineConfig, Warehouse
 
@@ -40,6 +41,27 @@ def sales_thresholds(pipeline_config: PipelineConfig) -> SalesThresholds:
         residual=pipeline_config.anomaly_residual_threshold,
         residual_min_z=pipeline_config.anomaly_residual_min_z,
     )
+
+
+SALES_FEATURES = FeatureTable("analytics.sales_anomaly_features", FEATURES_SQL, ("store_id", "sale_date"))
+CASHIER_FEATURES = FeatureTable(
+    "analytics.cashier_anomaly_features", CASHIER_FEATURES_SQL, ("store_id", "cashier_id", "sale_date")
+)
+
+
+def _stored_features(warehouse: Warehouse, features: FeatureTable) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The features table refreshed for the store-days new lines touched, read in key order."""
+    with warehouse.get_connection() as con:
+        refresh = refresh_features(con, features)
+        return read_features(con, features), refresh.metadata()
+
+
+def _on_cluster(
+    score: Callable[[pl.DataFrame], pl.DataFrame], features: pl.DataFrame, scheduler: str | None
+) -> pl.DataFrame:
+    """``score(features)`` on the Dask cluster at ``scheduler`` (one task: each method pools the whole
+    chain, so its panel is not split), or in-process when None."""
+    return map_partitions(score, [features], scheduler)[0]
 
 
 def _score_into(
@@ -75,11 +97,11 @@ def sales_anomalies(
     if not pipeline_config.ai_analytics_enabled:
         warehouse.replace_table("analytics.sales_anomalies", empty_anomalies())
         return dg.MaterializeResult(metadata={"rows": 0, "disabled": True})
-    features = warehouse.read_frame(FEATURES_SQL)
+    features, refresh = _stored_features(warehouse, SALES_FEATURES)
     config = replace(STORE_DAY_CONFIG, holidays=pipeline_config.forecast_holiday_country or None)
-    retrospective = store_day_scores(features, config)
     thresholds = sales_thresholds(pipeline_config)
-    scored = flag_store_days(score_store_days(features, retrospective), thresholds)
+    score = partial(score_sales_panel, config=config, thresholds=thresholds)
+    scored = _on_cluster(score, features, pipeline_config.scheduler)
     warehouse.replace_table("analytics.sales_anomalies", scored)
     flagged = scored.filter(pl.col("is_anomaly"))
     by_detector = {
@@ -91,6 +113,7 @@ def sales_anomalies(
         metadata={
             "rows": scored.height,
             "anomalies": flagged.height,
+            **refresh,
             "retrospective_store_days": int(scored["units_residual"].is_not_null().sum())
             if scored.height
             else 0,
@@ -115,7 +138,15 @@ def cashier_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -> 
         z_threshold=pipeline_config.anomaly_z_threshold,
         min_count=pipeline_config.anomaly_min_cashier_events,
     )
-    return _score_into(warehouse, pipeline_config, "analytics.cashier_anomalies", CASHIER_FEATURES_SQL, score)
+    if not pipeline_config.ai_analytics_enabled:
+        return _score_into(
+            warehouse, pipeline_config, "analytics.cashier_anomalies", CASHIER_FEATURES_SQL, score
+        )
+    features, refresh = _stored_features(warehouse, CASHIER_FEATURES)
+    scored = _on_cluster(score, features, pipeline_config.scheduler)
+    warehouse.replace_table("analytics.cashier_anomalies", scored)
+    flagged = int(scored["is_anomaly"].sum()) if scored.height else 0
+    return dg.MaterializeResult(metadata={"rows": scored.height, "anomalies": flagged, **refresh})
 
 
 @dg.asset(

@@ -477,3 +477,12 @@ def score_sales_anomalies(
     """Score and flag every store-day: ``flag_store_days(score_store_days(features, retrospective), ...)``."""
     thresholds = SalesThresholds(threshold_quantile, anomaly_z, driver_z, residual_threshold, residual_min_z)
     return flag_store_days(score_store_days(features, retrospective), thresholds)
+
+
+def score_sales_panel(
+    features: pl.DataFrame, *, config: DetectConfig = STORE_DAY_CONFIG, thresholds: SalesThresholds
+) -> pl.DataFrame:
+    """Everything ``sales_anomalies`` computes from the store-day ``features`` (``FEATURES_SQL``'s
+    columns): the retrospective scores of ``chainsync.anomalies``, the ensemble's raw scores and the
+    flags. One function, so it runs the same in-process and as one task on a Dask worker."""
+    return flag_store_days(score_store_days(features, store_day_scores(features, config)), thresholds)

@@ -357,7 +357,12 @@ def store_weeks(history: pl.DataFrame, *, origins: int, holidays: str | None = "
     root sum of squares (lo_rss, hi_rss)."""
     from chainsync.forecasting import forecast_panel
 
-    columns = {"store_id": pl.String(), "origin": pl.Date(), "actual": pl.Float64(), "yhat": pl.Float64()}
+    columns: dict[str, pl.DataType] = {
+        "store_id": pl.String(),
+        "origin": pl.Date(),
+        "actual": pl.Float64(),
+        "yhat": pl.Float64(),
+    }
     columns |= {name: pl.Float64() for name in ("lo_sum", "hi_sum", "lo_rss", "hi_rss")}
     if history.is_empty() or origins < 1:
         return pl.DataFrame(schema=columns)
@@ -402,7 +407,7 @@ def store_weeks(history: pl.DataFrame, *, origins: int, holidays: str | None = "
         )
     if not parts:
         return pl.DataFrame(schema=columns)
-    return pl.concat(parts).select(list(columns)).cast(columns).sort("origin", "store_id")
+    return pl.concat(parts).select(list(columns)).cast(pl.Schema(columns)).sort("origin", "store_id")
 
 
 def weekly_band_factor(weeks: pl.DataFrame, level: float = WEEKLY_LEVEL) -> float | None:

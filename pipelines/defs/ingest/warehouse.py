@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 from sqlalchemy import Engine, Table, select
 
@@ -125,16 +126,16 @@ class LandingResult:
         return meta
 
 
-_ARROW_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("seq", pa.int64()),
-        ("store_id", pa.string()),
-        ("device_id", pa.string()),
-        ("occurred_at", pa.timestamp("us")),
-        ("received_at", pa.timestamp("us")),
-        ("payload", pa.string()),
-    ]
+_EVENT_SCHEMA = pl.Schema(
+    {
+        "event_id": pl.String(),
+        "seq": pl.Int64(),
+        "store_id": pl.String(),
+        "device_id": pl.String(),
+        "occurred_at": pl.Datetime("us"),
+        "received_at": pl.Datetime("us"),
+        "payload": pl.String(),
+    }
 )
 
 
@@ -149,24 +150,21 @@ def land_events(
     after = watermark(con, event_type)
     con.execute("begin transaction")
     try:
-        con.execute(f"create or replace temp table new_events as select * from {table} limit 0")
-        last = after
+        # Straight into the raw table (the transaction undoes it on failure): no second copy of the
+        # payloads through a staging table; the flattening reads the new rows back by seq.
+        last, events = after, 0
         for chunk in iter_events_after(engine, event_type, after):
-            batch = pa.Table.from_arrays(
-                [
-                    pa.array(col, type=f.type)
-                    for col, f in zip(zip(*chunk, strict=True), _ARROW_SCHEMA, strict=True)
-                ],
-                schema=_ARROW_SCHEMA,
-            )
+            # polars builds the columns from the row tuples in Rust: half the time of a Python transpose.
+            batch = pl.DataFrame(chunk, schema=_EVENT_SCHEMA, orient="row").to_arrow()
             con.register("events_chunk", batch)
-            con.execute("insert into new_events select * from events_chunk")
+            con.execute(f"insert into {table} select * from events_chunk")
             con.unregister("events_chunk")
-            last = int(chunk[-1][1])
-        events = int(con.execute("select count(*) from new_events").fetchone()[0])  # type: ignore[index]
+            last, events = int(batch["seq"][-1].as_py()), events + batch.num_rows
         result = LandingResult(event_type, after, last, events)
         if events:
-            con.execute(f"insert into {table} select * from new_events")
+            con.execute(
+                f"create or replace temp view new_events as select * from {table} where seq > {int(after)}"
+            )
             if event_type == "sale":
                 result = _flatten_sale_lines(con, result, rules or LineRules())
             con.execute(
@@ -183,7 +181,7 @@ def land_events(
                     _utcnow(),
                 ],
             )
-        con.execute("drop table new_events")
+        con.execute("drop view if exists new_events")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
