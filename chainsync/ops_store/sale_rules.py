@@ -9,16 +9,22 @@ stores them, so two refunds of one sale racing each other cannot both pass:
   nothing to check against yet.
 * **Refunds name their sale.** A ``refund`` carries ``refund_of``, the ``transaction_id`` of a sale of the
   same store stored before it (or earlier in the same request), and returns per product no more units than
-  that sale sold less what earlier refunds of it returned. ``sale_refundable`` keeps those figures:
-  sales add to ``sold_units``, refunds to ``refunded_units``. Sales stored by the historical import are
-  not in it (history is not refunded at a till).
+  that sale sold less what earlier refunds of it returned. ``sale_refundable`` keeps one row per stored
+  sale: units sold per product, and units returned so far. Only a refund carries ``refund_of``.
+  Transaction ids are the till's, unique per store: a reused one keeps the first sale's lines. Sales stored
+  by the historical import are not in it (history is not refunded at a till).
 
 Each refusal is a validation error naming the field, like every other (the API answers 422). Imported
 history (``chainsync import``) does not pass here.
+
+This runs for every ingested sale, so its statements are few and sent as the driver takes them: on
+PostgreSQL whole columns as binary arrays (a statement with one placeholder per value cost the driver
+more than the database's work), on SQLite ``executemany``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -32,6 +38,8 @@ from chainsync.schemas.events import SaleEvent
 Outcome = tuple[str, list[dict[str, str]]]
 """``(status, errors)``: ``applied`` or ``duplicate`` with no errors, or ``rejected`` with the reasons."""
 
+Key = tuple[str, str]  # (store_id, transaction_id)
+
 
 def append_terminal(
     engine: Engine, rows: Sequence[InboxRow], *, received_at: datetime | None = None
@@ -44,17 +52,20 @@ def append_terminal(
 def append_terminal_events(
     conn: Connection, rows: Sequence[InboxRow], *, received_at: datetime | None = None
 ) -> list[Outcome]:
-    """Check the sales among ``rows`` against the catalog and the refundable figures, then append the
-    rows that pass (:func:`chainsync.ops_store.events.append_in_transaction`) inside the caller's
-    transaction. One outcome per row, in order."""
+    """Check the sales among ``rows`` against the catalog and the refundable figures, append the rows
+    that pass (:func:`chainsync.ops_store.events.append_in_transaction`) and record what the newly stored
+    sales sold and refunds returned, inside the caller's transaction. One outcome per row, in order."""
     outcomes: list[Outcome | None] = [None] * len(rows)
-    sales = [(i, r) for i, r in enumerate(rows) if r.event_type == "sale" and r.store_id is not None]
+    sales = {i: _sale(r) for i, r in enumerate(rows) if r.event_type == "sale" and r.store_id is not None}
+    returned: dict[int, tuple[Key, dict[str, int]]] = {}
     if sales:
-        _check_sales(conn, rows, sales, outcomes)
+        _check(conn, rows, sales, outcomes, returned)
     keep = [i for i, outcome in enumerate(outcomes) if outcome is None]
     statuses = inbox.append_in_transaction(conn, [rows[i] for i in keep], received_at=received_at)
     for i, status in zip(keep, statuses, strict=True):
         outcomes[i] = (status, [])
+    if sales:
+        _record(conn, rows, sales, outcomes, returned)
     return [outcome or ("rejected", []) for outcome in outcomes]
 
 
@@ -62,44 +73,56 @@ def _sale(row: InboxRow) -> Any:
     return row.event if row.event is not None else SaleEvent.model_validate_json(row.payload)
 
 
-def _marks(conn: Connection, n: int) -> str:
-    return ", ".join(["%s" if conn.dialect.name == "postgresql" else "?"] * n)
+def _pg(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
 
 
-def _check_sales(
+def _select_in(conn: Connection, sql: str, values: list[str]) -> list[Any]:
+    """``sql`` with ``{in}`` standing for "the column is one of ``values``"."""
+    if not values:
+        return []
+    if _pg(conn):
+        return list(conn.exec_driver_sql(sql.format(in_="= ANY(%b::varchar[])"), (values,)))
+    return list(conn.exec_driver_sql(sql.format(in_=f"IN ({', '.join('?' * len(values))})"), tuple(values)))
+
+
+def _check(
     conn: Connection,
     rows: Sequence[InboxRow],
-    sales: list[tuple[int, InboxRow]],
+    sales: dict[int, Any],
     outcomes: list[Outcome | None],
+    returned: dict[int, tuple[Key, dict[str, int]]],
 ) -> None:
-    events = {i: _sale(r) for i, r in sales}
-    # Events already stored are duplicates: answered as such by the append, never checked again.
-    ids = sorted({r.event_id for _, r in sales})
-    stored = {
-        str(e)
-        for (e,) in conn.exec_driver_sql(
-            f"SELECT event_id FROM event_inbox WHERE event_id IN ({_marks(conn, len(ids))})", tuple(ids)
-        )
-    }
-    products = sorted({line.product_id for e in events.values() for line in e.lines})
+    products = sorted({line.product_id for sale in sales.values() for line in sale.lines})
     known = {
         str(p)
-        for (p,) in conn.exec_driver_sql(
-            f"SELECT product_id FROM products WHERE product_id IN ({_marks(conn, len(products))})",
-            tuple(products),
-        )
+        for (p,) in _select_in(conn, "SELECT product_id FROM products WHERE product_id {in_}", products)
     }
-    has_catalog = len(known) == len(products) or bool(
-        conn.exec_driver_sql("SELECT 1 FROM products LIMIT 1").first()
+    has_catalog = (
+        len(known) == len(products) or conn.exec_driver_sql("SELECT 1 FROM products LIMIT 1").first()
     )
-    wanted = sorted({(r.store_id, e.refund_of) for i, r in sales if (e := events[i]).refund_of is not None})
-    figures = _refundable(conn, wanted)  # (store, transaction, product) -> [sold, refunded]
-    added: dict[tuple[str, str, str], list[int]] = {}  # what this request adds: [sold, refunded]
+    refunds = [i for i, sale in sales.items() if sale.kind == "refund"]
+    figures: dict[Key, tuple[dict[str, int], dict[str, int]]] = {}
+    stored: set[str] = set()
+    if refunds:
+        targets = {(str(rows[i].store_id), str(sales[i].refund_of)) for i in refunds if sales[i].refund_of}
+        figures = _refundable(conn, sorted(targets))
+        # Refunds already stored (retries) and sales of this request they may return: duplicates are
+        # answered as such by the append, never checked or counted again.
+        asked = [rows[i].event_id for i in refunds] + [
+            rows[i].event_id
+            for i, sale in sales.items()
+            if sale.kind == "sale" and (str(rows[i].store_id), sale.transaction_id) in targets
+        ]
+        stored = {
+            str(e)
+            for (e,) in _select_in(conn, "SELECT event_id FROM event_inbox WHERE event_id {in_}", asked)
+        }
     seen: set[str] = set()
-    for i, row in sales:
+    for i, sale in sales.items():
+        row = rows[i]
         if row.event_id in stored or row.event_id in seen:
             continue  # a duplicate (the append says so)
-        sale = events[i]
         store = str(row.store_id)
         errors: list[dict[str, str]] = []
         if has_catalog:
@@ -121,25 +144,32 @@ def _check_sales(
             outcomes[i] = ("rejected", errors)
             continue
         seen.add(row.event_id)
-        if sale.kind in ("sale", "refund"):
-            column = 0 if sale.kind == "sale" else 1
-            transaction = sale.transaction_id if sale.kind == "sale" else str(sale.refund_of)
-            for line in sale.lines:
-                key = (store, transaction, line.product_id)
-                figures.setdefault(key, [0, 0])[column] += line.quantity
-                added.setdefault(key, [0, 0])[column] += line.quantity
-    if added:
-        _add_refundable(conn, sorted(added.items()))
+        if refunds and sale.kind == "sale" and (store, sale.transaction_id) not in figures:
+            figures[(store, sale.transaction_id)] = (_units(sale), {})  # a refund later in this request
+        elif sale.kind == "refund":
+            key = (store, str(sale.refund_of))
+            back = _units(sale)
+            for product, units in back.items():
+                figures[key][1][product] = figures[key][1].get(product, 0) + units
+            returned[i] = (key, back)
+
+
+def _units(sale: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in sale.lines:
+        out[line.product_id] = out.get(line.product_id, 0) + line.quantity
+    return out
 
 
 def _refund_errors(
-    store: str, refund: Any, figures: dict[tuple[str, str, str], list[int]]
+    store: str, refund: Any, figures: dict[Key, tuple[dict[str, int], dict[str, int]]]
 ) -> list[dict[str, str]]:
     if refund.refund_of is None:
         return [{"field": "refund_of", "message": "a refund names the sale it returns (its transaction_id)"}]
-    sold = {p: f for (s, t, p), f in figures.items() if s == store and t == refund.refund_of}
-    if not sold:
+    found = figures.get((store, refund.refund_of))
+    if found is None:
         return [{"field": "refund_of", "message": f"names no sale of store {store} ({refund.refund_of})"}]
+    sold, back = found
     errors = []
     returning: dict[str, int] = {}
     for n, line in enumerate(refund.lines):
@@ -152,7 +182,7 @@ def _refund_errors(
             )
             continue
         returning[line.product_id] = returning.get(line.product_id, 0) + line.quantity
-        units, already = sold[line.product_id]
+        units, already = sold[line.product_id], back.get(line.product_id, 0)
         if already + returning[line.product_id] > units:
             errors.append(
                 {
@@ -163,28 +193,63 @@ def _refund_errors(
     return errors
 
 
-def _refundable(conn: Connection, wanted: list[tuple[Any, Any]]) -> dict[tuple[str, str, str], list[int]]:
-    out: dict[tuple[str, str, str], list[int]] = {}
-    for store, transaction in wanted:
+def _refundable(conn: Connection, keys: list[Key]) -> dict[Key, tuple[dict[str, int], dict[str, int]]]:
+    out: dict[Key, tuple[dict[str, int], dict[str, int]]] = {}
+    mark = "%s" if _pg(conn) else "?"
+    for store, transaction in keys:
         found = conn.exec_driver_sql(
-            "SELECT product_id, sold_units, refunded_units FROM sale_refundable "
-            f"WHERE store_id = {_marks(conn, 1)} AND transaction_id = {_marks(conn, 1)}",
+            f"SELECT sold, refunded FROM sale_refundable WHERE store_id = {mark} AND transaction_id = {mark}",
             (store, transaction),
-        )
-        for product, sold, refunded in found.tuples():
-            out[(str(store), str(transaction), str(product))] = [int(str(sold)), int(str(refunded))]
+        ).first()
+        if found is not None:
+            out[(store, transaction)] = (json.loads(str(found[0])), json.loads(str(found[1])))
     return out
 
 
-def _add_refundable(conn: Connection, figures: list[tuple[tuple[str, str, str], list[int]]]) -> None:
-    values = "(" + _marks(conn, 5) + ")"
-    params: list[object] = []
-    for (store, transaction, product), (sold, refunded) in figures:
-        params += [store, transaction, product, sold, refunded]
-    conn.exec_driver_sql(
-        "INSERT INTO sale_refundable (store_id, transaction_id, product_id, sold_units, refunded_units) "
-        f"VALUES {', '.join([values] * len(figures))} ON CONFLICT (store_id, transaction_id, product_id) "
-        "DO UPDATE SET sold_units = sale_refundable.sold_units + excluded.sold_units, "
-        "refunded_units = sale_refundable.refunded_units + excluded.refunded_units",
-        tuple(params),
-    )
+def _record(
+    conn: Connection,
+    rows: Sequence[InboxRow],
+    sales: dict[int, Any],
+    outcomes: list[Outcome | None],
+    returned: dict[int, tuple[Key, dict[str, int]]],
+) -> None:
+    """What the newly stored sales sold (one row each) and refunds returned (their sale's row updated)."""
+    sold: dict[Key, str] = {}
+    for i, sale in sales.items():
+        outcome = outcomes[i]
+        if sale.kind == "sale" and outcome is not None and outcome[0] == "applied":
+            sold.setdefault((str(rows[i].store_id), sale.transaction_id), json.dumps(_units(sale)))
+    if sold:
+        keys = list(sold)
+        if _pg(conn):
+            conn.exec_driver_sql(
+                "INSERT INTO sale_refundable (store_id, transaction_id, sold) "
+                "SELECT * FROM unnest(%b::varchar[], %b::varchar[], %b::text[]) ON CONFLICT DO NOTHING",
+                ([k[0] for k in keys], [k[1] for k in keys], list(sold.values())),
+            )
+        else:
+            conn.exec_driver_sql(
+                "INSERT OR IGNORE INTO sale_refundable (store_id, transaction_id, sold) VALUES (?, ?, ?)",
+                [(k[0], k[1], v) for k, v in sold.items()],
+            )
+    back: dict[Key, dict[str, int]] = {}
+    for i, (key, units) in returned.items():
+        outcome = outcomes[i]
+        if outcome is not None and outcome[0] == "applied":
+            total = back.setdefault(key, {})
+            for product, n in units.items():
+                total[product] = total.get(product, 0) + n
+    mark = "%s" if _pg(conn) else "?"
+    for (store, transaction), units in back.items():
+        found = conn.exec_driver_sql(
+            f"SELECT refunded FROM sale_refundable WHERE store_id = {mark} AND transaction_id = {mark}",
+            (store, transaction),
+        ).first()
+        already: dict[str, int] = json.loads(str(found[0])) if found is not None else {}
+        for product, n in units.items():
+            already[product] = already.get(product, 0) + n
+        conn.exec_driver_sql(
+            f"UPDATE sale_refundable SET refunded = {mark} "
+            f"WHERE store_id = {mark} AND transaction_id = {mark}",
+            (json.dumps(already), store, transaction),
+        )

@@ -380,14 +380,13 @@ live_store_sales = Table(
     Column("sold_cents", BigInteger, nullable=False, server_default="0"),  # net of `sale` kinds only
 )
 
-# Per store, transaction and product: units sold by terminals' sales and units returned so far by refunds
-# naming that transaction (``refund_of``). Kept in the ingest transaction (ops_store/sale_rules.py).
+# Per store and transaction: the units per product a terminal's sale sold, and those refunds naming it
+# (``refund_of``) returned so far, as JSON objects. Kept in the ingest transaction (ops_store/sale_rules.py).
 sale_refundable = Table(
     "sale_refundable",
     metadata,
     Column("store_id", String(64), primary_key=True),
     Column("transaction_id", String(64), primary_key=True),
-    Column("product_id", String(64), primary_key=True),
-    Column("sold_units", BigInteger, nullable=False, server_default="0"),
-    Column("refunded_units", BigInteger, nullable=False, server_default="0"),
+    Column("sold", Text, nullable=False),
+    Column("refunded", Text, nullable=False, server_default="{}"),
 )

@@ -1,9 +1,9 @@
 """Refunds that name the sale they return, and return no more than it sold.
 
-``sale_refundable`` holds, per store, transaction and product, the units sold by terminals' sales and the
-units already returned by refunds naming that transaction (``refund_of``). It is kept in the ingest
-transaction (:mod:`chainsync.ops_store.sale_rules`), so two refunds of one sale racing each other cannot
-both pass.
+``sale_refundable`` holds, per store and transaction, the units per product sold by a terminal's sale
+and the units already returned by refunds naming that transaction (``refund_of``), as JSON objects. It is
+kept in the ingest transaction (:mod:`chainsync.ops_store.sale_rules`), so two refunds of one sale racing
+each other cannot both pass.
 
 Revision ID: 0010
 Revises: 0009
@@ -24,9 +24,8 @@ def upgrade() -> None:
         "sale_refundable",
         sa.Column("store_id", sa.String(64), primary_key=True),
         sa.Column("transaction_id", sa.String(64), primary_key=True),
-        sa.Column("product_id", sa.String(64), primary_key=True),
-        sa.Column("sold_units", sa.BigInteger(), nullable=False, server_default="0"),
-        sa.Column("refunded_units", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("sold", sa.Text(), nullable=False),  # {"product_id": units, ...}
+        sa.Column("refunded", sa.Text(), nullable=False, server_default="{}"),
     )
 
 
