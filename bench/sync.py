@@ -80,7 +80,8 @@ def bare_app():  # type: ignore[no-untyped-def]
     return app
 
 
-def sale_item(store_id: str, device_id: str, i: int) -> dict[str, Any]:
+def sale_item(store_id: str, device_id: str, i: int, products: int = 5000) -> dict[str, Any]:
+    """A sale item of products in the bench's catalog (``products`` of them: unknown ones are refused)."""
     eid = str(uuid.uuid4())
     return {
         "mutation_id": f"m-{eid}",
@@ -96,7 +97,7 @@ def sale_item(store_id: str, device_id: str, i: int) -> dict[str, Any]:
             "payment_type": "card",
             "lines": [
                 {
-                    "product_id": f"P{(i + k) % 5000:05d}",
+                    "product_id": f"P{(i + k) % products:05d}",
                     "quantity": 1 + k,
                     "unit_price_cents": 299,
                     "discount_cents": 0,
@@ -220,7 +221,8 @@ def main() -> None:
                         "batch_id": f"B-{MARK.decode()}{uuid.uuid4().hex[:16]}",
                         "sent_at": datetime.now(UTC).isoformat(),
                         "items": [
-                            _marked(sale_item("S001", device, b * args.batch + i)) for i in range(args.batch)
+                            _marked(sale_item("S001", device, b * args.batch + i, args.products))
+                            for i in range(args.batch)
                         ],
                     }
                 ).encode()

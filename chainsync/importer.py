@@ -129,7 +129,9 @@ def _connect() -> duckdb.DuckDBPyConnection:
 
 
 def _fields(model: type[EventBase]) -> list[str]:
-    return [name for name, f in model.model_fields.items() if not f.exclude]
+    # Fields left out of the stored form when unset (``refund_of``) are left out of imported payloads:
+    # history names no sale its refunds return.
+    return [name for name, f in model.model_fields.items() if not f.exclude and f.exclude_if is None]
 
 
 def _struct(model: type[EventBase], columns: dict[str, str] | None = None) -> str:
