@@ -36,13 +36,14 @@ from sqlalchemy import Engine
 from api.log import get_logger
 from chainsync.ops_store.security import TotpCipher, active_revocations, revoke_access_token
 from chainsync.ops_store.sessions import SessionState, read_session_state
+from chainsync.ops_store.users import ROLES, Role
 from chainsync.settings import Settings
 
 log = get_logger("api.security")
 
 ALL_STORES = "*"
 
-PrincipalRole = Literal["admin", "manager", "cashier", "device"]
+PrincipalRole = Literal[Role, "device"]  # the users' roles (chainsync.ops_store.users), and terminals
 
 
 class InvalidToken(Exception):
@@ -110,7 +111,7 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims:
     stores = claims["stores"]
     if (
         not isinstance(claims["sub"], str)
-        or claims["role"] not in ("admin", "manager", "cashier")
+        or claims["role"] not in ROLES
         or not isinstance(stores, list)
         or not all(isinstance(s, str) for s in stores)
     ):

@@ -28,7 +28,7 @@ from chainsync.ops_store.security import (
     revoke_user_refresh_tokens,
     update_user,
 )
-from chainsync.ops_store.users import create_device_key, get_user, revoke_device_key, upsert_user
+from chainsync.ops_store.users import Role, create_device_key, get_user, revoke_device_key, upsert_user
 from chainsync.passwords import hash_password
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -36,7 +36,6 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(requir
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._@-]{1,128}$")]
 Password = Annotated[str, Field(min_length=12, max_length=256)]
-RoleName = Literal["admin", "manager", "cashier"]
 
 
 class Strict(BaseModel):
@@ -45,7 +44,7 @@ class Strict(BaseModel):
 
 class UserOut(BaseModel):
     username: str
-    role: RoleName
+    role: Role
     is_active: bool
     store_ids: list[str]
     totp_enabled: bool
@@ -55,12 +54,12 @@ class UserOut(BaseModel):
 class UserCreate(Strict):
     username: Username
     password: Password
-    role: RoleName
+    role: Role
     store_ids: Annotated[list[Identifier], Field(max_length=1000)] = []
 
 
 class UserUpdate(Strict):
-    role: RoleName | None = None
+    role: Role | None = None
     is_active: bool | None = None
     store_ids: Annotated[list[Identifier], Field(max_length=1000)] | None = None
     password: Password | None = None

@@ -39,7 +39,7 @@ from chainsync.ops_store.security import (
     store_refresh_token,
     use_refresh_token,
 )
-from chainsync.ops_store.users import User, get_user
+from chainsync.ops_store.users import Role, User, get_user
 from chainsync.passwords import verify_password
 from chainsync.settings import Settings
 
@@ -59,7 +59,7 @@ class TokenResponse(BaseModel):
     expires_in: int  # seconds
     refresh_token: str
     refresh_expires_in: int  # seconds
-    role: Literal["admin", "manager", "cashier"]
+    role: Role
 
 
 class RefreshRequest(BaseModel):

@@ -43,12 +43,12 @@ from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisco
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.audit import record_security_event
 from api.auth_trail import presented_credential
 from api.deps import AuditorDep, EngineDep, HubDep, Principal, SettingsDep, get_current_principal
 from api.firewall import address_refused, session_ended
 from api.ipfilter import client_ip_of
 from api.log import get_logger
-from api.queries.audit import record_security_event
 from api.security import InvalidToken, decode_access_token
 from api.ws import channels as channel_rules
 from api.ws.hub import (
