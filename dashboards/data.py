@@ -20,13 +20,11 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
+from chainsync.risk import daily_failure_level, level_rank, worst_level
 from chainsync.serving import MANIFEST, Snapshot, current_snapshot
 from chainsync.settings import get_settings
 
 CACHE_TTL = 3600
-
-# Threat level from the share of failed security events on the latest day (and fct_ip_risk when present).
-THREAT_LEVELS = ("low", "elevated", "high", "critical")
 
 # --- who sees which rows ------------------------------------------------------------------------------------
 # A store-scoped reader (a manager) sees, of each table: the rows of their stores when it has a `store_id`
@@ -462,30 +460,27 @@ def forecast_on(snap: Snapshot, store_id: str | None, day: date) -> dict[str, An
 
 def threat(snap: Snapshot) -> dict[str, Any]:
     """Threat level from security data: fct_ip_risk's highest risk when present, else the failure count on
-    the latest day of fct_security_events (< 10 low, < 50 elevated, < 200 high, else critical)."""
+    the latest day of fct_security_events (:func:`chainsync.risk.daily_failure_level`), raised by the security
+    anomaly model."""
     risk = table(snap, "fct_ip_risk")
     score_col = _first(risk, "risk_score", "score")
     level_col = _first(risk, "threat_level", "risk_level")
     if level_col and risk.height:
-        order = {lvl: i for i, lvl in enumerate(THREAT_LEVELS)}
-        level = max(risk[level_col].drop_nulls().to_list(), key=lambda v: order.get(v, -1), default="low")
-        return {"level": level, "basis": "fct_ip_risk threat level"}
+        return {"level": worst_level(risk[level_col].to_list()), "basis": "fct_ip_risk threat level"}
     events = table(snap, "fct_security_events")
     if events.is_empty():
         return {"level": None, "basis": "no security events in the snapshot"}
     last = events["event_date"].max()
     day = events.filter(pl.col("event_date") == last)
     failures = int(day["is_failure"].sum())
-    level = (
-        "low" if failures < 10 else "elevated" if failures < 50 else "high" if failures < 200 else "critical"
-    )
+    level = daily_failure_level(failures)
     basis = f"{failures} failed security events on {last}"
     # The security anomaly model can raise it: a critical flag that day is critical, high is high.
     sec = table(snap, "security_anomalies")
     if {"is_anomaly", "severity", "event_date"} <= set(sec.columns):
         worst = sec.filter(pl.col("is_anomaly") & (pl.col("event_date") == last))["severity"].to_list()
         raised = [lvl for lvl in ("critical", "high") if lvl in worst]
-        if raised and THREAT_LEVELS.index(raised[0]) > THREAT_LEVELS.index(level):
+        if raised and level_rank(raised[0]) > level_rank(level):
             level = raised[0]
             basis += f"; {worst.count(raised[0])} {raised[0]} security anomalies that day"
     if score_col is not None and risk.height:
