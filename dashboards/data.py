@@ -6,7 +6,9 @@ published snapshot is picked up on the next rerun and a cached figure is never s
 Dashboards never open the warehouse.
 
 Every function takes the :class:`Snapshot` first and answers an empty frame when the snapshot lacks a table
-(pages test :func:`has` and say so); money is in cents, quantities in units per day.
+(pages test :func:`has` and say so); money is in cents, quantities in units per day. Tables and columns are
+read by the names :mod:`chainsync.snapshot_contract` declares (who may see a table, the column dating a
+row, an anomaly's subject and score), never guessed among candidates.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
+from chainsync import snapshot_contract as contract
 from chainsync.risk import daily_failure_level, level_rank, worst_level
 from chainsync.serving import MANIFEST, Snapshot, current_snapshot
 from chainsync.settings import get_settings
@@ -29,21 +32,12 @@ CACHE_TTL = 3600
 # --- who sees which rows ------------------------------------------------------------------------------------
 # A store-scoped reader (a manager) sees, of each table: the rows of their stores when it has a `store_id`
 # column; the store-level rows of their stores when it is keyed by (level, key) like demand_forecast_totals
-# (chain and category totals include other stores); the whole table when it is shared reference data; and
-# nothing of any other table, so a table added to the snapshot later stays hidden until it is classified.
-SHARED_TABLES = frozenset({"dim_product"})
-# Security and the system's own health: administrators only, whatever their columns. A new security table
-# (such as an "unusual data access" table) is added here and shown on the Security page.
-ADMIN_TABLES = frozenset(
-    {
-        "fct_security_events",
-        "fct_ip_risk",
-        "security_anomalies",
-        "fct_api_performance",
-        "performance_anomalies",
-        "access_anomalies",
-    }
-)
+# (chain and category totals include other stores); the whole table when the contract calls it shared
+# reference data; and nothing of any other table, so a table added to the snapshot later stays hidden until
+# it is classified. The contract's admin tables (security and the system's own health) are for
+# administrators only, whatever their columns.
+SHARED_TABLES = contract.SHARED_TABLES
+ADMIN_TABLES = contract.ADMIN_TABLES
 
 
 @dataclass(frozen=True)
@@ -116,11 +110,10 @@ def store_ids(snap: Snapshot) -> list[str]:
 
 
 def store_names(snap: Snapshot) -> dict[str, str]:
-    stores = table(snap, "dim_store")
-    col = _first(stores, "store_name", "name")
-    if col is None:
+    stores = table(snap, contract.DIM_STORE.name)
+    if "store_name" not in stores.columns:
         return {}
-    return dict(zip(stores["store_id"].to_list(), stores[col].to_list(), strict=True))
+    return dict(zip(stores["store_id"].to_list(), stores["store_name"].to_list(), strict=True))
 
 
 def categories(snap: Snapshot) -> list[str]:
@@ -137,10 +130,10 @@ def products(snap: Snapshot, category: str | None = None) -> pl.DataFrame:
         return pl.DataFrame(
             schema={"product_id": pl.String, "product_name": pl.String, "category": pl.String}
         )
-    name = _first(dim, "product_name", "name")
+    named = "product_name" in dim.columns
     out = dim.select(
         "product_id",
-        (pl.col(name) if name else pl.lit(None, pl.String)).alias("product_name"),
+        (pl.col("product_name") if named else pl.lit(None, pl.String)).alias("product_name"),
         (pl.col("category") if "category" in dim.columns else pl.lit(None, pl.String)).alias("category"),
     )
     if category:
@@ -148,8 +141,10 @@ def products(snap: Snapshot, category: str | None = None) -> pl.DataFrame:
     return out.sort("product_id")
 
 
-def _first(frame: pl.DataFrame, *names: str) -> str | None:
-    return next((n for n in names if n in frame.columns), None)
+def _declared(frame: pl.DataFrame, column: str | None) -> str | None:
+    """``column`` (a name the contract declares) when ``frame`` holds it, else None (a table not yet in the
+    snapshot is an empty frame)."""
+    return column if column is not None and column in frame.columns else None
 
 
 # --- scoping by the shared filters ----------------------------------------------------------------------
@@ -462,9 +457,9 @@ def threat(snap: Snapshot) -> dict[str, Any]:
     """Threat level from security data: fct_ip_risk's highest risk when present, else the failure count on
     the latest day of fct_security_events (:func:`chainsync.risk.daily_failure_level`), raised by the security
     anomaly model."""
-    risk = table(snap, "fct_ip_risk")
-    score_col = _first(risk, "risk_score", "score")
-    level_col = _first(risk, "threat_level", "risk_level")
+    risk = table(snap, contract.FCT_IP_RISK.name)
+    score_col = _declared(risk, contract.FCT_IP_RISK.score_column)
+    level_col = _declared(risk, "risk_level")
     if level_col and risk.height:
         return {"level": worst_level(risk[level_col].to_list()), "basis": "fct_ip_risk threat level"}
     events = table(snap, "fct_security_events")
@@ -503,26 +498,13 @@ def freshness(snap: Snapshot) -> dict[str, Any]:
 # --- anomalies --------------------------------------------------------------------------------------------
 
 ANOMALY_TABLES = {
-    "sales": "sales_anomalies",
-    "cashier": "cashier_anomalies",
-    "inventory": "inventory_anomalies",
-    "security": "security_anomalies",
-    "performance": "performance_anomalies",
+    "sales": contract.SALES_ANOMALIES.name,
+    "cashier": contract.CASHIER_ANOMALIES.name,
+    "inventory": contract.INVENTORY_ANOMALIES.name,
+    "security": contract.SECURITY_ANOMALIES.name,
+    "performance": contract.PERFORMANCE_ANOMALIES.name,
 }
-_ENTITY_COLS = ("cashier_id", "product_id", "source_ip", "username", "endpoint", "route", "store_id")
 SEVERITY_ORDER = ["low", "medium", "high", "critical"]
-_DATE_COLS = (
-    "sale_date",
-    "event_date",
-    "anomaly_date",
-    "date",
-    "day",
-    "detected_at",
-    "occurred_at",
-    "window_start",
-    "hour_start",
-)
-_EXPLAIN_COLS = ("explanation", "reason", "drivers", "detail", "description")
 
 
 def anomalies(snap: Snapshot, store_id: str | None, days: int | None) -> pl.DataFrame:
@@ -539,7 +521,8 @@ def _anomalies(
     frames = []
     for kind, name in ANOMALY_TABLES.items():
         raw = table(snap, name)
-        date_col = _first(raw, *_DATE_COLS)
+        declared = contract.TABLES[name]
+        date_col = _declared(raw, declared.date_column)
         if raw.is_empty() or date_col is None:
             continue
         flagged = raw.filter(pl.col("is_anomaly")) if "is_anomaly" in raw.columns else raw
@@ -555,8 +538,8 @@ def _anomalies(
             explain = _performance_explanation(flagged)
         else:
             explain = _generic_explanation(flagged)
-        score = _first(flagged, "anomaly_score", "score", "risk_score")
-        entity = _first(flagged, *_ENTITY_COLS)
+        score = _declared(flagged, declared.score_column)
+        entity = _declared(flagged, declared.subject_column)
         frames.append(
             flagged.select(
                 pl.lit(kind).alias("type"),
@@ -624,12 +607,9 @@ def _explanations(raw: pl.DataFrame, flagged: pl.DataFrame) -> pl.Series:
 
 
 def _generic_explanation(flagged: pl.DataFrame) -> pl.Series:
-    """The drivers with their values ('failures 159; failed users 130'), else the table's own text."""
-    col = _first(flagged, *_EXPLAIN_COLS)
-    if col is None:
+    """The drivers with their values ('failures 159; failed users 130')."""
+    if "drivers" not in flagged.columns:
         return pl.Series("explanation", [""] * flagged.height, dtype=pl.String)
-    if col != "drivers":
-        return flagged[col].cast(pl.String).fill_null("").alias("explanation")
     texts = []
     for row in flagged.iter_rows(named=True):
         parts = []
@@ -775,8 +755,8 @@ def risky(events: pl.DataFrame, by: str, limit: int = 15) -> pl.DataFrame:
 
 
 def ip_risk(snap: Snapshot) -> pl.DataFrame:
-    risk = table(snap, "fct_ip_risk")
-    col = _first(risk, "risk_score", "score")
+    risk = table(snap, contract.FCT_IP_RISK.name)
+    col = _declared(risk, contract.FCT_IP_RISK.score_column)
     return risk.sort(col, descending=True, nulls_last=True) if col else risk
 
 
@@ -864,11 +844,12 @@ def pipeline_runs(snap: Snapshot) -> pl.DataFrame:
 
 
 def asset_freshness(snap: Snapshot) -> pl.DataFrame:
-    """Each table of the snapshot: rows, columns, and its newest data day (where it has a date column)."""
+    """Each table of the snapshot: rows, columns, and its newest data (where the contract dates its rows)."""
     rows = []
     for name in snap.tables:
         frame = table(snap, name)
-        date_col = _first(frame, "sale_date", "event_date", "ds", "synced_at", *_DATE_COLS)
+        declared = contract.TABLES.get(name)
+        date_col = _declared(frame, declared.date_column if declared else None)
         latest = frame[date_col].max() if date_col and frame.height else None
         rows.append(
             {
@@ -915,7 +896,7 @@ def flagged_ips(snap: Snapshot, days: int | None) -> pl.DataFrame:
     flagged = sec.filter(pl.col("is_anomaly")).with_columns(
         rank=pl.col("severity").replace_strict(order, default=0, return_dtype=pl.Int8)
     )
-    users = _first(flagged, "failed_users", "distinct_users")
+    users = _declared(flagged, "failed_users")
     return (
         flagged.group_by("source_ip")
         .agg(
@@ -925,7 +906,7 @@ def flagged_ips(snap: Snapshot, days: int | None) -> pl.DataFrame:
             pl.col("failures").sum().alias("failures") if "failures" in flagged.columns else pl.lit(None),
             (pl.col(users).max() if users else pl.lit(None)).alias("most_users_tried"),
             pl.col("drivers").drop_nulls().unique().sort().str.join(" | ").alias("drivers"),
-            pl.col(_first(flagged, "last_seen", "event_date") or "event_date").max().alias("last_seen"),
+            pl.col(_declared(flagged, "last_seen") or "event_date").max().alias("last_seen"),
             pl.col("rank").max().alias("_rank"),
         )
         .sort(["_rank", "max_score"], descending=True)
