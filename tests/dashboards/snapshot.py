@@ -215,7 +215,7 @@ def three_stores() -> dict[str, pl.DataFrame]:
             "store_id": ["S001", OTHER, None],
             "category": ["inventory", "revenue", "operations"],
             "title": ["Reorder tea", "Promote at East", "Chain-wide review"],
-            "priority_score": [0.4, 0.9, 0.5],
+            "priority": [0.4, 0.9, 0.5],
         }
     )
     tables["reorder_suggestions"] = pl.DataFrame(
