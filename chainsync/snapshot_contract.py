@@ -5,7 +5,8 @@ The writer declares, the readers import: the publisher (:mod:`pipelines.defs.ser
 :data:`TABLES` and checks each table against its declaration before the snapshot is switched (a missing
 column or a column of another kind fails the publish, naming them); the API names its tables from here;
 the dashboards read columns by the names declared here rather than guessing among candidates. A table may
-carry more columns than it declares (a model's internal features): readers rely on the declared ones only.
+carry more columns than it declares (a model's internal features, or a column only a non-empty result
+has): readers rely on the declared ones only, which every writer path provides (AI analytics off included).
 
 ``date_column`` dates a row (freshness, period filters), ``subject_column`` names what a row is about (an
 anomaly's store, cashier, product, address or endpoint), ``score_column`` ranks rows; ``ai`` marks the
@@ -421,7 +422,6 @@ CASHIER_ANOMALIES = Table(
         Column("is_anomaly", BOOL, "Anomaly"),
         Column("drivers", STRING, "Drivers"),
         Column("severity", STRING, "Severity"),
-        Column("z_threshold", FLOAT, "z-score threshold"),
     ),
 )
 SECURITY_ANOMALIES = Table(
@@ -450,7 +450,6 @@ SECURITY_ANOMALIES = Table(
         Column("is_anomaly", BOOL, "Anomaly"),
         Column("drivers", STRING, "Drivers"),
         Column("severity", STRING, "Severity"),
-        Column("z_threshold", FLOAT, "z-score threshold"),
     ),
 )
 INVENTORY_ANOMALIES = Table(
@@ -475,7 +474,6 @@ INVENTORY_ANOMALIES = Table(
         Column("missing_units", INT, "Missing units"),
         Column("max_z", FLOAT, "Largest z-score"),
         Column("is_anomaly", BOOL, "Anomaly"),
-        Column("drivers", STRING, "Drivers"),
         Column("severity", STRING, "Severity"),
         Column("z_threshold", FLOAT, "z-score threshold"),
     ),

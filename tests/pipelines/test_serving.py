@@ -68,3 +68,25 @@ def test_the_publisher_refuses_a_table_short_of_a_declared_column(tmp_path: Path
     with pytest.raises(SnapshotContractError, match="fct_ip_risk: missing column risk_level"):
         dg.materialize([serving_snapshot], resources=resources)
     assert current_snapshot(settings.serving) is None
+
+
+def test_the_tables_published_with_ai_analytics_off_conform() -> None:
+    """What the assets publish when AI analytics is off (empty, with their columns) meets the contract too
+    (the anomaly scores of empty features are covered by the full materialization)."""
+    from pipelines.defs.access.detector import empty_access_features, score_access
+    from pipelines.defs.anomalies.scoring import empty_anomalies
+    from pipelines.defs.forecasting.demand import empty_accuracy, empty_forecast, empty_totals
+    from pipelines.defs.insights.insights import empty_insights
+    from pipelines.defs.inventory.reorder import empty_reorder
+
+    check_tables(
+        {
+            "demand_forecast": empty_forecast(),
+            "forecast_accuracy": empty_accuracy(),
+            "demand_forecast_totals": empty_totals(),
+            "sales_anomalies": empty_anomalies(),
+            "access_anomalies": score_access(empty_access_features(), z_threshold=6.0),
+            "reorder_suggestions": empty_reorder(),
+            "business_insights": empty_insights(),
+        }
+    )
