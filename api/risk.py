@@ -43,7 +43,8 @@ from sqlalchemy import Engine
 
 from api.ipfilter import IpFilter, parse_address
 from api.log import get_logger
-from chainsync.ops_store.security import (
+from chainsync.ops_store.audit_log import utcnow
+from chainsync.ops_store.reputation import (
     Reputation,
     ReputationRetention,
     decayed_score,
@@ -52,7 +53,6 @@ from chainsync.ops_store.security import (
     reputation_prunable,
     reputations_to_sync,
     save_reputation,
-    utcnow,
 )
 from chainsync.settings import Settings
 
