@@ -20,8 +20,8 @@ from sqlalchemy import Engine
 
 from api.log import get_logger
 from chainsync.alerts import alert_payload, send_alert_in_background
+from chainsync.ops_store.audit_log import append_audit
 from chainsync.ops_store.events import InboxRow, append_events
-from chainsync.ops_store.security import append_audit
 from chainsync.schemas.events import SecurityEvent, SecurityKind
 from chainsync.settings import Settings
 

@@ -31,7 +31,7 @@ from api.risk import RiskEngine
 from api.security import ALL_STORES, InvalidToken, PrincipalRole, RevokedTokens, decode_access_token
 from api.writer import UploadWriter
 from api.ws.hub import Hub
-from chainsync.ops_store.security import TotpCipher
+from chainsync.ops_store.totp import TotpCipher
 from chainsync.ops_store.users import DEVICE_KEY_PREFIX
 from chainsync.schemas.events import ID_PATTERN
 from chainsync.settings import Settings

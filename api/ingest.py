@@ -9,16 +9,21 @@ rejected.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic_core
+from fastapi import Depends, Request
 from pydantic import TypeAdapter, ValidationError
 
 from api.errors import field_errors
+from api.metrics import Metrics
 from api.plausibility import TimeWindow
+from api.writer import InboxWriter
+from api.ws.hub import Hub
 from chainsync.ops_store.events import InboxRow
 from chainsync.schemas.events import EventBase, InventoryEvent, SaleEvent
 from chainsync.schemas.wire import decode_body
+from chainsync.settings import Settings
 
 ItemOutcome = Literal["applied", "duplicate", "rejected"]
 
@@ -167,3 +172,24 @@ def _identity_ok(
         )
     result.errors.extend(window.errors(event))
     return not result.errors
+
+
+@dataclass(frozen=True, slots=True)
+class IngestServices:
+    """What the ingest routes use besides the device and the body: settings, the group-commit writer,
+    metrics and the WebSocket hub."""
+
+    settings: Settings
+    writer: InboxWriter
+    metrics: Metrics
+    hub: Hub
+
+
+async def get_ingest_services(request: Request) -> IngestServices:
+    # One dependency for the four (each dependency costs FastAPI a little on every request, and this is
+    # the hottest path); ``async``, so it is not run on a worker thread.
+    state = request.app.state
+    return IngestServices(state.settings, state.writer, state.metrics, state.hub)
+
+
+IngestServicesDep = Annotated[IngestServices, Depends(get_ingest_services)]

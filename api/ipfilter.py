@@ -16,7 +16,7 @@ from typing import Literal
 from sqlalchemy import Engine
 from starlette.types import Scope
 
-from chainsync.ops_store.security import list_ip_rules
+from chainsync.ops_store.reputation import list_ip_rules
 from chainsync.settings import Settings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

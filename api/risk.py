@@ -45,7 +45,8 @@ from sqlalchemy import Engine
 
 from api.ipfilter import IpFilter, parse_address
 from api.log import get_logger
-from chainsync.ops_store.security import (
+from chainsync.ops_store.audit_log import utcnow
+from chainsync.ops_store.reputation import (
     Reputation,
     ReputationRetention,
     decayed_score,
@@ -54,7 +55,6 @@ from chainsync.ops_store.security import (
     reputation_prunable,
     reputations_to_sync,
     save_reputation,
-    utcnow,
 )
 from chainsync.risk import RiskModel, ThreatLevel
 from chainsync.settings import Settings

@@ -2,7 +2,7 @@
 
 Access tokens are short-lived JWTs (``CHAINSYNC_ACCESS_TOKEN_MINUTES``); refresh tokens are opaque random
 strings (``csr_...``) of which the ops store keeps only a hash, rotated on every use (see
-:mod:`chainsync.ops_store.security`). Access tokens are signed with ``settings.jwt_key()`` and decoded
+:mod:`chainsync.ops_store.tokens`). Access tokens are signed with ``settings.jwt_key()`` and decoded
 with the configured algorithm only, so ``alg=none`` and tokens signed with any other key or algorithm are
 refused.
 
@@ -34,8 +34,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Engine
 
 from api.log import get_logger
-from chainsync.ops_store.security import TotpCipher, active_revocations, revoke_access_token
 from chainsync.ops_store.sessions import SessionState, read_session_state
+from chainsync.ops_store.tokens import active_revocations, revoke_access_token
+from chainsync.ops_store.totp import TotpCipher
 from chainsync.ops_store.users import ROLES, Role
 from chainsync.settings import Settings
 

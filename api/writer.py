@@ -23,10 +23,10 @@ from typing import Generic, TypeVar
 from sqlalchemy import Engine
 
 from chainsync.ops_store import sale_rules
-from chainsync.ops_store import sync as sync_store
 from chainsync.ops_store.events import InboxRow
 from chainsync.ops_store.sale_rules import Outcome
-from chainsync.ops_store.sync import UploadJob, UploadOutcome
+from chainsync.ops_store.sync import uploads as sync_uploads
+from chainsync.ops_store.sync.uploads import UploadJob, UploadOutcome
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -135,7 +135,7 @@ class UploadWriter(GroupCommitWriter[UploadJob, UploadOutcome]):
         self.engine = engine
         super().__init__(
             "sync-upload-writer",
-            lambda jobs: sync_store.apply_uploads(self.engine, jobs),
+            lambda jobs: sync_uploads.apply_uploads(self.engine, jobs),
             size=lambda job: len(job.items),
             max_group_size=max_group_items,
         )

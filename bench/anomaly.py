@@ -39,7 +39,6 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chainsync.generator import generate_chain  # noqa: E402
 from pipelines.defs.anomalies.detectors import (  # noqa: E402
     CASHIER_FEATURES_SQL,
     SECURITY_FEATURES_SQL,
@@ -62,6 +61,7 @@ from pipelines.defs.anomalies.scoring import (  # noqa: E402
     score_store_days,
     store_day_scores,
 )
+from tools.generator import generate_chain  # noqa: E402
 
 DBT_MODELS = Path(__file__).resolve().parents[1] / "dbt_project" / "models"
 

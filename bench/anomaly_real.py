@@ -35,7 +35,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chainsync.anomalies import DetectConfig, detect_panel, with_id_columns  # noqa: E402
-from chainsync.backtest import read_panel  # noqa: E402
+from tools.backtest import read_panel  # noqa: E402
 
 WALMART = Path("/work/shared/datasets/walmart/train.csv.zip")
 FREQ = "W-FRI"

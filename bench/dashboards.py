@@ -43,10 +43,10 @@ def prepare(data_dir: Path, stores: int, products: int, days: int, console: Cons
     if current_snapshot(settings.serving) is not None:
         console.print(f"using the snapshot already in {data_dir}")
         return
-    from chainsync import importer
-    from chainsync.generator import generate_chain
     from chainsync.ops_store import get_engine
     from pipelines.run import run_pipeline
+    from tools import importer
+    from tools.generator import generate_chain
 
     data_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ daily panel, every method with and without the same holiday knowledge.
 
 The panel (pinned: seed 7, last day ``--end``, 2025-12-30 by default): retail-like daily demand — Poisson
 counts around a level (log-uniform, 0.2 to 60 units a day) times a day-of-week profile, a yearly cycle, a
-slow trend and the generator's US retail holidays (``chainsync.generator.calendar``: Black Friday, the
+slow trend and the generator's US retail holidays (``tools.generator.calendar``: Black Friday, the
 Christmas weeks, closed on Thanksgiving and Christmas Day ...) with a per-series sensitivity; about a fifth
 of the series are slow movers (intermittent). Each method trains on all but the last ``h`` days and
 forecasts them; MASE is scaled by the in-sample seasonal-naive (7-day) error.
@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chainsync.forecasting import forecast_panel, mase, scale_for  # noqa: E402
 from chainsync.forecasting.holidays import adjust_for_holidays, holiday_calendar  # noqa: E402
-from chainsync.generator.calendar import holiday_factors  # noqa: E402
+from tools.generator.calendar import holiday_factors  # noqa: E402
 
 os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
 warnings.filterwarnings("ignore")
@@ -89,8 +89,8 @@ def generate_panel(series: int, days: int, seed: int = 7, end: date = END) -> pl
 def demo_chain_history(out_dir: Path, end: date, days: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The pipeline's forecast input for the generated demo chain: store_id, product_id, ds (the store's
     local date), y (units sold net of refunds, >= 0), store_gap; and product_id, category."""
-    from chainsync.generator import generate_chain
-    from chainsync.generator.catalog import build_catalog
+    from tools.generator import generate_chain
+    from tools.generator.catalog import build_catalog
 
     generate_chain(out_dir, stores=10, products=150, days=730, seed=42, end=end)
     day_list = [end - timedelta(days=729 - i) for i in range(730)]

@@ -61,7 +61,7 @@ def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 def start_api(port: int, env: dict[str, str], *, workers: int = 1) -> subprocess.Popen[bytes]:
     """``chainsync api`` on 127.0.0.1:``port`` (``workers`` uvicorn processes)."""
-    cmd = [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port), "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "tools.cli", "api", "--port", str(port), "--workers", str(workers)]
     return start(cmd, env)
 
 

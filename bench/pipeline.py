@@ -199,9 +199,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON object")
     args = parser.parse_args()
 
-    from chainsync import importer
-    from chainsync.generator import generate_chain
     from pipelines.run import run_pipeline
+    from tools import importer
+    from tools.generator import generate_chain
 
     console = Console(stderr=args.json)  # with --json, stdout holds the JSON object only
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="chainsync-bench-"))

@@ -30,11 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.firewall import suspicious_body  # noqa: E402
 from chainsync.ops_store.engine import make_engine, migrate  # noqa: E402
-from chainsync.ops_store.security import (  # noqa: E402
-    ReputationRetention,
-    prune_reputations,
-    reputations_to_sync,
-)
+from chainsync.ops_store.reputation import ReputationRetention, prune_reputations, reputations_to_sync
 from chainsync.ops_store.tables import ip_reputation  # noqa: E402
 from chainsync.settings import Settings  # noqa: E402
 

@@ -160,7 +160,7 @@ def main() -> None:
             for side in ("A", "B"):
                 port = free_port()
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)],
+                    [sys.executable, "-m", "tools.cli", "api", "--port", str(port)],
                     cwd=REPO,
                     env=env,
                     stdout=subprocess.DEVNULL,

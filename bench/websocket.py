@@ -276,7 +276,7 @@ def main() -> None:
         prefix = f"chainsync-wsbench-{uuid.uuid4().hex[:8]}:"
         if args.two_processes:
             env |= {"CHAINSYNC_REDIS_URL": REDIS_URL, "CHAINSYNC_REDIS_KEY_PREFIX": prefix}
-        command = [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)]
+        command = [sys.executable, "-m", "tools.cli", "api", "--port", str(port)]
         if args.ws:
             command = [
                 sys.executable,

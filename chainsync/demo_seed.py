@@ -12,8 +12,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from chainsync.ops_store.catalog import store_ids
-from chainsync.ops_store.security import update_user
-from chainsync.ops_store.users import Role, get_user, upsert_user
+from chainsync.ops_store.users import Role, get_user, update_user, upsert_user
 from chainsync.passwords import verify_password
 from chainsync.settings import Settings
 

@@ -145,7 +145,7 @@ def current_snapshot(serving_dir: Path) -> Snapshot | None:
 def audit_anchors(serving_dir: Path) -> list[dict[str, Any]]:
     """The audit-chain heads recorded in the kept snapshot versions (``{"seq", "record_hash", "version"}``),
     oldest first: checkpoints of the security audit trail kept outside its table (see
-    :func:`chainsync.ops_store.security.verify_audit_chain`)."""
+    :func:`chainsync.ops_store.audit_log.verify_audit_chain`)."""
     versions = serving_dir / "versions"
     out: list[dict[str, Any]] = []
     if not versions.is_dir():

@@ -6,18 +6,7 @@ Load with ``dagster dev -m pipelines.definitions``; ``pipelines.run.run_pipeline
 import dagster as dg
 
 from chainsync.settings import Settings, get_settings
-from pipelines.defs.access import assets as access
-from pipelines.defs.anomalies import assets as anomalies
-from pipelines.defs.anomalies import performance
-from pipelines.defs.dbt import assets as dbt
-from pipelines.defs.forecasting import assets as forecasting
-from pipelines.defs.ingest import assets as ingest
-from pipelines.defs.ingest import checks as ingest_checks
-from pipelines.defs.ingest import request_log
-from pipelines.defs.insights import assets as insights
-from pipelines.defs.inventory import assets as inventory
-from pipelines.defs.monitoring import checks as monitoring
-from pipelines.defs.serving import assets as serving
+from pipelines.graph import ASSETS, CHECKS, FRESHNESS_SENSOR
 from pipelines.jobs import forecast_job, marts_job
 from pipelines.resources import build_resources
 from pipelines.schedules import schedules
@@ -27,20 +16,9 @@ from pipelines.sensors import sensors
 def build_definitions(settings: Settings) -> dg.Definitions:
     """The whole graph, with resources for ``settings``' data directory."""
     return dg.Definitions(
-        assets=[
-            *ingest.assets,
-            *request_log.assets,
-            *dbt.assets,
-            *forecasting.assets,
-            *inventory.assets,
-            *anomalies.assets,
-            *performance.assets,
-            *access.assets,
-            *insights.assets,
-            *serving.assets,
-        ],
-        asset_checks=[*ingest_checks.checks, *monitoring.checks],
-        sensors=[*sensors, monitoring.freshness_checks_sensor],
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        sensors=[*sensors, FRESHNESS_SENSOR],
         jobs=[marts_job, forecast_job],
         schedules=schedules,
         resources=build_resources(settings),

@@ -11,6 +11,7 @@ from chainsync.ops_store.events import max_seq
 from chainsync.run_status import record_run_failure
 from chainsync.settings import get_settings
 from pipelines.defs.dbt.assets import project_changed
+from pipelines.graph import asset_graph
 from pipelines.jobs import PLANNED_TAG, marts_job, marts_selection, pending_sources
 from pipelines.resources import OpsStoreResource, PipelineConfig, Warehouse
 
@@ -27,9 +28,7 @@ def _landed_seq(warehouse: Warehouse) -> int | None:
 def _asset_graph(context: dg.SensorEvaluationContext) -> Any:
     if context.repository_def is not None:
         return context.repository_def.asset_graph
-    from pipelines.definitions import build_definitions  # a sensor evaluated outside a code location
-
-    return build_definitions(get_settings()).resolve_asset_graph()
+    return asset_graph()  # a sensor evaluated outside a code location
 
 
 @dg.sensor(

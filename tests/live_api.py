@@ -37,7 +37,7 @@ def api_env(data_dir: Path, jwt_secret: str, **extra: str) -> dict[str, str]:
 def start_api(port: int, env: dict[str, str]) -> subprocess.Popen[str]:
     """Start `chainsync api` on 127.0.0.1:``port`` in its own process group (so it can be killed whole)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)],
+        [sys.executable, "-m", "tools.cli", "api", "--port", str(port)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -8,7 +8,7 @@ import sys
 import typer
 from typer.testing import CliRunner
 
-from chainsync.cli import app
+from tools.cli import app
 
 
 def _all_command_paths() -> list[list[str]]:
@@ -38,7 +38,7 @@ def test_every_command_has_help() -> None:
 
 def test_help_does_not_import_the_heavy_stack() -> None:
     code = (
-        "import sys; from typer.testing import CliRunner; from chainsync.cli import app;"
+        "import sys; from typer.testing import CliRunner; from tools.cli import app;"
         "CliRunner().invoke(app, ['--help']);"
         "heavy = [m for m in ('dagster', 'pyod', 'great_expectations', 'statsforecast', 'duckdb')"
         " if m in sys.modules];"

@@ -45,7 +45,7 @@ def test_demo_serves_three_uis_and_forecasts(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "chainsync.cli",
+        "tools.cli",
         "demo",
         "--stores",
         "2",

@@ -13,20 +13,20 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from chainsync.cli import app
-from chainsync.generator import generate_chain
-from chainsync.importer import (
-    DAILY_SALES_NAMESPACE,
-    ImportFormatError,
-    import_daily_sales_csv,
-    import_generated,
-)
 from chainsync.ops_store import get_engine
 from chainsync.ops_store.catalog import count_rows, upsert_stores
 from chainsync.ops_store.events import count_events, iter_events_after
 from chainsync.ops_store.tables import products, stores
 from chainsync.schemas.events import EVENT_MODELS, SaleEvent
 from chainsync.settings import Settings
+from tools.cli import app
+from tools.generator import generate_chain
+from tools.importer import (
+    DAILY_SALES_NAMESPACE,
+    ImportFormatError,
+    import_daily_sales_csv,
+    import_generated,
+)
 
 WALMART = Path("/work/shared/datasets/walmart/train.csv.zip")
 

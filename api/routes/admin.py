@@ -29,18 +29,19 @@ from api.deps import (
 )
 from api.errors import error_response
 from api.ipfilter import client_ip_of
-from chainsync.ops_store.security import (
-    add_ip_rule,
-    clear_totp,
-    delete_ip_rule,
-    delete_reputation,
+from chainsync.ops_store.reputation import add_ip_rule, delete_ip_rule, delete_reputation, list_ip_rules
+from chainsync.ops_store.tokens import revoke_user_refresh_tokens
+from chainsync.ops_store.totp import clear_totp
+from chainsync.ops_store.users import (
+    Role,
+    create_device_key,
+    get_user,
     list_device_keys,
-    list_ip_rules,
     list_users,
-    revoke_user_refresh_tokens,
+    revoke_device_key,
     update_user,
+    upsert_user,
 )
-from chainsync.ops_store.users import Role, create_device_key, get_user, revoke_device_key, upsert_user
 from chainsync.passwords import hash_password
 from chainsync.risk import ThreatLevel
 

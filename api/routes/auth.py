@@ -42,15 +42,8 @@ from api.security import (
     new_refresh_token,
     new_token_family,
 )
-from chainsync.ops_store.security import (
-    TotpCipher,
-    get_totp,
-    mark_totp_used,
-    revoke_refresh_family,
-    set_totp_secret,
-    store_refresh_token,
-    use_refresh_token,
-)
+from chainsync.ops_store.tokens import revoke_refresh_family, store_refresh_token, use_refresh_token
+from chainsync.ops_store.totp import TotpCipher, get_totp, mark_totp_used, set_totp_secret
 from chainsync.ops_store.users import Role, User, get_user
 from chainsync.passwords import verify_password
 from chainsync.settings import Settings

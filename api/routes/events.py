@@ -7,23 +7,25 @@ idempotency key: a retried event answers ``duplicate`` and is stored once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import pydantic_core
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import DeviceAuth, Principal
 from api.errors import request_id
-from api.ingest import EnvelopeError, fast_path, parse_envelope, validate_items
-from api.metrics import Metrics
+from api.ingest import (
+    EnvelopeError,
+    IngestServices,
+    IngestServicesDep,
+    fast_path,
+    parse_envelope,
+    validate_items,
+)
 from api.plausibility import TimeWindow
-from api.writer import InboxWriter
 from api.ws.feeds import publish_ingested
-from api.ws.hub import Hub
 from chainsync.ops_store.events import InboxRow
-from chainsync.settings import Settings
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -33,27 +35,6 @@ _BODY_DOC = (
     'Batch: 200 with `{"results": [{"index", "event_id", "status", "errors"}], "applied", "duplicate", '
     '"rejected"}`.'
 )
-
-
-@dataclass(frozen=True, slots=True)
-class IngestServices:
-    """What the ingest routes use besides the device and the body: settings, the group-commit writer,
-    metrics and the WebSocket hub."""
-
-    settings: Settings
-    writer: InboxWriter
-    metrics: Metrics
-    hub: Hub
-
-
-async def get_ingest_services(request: Request) -> IngestServices:
-    # One dependency for the four (each dependency costs FastAPI a little on every request, and this is
-    # the hottest path); ``async``, so it is not run on a worker thread.
-    state = request.app.state
-    return IngestServices(state.settings, state.writer, state.metrics, state.hub)
-
-
-IngestServicesDep = Annotated[IngestServices, Depends(get_ingest_services)]
 
 
 def _json(body: Any, status_code: int) -> Response:

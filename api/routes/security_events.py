@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.audit import CATEGORIES
 from api.deps import AdminPrincipal, EngineDep, RiskDep, SettingsDep
-from chainsync.ops_store.security import AuditAnchor, query_audit, verify_audit_chain
+from chainsync.ops_store.audit_log import AuditAnchor, query_audit, verify_audit_chain
 from chainsync.risk import ThreatLevel
 from chainsync.serving import audit_anchors
 

@@ -46,7 +46,9 @@ from api.sync.download import download_page
 from api.sync.snapshot import current_or_none
 from api.sync.upload import EnvelopeError, fast_upload, parse_upload, prepare_items
 from api.ws.feeds import publish_ingested
-from chainsync.ops_store import sync as store
+from chainsync.ops_store.sync import conflicts as conflict_store
+from chainsync.ops_store.sync import devices as device_store
+from chainsync.ops_store.sync import uploads as upload_store
 from chainsync.schemas.events import StrictModel
 from chainsync.sync.protocol import SCHEMA_VERSION, Cursor, CursorError, OverrideValues, StaleCursor
 
@@ -99,7 +101,7 @@ async def upload(
                 body["errors"] = exc.errors
             return JSONResponse(body, status_code=exc.status_code)
         items = prepare_items(envelope.items, store_id=store_id, device_id=device_id, window=window)
-    meta = store.BatchMeta(
+    meta = upload_store.BatchMeta(
         store_id=store_id,
         device_id=device_id,
         batch_id=envelope.batch_id,
@@ -108,7 +110,7 @@ async def upload(
         pending=envelope.pending,
         actor=device.subject,
     )
-    job = store.UploadJob(meta, items, received_at=_now(), started=started)
+    job = upload_store.UploadJob(meta, items, received_at=_now(), started=started)
     outcome = await writer.apply(job)  # group commit (api/writer.py); returns after COMMIT
     for name, n in outcome.counts.items():
         if n:
@@ -164,7 +166,7 @@ async def download(
     now = _now()
     if not has_more:  # the device is up to date: that is its checkpoint
         await run_in_threadpool(
-            store.record_download, engine, store_id, device.device_id or "", next_cursor.seq, now
+            device_store.record_download, engine, store_id, device.device_id or "", next_cursor.seq, now
         )
     return {
         "schema_version": SCHEMA_VERSION,
@@ -197,7 +199,7 @@ async def sync_status(
     if principal.role == "device":
         devices = await run_in_threadpool(
             partial(
-                store.device_status,
+                device_store.device_status,
                 engine,
                 stores=[principal.device_store],
                 device_id=principal.device_id,
@@ -206,7 +208,7 @@ async def sync_status(
         )
     else:
         devices = await run_in_threadpool(
-            partial(store.device_status, engine, stores=_visible_stores(principal, store_id), now=now)
+            partial(device_store.device_status, engine, stores=_visible_stores(principal, store_id), now=now)
         )
     return {
         "sync_enabled": settings.offline_sync_enabled,
@@ -225,7 +227,7 @@ async def conflicts(
 ) -> dict[str, Any]:
     rows = await run_in_threadpool(
         partial(
-            store.list_conflicts,
+            conflict_store.list_conflicts,
             engine,
             stores=_visible_stores(principal, store_id),
             status=None if state == "all" else state,
@@ -257,7 +259,9 @@ async def resolve_conflicts(
     # Every conflict must be in the caller's stores before anything is written.
     stores: dict[int, str | None] = {}
     for res in body.resolutions:
-        stores[res.conflict_id] = await run_in_threadpool(store.conflict_store, engine, res.conflict_id)
+        stores[res.conflict_id] = await run_in_threadpool(
+            conflict_store.conflict_store, engine, res.conflict_id
+        )
         owner = stores[res.conflict_id]
         if owner is not None and not principal.can_see(owner):
             raise AccessDenied(
@@ -274,7 +278,7 @@ async def resolve_conflicts(
         try:
             resolved = await run_in_threadpool(
                 partial(
-                    store.resolve_conflict,
+                    conflict_store.resolve_conflict,
                     engine,
                     res.conflict_id,
                     res.strategy,
@@ -283,7 +287,7 @@ async def resolve_conflicts(
                     value=value,
                 )
             )
-        except store.ConflictClosed as exc:
+        except conflict_store.ConflictClosed as exc:
             results.append({"conflict_id": res.conflict_id, "status": "already_resolved", "detail": str(exc)})
             continue
         results.append({"status": "resolved", **resolved})
@@ -300,7 +304,7 @@ async def sync_health(
     now = _now()
     try:
         figures = await run_in_threadpool(
-            partial(store.health_figures, engine, stores=principal.stores, now=now, window_s=window)
+            partial(device_store.health_figures, engine, stores=principal.stores, now=now, window_s=window)
         )
         database = "ok"
     except Exception:  # noqa: BLE001 - health must answer, not fail

@@ -18,7 +18,7 @@ from api.shared.bus import RedisBus
 from api.shared.control import ControlChannel
 from api.shared.redis import READ_TIMEOUT_SECONDS, RedisKeys, connect
 from api.ws.hub import Hub
-from chainsync.ops_store.security import Reputation
+from chainsync.ops_store.reputation import Reputation
 from chainsync.settings import Settings
 
 # Push kinds on the control channel.

@@ -1,2 +1,3 @@
 """Offline sync for the API: upload validation and the snapshot part of downloads. Storage lives in
-:mod:`chainsync.ops_store.sync`; the route handlers in :mod:`api.routes.sync`."""
+:mod:`chainsync.ops_store.sync` (uploads, changes, devices, conflicts); the route handlers in
+:mod:`api.routes.sync`."""

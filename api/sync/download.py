@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from api.sync.snapshot import store_records
-from chainsync.ops_store.sync import catalog_page, change_log_bounds, changes_after
+from chainsync.ops_store.sync.changes import catalog_page, change_log_bounds, changes_after
 from chainsync.serving import Snapshot
 from chainsync.sync.protocol import Cursor, StaleCursor
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from api.errors import field_errors
 from api.plausibility import TimeWindow
 from chainsync.ops_store.events import InboxRow
-from chainsync.ops_store.sync import PreparedItem
+from chainsync.ops_store.sync.uploads import PreparedItem
 from chainsync.schemas.wire import Layout, check_and_finish, compile_model, event_row
 from chainsync.sync.protocol import ITEM_ADAPTER, InventoryItem, SaleItem, UploadEnvelope
 

@@ -347,7 +347,7 @@ def detect_panel(
 
 def with_id_columns(panel: pl.DataFrame, id_cols: list[str]) -> pl.DataFrame:
     """``panel`` with its id columns back, split from ``unique_id`` (the values joined by ``_``, as
-    ``chainsync.backtest.read_panel`` builds it), for ``peer_columns``. With one id column, or ids whose
+    ``tools.backtest.read_panel`` builds it), for ``peer_columns``. With one id column, or ids whose
     values hold ``_`` themselves, there is nothing to split reliably and the panel comes back unchanged."""
     if len(id_cols) < 2:
         return panel

@@ -4,7 +4,7 @@
 dates, not the observed days off) plus the retail days public-holiday calendars lack: Valentine's Day, Easter
 Sunday, Halloween, New Year's Eve, Christmas Eve, Boxing Day and the Christmas shopping week (17–23 December)
 everywhere; Super Bowl Sunday, Thanksgiving Eve and Black Friday in the US. These are the days the
-generator's chain plants demand on (``chainsync.generator.calendar``), and the ones a retailer sees.
+generator's chain plants demand on (``tools.generator.calendar``), and the ones a retailer sees.
 
 For weekly data (``W-FRI`` etc., periods labelled by the day they end, as pandas does) a holiday is mapped to
 the week that contains it, and only the holidays that move a week's total are kept (``WEEKLY_HOLIDAYS``:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, Engine
 
 from chainsync.ops_store import events as inbox
@@ -39,6 +40,10 @@ Outcome = tuple[str, list[dict[str, str]]]
 """``(status, errors)``: ``applied`` or ``duplicate`` with no errors, or ``rejected`` with the reasons."""
 
 Key = tuple[str, str]  # (store_id, transaction_id)
+
+# The figures are stored as JSON text; msgspec writes it several times faster than json.dumps (this runs
+# once per ingested sale) and json.loads reads either spelling.
+_JSON = msgspec.json.Encoder().encode
 
 
 def append_terminal(
@@ -218,7 +223,7 @@ def _record(
     for i, sale in sales.items():
         outcome = outcomes[i]
         if sale.kind == "sale" and outcome is not None and outcome[0] == "applied":
-            sold.setdefault((str(rows[i].store_id), sale.transaction_id), json.dumps(_units(sale)))
+            sold.setdefault((str(rows[i].store_id), sale.transaction_id), _JSON(_units(sale)).decode())
     if sold:
         keys = list(sold)
         if _pg(conn):
@@ -251,5 +256,5 @@ def _record(
         conn.exec_driver_sql(
             f"UPDATE sale_refundable SET refunded = {mark} "
             f"WHERE store_id = {mark} AND transaction_id = {mark}",
-            (json.dumps(already), store, transaction),
+            (_JSON(already).decode(), store, transaction),
         )

@@ -282,7 +282,7 @@ security_audit = Table(
 
 # IP reputation: a leaky-bucket risk score per address (decays with time), and the escalating ban
 # (fail2ban's bantime.increment). Survives restarts; read back on start-up; pruned once negligible
-# (``chainsync.ops_store.security.prune_reputations``).
+# (``chainsync.ops_store.reputation.prune_reputations``).
 ip_reputation = Table(
     "ip_reputation",
     metadata,

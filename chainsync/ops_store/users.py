@@ -8,11 +8,12 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Engine, delete, func, insert, select, update
 
-from chainsync.ops_store.tables import device_keys, user_stores, users
+from chainsync.ops_store.tables import device_keys, user_stores, user_totp, users
+from chainsync.ops_store.times import aware as _aware
 from chainsync.passwords import hash_password
 
 Role = Literal["admin", "manager", "cashier"]
@@ -188,3 +189,85 @@ def revoke_device_key(engine: Engine, prefix: str) -> bool:
             .values(revoked_at=_now())
         )
     return result.rowcount > 0
+
+
+# --- admin listings -----------------------------------------------------------------------------------
+
+
+def list_users(engine: Engine) -> list[dict[str, Any]]:
+    """Every user without the password hash: username, role, is_active, stores, totp_enabled."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(users).order_by(users.c.username)).mappings().all()
+        assigned: dict[int, list[str]] = {}
+        for link in conn.execute(select(user_stores.c.user_id, user_stores.c.store_id)).all():
+            assigned.setdefault(int(link.user_id), []).append(str(link.store_id))
+        totp = {uid: bool(en) for uid, en in conn.execute(select(user_totp.c.user_id, user_totp.c.enabled))}
+    return [
+        {
+            "username": r["username"],
+            "role": r["role"],
+            "is_active": bool(r["is_active"]),
+            "store_ids": sorted(assigned.get(r["id"], [])),
+            "totp_enabled": totp.get(r["id"], False),
+            "created_at": _aware(r["created_at"]),
+        }
+        for r in rows
+    ]
+
+
+def update_user(
+    engine: Engine,
+    username: str,
+    *,
+    role: str | None = None,
+    is_active: bool | None = None,
+    store_ids: Iterable[str] | None = None,
+    password_hash: str | None = None,
+) -> bool:
+    """Change a user (found whatever the case of ``username``). Any change bumps the user's security
+    version, which ends every access token issued before it (see migration 0009)."""
+    with engine.begin() as conn:
+        uid = conn.execute(select(users.c.id).where(same_username(username))).scalar()
+        if uid is None:
+            return False
+        values: dict[str, Any] = {}
+        if role is not None:
+            values["role"] = role
+        if is_active is not None:
+            values["is_active"] = is_active
+        if password_hash is not None:
+            values["password_hash"] = password_hash
+        if values or store_ids is not None:
+            values["security_version"] = users.c.security_version + 1
+            conn.execute(update(users).where(users.c.id == uid).values(**values))
+        if store_ids is not None:
+            conn.execute(delete(user_stores).where(user_stores.c.user_id == uid))
+            stores = sorted(set(store_ids))
+            if stores:
+                conn.execute(insert(user_stores), [{"user_id": uid, "store_id": s} for s in stores])
+    return True
+
+
+def list_device_keys(engine: Engine, store_id: str | None = None) -> list[dict[str, Any]]:
+    """Device keys without their hashes: prefix, store, device, created, revoked, expires."""
+    stmt = select(
+        device_keys.c.prefix,
+        device_keys.c.store_id,
+        device_keys.c.device_id,
+        device_keys.c.created_at,
+        device_keys.c.revoked_at,
+        device_keys.c.expires_at,
+    ).order_by(device_keys.c.store_id, device_keys.c.device_id, device_keys.c.created_at)
+    if store_id is not None:
+        stmt = stmt.where(device_keys.c.store_id == store_id)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    return [
+        {
+            **r,
+            "created_at": _aware(r["created_at"]),
+            "revoked_at": _aware(r["revoked_at"]),
+            "expires_at": _aware(r["expires_at"]),
+        }
+        for r in rows
+    ]

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from chainsync.anomalies import DETECT_COLUMNS, DetectConfig, detect_panel, score_panel, with_id_columns
-from chainsync.cli import app
+from tools.cli import app
 
 START = date(2010, 2, 5)  # a Friday: W-FRI periods
 WEEKS = 143

@@ -15,16 +15,10 @@ from chainsync.settings import Settings
 from tests.api.conftest import TestClient, bearer
 
 ROUTES = Path(__file__).resolve().parents[2] / "api" / "routes"
-# Still reading the app's state, to move to the same pattern.
-NOT_YET = {"events.py"}
 
 
 def test_no_route_reads_the_app_state() -> None:
-    readers = {
-        path.name
-        for path in ROUTES.glob("*.py")
-        if re.search(r"\bapp\.state\b", path.read_text()) and path.name not in NOT_YET
-    }
+    readers = {path.name for path in ROUTES.glob("*.py") if re.search(r"\bapp\.state\b", path.read_text())}
     assert not readers, f"use a dependency from api/deps.py instead of app.state in {sorted(readers)}"
 
 

@@ -55,7 +55,7 @@ def test_server_output_holds_no_token_or_device_key(tmp_path: Path) -> None:
     log_path = tmp_path / "server.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chainsync.cli", "api", "--port", str(port)],
+            [sys.executable, "-m", "tools.cli", "api", "--port", str(port)],
             cwd=REPO,
             env=api_env(data_dir, secret, LOG_LEVEL="INFO"),
             stdout=log,

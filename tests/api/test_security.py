@@ -23,13 +23,8 @@ from api.ipfilter import IpFilter
 from api.main import create_app
 from api.risk import RiskEngine
 from api.sampling import InboxSampler
-from chainsync.ops_store.security import (
-    AuditAnchor,
-    Reputation,
-    load_reputations,
-    save_reputation,
-    verify_audit_chain,
-)
+from chainsync.ops_store.audit_log import AuditAnchor, verify_audit_chain
+from chainsync.ops_store.reputation import Reputation, load_reputations, save_reputation
 from chainsync.ops_store.tables import event_inbox, security_audit
 from chainsync.settings import get_settings
 from tests.api.conftest import PASSWORD, TestClient, bearer, risk_of, sale_event
@@ -982,7 +977,7 @@ def test_password_guessing_spread_over_addresses_is_limited_per_username(make_cl
 def test_truncating_the_newest_records_is_detected_against_a_snapshot_anchor(
     make_client, users, tokens, engine, settings
 ) -> None:
-    from chainsync.ops_store.security import audit_head
+    from chainsync.ops_store.audit_log import audit_head
     from chainsync.serving import publish_snapshot
 
     c = make_client()

@@ -17,8 +17,9 @@ from sqlalchemy import func, select, update
 from api.main import create_app
 from api.security import RevokedTokens
 from chainsync.ops_store import get_engine
-from chainsync.ops_store.security import TotpCipher, active_revocations, revoke_access_token
 from chainsync.ops_store.tables import revoked_tokens, user_totp
+from chainsync.ops_store.tokens import active_revocations, revoke_access_token
+from chainsync.ops_store.totp import TotpCipher
 from chainsync.settings import Settings, get_settings
 from tests.api.conftest import PASSWORD, TestClient, bearer
 

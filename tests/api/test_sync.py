@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from chainsync.ops_store.catalog import upsert_products
-from chainsync.ops_store.sync import prune_changes
+from chainsync.ops_store.sync.changes import prune_changes
 from chainsync.ops_store.tables import event_inbox, products, sync_audit
 from chainsync.serving import publish_snapshot
 from chainsync.settings import Settings

@@ -627,7 +627,7 @@ def test_an_open_websocket_closes_when_its_session_ends(server: Server) -> None:
 
 def test_forged_tokens_over_websocket_reach_the_trail_and_the_risk_score(server: Server) -> None:
     from chainsync.ops_store import get_engine
-    from chainsync.ops_store.security import query_audit
+    from chainsync.ops_store.audit_log import query_audit
 
     async def scenario() -> None:
         async with websockets.connect(f"{server.ws}?token=forged.jwt.value") as ws:

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine
 
 from chainsync.ops_store import get_engine
-from chainsync.ops_store.security import query_audit
+from chainsync.ops_store.audit_log import query_audit
 from chainsync.ops_store.users import upsert_user
 from chainsync.serving import Snapshot, publish_snapshot
 from chainsync.settings import Settings, get_settings

@@ -13,8 +13,8 @@ import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
-from chainsync.backtest import DEFAULT_BASELINES, parse_baselines, run_backtest
-from chainsync.cli import app
+from tools.backtest import DEFAULT_BASELINES, parse_baselines, run_backtest
+from tools.cli import app
 
 
 def _weekly_panel(tmp_path: Path) -> tuple[Path, list[dict[str, object]], int]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from chainsync.generator import generate_chain
 from chainsync.schemas.events import InventoryEvent, SaleEvent, SecurityEvent, SyncEvent
+from tools.generator import generate_chain
 
 SMALL = dict(stores=3, products=20, days=120, end=date(2025, 6, 30))
 PARQUET_FILES = ["stores", "products", "cashiers", "devices", "inventory", "security", "sync", "ground_truth"]

@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from chainsync.generator import generate_chain
-from chainsync.generator.requests import PLANTED, REQUEST_LOG_DAYS, ROUTES
 from chainsync.ops_store.request_stats import COLUMNS
+from tools.generator import generate_chain
+from tools.generator.requests import PLANTED, REQUEST_LOG_DAYS, ROUTES
 
 END = date(2025, 6, 30)
 

@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
-from chainsync.cli import app
 from chainsync.ops_store import get_engine
-from chainsync.ops_store.security import (
+from chainsync.ops_store.reputation import (
     Reputation,
     ReputationRetention,
     delete_unchanged_reputations,
@@ -21,6 +20,7 @@ from chainsync.ops_store.security import (
 )
 from chainsync.ops_store.tables import ip_reputation
 from chainsync.settings import Settings
+from tools.cli import app
 
 
 def _ips(engine: Engine) -> set[str]:

@@ -1,5 +1,6 @@
-"""chainsync/ops_store/sync.py: a group commit applies several uploads in bulk, with the answers they would
-get one after the other (a retry of a batch still queued behind the first is answered as a replay)."""
+"""chainsync/ops_store/sync/uploads.py: a group commit applies several uploads in bulk, with the answers
+they would get one after the other (a retry of a batch still queued behind the first is answered as a
+replay)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 from api.plausibility import TimeWindow
 from api.sync.upload import prepare_items
 from chainsync.ops_store import get_engine
-from chainsync.ops_store.sync import BatchMeta, UploadJob, apply_uploads
+from chainsync.ops_store.sync.uploads import BatchMeta, UploadJob, apply_uploads
 from chainsync.ops_store.tables import event_inbox, sync_dead_letters, sync_devices, sync_mutations
 from chainsync.settings import Settings
 

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import Connection, Engine, select, text
 
 from chainsync.ops_store import get_engine
+from chainsync.ops_store.audit_log import append_audit, verify_audit_chain
 from chainsync.ops_store.catalog import upsert_products
 from chainsync.ops_store.events import InboxRow, append_events, append_in_transaction
-from chainsync.ops_store.security import append_audit, verify_audit_chain
-from chainsync.ops_store.sync import write_override
+from chainsync.ops_store.sync.uploads import write_override
 from chainsync.ops_store.tables import event_inbox, sync_changes
 from chainsync.schemas.events import SaleEvent, SaleLine
 from chainsync.settings import Settings

@@ -12,7 +12,7 @@ import polars as pl
 from sqlalchemy import Engine
 
 from chainsync.data_access import describe
-from chainsync.ops_store.security import append_audit
+from chainsync.ops_store.audit_log import append_audit
 from chainsync.serving import current_snapshot
 from chainsync.settings import Settings
 from pipelines.defs.access.detector import score_access

@@ -566,6 +566,69 @@ def test_insights_rank_by_impact_confidence_and_urgency() -> None:
     assert out["insight_id"].to_list() == ["I0001", "I0002"]
 
 
+def test_revenue_and_basket_shifts_are_one_rule_shape() -> None:
+    """The two window-against-window families (revenue outlook, basket shift) report a move of at least
+    their threshold either way, with its direction in words, and stay quiet below it."""
+    from pipelines.defs.insights.insights import BASKET_CHANGE, REVENUE_CHANGE, RULES, Shift, build_insights
+
+    assert sum(isinstance(rule, Shift) for rule in RULES) == 2
+    as_of = date(2025, 3, 31)
+    days = [as_of - timedelta(days=d) for d in range(56)]
+    # S1 sells 1,000 cents a day, forecast to sell 13 units (1,300 cents) a day: +30 %. S2 flat.
+    sales = pl.DataFrame(
+        {
+            "store_id": ["S1"] * 56 + ["S2"] * 56,
+            "product_id": "P1",
+            "sale_date": days * 2,
+            "units_sold": 10,
+            "net_revenue_cents": 1000,
+        }
+    )
+    forecast = pl.DataFrame(
+        {
+            "store_id": ["S1"] * 7 + ["S2"] * 7,
+            "product_id": "P1",
+            "horizon_day": list(range(1, 8)) * 2,
+            "yhat": [13.0] * 7 + [10.0 + REVENUE_CHANGE / 2] * 7,
+            "confidence": 0.7,
+        }
+    )
+    # S1's basket fell from 2,000 to 1,500 cents (-25 %); S2's moved less than the threshold.
+    store_days = pl.DataFrame(
+        {
+            "store_id": ["S1"] * 56 + ["S2"] * 56,
+            "sale_date": days * 2,
+            "net_revenue_cents": [1500] * 28
+            + [2000] * 28
+            + [1000] * 28
+            + [round(1000 * (1 + BASKET_CHANGE / 2))] * 28,
+            "transactions": 1,
+            "is_anomaly": False,
+        }
+    )
+    empty = pl.DataFrame()
+    out = build_insights(
+        sales=sales, forecast=forecast, reorder=empty, store_days=store_days, cashiers=empty, security=empty
+    )
+    assert sorted(zip(out["category"], out["store_id"], strict=True)) == [
+        ("customer_behaviour", "S1"),
+        ("revenue", "S1"),
+    ]
+    revenue = out.filter(pl.col("category") == "revenue").row(0, named=True)
+    assert revenue["title"] == "Revenue at S1 expected to rise 30% next week"
+    assert revenue["impact_cents"] == pytest.approx(7 * 300)
+    assert revenue["confidence"] == pytest.approx(0.7) and revenue["urgency"] == 0.6
+    assert json.loads(revenue["evidence"]) == {
+        "forecast_7d_cents": 9100,
+        "last_7d_cents": 7000,
+        "change": 0.3,
+    }
+    basket = out.filter(pl.col("category") == "customer_behaviour").row(0, named=True)
+    assert basket["title"] == "Average basket at S1 down 25% over the last 28 days"
+    assert basket["action"] == "Review bundles and cross-sell at the till"
+    assert basket["impact_cents"] == pytest.approx(500 * 28)
+
+
 def test_last_years_anomaly_does_not_outrank_todays_stockout() -> None:
     """An anomaly's urgency fades with its age: a 400-day-old attack (the largest impact) ranks below a
     product running out now; one from 10 days ago keeps most of the 0.5 of 'not this week'."""

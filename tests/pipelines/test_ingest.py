@@ -294,10 +294,10 @@ def test_an_imported_chain_lands_every_event_once(settings: Settings, tmp_path) 
 
     from sqlalchemy import func, select
 
-    from chainsync.generator import generate_chain
-    from chainsync.importer import import_generated
     from chainsync.ops_store import get_engine
     from chainsync.ops_store.tables import live_store_sales
+    from tools.generator import generate_chain
+    from tools.importer import import_generated
 
     chain = tmp_path / "chain"
     generate_chain(chain, stores=2, products=8, days=28, seed=5, end=date(2026, 11, 30))

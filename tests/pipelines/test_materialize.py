@@ -14,8 +14,6 @@ import polars as pl
 import pytest
 from sqlalchemy import Engine
 
-from chainsync.generator import generate_chain
-from chainsync.importer import import_generated
 from chainsync.ops_store import get_engine
 from chainsync.ops_store.events import max_seq
 from chainsync.serving import current_snapshot
@@ -24,6 +22,8 @@ from pipelines.run import PipelineResult, run_pipeline
 from tests.pipelines.chain import ChainTotals, append, sale_events
 from tests.pipelines.conftest import make_settings
 from tests.pipelines.test_analytics import assert_coherent
+from tools.generator import generate_chain
+from tools.importer import import_generated
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,6 @@ import duckdb
 import pandas as pd
 from sqlalchemy import Engine
 
-from chainsync.importer import import_daily_sales_csv
 from chainsync.settings import Settings
 from pipelines.defs.ingest.checks import validate_sale_lines
 from pipelines.defs.ingest.plausibility import (
@@ -23,6 +22,7 @@ from pipelines.defs.ingest.plausibility import (
 from pipelines.run import run_pipeline
 from tests.pipelines.chain import seed_catalog
 from tests.pipelines.conftest import make_settings
+from tools.importer import import_daily_sales_csv
 
 CSV = """store_id,product_id,date,units,revenue_cents
 S01,P001,2026-01-05,3,1050

@@ -19,8 +19,8 @@ from chainsync.ops_store import get_engine
 from chainsync.ops_store.catalog import upsert_products, upsert_stores
 from chainsync.ops_store.tables import event_inbox
 from chainsync.ops_store.users import create_device_key
-from chainsync.sync.simulator import SimulationConfig, SimulationReport, run_simulation
 from tests.live_api import api_env, free_port, start_api, stop_api, wait_healthy
+from tools.simulator import SimulationConfig, SimulationReport, run_simulation
 
 TERMINALS = 4
 

@@ -1,7 +1,7 @@
 """The audit trail's data-access records (ops store ``security_audit``, ``action = 'data_access'``) landed
 into ``raw.data_access``, incrementally by the audit's ``seq``.
 
-The audit's ``seq`` is drawn under its commit-order lock (``chainsync.ops_store.security.append_audit``:
+The audit's ``seq`` is drawn under its commit-order lock (``chainsync.ops_store.audit_log.append_audit``:
 ``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), so a record never commits after a higher
 one and a watermark cannot skip it. The watermark is kept in ``meta.catalog_state`` (source
 ``data_access``, the fingerprint being the last landed audit seq), not in ``meta.watermarks``: those are

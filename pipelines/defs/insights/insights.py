@@ -16,6 +16,10 @@ title, its evidence (a JSON object of the numbers behind it), an action, and
   data, 0.5 just before, halving every further ``STALE_HALF_LIFE_DAYS`` (30) days of age, so a flag from
   last year does not outrank today's stock-outs; revenue 0.6; customer behaviour 0.3.
 
+Each family of insight is one rule (:data:`RULES`): a small function from the run's inputs
+(:class:`Inputs`) to its rows; the two "shift between two windows per store" families (revenue, basket) share
+one shape (:class:`Shift`). ``build_insights`` runs the rules and ranks what they return.
+
 Insights whose priority rounds to 0 (no money at stake, e.g. an unpriced product, or a flag years old) are
 dropped, and each store keeps its ``MAX_PER_STORE_CATEGORY`` (10) highest-priority insights per category
 (chain-wide ones, without a store, count as one more "store"), so a few hundred products short of stock do
@@ -26,6 +30,8 @@ not bury everything else. Titles and evidence name features in words (``refund v
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import polars as pl
@@ -108,6 +114,295 @@ def _row(category: str, store: str, subject: str, title: str, evidence: dict, ac
     }
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What the rules read: ``sales`` (fct_sales_daily), ``forecast`` (demand_forecast), ``reorder``
+    (reorder_suggestions), ``store_days`` (sales_anomalies), ``cashiers`` (cashier_anomalies), ``security``
+    (security_anomalies), ``shrinkage`` (inventory_anomalies); ``as_of`` the last sale date, ``prices`` the
+    recent price per store and product."""
+
+    sales: pl.DataFrame
+    forecast: pl.DataFrame
+    reorder: pl.DataFrame
+    store_days: pl.DataFrame
+    cashiers: pl.DataFrame
+    security: pl.DataFrame
+    shrinkage: pl.DataFrame | None
+    as_of: date
+    prices: pl.DataFrame
+
+    def urgency_of(self, day: date) -> float:
+        """1 within the last ``RECENT_DAYS``, then 0.5 halving every ``STALE_HALF_LIFE_DAYS`` of age."""
+        age = (self.as_of - day).days
+        if age < RECENT_DAYS:
+            return 1.0
+        return 0.5 * 0.5 ** ((age - RECENT_DAYS) / STALE_HALF_LIFE_DAYS)
+
+
+Rule = Callable[[Inputs], list[dict]]
+
+
+def stockouts(i: Inputs) -> list[dict]:
+    """Inventory: products that run out before a new order can arrive."""
+    if not i.reorder.height:
+        return []
+    at_risk = i.reorder.filter(pl.col("stockout_risk") & pl.col("needs_reorder")).join(
+        i.prices, on=["store_id", "product_id"], how="left"
+    )
+    rows = []
+    for r in at_risk.iter_rows(named=True):
+        cover = r["days_of_cover"] or 0.0
+        lead = r["lead_time_days"]
+        price = r["price_cents"] or 0.0
+        short_days = max(lead - cover, 1.0)
+        rows.append(
+            _row(
+                "inventory", r["store_id"], r["product_id"],
+                f"{r['product_id']} runs out in {cover:.1f} days at {r['store_id']}; resupply takes {lead}",
+                {"on_hand_units": r["on_hand_units"], "days_of_cover": round(cover, 2),
+                 "lead_time_days": lead, "avg_daily_demand": round(r["avg_daily_demand"] or 0, 2),
+                 "reorder_point": round(r["reorder_point"], 1), "reorder_quantity": r["reorder_quantity"]},
+                f"Order {r['reorder_quantity']} units of {r['product_id']} for {r['store_id']} today",
+                short_days * (r["avg_daily_demand"] or 0.0) * price,
+                r["confidence"] if r["confidence"] is not None else 0.5,
+                max(0.1, 1.0 - cover / max(lead, 1)),
+            )
+        )  # fmt: skip
+    return rows
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A per-store figure now against before, reported when it moved by at least ``threshold`` either
+    way. ``windows(inputs)`` gives one frame with ``store_id``, ``now``, ``before``, ``confidence`` and
+    whatever ``evidence`` and ``impact`` read."""
+
+    category: str
+    threshold: float
+    windows: Callable[[Inputs], pl.DataFrame | None]
+    title: Callable[[dict, float], str]
+    evidence: Callable[[dict, float], dict]
+    action: Callable[[float], str]
+    impact: Callable[[dict], float]
+    urgency: float
+
+    def __call__(self, i: Inputs) -> list[dict]:
+        frame = self.windows(i)
+        if frame is None:
+            return []
+        rows = []
+        for r in frame.iter_rows(named=True):
+            if not r["before"]:
+                continue
+            change = r["now"] / r["before"] - 1.0
+            if abs(change) < self.threshold:
+                continue
+            rows.append(
+                _row(
+                    self.category, r["store_id"], r["store_id"], self.title(r, change),
+                    self.evidence(r, change), self.action(change), self.impact(r),
+                    r["confidence"] if r["confidence"] is not None else 0.5, self.urgency,
+                )
+            )  # fmt: skip
+        return rows
+
+
+def _revenue_windows(i: Inputs) -> pl.DataFrame | None:
+    """Next week's forecast value against last week's takings, per store."""
+    if not i.forecast.height:
+        return None
+    next_week = (
+        i.forecast.filter(pl.col("horizon_day") <= 7)
+        .join(i.prices, on=["store_id", "product_id"], how="left")
+        .group_by("store_id")
+        .agg(
+            now=(pl.col("yhat") * pl.col("price_cents").fill_null(0)).sum(),
+            confidence=pl.col("confidence").mean(),
+        )
+    )
+    last_week = (
+        i.sales.filter(pl.col("sale_date") > i.as_of - timedelta(days=7))
+        .group_by("store_id")
+        .agg(before=pl.col("net_revenue_cents").sum())
+    )
+    return next_week.join(last_week, on="store_id")
+
+
+def _basket_windows(i: Inputs) -> pl.DataFrame | None:
+    """The average basket of the last 28 days against the 28 before, per store."""
+    if not i.store_days.height:
+        return None
+    days = i.store_days
+    recent = days.filter(pl.col("sale_date") > i.as_of - timedelta(days=28))
+    before = days.filter(
+        pl.col("sale_date").is_between(i.as_of - timedelta(days=55), i.as_of - timedelta(days=28))
+    )
+    return (
+        recent.group_by("store_id")
+        .agg(now=pl.col("net_revenue_cents").sum() / pl.col("transactions").sum(),
+             transactions=pl.col("transactions").sum())
+        .join(before.group_by("store_id").agg(
+            before=pl.col("net_revenue_cents").sum() / pl.col("transactions").sum()), on="store_id")
+        .with_columns(confidence=pl.lit(0.6))
+    )  # fmt: skip
+
+
+revenue_outlook = Shift(
+    "revenue",
+    REVENUE_CHANGE,
+    _revenue_windows,
+    title=lambda r, c: (
+        f"Revenue at {r['store_id']} expected to {'fall' if c < 0 else 'rise'} {abs(c):.0%} next week"
+    ),
+    evidence=lambda r, c: {
+        "forecast_7d_cents": round(r["now"]),
+        "last_7d_cents": r["before"],
+        "change": round(c, 3),
+    },
+    action=lambda c: (
+        "Plan a promotion and check staffing" if c < 0 else "Staff up and stock the best sellers"
+    ),
+    impact=lambda r: abs(r["now"] - r["before"]),
+    urgency=0.6,
+)
+"""Revenue: next week's forecast against last week's takings, per store."""
+
+basket_shift = Shift(
+    "customer_behaviour",
+    BASKET_CHANGE,
+    _basket_windows,
+    title=lambda r, c: (
+        f"Average basket at {r['store_id']} {'down' if c < 0 else 'up'} {abs(c):.0%} over the last 28 days"
+    ),
+    evidence=lambda r, c: {
+        "basket_cents": round(r["now"]),
+        "basket_before_cents": round(r["before"]),
+        "change": round(c, 3),
+        "transactions_28d": r["transactions"],
+    },
+    action=lambda c: (
+        "Review bundles and cross-sell at the till"
+        if c < 0
+        else "Keep the assortment that lifted baskets in stock"
+    ),
+    impact=lambda r: abs(r["now"] - r["before"]) * r["transactions"],
+    urgency=0.3,
+)
+"""Customer behaviour: the average basket's shift per store."""
+
+
+def flagged_cashiers(i: Inputs) -> list[dict]:
+    """Operations: cashiers with flagged shifts, one insight per cashier."""
+    if not i.cashiers.height:
+        return []
+    flagged = i.cashiers.filter(pl.col("is_anomaly"))
+    if "drivers" not in flagged.columns:
+        flagged = flagged.with_columns(drivers=pl.lit(None, pl.String))
+    per_cashier = flagged.group_by("store_id", "cashier_id").agg(
+        shifts=pl.len(), refunds=pl.col("refunds").sum(), refund_cents=pl.col("refund_cents").sum(),
+        max_z=pl.col("max_z").max(), last_day=pl.col("sale_date").max(),
+        threshold=pl.col("z_threshold").first(),
+        drivers=pl.col("drivers").sort_by("max_z", descending=True).str.join(","),
+    )  # fmt: skip
+    rows = []
+    for r in per_cashier.iter_rows(named=True):
+        drivers = human_drivers(r["drivers"]) or ["refunds"]
+        rows.append(
+            _row(
+                "operations", r["store_id"], r["cashier_id"],
+                f"Cashier {r['cashier_id']}: unusual {', '.join(drivers)} on {r['shifts']} shifts",
+                {"shifts": r["shifts"], "refunds": r["refunds"], "refund_cents": r["refund_cents"],
+                 "max_z": round(r["max_z"], 1), "last_day": r["last_day"], "drivers": drivers},
+                f"Review the refunds of cashier {r['cashier_id']} and require manager approval",
+                r["refund_cents"], r["max_z"] / (2 * r["threshold"]), i.urgency_of(r["last_day"]),
+            )
+        )  # fmt: skip
+    return rows
+
+
+def flagged_store_days(i: Inputs) -> list[dict]:
+    """Operations: store-days whose trading was flagged."""
+    if not i.store_days.height:
+        return []
+    rows = []
+    for r in i.store_days.filter(pl.col("is_anomaly")).iter_rows(named=True):
+        lo, hi = r.get("expected_revenue_lo_cents"), r.get("expected_revenue_hi_cents")
+        revenue = r["net_revenue_cents"]
+        gap = (lo - revenue) if lo is not None and revenue < lo else (revenue - hi) if hi is not None else 0
+        rows.append(
+            _row(
+                "operations", r["store_id"], str(r["sale_date"]),
+                f"Unusual trading at {r['store_id']} on {r['sale_date']} "
+                f"({', '.join(human_drivers(r['drivers'])) or 'several features'})",
+                {"net_revenue_cents": revenue, "expected_lo_cents": lo, "expected_hi_cents": hi,
+                 "drivers": human_drivers(r["drivers"]), "severity": r["severity"]},
+                "Check the day's till reports, refunds and voids with the store manager",
+                abs(gap or 0), min(1.0, (r.get("max_abs_z") or 0) / 12.0), i.urgency_of(r["sale_date"]),
+            )
+        )  # fmt: skip
+    return rows
+
+
+def attacking_addresses(i: Inputs) -> list[dict]:
+    """Operations (chain-wide): addresses whose failed logins were flagged, one insight per address."""
+    if not i.security.height:
+        return []
+    per_ip = i.security.filter(pl.col("is_anomaly")).group_by("source_ip").agg(
+        days=pl.len(), failures=pl.col("failures").sum(), users=pl.col("failed_users").max(),
+        max_z=pl.col("max_z").max(), last_day=pl.col("event_date").max(),
+        threshold=pl.col("z_threshold").first(),
+    )  # fmt: skip
+    return [
+        _row(
+            "operations", None, r["source_ip"],  # type: ignore[arg-type]
+            f"{r['failures']} failed logins from {r['source_ip']} over {r['users']} usernames",
+            {"failures": r["failures"], "failed_users": r["users"], "days": r["days"],
+             "max_z": round(r["max_z"], 1), "last_day": r["last_day"]},
+            f"Block {r['source_ip']} and reset the passwords of the accounts it tried",
+            SECURITY_EXPOSURE_CENTS, r["max_z"] / (2 * r["threshold"]), i.urgency_of(r["last_day"]),
+        )
+        for r in per_ip.iter_rows(named=True)
+    ]  # fmt: skip
+
+
+def missing_stock(i: Inputs) -> list[dict]:
+    """Inventory: stock that vanished between shelf counts."""
+    if i.shrinkage is None or not i.shrinkage.height:
+        return []
+    missing = i.shrinkage.filter(pl.col("is_anomaly")).join(
+        i.prices, on=["store_id", "product_id"], how="left"
+    )
+    rows = []
+    for r in missing.iter_rows(named=True):
+        counted_day = r["counted_at"].date() if hasattr(r["counted_at"], "date") else r["counted_at"]
+        rows.append(
+            _row(
+                "inventory", r["store_id"], r["product_id"],
+                f"{r['missing_units']} units of {r['product_id']} missing at {r['store_id']} "
+                f"(count on {counted_day})",
+                {"expected_level": r["expected_level"], "counted_level": r["counted_level"],
+                 "missing_units": r["missing_units"], "sold_units": r["sold_units"],
+                 "max_z": round(r["max_z"], 1)},
+                f"Recount {r['product_id']} at {r['store_id']}, check deliveries and review CCTV",
+                r["missing_units"] * (r["price_cents"] or 0.0),
+                min(1.0, r["max_z"] / (2 * r["z_threshold"])), i.urgency_of(counted_day),
+            )
+        )  # fmt: skip
+    return rows
+
+
+RULES: tuple[Rule, ...] = (
+    stockouts,
+    revenue_outlook,
+    flagged_cashiers,
+    flagged_store_days,
+    attacking_addresses,
+    missing_stock,
+    basket_shift,
+)
+"""Every insight family, in the order their rows are gathered (ranking decides the order shown)."""
+
+
 def build_insights(
     *,
     sales: pl.DataFrame,
@@ -117,199 +412,22 @@ def build_insights(
     cashiers: pl.DataFrame,
     security: pl.DataFrame,
     shrinkage: pl.DataFrame | None = None,
+    rules: tuple[Rule, ...] = RULES,
 ) -> pl.DataFrame:
-    """Insights from: ``sales`` (fct_sales_daily), ``forecast`` (demand_forecast), ``reorder``
-    (reorder_suggestions), ``store_days`` (sales_anomalies), ``cashiers`` (cashier_anomalies), ``security``
-    (security_anomalies), ``shrinkage`` (inventory_anomalies). Sorted by priority, highest first."""
+    """Insights from the tables of :class:`Inputs`, by ``rules``; sorted by priority, highest first."""
     if sales.is_empty():
         return empty_insights()
     as_of: date = sales["sale_date"].max()  # type: ignore[assignment]
-    prices = _prices(sales, as_of)
-    rows: list[dict] = []
+    inputs = Inputs(
+        sales, forecast, reorder, store_days, cashiers, security, shrinkage, as_of, _prices(sales, as_of)
+    )
+    rows = [row for rule in rules for row in rule(inputs)]
+    return rank(rows, as_of)
 
-    # Inventory: products that run out before a new order can arrive.
-    if reorder.height:
-        at_risk = reorder.filter(pl.col("stockout_risk") & pl.col("needs_reorder")).join(
-            prices, on=["store_id", "product_id"], how="left"
-        )
-        for r in at_risk.iter_rows(named=True):
-            cover = r["days_of_cover"] or 0.0
-            lead = r["lead_time_days"]
-            price = r["price_cents"] or 0.0
-            short_days = max(lead - cover, 1.0)
-            rows.append(
-                _row(
-                    "inventory", r["store_id"], r["product_id"],
-                    f"{r['product_id']} runs out in {cover:.1f} days at {r['store_id']}; "
-                    f"resupply takes {lead}",
-                    {"on_hand_units": r["on_hand_units"], "days_of_cover": round(cover, 2),
-                     "lead_time_days": lead, "avg_daily_demand": round(r["avg_daily_demand"] or 0, 2),
-                     "reorder_point": round(r["reorder_point"], 1),
-                     "reorder_quantity": r["reorder_quantity"]},
-                    f"Order {r['reorder_quantity']} units of {r['product_id']} for {r['store_id']} today",
-                    short_days * (r["avg_daily_demand"] or 0.0) * price,
-                    r["confidence"] if r["confidence"] is not None else 0.5,
-                    max(0.1, 1.0 - cover / max(lead, 1)),
-                )
-            )  # fmt: skip
 
-    # Revenue: next week's forecast against last week's takings, per store.
-    if forecast.height:
-        next_week = (
-            forecast.filter(pl.col("horizon_day") <= 7)
-            .join(prices, on=["store_id", "product_id"], how="left")
-            .group_by("store_id")
-            .agg(
-                forecast_cents=(pl.col("yhat") * pl.col("price_cents").fill_null(0)).sum(),
-                confidence=pl.col("confidence").mean(),
-            )
-        )
-        last_week = (
-            sales.filter(pl.col("sale_date") > as_of - timedelta(days=7))
-            .group_by("store_id")
-            .agg(actual_cents=pl.col("net_revenue_cents").sum())
-        )
-        for r in next_week.join(last_week, on="store_id").iter_rows(named=True):
-            if not r["actual_cents"]:
-                continue
-            change = r["forecast_cents"] / r["actual_cents"] - 1.0
-            if abs(change) < REVENUE_CHANGE:
-                continue
-            direction = "fall" if change < 0 else "rise"
-            rows.append(
-                _row(
-                    "revenue", r["store_id"], r["store_id"],
-                    f"Revenue at {r['store_id']} expected to {direction} {abs(change):.0%} next week",
-                    {"forecast_7d_cents": round(r["forecast_cents"]), "last_7d_cents": r["actual_cents"],
-                     "change": round(change, 3)},
-                    "Plan a promotion and check staffing" if change < 0
-                    else "Staff up and stock the best sellers",
-                    abs(r["forecast_cents"] - r["actual_cents"]),
-                    r["confidence"] if r["confidence"] is not None else 0.5,
-                    0.6,
-                )
-            )  # fmt: skip
-
-    def urgency_of(day: date) -> float:
-        age = (as_of - day).days
-        if age < RECENT_DAYS:
-            return 1.0
-        return 0.5 * 0.5 ** ((age - RECENT_DAYS) / STALE_HALF_LIFE_DAYS)
-
-    # Operations: cashier shifts and store-days flagged.
-    if cashiers.height:
-        flagged = cashiers.filter(pl.col("is_anomaly"))
-        if "drivers" not in flagged.columns:
-            flagged = flagged.with_columns(drivers=pl.lit(None, pl.String))
-        per_cashier = flagged.group_by("store_id", "cashier_id").agg(
-            shifts=pl.len(), refunds=pl.col("refunds").sum(), refund_cents=pl.col("refund_cents").sum(),
-            max_z=pl.col("max_z").max(), last_day=pl.col("sale_date").max(),
-            threshold=pl.col("z_threshold").first(),
-            drivers=pl.col("drivers").sort_by("max_z", descending=True).str.join(","),
-        )  # fmt: skip
-        for r in per_cashier.iter_rows(named=True):
-            drivers = human_drivers(r["drivers"]) or ["refunds"]
-            rows.append(
-                _row(
-                    "operations", r["store_id"], r["cashier_id"],
-                    f"Cashier {r['cashier_id']}: unusual {', '.join(drivers)} on {r['shifts']} shifts",
-                    {"shifts": r["shifts"], "refunds": r["refunds"], "refund_cents": r["refund_cents"],
-                     "max_z": round(r["max_z"], 1), "last_day": r["last_day"], "drivers": drivers},
-                    f"Review the refunds of cashier {r['cashier_id']} and require manager approval",
-                    r["refund_cents"], r["max_z"] / (2 * r["threshold"]), urgency_of(r["last_day"]),
-                )
-            )  # fmt: skip
-    if store_days.height:
-        for r in store_days.filter(pl.col("is_anomaly")).iter_rows(named=True):
-            lo, hi = r.get("expected_revenue_lo_cents"), r.get("expected_revenue_hi_cents")
-            revenue = r["net_revenue_cents"]
-            gap = (
-                (lo - revenue) if lo is not None and revenue < lo else (revenue - hi) if hi is not None else 0
-            )
-            rows.append(
-                _row(
-                    "operations", r["store_id"], str(r["sale_date"]),
-                    f"Unusual trading at {r['store_id']} on {r['sale_date']} "
-                    f"({', '.join(human_drivers(r['drivers'])) or 'several features'})",
-                    {"net_revenue_cents": revenue, "expected_lo_cents": lo, "expected_hi_cents": hi,
-                     "drivers": human_drivers(r["drivers"]), "severity": r["severity"]},
-                    "Check the day's till reports, refunds and voids with the store manager",
-                    abs(gap or 0), min(1.0, (r.get("max_abs_z") or 0) / 12.0), urgency_of(r["sale_date"]),
-                )
-            )  # fmt: skip
-    if security.height:
-        flagged = security.filter(pl.col("is_anomaly"))
-        per_ip = flagged.group_by("source_ip").agg(
-            days=pl.len(), failures=pl.col("failures").sum(), users=pl.col("failed_users").max(),
-            max_z=pl.col("max_z").max(), last_day=pl.col("event_date").max(),
-            threshold=pl.col("z_threshold").first(),
-        )  # fmt: skip
-        for r in per_ip.iter_rows(named=True):
-            rows.append(
-                _row(
-                    "operations", None, r["source_ip"],  # type: ignore[arg-type]
-                    f"{r['failures']} failed logins from {r['source_ip']} over {r['users']} usernames",
-                    {"failures": r["failures"], "failed_users": r["users"], "days": r["days"],
-                     "max_z": round(r["max_z"], 1), "last_day": r["last_day"]},
-                    f"Block {r['source_ip']} and reset the passwords of the accounts it tried",
-                    SECURITY_EXPOSURE_CENTS, r["max_z"] / (2 * r["threshold"]), urgency_of(r["last_day"]),
-                )
-            )  # fmt: skip
-
-    # Inventory: stock that vanished between shelf counts.
-    if shrinkage is not None and shrinkage.height:
-        missing = shrinkage.filter(pl.col("is_anomaly")).join(
-            prices, on=["store_id", "product_id"], how="left"
-        )
-        for r in missing.iter_rows(named=True):
-            counted_day = r["counted_at"].date() if hasattr(r["counted_at"], "date") else r["counted_at"]
-            rows.append(
-                _row(
-                    "inventory", r["store_id"], r["product_id"],
-                    f"{r['missing_units']} units of {r['product_id']} missing at {r['store_id']} "
-                    f"(count on {counted_day})",
-                    {"expected_level": r["expected_level"], "counted_level": r["counted_level"],
-                     "missing_units": r["missing_units"], "sold_units": r["sold_units"],
-                     "max_z": round(r["max_z"], 1)},
-                    f"Recount {r['product_id']} at {r['store_id']}, check deliveries and review CCTV",
-                    r["missing_units"] * (r["price_cents"] or 0.0),
-                    min(1.0, r["max_z"] / (2 * r["z_threshold"])), urgency_of(counted_day),
-                )
-            )  # fmt: skip
-
-    # Customer behaviour: basket size shift per store.
-    if store_days.height:
-        recent = store_days.filter(pl.col("sale_date") > as_of - timedelta(days=28))
-        before = store_days.filter(
-            pl.col("sale_date").is_between(as_of - timedelta(days=55), as_of - timedelta(days=28))
-        )
-        baskets = (
-            recent.group_by("store_id")
-            .agg(basket=pl.col("net_revenue_cents").sum() / pl.col("transactions").sum(),
-                 transactions=pl.col("transactions").sum())
-            .join(before.group_by("store_id").agg(
-                basket_before=pl.col("net_revenue_cents").sum() / pl.col("transactions").sum()),
-                on="store_id")
-        )  # fmt: skip
-        for r in baskets.iter_rows(named=True):
-            if not r["basket_before"]:
-                continue
-            change = r["basket"] / r["basket_before"] - 1.0
-            if abs(change) < BASKET_CHANGE:
-                continue
-            rows.append(
-                _row(
-                    "customer_behaviour", r["store_id"], r["store_id"],
-                    f"Average basket at {r['store_id']} {'down' if change < 0 else 'up'} {abs(change):.0%} "
-                    "over the last 28 days",
-                    {"basket_cents": round(r["basket"]), "basket_before_cents": round(r["basket_before"]),
-                     "change": round(change, 3), "transactions_28d": r["transactions"]},
-                    "Review bundles and cross-sell at the till" if change < 0
-                    else "Keep the assortment that lifted baskets in stock",
-                    abs(r["basket"] - r["basket_before"]) * r["transactions"], 0.6, 0.3,
-                )
-            )  # fmt: skip
-
+def rank(rows: list[dict], as_of: date) -> pl.DataFrame:
+    """priority = impact × confidence × urgency; drop what rounds to 0; keep ``MAX_PER_STORE_CATEGORY`` per
+    store and category; number them."""
     if not rows:
         return empty_insights()
     frame = pl.DataFrame(rows, infer_schema_length=None)

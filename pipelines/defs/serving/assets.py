@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from chainsync.ops_store.security import audit_head
+from chainsync.ops_store.audit_log import audit_head
 from chainsync.serving import current_snapshot, publish_snapshot
 from chainsync.snapshot_contract import TABLES, check_tables
 from pipelines.resources import OpsStoreResource, PipelineConfig, Warehouse, frame_of

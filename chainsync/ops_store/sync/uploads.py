@@ -1,5 +1,6 @@
-"""Offline sync state in the ops store: apply an upload in one transaction, read the change log for
-downloads, device status, the conflict queue and its resolutions.
+"""Applying a terminal's upload batch: every item in one transaction (sales and inventory through the
+sale rules into the inbox, shelf-label overrides and catalog edits through the conflict policy), idempotent
+by mutation id, many batches per group commit (:class:`api.writer.UploadWriter`).
 
 Times are stored as naive UTC (as everywhere in the ops store) and returned timezone-aware.
 """
@@ -9,12 +10,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -24,15 +25,15 @@ from chainsync.ops_store.sale_rules import append_terminal_events
 from chainsync.ops_store.tables import (
     products,
     store_product_overrides,
-    sync_audit,
     sync_changes,
     sync_conflicts,
     sync_dead_letters,
     sync_devices,
     sync_mutations,
 )
+from chainsync.ops_store.times import naive as _naive
 from chainsync.schemas.events import SyncEvent
-from chainsync.sync.policy import Strategy, decide_override, resolve
+from chainsync.sync.policy import decide_override
 from chainsync.sync.protocol import CatalogItem, InventoryItem, OverrideItem, SaleItem
 
 SYNC_NAMESPACE = uuid.UUID("6f0c9d0e-5d1a-4f7e-9a59-3c1f4f9b2a10")
@@ -41,14 +42,6 @@ MAX_DEAD_LETTER_PAYLOAD = 8_000
 MAX_SKEW_SECONDS = 10**7
 
 ParsedItem = SaleItem | InventoryItem | OverrideItem | CatalogItem
-
-
-def _naive(ts: datetime) -> datetime:
-    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
-
-
-def _aware(ts: datetime | None) -> datetime | None:
-    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
 
 
 @dataclass(slots=True)
@@ -90,7 +83,7 @@ def clock_skew_seconds(sent_at: datetime, now: datetime) -> int:
     return max(-MAX_SKEW_SECONDS, min(MAX_SKEW_SECONDS, skew))
 
 
-def _override_row(conn: Connection, store_id: str, product_id: str) -> dict[str, Any] | None:
+def override_row(conn: Connection, store_id: str, product_id: str) -> dict[str, Any] | None:
     row = conn.execute(
         select(store_product_overrides).where(
             store_product_overrides.c.store_id == store_id,
@@ -100,7 +93,7 @@ def _override_row(conn: Connection, store_id: str, product_id: str) -> dict[str,
     return dict(row._mapping) if row is not None else None
 
 
-def _override_values(row: dict[str, Any] | None) -> dict[str, Any]:
+def override_values(row: dict[str, Any] | None) -> dict[str, Any]:
     return {k: (row or {}).get(k) for k in OVERRIDE_FIELDS}
 
 
@@ -113,8 +106,8 @@ def write_override(
     conn: Connection, store_id: str, product_id: str, values: dict[str, Any], *, actor: str, now: datetime
 ) -> int:
     """Set a store's override of ``product_id`` (version + 1), log the change; returns the new version."""
-    current = _override_row(conn, store_id, product_id)
-    merged = {**_override_values(current), **{k: values.get(k) for k in OVERRIDE_FIELDS if k in values}}
+    current = override_row(conn, store_id, product_id)
+    merged = {**override_values(current), **{k: values.get(k) for k in OVERRIDE_FIELDS if k in values}}
     version = (current["version"] if current else 0) + 1
     row = {**merged, "version": version, "updated_at": _naive(now), "updated_by": actor[:160]}
     if current is None:
@@ -376,10 +369,10 @@ def _apply_override(
             "status": "rejected",
             "errors": [{"field": "payload.product_id", "message": f"product {why}"}],
         }
-    current = _override_row(conn, meta.store_id, payload.product_id)
+    current = override_row(conn, meta.store_id, payload.product_id)
     server_version = current["version"] if current else 0
     client = payload.values()
-    server = _override_values(current)
+    server = override_values(current)
     assert item.base_version is not None
     decision = decide_override(item.base_version, server_version, client, server)
     if decision == "reject":
@@ -493,414 +486,3 @@ def _touch_devices(conn: Connection, staged: Sequence[_Stage], outcomes: Sequenc
         },
     )
     conn.execute(stmt, list(rows.values()))
-
-
-def record_download(engine: Engine, store_id: str, device_id: str, seq: int, now: datetime) -> None:
-    with engine.begin() as conn:
-        key = (sync_devices.c.store_id == store_id) & (sync_devices.c.device_id == device_id)
-        values = {"last_download_at": _naive(now), "last_cursor_seq": seq}
-        if not conn.execute(update(sync_devices).where(key).values(**values)).rowcount:
-            conn.execute(insert(sync_devices).values(store_id=store_id, device_id=device_id, **values))
-
-
-# --- download ---------------------------------------------------------------------------------------
-
-
-def product_record(row: dict[str, Any] | None, key: str) -> dict[str, Any]:
-    """A catalog entry as a terminal sees it (prices included, unit cost never), or its tombstone."""
-    if row is None or not row["is_active"]:
-        return {"entity": "product", "key": key, "op": "delete"}
-    return {
-        "entity": "product",
-        "key": key,
-        "op": "upsert",
-        "data": {
-            "product_id": row["product_id"],
-            "name": row["name"],
-            "category": row["category"],
-            "price_cents": row["price_cents"],
-            "lead_time_days": row["lead_time_days"],
-        },
-    }
-
-
-def override_record(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "entity": "product_override",
-        "key": row["product_id"],
-        "op": "upsert",
-        "version": row["version"],
-        "data": {"product_id": row["product_id"], **_override_values(row)},
-    }
-
-
-def change_log_bounds(engine: Engine) -> tuple[int, int]:
-    """(first retained seq, last seq) of the change log; (0, 0) when empty."""
-    with engine.connect() as conn:
-        lo, hi = conn.execute(select(func.min(sync_changes.c.seq), func.max(sync_changes.c.seq))).one()
-        if hi is None:
-            # Empty log: the last seq ever issued (AUTOINCREMENT keeps it in sqlite_sequence).
-            hi = _last_issued_seq(conn)
-            return hi + 1, hi
-        return int(lo), int(hi)  # type: ignore[call-overload]
-
-
-def _last_issued_seq(conn: Connection) -> int:
-    if conn.dialect.name == "postgresql":
-        value = conn.exec_driver_sql(
-            "SELECT pg_sequence_last_value(pg_get_serial_sequence('sync_changes', 'seq'))"
-        ).scalar()
-    else:
-        value = conn.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = 'sync_changes'").scalar()
-    return int(value or 0)
-
-
-def catalog_page(
-    engine: Engine, store_id: str, *, after_key: str | None, overrides: bool, limit: int
-) -> list[dict[str, Any]]:
-    """Up to ``limit`` current rows for a full download: active products by key, or (``overrides``) the
-    store's overrides by product key."""
-    with engine.connect() as conn:
-        if not overrides:
-            stmt = select(products).where(products.c.is_active.is_(True)).order_by(products.c.product_id)
-            if after_key is not None:
-                stmt = stmt.where(products.c.product_id > after_key)
-            return [product_record(dict(r._mapping), r.product_id) for r in conn.execute(stmt.limit(limit))]
-        t = store_product_overrides
-        stmt = select(t).where(t.c.store_id == store_id).order_by(t.c.product_id)
-        if after_key is not None:
-            stmt = stmt.where(t.c.product_id > after_key)
-        return [override_record(dict(r._mapping)) for r in conn.execute(stmt.limit(limit))]
-
-
-def changes_after(
-    engine: Engine, store_id: str, after_seq: int, limit: int
-) -> tuple[list[dict[str, Any]], int, bool]:
-    """Changes visible to ``store_id`` after ``after_seq``, as records of the entities' current state:
-    ``(records, last seq read, more remain)``. Several changes of one entity in a page give one record."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                sync_changes.c.seq, sync_changes.c.store_id, sync_changes.c.entity, sync_changes.c.entity_key
-            )
-            .where(
-                sync_changes.c.seq > after_seq,
-                or_(sync_changes.c.store_id.is_(None), sync_changes.c.store_id == store_id),
-            )
-            .order_by(sync_changes.c.seq)
-            .limit(limit + 1)
-        ).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        if not rows:
-            return [], after_seq, False
-        latest: dict[tuple[str, str], int] = {}
-        for r in rows:
-            latest[(r.entity, r.entity_key)] = r.seq
-        keys_p = [k for (e, k) in latest if e == "product"]
-        keys_o = [k for (e, k) in latest if e == "product_override"]
-        prod = (
-            {
-                r.product_id: dict(r._mapping)
-                for r in conn.execute(select(products).where(products.c.product_id.in_(keys_p)))
-            }
-            if keys_p
-            else {}
-        )
-        over = (
-            {
-                r.product_id: dict(r._mapping)
-                for r in conn.execute(
-                    select(store_product_overrides).where(
-                        store_product_overrides.c.store_id == store_id,
-                        store_product_overrides.c.product_id.in_(keys_o),
-                    )
-                )
-            }
-            if keys_o
-            else {}
-        )
-    records: list[dict[str, Any]] = []
-    for (entity, key), _seq in sorted(latest.items(), key=lambda kv: kv[1]):
-        if entity == "product":
-            records.append(product_record(prod.get(key), key))
-        elif key in over:
-            records.append(override_record(over[key]))
-    return records, int(rows[-1].seq), more
-
-
-def prune_changes(engine: Engine, *, through_seq: int) -> int:
-    """Drop change-log entries up to ``through_seq``; cursors before it become stale (410)."""
-    with engine.begin() as conn:
-        return conn.execute(sync_changes.delete().where(sync_changes.c.seq <= through_seq)).rowcount
-
-
-# --- status, health, conflicts ----------------------------------------------------------------------
-
-
-def device_status(
-    engine: Engine, *, stores: Iterable[str] | None, device_id: str | None = None, now: datetime
-) -> list[dict[str, Any]]:
-    """Per device: last checkpoint (upload and download), pending and dead-letter counts, lag and clock
-    skew, open conflicts. ``stores`` None means every store."""
-    d = sync_devices
-    stmt = select(d).order_by(d.c.store_id, d.c.device_id)
-    if stores is not None:
-        stmt = stmt.where(d.c.store_id.in_(list(stores)))
-    if device_id is not None:
-        stmt = stmt.where(d.c.device_id == device_id)
-    with engine.connect() as conn:
-        devices = [dict(r._mapping) for r in conn.execute(stmt)]
-        dead = {
-            (r.store_id, r.device_id): r.n
-            for r in conn.execute(
-                select(
-                    sync_dead_letters.c.store_id, sync_dead_letters.c.device_id, func.count().label("n")
-                ).group_by(sync_dead_letters.c.store_id, sync_dead_letters.c.device_id)
-            )
-        }
-        open_conf = {
-            (r.store_id, r.device_id): r.n
-            for r in conn.execute(
-                select(sync_conflicts.c.store_id, sync_conflicts.c.device_id, func.count().label("n"))
-                .where(sync_conflicts.c.status == "open")
-                .group_by(sync_conflicts.c.store_id, sync_conflicts.c.device_id)
-            )
-        }
-        recent_dead: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for dev in devices:
-            key = (dev["store_id"], dev["device_id"])
-            if dead.get(key):
-                rows = conn.execute(
-                    select(sync_dead_letters)
-                    .where(sync_dead_letters.c.store_id == key[0], sync_dead_letters.c.device_id == key[1])
-                    .order_by(sync_dead_letters.c.id.desc())
-                    .limit(10)
-                )
-                recent_dead[key] = [
-                    {
-                        "mutation_id": r.mutation_id,
-                        "type": r.item_type,
-                        "errors": json.loads(r.errors),
-                        "at": _iso(r.created_at),
-                    }
-                    for r in rows
-                ]
-    out = []
-    for dev in devices:
-        key = (dev["store_id"], dev["device_id"])
-        last = _aware(dev["last_upload_at"])
-        out.append(
-            {
-                "store_id": dev["store_id"],
-                "device_id": dev["device_id"],
-                "last_checkpoint": {
-                    "upload_at": _iso(dev["last_upload_at"]),
-                    "batch_id": dev["last_batch_id"],
-                    "download_at": _iso(dev["last_download_at"]),
-                    "cursor_seq": dev["last_cursor_seq"],
-                },
-                "pending": dev["pending_reported"],
-                "rejected": dead.get(key, 0),
-                "dead_letters": recent_dead.get(key, []),
-                "lag_seconds": round((now - last).total_seconds()) if last else None,
-                "clock_skew_seconds": dev["clock_skew_seconds"],
-                "offline_since": _iso(dev["offline_since"]),
-                "open_conflicts": open_conf.get(key, 0),
-                "items_applied": dev["items_applied"],
-            }
-        )
-    return out
-
-
-def _iso(ts: datetime | None) -> str | None:
-    return _aware(ts).isoformat() if ts is not None else None  # type: ignore[union-attr]
-
-
-def health_figures(
-    engine: Engine, *, stores: Iterable[str] | None, now: datetime, window_s: int
-) -> dict[str, Any]:
-    """Throughput and error rate over the last ``window_s`` seconds, open conflicts, dead letters and
-    the device that has gone longest without an upload."""
-    since = _naive(now - timedelta(seconds=window_s))
-    store_list = list(stores) if stores is not None else None
-    m = sync_mutations
-
-    def scoped(stmt, table):  # type: ignore[no-untyped-def]
-        return stmt.where(table.c.store_id.in_(store_list)) if store_list is not None else stmt
-
-    with engine.connect() as conn:
-        by_status = dict(
-            conn.execute(
-                scoped(
-                    select(m.c.status, func.count()).where(m.c.received_at >= since).group_by(m.c.status), m
-                )
-            ).all()
-        )
-        open_conflicts: int = conn.execute(
-            scoped(
-                select(func.count()).select_from(sync_conflicts).where(sync_conflicts.c.status == "open"),
-                sync_conflicts,
-            )
-        ).scalar_one()
-        dead: int = conn.execute(
-            scoped(select(func.count()).select_from(sync_dead_letters), sync_dead_letters)
-        ).scalar_one()
-        oldest = conn.execute(
-            scoped(
-                select(sync_devices.c.store_id, sync_devices.c.device_id, sync_devices.c.last_upload_at)
-                .where(sync_devices.c.last_upload_at.is_not(None))
-                .order_by(sync_devices.c.last_upload_at)
-                .limit(1),
-                sync_devices,
-            )
-        ).first()
-        devices: int = conn.execute(
-            scoped(select(func.count()).select_from(sync_devices), sync_devices)
-        ).scalar_one()
-    total = sum(by_status.values())
-    return {
-        "window_seconds": window_s,
-        "items": {k: int(by_status.get(k, 0)) for k in ("applied", "duplicate", "rejected", "conflict")},
-        "throughput_items_per_s": round(total / window_s, 3),
-        "error_rate": round(by_status.get("rejected", 0) / total, 4) if total else 0.0,
-        "open_conflicts": int(open_conflicts),
-        "dead_letters": int(dead),
-        "devices": int(devices),
-        "oldest_unsynced_device": None
-        if oldest is None
-        else {
-            "store_id": oldest.store_id,
-            "device_id": oldest.device_id,
-            "last_upload_at": _iso(oldest.last_upload_at),
-            "lag_seconds": round((now - _aware(oldest.last_upload_at)).total_seconds()),  # type: ignore[operator]
-        },
-    }
-
-
-def _conflict_dict(r: Any) -> dict[str, Any]:
-    return {
-        "conflict_id": r.id,
-        "store_id": r.store_id,
-        "device_id": r.device_id,
-        "mutation_id": r.mutation_id,
-        "entity": r.entity,
-        "key": r.entity_key,
-        "base_version": r.base_version,
-        "server_version": r.server_version,
-        "client_value": json.loads(r.client_value),
-        "server_value": json.loads(r.server_value),
-        "client_edited_at": _iso(r.client_edited_at),
-        "status": r.status,
-        "resolution": r.resolution,
-        "resolved_value": json.loads(r.resolved_value) if r.resolved_value else None,
-        "resolved_by": r.resolved_by,
-        "resolved_at": _iso(r.resolved_at),
-        "created_at": _iso(r.created_at),
-    }
-
-
-def list_conflicts(
-    engine: Engine, *, stores: Iterable[str] | None, status: str | None = "open", limit: int = 200
-) -> list[dict[str, Any]]:
-    c = sync_conflicts
-    stmt = select(c).order_by(c.c.id).limit(limit)
-    if stores is not None:
-        stmt = stmt.where(c.c.store_id.in_(list(stores)))
-    if status is not None:
-        stmt = stmt.where(c.c.status == status)
-    with engine.connect() as conn:
-        return [_conflict_dict(r) for r in conn.execute(stmt)]
-
-
-def conflict_store(engine: Engine, conflict_id: int) -> str | None:
-    with engine.connect() as conn:
-        return conn.execute(
-            select(sync_conflicts.c.store_id).where(sync_conflicts.c.id == conflict_id)
-        ).scalar()
-
-
-class ConflictClosed(Exception):
-    """The conflict was resolved already."""
-
-
-def resolve_conflict(
-    engine: Engine,
-    conflict_id: int,
-    strategy: Strategy,
-    *,
-    actor: str,
-    now: datetime,
-    value: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Resolve one open override conflict, write the winning values (as a new version, logged for
-    download) and an audit row, in one transaction. Raises :class:`ConflictClosed` or KeyError."""
-    with engine.begin() as conn:
-        r = conn.execute(select(sync_conflicts).where(sync_conflicts.c.id == conflict_id)).first()
-        if r is None:
-            raise KeyError(conflict_id)
-        if r.status != "open":
-            raise ConflictClosed(f"conflict {conflict_id} was resolved already ({r.resolution})")
-        current = _override_row(conn, r.store_id, r.entity_key)
-        server = _override_values(current)
-        winner = resolve(
-            strategy,
-            client=json.loads(r.client_value),
-            server=server,
-            client_edited_at=_aware(r.client_edited_at),
-            server_updated_at=_aware(current["updated_at"]) if current else None,
-            value=value,
-        )
-        version = current["version"] if current else 0
-        if winner is not None and winner != server:
-            version = write_override(conn, r.store_id, r.entity_key, winner, actor=actor, now=now)
-        final = winner if winner is not None else server
-        conn.execute(
-            update(sync_conflicts)
-            .where(and_(sync_conflicts.c.id == conflict_id, sync_conflicts.c.status == "open"))
-            .values(
-                status="resolved",
-                resolution=strategy,
-                resolved_value=json.dumps(final),
-                resolved_by=actor[:160],
-                resolved_at=_naive(now),
-            )
-        )
-        conn.execute(
-            insert(sync_audit).values(
-                at=_naive(now),
-                actor=actor[:160],
-                action="resolve_conflict",
-                store_id=r.store_id,
-                conflict_id=conflict_id,
-                detail=json.dumps(
-                    {
-                        "strategy": strategy,
-                        "entity": r.entity,
-                        "key": r.entity_key,
-                        "value": final,
-                        "version": version,
-                    }
-                ),
-            )
-        )
-        row = conn.execute(select(sync_conflicts).where(sync_conflicts.c.id == conflict_id)).one()
-    return {**_conflict_dict(row), "version": version}
-
-
-def audit_trail(engine: Engine, *, stores: Iterable[str] | None, limit: int = 100) -> list[dict[str, Any]]:
-    stmt = select(sync_audit).order_by(sync_audit.c.id.desc()).limit(limit)
-    if stores is not None:
-        stmt = stmt.where(sync_audit.c.store_id.in_(list(stores)))
-    with engine.connect() as conn:
-        return [
-            {
-                "at": _iso(r.at),
-                "actor": r.actor,
-                "action": r.action,
-                "store_id": r.store_id,
-                "conflict_id": r.conflict_id,
-                "detail": json.loads(r.detail),
-            }
-            for r in conn.execute(stmt)
-        ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from chainsync.generator.calendar import HOURLY_PROFILE, OPEN_HOUR
+from tools.generator.calendar import HOURLY_PROFILE, OPEN_HOUR
 
 REQUEST_LOG_DAYS = 14  # the request log covers the generated period's last two weeks
 INSTANCE = "api-1:1"  # one generated API instance (hostname:pid)

@@ -46,7 +46,7 @@ def _service_commands(opts: DemoOptions) -> dict[str, tuple[list[str], str, str]
     web = f"http://127.0.0.1:{opts.dashboard_port}"
     return {
         "API": (
-            [py, "-m", "chainsync.cli", "api", "--host", "127.0.0.1", "--port", str(opts.api_port)],
+            [py, "-m", "tools.cli", "api", "--host", "127.0.0.1", "--port", str(opts.api_port)],
             f"{api}/docs",
             f"{api}/api/observability/health",
         ),
@@ -56,7 +56,7 @@ def _service_commands(opts: DemoOptions) -> dict[str, tuple[list[str], str, str]
             f"{dag}/server_info",
         ),
         "Streamlit": (
-            [py, "-m", "chainsync.cli", "dashboard", "--port", str(opts.dashboard_port)],
+            [py, "-m", "tools.cli", "dashboard", "--port", str(opts.dashboard_port)],
             web,
             f"{web}/_stcore/health",
         ),
@@ -104,10 +104,10 @@ def run_demo(opts: DemoOptions, *, console: Console) -> int:
     os.environ["CHAINSYNC_DEMO_MODE"] = "true"
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
-    from chainsync.cli import progress_bar
     from chainsync.ops_store import get_engine
     from chainsync.ops_store.events import count_events
     from chainsync.settings import get_settings
+    from tools.progress import progress_bar
 
     get_settings.cache_clear()
     settings = get_settings()
@@ -121,7 +121,7 @@ def run_demo(opts: DemoOptions, *, console: Console) -> int:
     chain_dir = settings.data_dir / "demo"
 
     if not (chain_dir / "manifest.json").exists():
-        from chainsync.generator import generate_chain
+        from tools.generator import generate_chain
 
         console.rule("Generating the demo chain")
         with progress_bar() as bar:
@@ -133,7 +133,7 @@ def run_demo(opts: DemoOptions, *, console: Console) -> int:
 
     engine = get_engine(settings.ops_store)
     if count_events(engine) == 0:
-        from chainsync.importer import import_generated
+        from tools.importer import import_generated
 
         console.rule("Importing it into the ops store")
         with progress_bar() as bar:

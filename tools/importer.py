@@ -222,7 +222,7 @@ def _append_stream(
 def import_generated(
     engine: Engine, path: Path, *, batch_size: int = 5000, progress: Progress | None = None
 ) -> ImportSummary:
-    """Import a chain written by :func:`chainsync.generator.generate_chain`: upsert its stores and
+    """Import a chain written by :func:`tools.generator.generate_chain`: upsert its stores and
     products, then append every sale transaction, inventory, security and sync event, and write its
     request log (``request_stats.parquet``, when present) into ``request_stats``."""
     t0 = time.perf_counter()

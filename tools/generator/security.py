@@ -7,10 +7,10 @@ from typing import get_args
 import numpy as np
 import polars as pl
 
-from chainsync.generator.calendar import CLOSE_HOUR, OPEN_HOUR
-from chainsync.generator.catalog import Catalog, on_duty_window
-from chainsync.generator.ids import uuid4_strings
 from chainsync.schemas.events import SecurityKind
+from tools.generator.calendar import CLOSE_HOUR, OPEN_HOUR
+from tools.generator.catalog import Catalog, on_duty_window
+from tools.generator.ids import uuid4_strings
 
 # The schema's list, so a kind added there is a kind the generator may emit, and no other.
 SECURITY_KINDS = list(get_args(SecurityKind))

@@ -9,14 +9,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+
+from tools.progress import console, progress_bar
 
 app = typer.Typer(
     name="chainsync",
@@ -30,21 +24,6 @@ app.add_typer(pipeline_app, name="pipeline")
 security_app = typer.Typer(help="Maintain the security state in the ops store.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(security_app, name="security")
-
-console = Console(stderr=True)
-
-
-def progress_bar() -> Progress:
-    """The progress display every long command uses."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 def _settings():  # type: ignore[no-untyped-def]
@@ -78,7 +57,7 @@ def generate(
     force: Annotated[bool, typer.Option(help="Overwrite an existing chain in OUT.")] = False,
 ) -> None:
     """Generate a seeded synthetic store chain (Parquet) with planted, labelled anomalies."""
-    from chainsync.generator import generate_chain
+    from tools.generator import generate_chain
 
     if (out / "manifest.json").exists() and not force:
         console.print(f"[yellow]{out} already holds a generated chain; use --force to replace it.[/]")
@@ -104,7 +83,7 @@ def import_(
     revenue_col: Annotated[str, typer.Option(help="CSV: revenue in cents column.")] = "revenue_cents",
 ) -> None:
     """Load a generated chain or a CSV of historical daily sales into the ops store, in batches."""
-    from chainsync import importer
+    from tools import importer
 
     engine = _engine()
     with progress_bar() as bar:
@@ -201,7 +180,7 @@ def backtest(
     import polars as pl
     from rich.table import Table
 
-    from chainsync.backtest import MethodScore, parse_baselines, read_panel, run_backtest, write_forecasts
+    from tools.backtest import MethodScore, parse_baselines, read_panel, run_backtest, write_forecasts
 
     if not path.exists():
         console.print(f"[red]{path} does not exist[/]")
@@ -299,7 +278,7 @@ def detect(
     import polars as pl
 
     from chainsync.anomalies import DetectConfig, detect_panel, with_id_columns
-    from chainsync.backtest import read_panel
+    from tools.backtest import read_panel
 
     if not path.exists():
         console.print(f"[red]{path} does not exist[/]")
@@ -397,7 +376,7 @@ def simulate(
     mutation ids, duplicates and skewed clocks; print sold vs acknowledged."""
     import json
 
-    from chainsync.sync.simulator import SimulationConfig, run_simulation
+    from tools.simulator import SimulationConfig, run_simulation
 
     keys: list[tuple[str, str]] = []
     for i, given in enumerate(key or []):
@@ -505,7 +484,7 @@ def security_prune() -> None:
     ever blocked, nothing about it for CHAINSYNC_RISK_REPUTATION_RETENTION_DAYS."""
     from datetime import UTC, datetime
 
-    from chainsync.ops_store.security import ReputationRetention, prune_reputations
+    from chainsync.ops_store.reputation import ReputationRetention, prune_reputations
 
     keep = ReputationRetention.from_settings(_settings())
     deleted = prune_reputations(_engine(), datetime.now(UTC), keep)
@@ -550,7 +529,7 @@ def demo(
     skip_pipeline: Annotated[bool, typer.Option(help="Start the services without materializing.")] = False,
 ) -> None:
     """Generate (if absent), import, materialize, then run the API, Dagster UI and Streamlit until Ctrl-C."""
-    from chainsync.demo import DemoOptions, run_demo
+    from tools.demo import DemoOptions, run_demo
 
     options = DemoOptions(
         stores=stores,

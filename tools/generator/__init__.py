@@ -10,7 +10,7 @@ Output layout of :func:`generate_chain` (column names are the event models' fiel
   ``<store>-<local YYYYMMDD>-<n>``
 - ``inventory.parquet``, ``security.parquet``, ``sync.parquet``: one row per event
 - ``request_stats.parquet``: the API's request log over the last 14 days, one row per minute x route with
-  requests (columns of the ops store's ``request_stats``; see :mod:`chainsync.generator.requests`)
+  requests (columns of the ops store's ``request_stats``; see :mod:`tools.generator.requests`)
 - ``ground_truth.parquet``: planted anomalies (anomaly_id, anomaly_type, store_id, product_id, cashier_id,
   source_ip, route, start_at, end_at, description), times in UTC
 
@@ -19,6 +19,6 @@ adjustments, recorded shrinkage and ``kind = 'sale'`` lines in between (refunded
 supplier, voids never left the shelf), except where ``shrinkage`` is planted.
 """
 
-from chainsync.generator.chain import FORMAT_VERSION, GenerationSummary, generate_chain
+from tools.generator.chain import FORMAT_VERSION, GenerationSummary, generate_chain
 
 __all__ = ["FORMAT_VERSION", "GenerationSummary", "generate_chain"]

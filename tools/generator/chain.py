@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from rich.progress import Progress
 from rich.table import Table
 
-from chainsync.generator.calendar import (
+from tools.generator.calendar import (
     CLOSE_HOUR,
     HOURLY_PROFILE,
     OPEN_HOUR,
@@ -28,10 +28,10 @@ from chainsync.generator.calendar import (
     holiday_factors,
     utc_offsets,
 )
-from chainsync.generator.catalog import CATEGORIES, Catalog, build_catalog, on_duty_window
-from chainsync.generator.ids import uuid4_strings
-from chainsync.generator.requests import request_stats
-from chainsync.generator.security import _truth, security_events, sync_events
+from tools.generator.catalog import CATEGORIES, Catalog, build_catalog, on_duty_window
+from tools.generator.ids import uuid4_strings
+from tools.generator.requests import request_stats
+from tools.generator.security import _truth, security_events, sync_events
 
 FORMAT_VERSION = 1
 SALE_KINDS = ["sale", "refund", "void"]
@@ -471,7 +471,7 @@ def generate_chain(
     summary.seconds = time.perf_counter() - t0
     manifest = {
         "format_version": FORMAT_VERSION,
-        "generator": "chainsync.generator",
+        "generator": "tools.generator",
         "params": {
             "stores": stores,
             "products": products,
