@@ -92,15 +92,18 @@ def chainsync_dbt_models(
     """One `dbt build` (models, data tests, unit tests) on the warehouse, of the selected models only: a
     planned marts run selects those downstream of new data (dagster-dbt passes the selection to dbt).
     Partial parsing stays warm in the persisted target directory. A whole-graph build is skipped when
-    nothing was landed and no model changed since the last successful one, which also skips everything
-    downstream."""
+    nothing was landed and no model or var changed since the last successful one, which also skips
+    everything downstream."""
     with warehouse.get_connection() as con:
         ensure_schema(con)
         project = _project_fingerprint()
-        fingerprint = f"{change_fingerprint(con)}:{project}"
+        # The vars too (a changed risk setting rescores fct_ip_risk), between the two so that
+        # ``project_changed`` still reads the project's part at the end.
+        dbt_vars = hashlib.sha256(dbt.dbt_vars.encode()).hexdigest()[:8]
+        fingerprint = f"{change_fingerprint(con)}:{dbt_vars}:{project}"
         previous = build_fingerprint(con, DBT_STAGE)
     if previous == fingerprint and not context.is_subset:
-        context.log.info("No new events, catalog or model changes since the last dbt build; skipping.")
+        context.log.info("No new events, catalog, model or vars changes since the last dbt build; skipping.")
         return
     args = ["build", "--vars", dbt.dbt_vars]
     if previous is not None and not previous.endswith(f":{project}"):
