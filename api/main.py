@@ -132,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_connections=settings.ws_max_connections,
         per_user=settings.ws_max_connections_per_user,
     )
-    app.state.metrics.set_live_source(live_source(app))
+    app.state.metrics.set_live_source(live_source(settings, app.state.hub))
     install_error_handlers(app)
     app.state.ratelimiter = RateLimiter(settings)
     app.add_middleware(FirewallMiddleware, host=app)  # inside the request context (request ids, 413)

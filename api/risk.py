@@ -1,9 +1,11 @@
 """Risk scoring per client address and per user, in the manner of fail2ban and CrowdSec.
 
 Each signal (a failed login, a bad token, input that looks like an injection, ...) pours a weight into a
-leaky bucket: the score halves every ``risk_half_life_minutes``. An address whose score reaches
-``risk_block_score`` is blocked, first for ``ban_initial_seconds`` (1 h), then each repeat multiplies the
-time by ``ban_multiplier`` (1 h -> 1 d -> ...) up to ``ban_max_seconds`` (fail2ban's bantime.increment).
+leaky bucket: the score halves every ``risk_half_life_minutes``. The weights, half-life, block score and
+threat levels are the shared model's (:class:`chainsync.risk.RiskModel`), which the marts score with
+too. An address whose score reaches ``risk_block_score`` is blocked, first for ``ban_initial_seconds``
+(1 h), then each repeat multiplies the time by ``ban_multiplier`` (1 h -> 1 d -> ...) up to
+``ban_max_seconds`` (fail2ban's bantime.increment).
 Many distinct usernames tried from one address (credential stuffing) block at once; a success after
 failures, and a success outside business hours, score the user. Address reputations live in the ops store,
 so they survive a restart and keep decaying. Allowlisted networks are scored and logged, never blocked;
@@ -54,23 +56,11 @@ from chainsync.ops_store.reputation import (
     reputations_to_sync,
     save_reputation,
 )
+from chainsync.risk import RiskModel, ThreatLevel
 from chainsync.settings import Settings
 
 log = get_logger("api.risk")
 
-# How much each signal adds to the address's bucket (the block score is 10 by default).
-WEIGHTS: dict[str, float] = {
-    "login_failure": 2.0,
-    "2fa_failure": 3.0,
-    "refresh_failure": 1.0,
-    "refresh_token_reuse": 5.0,
-    "bad_credentials": 0.5,  # a protected route answered 401
-    "authorization_denied": 1.0,
-    "not_found": 0.25,  # probing for paths
-    "validation_failure": 0.25,
-    "suspicious_input": 4.0,
-    "rate_limited": 1.0,
-}
 STUFFING_WINDOW = timedelta(minutes=15)
 # Each re-read also takes the rows written up to this long before the previous read began: a write may
 # commit a moment after its ``updated_at`` was stamped. (Missing one would cost only a score update: the
@@ -78,7 +68,6 @@ STUFFING_WINDOW = timedelta(minutes=15)
 SYNC_OVERLAP = timedelta(seconds=5)
 # Pruning forgotten reputations (store and memory) runs at most this often per process (monotonic seconds).
 PRUNE_EVERY_SECONDS = 3600.0
-THREAT_LEVELS = ("low", "elevated", "high", "critical")
 
 
 @dataclass
@@ -128,7 +117,8 @@ class RiskEngine:
         self.engine = engine
         self.ipfilter = ipfilter
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.half_life_s = settings.risk_half_life_minutes * 60
+        self.model = RiskModel.from_settings(settings)
+        self.half_life_s = self.model.half_life_seconds
         self._lock = threading.RLock()
         self._ips: dict[str, Reputation] = {}
         self._users: dict[str, Bucket] = {}
@@ -332,7 +322,7 @@ class RiskEngine:
         with self._lock:
             return [r for r in self._ips.values() if r.blocked_until is not None and r.blocked_until > now]
 
-    def threat_level(self, now: datetime | None = None) -> str:
+    def threat_level(self, now: datetime | None = None) -> ThreatLevel:
         """``low``, ``elevated``, ``high`` or ``critical`` from the last hour's critical events, the
         addresses blocked now and the highest current score."""
         now = now or self.clock()
@@ -344,13 +334,7 @@ class RiskEngine:
                 default=0.0,
             )
         blocks = len(self.active_blocks(now))
-        if critical >= 3 or blocks >= 10:
-            return "critical"
-        if critical >= 1 or blocks >= 3:
-            return "high"
-        if blocks >= 1 or top >= self.settings.risk_block_score / 2:
-            return "elevated"
-        return "low"
+        return self.model.threat_level(critical_events=critical, blocks=blocks, top_score=top)
 
     # --- signals ------------------------------------------------------------------------------------
 
@@ -360,7 +344,7 @@ class RiskEngine:
         """Pour ``signal`` into the buckets of ``ip`` and ``username``; block ``ip`` when it crosses the
         threshold (or detect credential stuffing)."""
         now = self.clock()
-        w = WEIGHTS.get(signal, 1.0) if weight is None else weight
+        w = self.model.weight(signal) if weight is None else weight
         reason = None
         severity = "info"
         with self._lock:
@@ -375,8 +359,8 @@ class RiskEngine:
                 tried = self._tried.setdefault(ip, deque(maxlen=500))
                 tried.append((now, username))
                 distinct = {u for t, u in tried if t >= now - STUFFING_WINDOW}
-                if len(distinct) >= self.settings.credential_stuffing_users:
-                    w += self.settings.risk_block_score  # many accounts from one address: block at once
+                if len(distinct) >= self.model.stuffing_usernames:
+                    w += self.model.block_score  # many accounts from one address: block at once
                     reason = f"credential stuffing: {len(distinct)} usernames from one address"
                     severity = "critical"
             rep = self._ips.get(ip) or Reputation(ip=ip, score=0.0, score_at=now)
@@ -406,7 +390,7 @@ class RiskEngine:
     def _maybe_block(
         self, rep: Reputation, now: datetime, reason: str | None, severity: str, signal: str
     ) -> RiskDecision:
-        if rep.score < self.settings.risk_block_score:
+        if rep.score < self.model.block_score:
             return RiskDecision(rep.score, reason=reason, severity=severity)
         if rep.blocked_until is not None and rep.blocked_until > now:
             return RiskDecision(rep.score, reason=reason, severity=severity)  # already blocked
@@ -417,7 +401,7 @@ class RiskEngine:
         ):
             rep.ban_count = 0
         seconds = int(min(s.ban_initial_seconds * s.ban_multiplier**rep.ban_count, s.ban_max_seconds))
-        why = reason or f"risk score {rep.score:.1f} reached {s.risk_block_score:g} ({signal})"
+        why = reason or f"risk score {rep.score:.1f} reached {self.model.block_score:g} ({signal})"
         if parse_address(rep.ip) is None:
             return RiskDecision(
                 rep.score, reason=f"{why}; not an IP address, not blocked", severity="warning"
@@ -453,13 +437,13 @@ class RiskEngine:
             ip_level = self.ip_score(ip, now) if ip else 0.0
             bucket = self._users.setdefault(username, Bucket(0.0, now))
             if len(failures) >= 3:
-                bucket.add(self.settings.risk_block_score, now, self.half_life_s)
+                bucket.add(self.model.block_score, now, self.half_life_s)
                 reasons.append(
                     f"success after failures ({len(failures)} for the user, address score {ip_level:.1f})"
                 )
                 severity = "critical"
                 self._critical.append(now)
-            elif ip_level >= self.settings.risk_block_score / 2:
+            elif ip_level >= self.model.block_score / 2:
                 bucket.add(2.0, now, self.half_life_s)
                 reasons.append(
                     f"login from a high-risk address (score {ip_level:.1f}, no failures for the user)"

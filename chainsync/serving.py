@@ -9,15 +9,8 @@ Layout under the serving directory::
 A version directory is complete before ``current.json`` names it, so a reader never sees half a snapshot,
 and readers never block a publish. Old versions beyond ``keep`` are pruned, never the current one.
 
-Tables a snapshot holds (columns in the order written):
-
-* ``fct_sales_daily``: store_id, product_id, sale_date, units_sold, net_revenue_cents, ...
-* ``dim_store``, ``dim_product``, ``fct_stock_levels``: the marts of the same names.
-* ``demand_forecast``: store_id, product_id, ds (date), horizon_day (1..90), yhat, lo_80, hi_80, lo_95,
-  hi_95, model — units per day.
-* ``sales_anomalies``: store_id, sale_date, anomaly_score, is_anomaly, severity, drivers and features.
-* ``access_anomalies``: principal, access_date, the day's reads, stores and off-hours share against the
-  principal's own baseline, robust z-scores, is_anomaly, severity, drivers (admins only).
+What a snapshot holds, table by table (columns, kinds, labels, who may read them), is declared once in
+:mod:`chainsync.snapshot_contract`; the pipeline checks every table against it before publishing.
 """
 
 from __future__ import annotations

@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     validation_inbox_burst: int = Field(5, ge=1)
     validation_inbox_per_address_minute: int = Field(10, ge=0)
     validation_inbox_per_minute: int = Field(300, ge=0)
+    # The risk model's settings (chainsync/risk.py's RiskModel, with credential_stuffing_users below): the
+    # API scores with them and the dbt asset hands them to fct_ip_risk as vars, so both move together.
     risk_block_score: float = Field(10.0, gt=0)  # an address at or above this score is blocked
     risk_half_life_minutes: float = Field(30.0, gt=0)  # scores halve every this many minutes
     # A block (or an admin unblock) made by another API process takes effect here within this many seconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from dagster_duckdb import DuckDBResource
 from packaging import version
 from sqlalchemy import Engine
 
+from chainsync.risk import RiskModel
 from chainsync.settings import Settings
 from pipelines.defs.ingest.plausibility import LineRules
 
@@ -33,7 +35,12 @@ class DbtCli(DbtCliResource):
     """``DbtCliResource`` without two start-up costs a run pays before dbt even starts (each one a dbt
     import, seconds on a loaded machine): the dbt version is read from the installed package instead of a
     ``dbt --version`` subprocess, and no dbt adapter is built inside the Dagster process (dagster-dbt wants
-    it only for ``fetch_row_counts`` / ``fetch_column_metadata``, which these assets do not use)."""
+    it only for ``fetch_row_counts`` / ``fetch_column_metadata``, which these assets do not use).
+
+    ``dbt_vars`` (JSON) is passed to every build as ``--vars``: the models' parameters from the settings
+    (the risk model of ``fct_ip_risk``, :meth:`chainsync.risk.RiskModel.dbt_vars`)."""
+
+    dbt_vars: str = "{}"
 
     @cached_property
     def _cli_version(self) -> version.Version:
@@ -174,7 +181,11 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     return {
         "ops_store": OpsStoreResource(url=settings.ops_store),
         "warehouse": Warehouse(database=str(settings.warehouse), connection_config=duckdb_config(settings)),
-        "dbt": DbtCli(project_dir=str(dbt_dir), profiles_dir=str(dbt_dir)),
+        "dbt": DbtCli(
+            project_dir=str(dbt_dir),
+            profiles_dir=str(dbt_dir),
+            dbt_vars=json.dumps(RiskModel.from_settings(settings).dbt_vars()),
+        ),
         "pipeline_config": PipelineConfig(
             serving_dir=str(settings.serving),
             serving_keep_versions=settings.serving_keep_versions,

@@ -15,12 +15,14 @@ from typing import Any
 
 import polars as pl
 
+from chainsync import snapshot_contract as contract
 from chainsync.serving import Snapshot, current_snapshot
 
-FORECAST_TABLE = "demand_forecast"
-ACCURACY_TABLE = "forecast_accuracy"
+# The tables read here, by their names in the snapshot contract.
+FORECAST_TABLE = contract.DEMAND_FORECAST.name
+ACCURACY_TABLE = contract.FORECAST_ACCURACY.name
 ACCURACY_COLUMNS = ("mase", "wape", "bias", "coverage_80", "coverage_95", "holdout_days")
-ANOMALY_TABLE = "sales_anomalies"
+ANOMALY_TABLE = contract.SALES_ANOMALIES.name
 FORECAST_POINT_COLUMNS = ("ds", "yhat", "lo_80", "hi_80", "lo_95", "hi_95")
 
 
@@ -32,7 +34,8 @@ class NotFound(Exception):
     """The snapshot holds nothing for the store or product asked for."""
 
 
-STORE_TABLES = ("dim_store", "demand_forecast", "sales_anomalies")  # where a store of the chain shows up
+# Where a store of the chain shows up.
+STORE_TABLES = (contract.DIM_STORE.name, FORECAST_TABLE, ANOMALY_TABLE)
 
 
 def require_known_store(snapshot: Snapshot, store_id: str) -> None:
@@ -247,14 +250,14 @@ def sales_anomalies(
     return rows
 
 
-CASHIER_TABLE = "cashier_anomalies"
-SECURITY_TABLE = "security_anomalies"
-INVENTORY_TABLE = "inventory_anomalies"
-PERFORMANCE_TABLE = "performance_anomalies"
-ACCESS_TABLE = "access_anomalies"
-INSIGHTS_TABLE = "business_insights"
-REORDER_TABLE = "reorder_suggestions"
-TOTALS_TABLE = "demand_forecast_totals"
+CASHIER_TABLE = contract.CASHIER_ANOMALIES.name
+SECURITY_TABLE = contract.SECURITY_ANOMALIES.name
+INVENTORY_TABLE = contract.INVENTORY_ANOMALIES.name
+PERFORMANCE_TABLE = contract.PERFORMANCE_ANOMALIES.name
+ACCESS_TABLE = contract.ACCESS_ANOMALIES.name
+INSIGHTS_TABLE = contract.BUSINESS_INSIGHTS.name
+REORDER_TABLE = contract.REORDER_SUGGESTIONS.name
+TOTALS_TABLE = contract.DEMAND_FORECAST_TOTALS.name
 
 
 def other_anomalies(

@@ -14,7 +14,19 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AdminPrincipal, DeviceKeysDep, EngineDep, Principal, require_admin
+from api.audit import Auditor
+from api.deps import (
+    AdminPrincipal,
+    AuditorDep,
+    DeviceKeysDep,
+    EngineDep,
+    IpFilterDep,
+    Principal,
+    RevokedTokensDep,
+    RiskDep,
+    SettingsDep,
+    require_admin,
+)
 from api.errors import error_response
 from api.ipfilter import client_ip_of
 from chainsync.ops_store.reputation import add_ip_rule, delete_ip_rule, delete_reputation, list_ip_rules
@@ -31,6 +43,7 @@ from chainsync.ops_store.users import (
     upsert_user,
 )
 from chainsync.passwords import hash_password
+from chainsync.risk import ThreatLevel
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -117,13 +130,13 @@ class IpReputationOut(BaseModel):
 
 
 class SecurityStatus(BaseModel):
-    threat_level: Literal["low", "elevated", "high", "critical"]
+    threat_level: ThreatLevel
     active_blocks: list[IpReputationOut]
     dry_run: bool
 
 
-def _audit(request: Request, admin: Principal, action: str, detail: str) -> None:
-    request.app.state.auditor.record(
+def _audit(auditor: Auditor, request: Request, admin: Principal, action: str, detail: str) -> None:
+    auditor.record(
         kind=f"admin_{action}",
         outcome="success",
         actor=admin.subject,
@@ -152,11 +165,13 @@ def get_users(engine: EngineDep) -> list[dict]:
     status_code=status.HTTP_201_CREATED,
     responses={409: error_response("The user exists")},
 )
-def create_user(body: UserCreate, request: Request, admin: AdminPrincipal, engine: EngineDep) -> dict:
+def create_user(
+    body: UserCreate, request: Request, admin: AdminPrincipal, engine: EngineDep, auditor: AuditorDep
+) -> dict:
     if get_user(engine, body.username) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"User {body.username} exists")
     upsert_user(engine, body.username, body.password, body.role, body.store_ids)
-    _audit(request, admin, "user_created", f"{body.username} as {body.role}")
+    _audit(auditor, request, admin, "user_created", f"{body.username} as {body.role}")
     return next(u for u in list_users(engine) if u["username"] == body.username)
 
 
@@ -167,6 +182,8 @@ def change_user(
     request: Request,
     admin: AdminPrincipal,
     engine: EngineDep,
+    auditor: AuditorDep,
+    revoked: RevokedTokensDep,
 ) -> dict:
     """Change role, stores, active state or password. Deactivating or a new password ends the user's
     refresh tokens."""
@@ -184,11 +201,11 @@ def change_user(
         revoke_user_refresh_tokens(engine, username)
     # The change bumped the user's security version: their live access tokens end here now, and on the
     # other API processes within the revocation bound.
-    request.app.state.revoked_tokens.user_changed()
+    revoked.user_changed()
     changed = sorted(k for k, v in body.model_dump(exclude={"password"}).items() if v is not None)
     if pw_hash is not None:
         changed.append("password")
-    _audit(request, admin, "user_updated", f"{username}: {', '.join(changed) or 'nothing'}")
+    _audit(auditor, request, admin, "user_updated", f"{username}: {', '.join(changed) or 'nothing'}")
     return next(u for u in list_users(engine) if u["username"] == username)
 
 
@@ -198,14 +215,18 @@ def change_user(
     responses={404: error_response("No such user or no two-factor enrolment")},
 )
 def reset_totp(
-    username: Annotated[str, Path(max_length=128)], request: Request, admin: AdminPrincipal, engine: EngineDep
+    username: Annotated[str, Path(max_length=128)],
+    request: Request,
+    admin: AdminPrincipal,
+    engine: EngineDep,
+    auditor: AuditorDep,
 ) -> Response:
     """Turn a user's two-factor authentication off (a lost phone); they enrol again."""
     user = get_user(engine, username)
     if user is None or not clear_totp(engine, user.id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No two-factor enrolment for {username}")
     revoke_user_refresh_tokens(engine, username)
-    _audit(request, admin, "totp_reset", username)
+    _audit(auditor, request, admin, "totp_reset", username)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -219,7 +240,12 @@ def get_device_keys(engine: EngineDep, store_id: Identifier | None = None) -> li
 
 @router.post("/device-keys", response_model=DeviceKeyIssued, status_code=status.HTTP_201_CREATED)
 def issue_device_key(
-    body: DeviceKeyCreate, request: Request, response: Response, admin: AdminPrincipal, engine: EngineDep
+    body: DeviceKeyCreate,
+    request: Request,
+    response: Response,
+    admin: AdminPrincipal,
+    engine: EngineDep,
+    auditor: AuditorDep,
 ) -> DeviceKeyIssued:
     """Issue an API key for a terminal, bound to its store. The key is in this response only."""
     expires = (
@@ -227,7 +253,7 @@ def issue_device_key(
     )
     key = create_device_key(engine, body.store_id, body.device_id, expires_at=expires)
     prefix = key.removeprefix("csk_").split("_", 1)[0]
-    _audit(request, admin, "device_key_issued", f"{prefix} for {body.store_id}/{body.device_id}")
+    _audit(auditor, request, admin, "device_key_issued", f"{prefix} for {body.store_id}/{body.device_id}")
     response.headers["Cache-Control"] = "no-store"
     return DeviceKeyIssued(prefix=prefix, store_id=body.store_id, device_id=body.device_id, api_key=key)
 
@@ -243,11 +269,12 @@ def revoke_key(
     admin: AdminPrincipal,
     engine: EngineDep,
     device_keys: DeviceKeysDep,
+    auditor: AuditorDep,
 ) -> Response:
     if not revoke_device_key(engine, prefix):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No active device key {prefix}")
     device_keys.forget(prefix)  # at once here; other processes within the revocation bound
-    _audit(request, admin, "device_key_revoked", prefix)
+    _audit(auditor, request, admin, "device_key_revoked", prefix)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -262,12 +289,17 @@ def get_ip_rules(engine: EngineDep) -> list[dict]:
 
 @router.post("/ip-rules", response_model=IpRuleOut, status_code=status.HTTP_201_CREATED)
 async def create_ip_rule(
-    body: IpRuleCreate, request: Request, admin: AdminPrincipal, engine: EngineDep
+    body: IpRuleCreate,
+    request: Request,
+    admin: AdminPrincipal,
+    engine: EngineDep,
+    auditor: AuditorDep,
+    ipfilter: IpFilterDep,
 ) -> dict:
     """Allow (never blocked automatically; admitted when the allowlist is exclusive) or deny a network."""
     rule = await run_in_threadpool(add_ip_rule, engine, body.cidr, body.action, body.note, admin.subject)
-    await run_in_threadpool(request.app.state.ipfilter.reload)
-    await run_in_threadpool(_audit, request, admin, "ip_rule_added", f"{body.action} {body.cidr}")
+    await run_in_threadpool(ipfilter.reload)
+    await run_in_threadpool(_audit, auditor, request, admin, "ip_rule_added", f"{body.action} {body.cidr}")
     return rule
 
 
@@ -277,19 +309,23 @@ async def create_ip_rule(
     responses={404: error_response("No such IP rule")},
 )
 async def remove_ip_rule(
-    rule_id: Annotated[int, Path(ge=1, le=2**31)], request: Request, admin: AdminPrincipal, engine: EngineDep
+    rule_id: Annotated[int, Path(ge=1, le=2**31)],
+    request: Request,
+    admin: AdminPrincipal,
+    engine: EngineDep,
+    auditor: AuditorDep,
+    ipfilter: IpFilterDep,
 ) -> Response:
     if not await run_in_threadpool(delete_ip_rule, engine, rule_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No IP rule {rule_id}")
-    await run_in_threadpool(request.app.state.ipfilter.reload)
-    await run_in_threadpool(_audit, request, admin, "ip_rule_removed", str(rule_id))
+    await run_in_threadpool(ipfilter.reload)
+    await run_in_threadpool(_audit, auditor, request, admin, "ip_rule_removed", str(rule_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/security/status", response_model=SecurityStatus)
-def security_status(request: Request) -> SecurityStatus:
+def security_status(risk: RiskDep, settings: SettingsDep) -> SecurityStatus:
     """The system threat level and the addresses blocked now."""
-    risk = request.app.state.risk
     blocks = [
         IpReputationOut(
             ip=r.ip,
@@ -303,7 +339,7 @@ def security_status(request: Request) -> SecurityStatus:
     return SecurityStatus(
         threat_level=risk.threat_level(),
         active_blocks=blocks,
-        dry_run=request.app.state.settings.security_dry_run,
+        dry_run=settings.security_dry_run,
     )
 
 
@@ -313,12 +349,17 @@ def security_status(request: Request) -> SecurityStatus:
     responses={404: error_response("No reputation kept for this address")},
 )
 def unblock_ip(
-    ip: Annotated[str, Path(max_length=64)], request: Request, admin: AdminPrincipal, engine: EngineDep
+    ip: Annotated[str, Path(max_length=64)],
+    request: Request,
+    admin: AdminPrincipal,
+    engine: EngineDep,
+    auditor: AuditorDep,
+    risk: RiskDep,
 ) -> Response:
     """Forget an address's score and block (a false positive)."""
-    found = request.app.state.risk.unblock(ip)
+    found = risk.unblock(ip)
     found = delete_reputation(engine, ip) or found
     if not found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No reputation for {ip}")
-    _audit(request, admin, "ip_unblocked", ip)
+    _audit(auditor, request, admin, "ip_unblocked", ip)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -28,6 +28,7 @@ from api.models import (
 )
 from api.queries import snapshots
 from api.shared.state import SharedStateDep, clear_ai_cache
+from chainsync import snapshot_contract as contract
 from chainsync.serving import Snapshot
 from chainsync.settings import Settings
 
@@ -240,18 +241,7 @@ def dashboard(principal: ManagerPrincipal, settings: SettingsDep) -> DashboardRe
     )
 
 
-AI_TABLES = (
-    "demand_forecast",
-    "forecast_accuracy",
-    "demand_forecast_totals",
-    "reorder_suggestions",
-    "sales_anomalies",
-    "cashier_anomalies",
-    "security_anomalies",
-    "inventory_anomalies",
-    "performance_anomalies",
-    "business_insights",
-)
+AI_TABLES = contract.AI_TABLES  # the tables these endpoints serve, as the snapshot contract marks them
 
 
 @status_router.get("/status", response_model=AIStatus)

@@ -8,6 +8,7 @@ Administrators must have two-factor authentication outside demo mode.
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -19,9 +20,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from api.audit import Auditor
-from api.deps import CurrentPrincipal, EngineDep, SettingsDep
+from api.deps import (
+    AuditorDep,
+    CurrentPrincipal,
+    EngineDep,
+    IpFilterDep,
+    RateLimiterDep,
+    RevokedTokensDep,
+    RiskDep,
+    SettingsDep,
+    TotpCipherDep,
+)
 from api.errors import error_response
-from api.ipfilter import client_ip_of
+from api.ipfilter import IpFilter, client_ip_of
 from api.log import get_logger
 from api.ratelimit import RateLimiter
 from api.risk import RiskEngine
@@ -32,7 +43,7 @@ from api.security import (
     new_token_family,
 )
 from chainsync.ops_store.tokens import revoke_refresh_family, store_refresh_token, use_refresh_token
-from chainsync.ops_store.totp import get_totp, mark_totp_used, set_totp_secret
+from chainsync.ops_store.totp import TotpCipher, get_totp, mark_totp_used, set_totp_secret
 from chainsync.ops_store.users import Role, User, get_user
 from chainsync.passwords import verify_password
 from chainsync.settings import Settings
@@ -70,6 +81,28 @@ class TotpEnabled(BaseModel):
     enabled: Literal[True] = True
 
 
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """The services every credential check uses: the risk engine that scores a failure, the audit trail,
+    the per-username guessing budget, the IP lists (allowlisted addresses spend no budget) and the cipher
+    of TOTP secrets."""
+
+    risk: RiskEngine
+    auditor: Auditor
+    limiter: RateLimiter
+    ipfilter: IpFilter
+    cipher: TotpCipher
+
+
+async def get_guard(
+    risk: RiskDep, auditor: AuditorDep, limiter: RateLimiterDep, ipfilter: IpFilterDep, cipher: TotpCipherDep
+) -> Guard:
+    return Guard(risk, auditor, limiter, ipfilter, cipher)
+
+
+GuardDep = Annotated[Guard, Depends(get_guard)]
+
+
 def _context(request: Request) -> tuple[str | None, str | None]:
     return client_ip_of(request.scope), request.headers.get("user-agent")
 
@@ -78,19 +111,18 @@ def _unauthorized(detail: str, extra: dict[str, str] | None = None) -> HTTPExcep
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={**_CHALLENGE, **(extra or {})})
 
 
-def _guessing_budget(request: Request, username: str) -> None:
+def _guessing_budget(request: Request, guard: Guard, username: str) -> None:
     """429 when ``username`` has spent its failed-attempt budget (``CHAINSYNC_RATE_LIMIT_LOGIN_USER``),
     whatever address this attempt comes from: guessing spread over many addresses is limited too.
     Attempts from allowlisted addresses (the stores' own networks) neither spend nor meet the budget, so
     an attacker outside cannot lock a user out of the tills."""
-    if _allowlisted(request):
+    if _allowlisted(request, guard):
         return
-    limiter: RateLimiter = request.app.state.ratelimiter
-    exceeded = anyio.from_thread.run(limiter.exceeded, "login_user", username.lower()[:128])
+    exceeded = anyio.from_thread.run(guard.limiter.exceeded, "login_user", username.lower()[:128])
     if exceeded is None:
         return
     ip, agent = _context(request)
-    request.app.state.auditor.record(
+    guard.auditor.record(
         kind="rate_limited", outcome="blocked", severity="warning", username=username[:128],
         source_ip=ip, user_agent=agent, method=request.method, route=request.url.path,
         detail=f"failed attempts for this username: limit {exceeded.limit} reached",
@@ -102,22 +134,21 @@ def _guessing_budget(request: Request, username: str) -> None:
     )
 
 
-def _allowlisted(request: Request) -> bool:
+def _allowlisted(request: Request, guard: Guard) -> bool:
     ip, _ = _context(request)
-    return bool(request.app.state.ipfilter.is_allowlisted(ip))
+    return bool(guard.ipfilter.is_allowlisted(ip))
 
 
-def _spend_guess(request: Request, username: str) -> None:
-    if _allowlisted(request):
+def _spend_guess(request: Request, guard: Guard, username: str) -> None:
+    if _allowlisted(request, guard):
         return
-    limiter: RateLimiter = request.app.state.ratelimiter
-    anyio.from_thread.run(limiter.hit, "login_user", username.lower()[:128])
+    anyio.from_thread.run(guard.limiter.hit, "login_user", username.lower()[:128])
 
 
-def _check_password(request: Request, engine: Engine, username: str, password: str) -> User:
+def _check_password(request: Request, guard: Guard, engine: Engine, username: str, password: str) -> User:
     """The active user whose password this is, or a 401 after scoring and auditing the failure (and
     spending one of the username's failed attempts); 429 once they are spent."""
-    _guessing_budget(request, username)
+    _guessing_budget(request, guard, username)
     user = get_user(engine, username)
     usable = user is not None and user.is_active
     # verify_password(None, ...) checks a dummy hash, so unknown users cost the same time as wrong passwords.
@@ -125,10 +156,8 @@ def _check_password(request: Request, engine: Engine, username: str, password: s
     if ok and user is not None:
         return user
     ip, agent = _context(request)
-    risk: RiskEngine = request.app.state.risk
-    decision = risk.observe(ip, "login_failure", username=username[:128])
-    auditor: Auditor = request.app.state.auditor
-    auditor.record(
+    decision = guard.risk.observe(ip, "login_failure", username=username[:128])
+    guard.auditor.record(
         kind="login_failure",
         outcome="failure",
         username=username,
@@ -141,7 +170,7 @@ def _check_password(request: Request, engine: Engine, username: str, password: s
         detail=decision.reason,
     )
     log.info("login_failure", username=username, risk_score=decision.risk_score)
-    _spend_guess(request, username)
+    _spend_guess(request, guard, username)
     raise _unauthorized(_BAD_CREDENTIALS)
 
 
@@ -155,8 +184,8 @@ def _totp_step(secret: str, code: str, now: datetime) -> int | None:
     return None
 
 
-def _verify_totp(request: Request, engine: Engine, user: User, code: str, *, enable: bool = False) -> bool:
-    state = get_totp(engine, user.id, request.app.state.totp_cipher)
+def _verify_totp(guard: Guard, engine: Engine, user: User, code: str, *, enable: bool = False) -> bool:
+    state = get_totp(engine, user.id, guard.cipher)
     if state is None:
         return False
     step = _totp_step(state.secret, code, datetime.now(UTC))
@@ -201,13 +230,14 @@ def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     settings: SettingsDep,
     engine: EngineDep,
+    guard: GuardDep,
     otp: OtpField = None,
 ) -> TokenResponse:
     """Exchange a username and password (form fields), plus ``otp`` when two-factor authentication is on,
     for a short-lived bearer token and a refresh token."""
-    user = _check_password(request, engine, form.username, form.password)
+    user = _check_password(request, guard, engine, form.username, form.password)
     ip, agent = _context(request)
-    auditor: Auditor = request.app.state.auditor
+    auditor = guard.auditor
     audit: dict[str, Any] = {
         "username": user.username,
         "role": user.role,
@@ -215,13 +245,13 @@ def login(
         "user_agent": agent,
     }
     audit |= {"method": request.method, "route": request.url.path}
-    totp = get_totp(engine, user.id, request.app.state.totp_cipher)
+    totp = get_totp(engine, user.id, guard.cipher)
     if totp is not None and totp.enabled:
         if not otp:
             raise _unauthorized("Two-factor code required", {"X-2FA-Required": "totp"})
-        if not _verify_totp(request, engine, user, otp):
-            _spend_guess(request, user.username)
-            decision = request.app.state.risk.observe(ip, "2fa_failure", username=user.username)
+        if not _verify_totp(guard, engine, user, otp):
+            _spend_guess(request, guard, user.username)
+            decision = guard.risk.observe(ip, "2fa_failure", username=user.username)
             auditor.record(
                 kind="2fa_failure", outcome="failure", risk_score=decision.risk_score,
                 severity=decision.severity, detail=decision.reason, **audit,
@@ -239,7 +269,7 @@ def login(
             status.HTTP_403_FORBIDDEN,
             "Administrators must use two-factor authentication: enrol at POST /api/auth/2fa/enroll",
         )
-    decision = request.app.state.risk.login_succeeded(ip, user.username)
+    decision = guard.risk.login_succeeded(ip, user.username)
     auditor.record(
         kind="login_success", outcome="success", risk_score=decision.risk_score,
         severity=decision.severity, detail=decision.reason, **audit,
@@ -251,13 +281,19 @@ def login(
 
 @router.post("/refresh", response_model=TokenResponse)
 def refresh(
-    request: Request, response: Response, body: RefreshRequest, settings: SettingsDep, engine: EngineDep
+    request: Request,
+    response: Response,
+    body: RefreshRequest,
+    settings: SettingsDep,
+    engine: EngineDep,
+    risk: RiskDep,
+    auditor: AuditorDep,
+    revoked: RevokedTokensDep,
 ) -> TokenResponse:
     """Exchange a refresh token for a new access token and a new refresh token (the old one is spent).
     Presenting a spent refresh token again revokes every token of its login (theft detection)."""
     use = use_refresh_token(engine, body.refresh_token)
     ip, agent = _context(request)
-    auditor: Auditor = request.app.state.auditor
     user = get_user(engine, use.username) if use.username else None
     if use.status == "ok" and user is not None and user.is_active:
         auditor.record(
@@ -270,8 +306,8 @@ def refresh(
     if use.status == "reused" and use.family_id:
         # The whole login was revoked in the store: its access tokens (thief's and victim's) end now here,
         # and on every other process within the revocation bound.
-        request.app.state.revoked_tokens.revoke_family(use.family_id)
-    decision = request.app.state.risk.observe(ip, kind, username=use.username)
+        revoked.revoke_family(use.family_id)
+    decision = risk.observe(ip, kind, username=use.username)
     auditor.record(
         kind=kind, outcome="denied", username=use.username, source_ip=ip, user_agent=agent,
         risk_score=decision.risk_score, detail=f"refresh token {use.status}",
@@ -285,18 +321,24 @@ def refresh(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={400: error_response("Devices have no login to end")},
 )
-def logout(request: Request, principal: CurrentPrincipal, engine: EngineDep) -> Response:
+def logout(
+    request: Request,
+    principal: CurrentPrincipal,
+    engine: EngineDep,
+    auditor: AuditorDep,
+    revoked: RevokedTokensDep,
+) -> Response:
     """End this login: the access token stops working now and its refresh tokens are revoked."""
     if principal.role == "device":
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "Devices authenticate with API keys; nothing to end")
     if principal.token_id and principal.token_expires_at:
-        request.app.state.revoked_tokens.revoke(principal.token_id, principal.token_expires_at)
+        revoked.revoke(principal.token_id, principal.token_expires_at)
     if principal.token_family:
         # Every token of this login ends, not only the one presented (earlier access tokens included).
         revoke_refresh_family(engine, principal.token_family)
-        request.app.state.revoked_tokens.revoke_family(principal.token_family)
+        revoked.revoke_family(principal.token_family)
     ip, agent = _context(request)
-    request.app.state.auditor.record(
+    auditor.record(
         kind="logout", outcome="success", username=principal.subject, role=principal.role,
         source_ip=ip, user_agent=agent,
     )  # fmt: skip
@@ -314,12 +356,13 @@ def enroll_totp(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     settings: SettingsDep,
     engine: EngineDep,
+    guard: GuardDep,
 ) -> TotpEnrolment:
     """Start two-factor enrolment (username and password as form fields): a new TOTP secret and its
     ``otpauth://`` URI for an authenticator app. Confirm with a code at ``/api/auth/2fa/confirm``.
     Refused (409) once two-factor authentication is on; an administrator can reset it."""
-    user = _check_password(request, engine, form.username, form.password)
-    cipher = request.app.state.totp_cipher
+    user = _check_password(request, guard, engine, form.username, form.password)
+    cipher = guard.cipher
     state = get_totp(engine, user.id, cipher)
     if state is not None and state.enabled:
         raise HTTPException(status.HTTP_409_CONFLICT, "Two-factor authentication is already enabled")
@@ -339,20 +382,21 @@ def confirm_totp(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     engine: EngineDep,
+    guard: GuardDep,
     otp: Annotated[str, Form(max_length=10, pattern=r"^[0-9]{6,8}$", description="TOTP code")],
 ) -> TotpEnabled:
     """Turn two-factor authentication on with the first code from the authenticator app."""
-    user = _check_password(request, engine, form.username, form.password)
-    state = get_totp(engine, user.id, request.app.state.totp_cipher)
+    user = _check_password(request, guard, engine, form.username, form.password)
+    state = get_totp(engine, user.id, guard.cipher)
     if state is None:
         raise HTTPException(status.HTTP_409_CONFLICT, "Start with POST /api/auth/2fa/enroll")
     ip, agent = _context(request)
-    auditor: Auditor = request.app.state.auditor
+    auditor = guard.auditor
     if state.enabled:
         raise HTTPException(status.HTTP_409_CONFLICT, "Two-factor authentication is already enabled")
-    if not _verify_totp(request, engine, user, otp, enable=True):
-        _spend_guess(request, user.username)
-        decision = request.app.state.risk.observe(ip, "2fa_failure", username=user.username)
+    if not _verify_totp(guard, engine, user, otp, enable=True):
+        _spend_guess(request, guard, user.username)
+        decision = guard.risk.observe(ip, "2fa_failure", username=user.username)
         auditor.record(
             kind="2fa_failure", outcome="failure", username=user.username, role=user.role, source_ip=ip,
             user_agent=agent, risk_score=decision.risk_score, detail="enrolment code rejected",

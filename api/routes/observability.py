@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import weakref
 from datetime import UTC, datetime
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -15,13 +16,22 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AdminPrincipal, EngineDep, ManagerPrincipal, SettingsDep, require_admin
+from api.deps import (
+    AdminPrincipal,
+    EngineDep,
+    HubDep,
+    ManagerPrincipal,
+    MetricsDep,
+    SettingsDep,
+    require_admin,
+)
 from api.metrics import CONTENT_TYPE, process_stats
 from api.queries.config import effective_config
 from api.queries.health import ops_store_status
 from api.queries.snapshots import SnapshotUnavailable, load_current
 from api.queries.system import disk_free_bytes, pipeline_status, store_sizes
 from api.routes import security_events
+from api.ws.hub import Hub
 from chainsync.settings import Settings
 
 router = APIRouter(prefix="/observability", tags=["observability"])
@@ -157,14 +167,8 @@ def health(settings: SettingsDep, engine: EngineDep) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if serving else 503)
 
 
-def _live(request: Request) -> dict[str, Any]:
+def live_facts(settings: Settings, hub: Hub | None) -> dict[str, Any]:
     """What the scrape-time gauges read (also used by the JSON metrics)."""
-    settings: Settings = request.app.state.settings
-    return _live_facts(request.app, settings)
-
-
-def _live_facts(app: Any, settings: Settings) -> dict[str, Any]:
-    hub = getattr(app.state, "hub", None)
     try:
         age: float | None = load_current(settings.serving).age_seconds()
     except SnapshotUnavailable:
@@ -177,22 +181,22 @@ def _live_facts(app: Any, settings: Settings) -> dict[str, Any]:
     }
 
 
-def live_source(app: Any) -> Any:
+def live_source(settings: Settings, hub: Hub) -> Any:
     """A no-argument callable for :meth:`api.metrics.Metrics.set_live_source`."""
-    return lambda: _live_facts(app, app.state.settings)
+    return lambda: live_facts(settings, hub)
 
 
 @router.get("/metrics", summary="Service metrics (JSON)")
 async def metrics_json(
-    request: Request,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    hub: HubDep,
     _admin: AdminPrincipal,
     window_seconds: int = Query(300, ge=10, le=24 * 3600, description="Look-back window in seconds"),
 ) -> dict[str, Any]:
     """Request rate, latency percentiles (ms) and error rate by route over the window; ingest rate;
     store sizes; pipeline run statistics; process CPU and memory; WebSocket totals."""
-    settings: Settings = request.app.state.settings
-    metrics = request.app.state.metrics
-    facts = await run_in_threadpool(_live, request)
+    facts = await run_in_threadpool(live_facts, settings, hub)
     pipeline = await run_in_threadpool(pipeline_status, settings)
     try:
         current = load_current(settings.serving)
@@ -224,6 +228,7 @@ async def metrics_json(
 @router.get("/performance", summary="Latency percentiles and the slowest endpoints")
 async def performance(
     request: Request,
+    metrics: MetricsDep,
     _manager: ManagerPrincipal,
     window_seconds: int = Query(300, ge=10, le=24 * 3600, description="Look-back window in seconds"),
     top: int = Query(5, ge=1, le=50, description="How many of the slowest endpoints to list"),
@@ -231,7 +236,7 @@ async def performance(
     """Overall and per-endpoint p50/p95/p99 latency (ms) over the window (the API keeps at most
     ``CHAINSYNC_PERFORMANCE_WINDOW_SECONDS``), and the ``top`` endpoints by p95. A manager is shown the
     endpoints a manager may call; admin-only endpoints are listed for admins alone."""
-    summary = request.app.state.metrics.window.by_route(window=window_seconds)
+    summary = metrics.window.by_route(window=window_seconds)
     routes = summary.pop("routes")
     if _manager.role != "admin":
         hidden = admin_only_endpoints(request.app)
@@ -248,10 +253,14 @@ def _requires_admin(dependant: Dependant) -> bool:
     return any(d.call is require_admin or _requires_admin(d) for d in dependant.dependencies)
 
 
+# Per app, computed once: the routes do not change after start-up.
+_admin_only: weakref.WeakKeyDictionary[FastAPI, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
 def admin_only_endpoints(app: FastAPI) -> frozenset[str]:
     """``METHOD /route`` of every endpoint whose dependencies require the admin role (read from the app's
     own routes, so a new admin endpoint is hidden from managers without a list to keep)."""
-    cached: frozenset[str] | None = getattr(app.state, "admin_only_endpoints", None)
+    cached = _admin_only.get(app)
     if cached is None:
         cached = frozenset(
             f"{method} {ctx.path_format}"
@@ -259,17 +268,16 @@ def admin_only_endpoints(app: FastAPI) -> frozenset[str]:
             if isinstance(getattr(ctx, "dependant", None), Dependant) and _requires_admin(ctx.dependant)
             for method in ctx.methods or ()
         )
-        app.state.admin_only_endpoints = cached
+        _admin_only[app] = cached
     return cached
 
 
 @router.get("/websocket/stats", summary="WebSocket connections, messages and drops by channel")
-async def websocket_stats(request: Request, _admin: AdminPrincipal) -> dict[str, Any]:
-    settings: Settings = request.app.state.settings
+async def websocket_stats(settings: SettingsDep, hub: HubDep, _admin: AdminPrincipal) -> dict[str, Any]:
     return {
         "enabled": settings.ws_enabled,
         "path": settings.ws_path,
-        **request.app.state.hub.snapshot_stats(),
+        **hub.snapshot_stats(),
     }
 
 
@@ -279,7 +287,7 @@ async def config(settings: SettingsDep, _admin: AdminPrincipal) -> dict[str, Any
 
 
 @metrics_router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
-def metrics(request: Request, _admin: AdminPrincipal) -> Response:
+def metrics(metrics: MetricsDep, _admin: AdminPrincipal) -> Response:
     """Prometheus text format: request counts and latency by route template, events ingested, process CPU
     and memory, WebSocket connections and messages by channel, snapshot age, store sizes, free disk."""
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+    return Response(metrics.render(), media_type=CONTENT_TYPE)

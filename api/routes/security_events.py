@@ -6,15 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.audit import CATEGORIES
-from api.deps import AdminPrincipal, EngineDep
+from api.deps import AdminPrincipal, EngineDep, RiskDep, SettingsDep
 from chainsync.ops_store.audit_log import AuditAnchor, query_audit, verify_audit_chain
+from chainsync.risk import ThreatLevel
 from chainsync.serving import audit_anchors
-from chainsync.settings import Settings
 
 router = APIRouter(prefix="/security")
 
@@ -51,7 +51,7 @@ class ChainStatus(BaseModel):
 class SecurityEvents(BaseModel):
     items: list[SecurityRecord]
     next_before_seq: int | None  # pass as before_seq for the next (older) page; None: no more
-    threat_level: Literal["low", "elevated", "high", "critical"]
+    threat_level: ThreatLevel
     chain: ChainStatus | None = None
 
 
@@ -60,8 +60,9 @@ Text = Annotated[str | None, Query(max_length=128)]
 
 @router.get("/events", response_model=SecurityEvents, summary="Security audit trail (filters, pagination)")
 async def security_events(
-    request: Request,
     engine: EngineDep,
+    settings: SettingsDep,
+    risk: RiskDep,
     _admin: AdminPrincipal,
     category: Category | None = None,
     action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9_]+$")] = None,
@@ -96,7 +97,6 @@ async def security_events(
     chain = None
     if verify:
         # Heads recorded in the serving snapshots (outside the table) also catch a truncated chain.
-        settings: Settings = request.app.state.settings
         anchors = [
             AuditAnchor(a["seq"], a["record_hash"], f"snapshot {a['version']}")
             for a in await run_in_threadpool(audit_anchors, settings.serving)
@@ -108,6 +108,6 @@ async def security_events(
     return SecurityEvents(
         items=[SecurityRecord.model_validate(r) for r in rows],
         next_before_seq=rows[-1]["seq"] if more and rows else None,
-        threat_level=request.app.state.risk.threat_level(),
+        threat_level=risk.threat_level(),
         chain=chain,
     )

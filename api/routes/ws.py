@@ -45,7 +45,16 @@ from starlette.concurrency import run_in_threadpool
 
 from api.audit import record_security_event
 from api.auth_trail import presented_credential
-from api.deps import AuditorDep, EngineDep, HubDep, Principal, SettingsDep, get_current_principal
+from api.deps import (
+    AuthFailuresDep,
+    EngineDep,
+    FirewallViewDep,
+    HubDep,
+    OptionalAuditorDep,
+    Principal,
+    SettingsDep,
+    get_current_principal,
+)
 from api.firewall import address_refused, session_ended
 from api.ipfilter import client_ip_of
 from api.log import get_logger
@@ -91,7 +100,7 @@ async def _authenticate(websocket: WebSocket, token: str) -> Principal | int:
     """The caller behind ``token`` by the same rules as HTTP requests (JWT or device key, sessions and
     rate limits), or the close code refusing it (4401; 4429 when rate limited)."""
     try:
-        # The WebSocket is an HTTPConnection: the app state and client address the checks read.
+        # The WebSocket is an HTTPConnection: the app's state and client address the checks read.
         return await get_current_principal(request=cast(Request, websocket), bearer=token, api_key=None)
     except HTTPException as exc:
         return CLOSE_TOO_MANY_FOR_USER if exc.status_code == 429 else CLOSE_UNAUTHORIZED
@@ -123,7 +132,13 @@ def _split(value: Any) -> list[str] | None:
 
 
 async def notifications(
-    websocket: WebSocket, settings: SettingsDep, hub: HubDep, engine: EngineDep, auditor: AuditorDep
+    websocket: WebSocket,
+    settings: SettingsDep,
+    hub: HubDep,
+    engine: EngineDep,
+    auditor: OptionalAuditorDep,
+    trail: AuthFailuresDep,
+    firewall: FirewallViewDep,
 ) -> None:
     host = client_ip_of(websocket.scope)  # behind a trusted proxy, the client, not the proxy
     await websocket.accept()
@@ -172,7 +187,6 @@ async def notifications(
     )
     if isinstance(principal, int):
         hub.stats.rejected["unauthorized" if principal == CLOSE_UNAUTHORIZED else "rate_limited"] += 1
-        trail = getattr(websocket.app.state, "auth_failures", None)
         if principal == CLOSE_UNAUTHORIZED and isinstance(token, str) and token and trail is not None:
             await trail.record(
                 ip=host,
@@ -227,9 +241,10 @@ async def notifications(
         for message in backlog:
             await websocket.send_text(message.text)
         expires_in = _token_expiry(settings, str(token)) if principal.role != "device" else None
-        state = websocket.app.state  # the firewall's own view of it (IP lists, risk blocks)
-        refused = partial(address_refused, state, host) if hasattr(state, "ipfilter") else None
-        ended = partial(session_ended, state, principal)
+        # The firewall's own view of the connection (IP lists, risk blocks, ended logins), checked again
+        # while it stays open.
+        refused = partial(address_refused, firewall, host) if firewall is not None else None
+        ended = partial(session_ended, firewall, principal) if firewall is not None else None
         reason, code = await _serve(
             websocket, hub, sub, principal, heartbeat_ms / 1000, expires_in, refused, ended
         )

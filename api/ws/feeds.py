@@ -25,14 +25,19 @@ from api.aio import cancel_all
 from api.log import get_logger
 from api.metrics import Metrics
 from api.queries.feed import events_after, feed_watermark
-from api.queries.snapshots import ANOMALY_TABLE, SnapshotUnavailable, load_current, read_table
+from api.queries.snapshots import (
+    ANOMALY_TABLE,
+    INSIGHTS_TABLE,
+    SnapshotUnavailable,
+    load_current,
+    read_table,
+)
 from api.ws.hub import Hub
 from chainsync.schemas.events import sale_totals
 from chainsync.serving import POINTER, Snapshot
 
 log = get_logger("api.notifications")
 
-INSIGHTS_TABLE = "business_insights"
 _MAX_ITEMS = 20  # anomalies or insights per store in one announcement
 
 

@@ -7,25 +7,28 @@ import polars as pl
 import streamlit as st
 
 from dashboards import charts, data, filters, ui
+from dashboards.domain import anomalies
 
 st.title("Anomalies")
 snap = ui.require_snapshot()
 f = filters.current()
 
-present = [t for t in data.ANOMALY_TABLES.values() if data.has(snap, t)]
+present = [t for t in anomalies.ANOMALY_TABLES.values() if data.has(snap, t)]
 if not present:
     ui.missing(snap, "sales_anomalies", "Anomalies")
     st.stop()
 # Tables hidden from this reader (a manager: security and performance) are not "absent".
 absent = [
-    t for t in data.ANOMALY_TABLES.values() if t not in present and data.visible(data.store_scope(snap), t)
+    t
+    for t in anomalies.ANOMALY_TABLES.values()
+    if t not in present and data.visible(data.store_scope(snap), t)
 ]
 if absent:
     st.caption("Not in this snapshot yet: " + ", ".join(f"`{t}`" for t in absent))
 
-found = data.anomalies(snap, f.store_id, f.days)
+found = anomalies.anomalies(snap, f.store_id, f.days)
 severities = st.multiselect(
-    "Severity", data.SEVERITY_ORDER, default=["medium", "high", "critical"], key="anomaly_severity"
+    "Severity", anomalies.SEVERITY_ORDER, default=["medium", "high", "critical"], key="anomaly_severity"
 )
 shown = found.filter(pl.col("severity").is_in(severities)) if severities else found
 
@@ -53,7 +56,7 @@ if not sales.is_empty():
     chosen = st.selectbox("Sales anomaly", options, key="anomaly_pick")
     row = sales.row(options.index(chosen), named=True)
     st.markdown(f"**Why:** {row['explanation']}")
-    around, lines = data.anomaly_context(snap, row["store_id"], row["day"])
+    around, lines = anomalies.anomaly_context(snap, row["store_id"], row["day"])
     if not around.is_empty():
         feature = st.radio(
             "Feature",

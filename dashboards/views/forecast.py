@@ -7,6 +7,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import charts, data, filters, ui
+from dashboards.domain import forecasts, sales
 
 st.title("Sales and forecast")
 snap = ui.require_snapshot()
@@ -26,8 +27,8 @@ horizon = col_horizon.selectbox("Horizon (days)", [7, 14, 30, 90], index=2, key=
 level = " › ".join(x for x in ["Chain", f.store_id, f.category, product_id] if x)
 st.caption(f"Drill: {level} · change store and category in the sidebar, product above")
 
-history = data.sales_history(snap, f.store_id, product_id, f.category)
-forecast = data.forecast(snap, f.store_id, product_id, horizon, f.category)
+history = sales.sales_history(snap, f.store_id, product_id, f.category)
+forecast = forecasts.forecast(snap, f.store_id, product_id, horizon, f.category)
 
 last_28 = history.tail(28)
 next_h = forecast["yhat"].sum() if not forecast.is_empty() else 0.0
@@ -39,7 +40,7 @@ m3.metric(f"Forecast units, next {horizon} days", f"{next_h:,.0f}")
 st.altair_chart(charts.history_with_forecast(history, forecast), width="stretch")
 
 if product_id is None:
-    breakdown = data.drill(snap, f.store_id, f.category, f.days)
+    breakdown = sales.drill(snap, f.store_id, f.category, f.days)
     next_level = "store" if f.store_id is None else "category" if f.category is None else "product"
     st.subheader(f"By {next_level} ({f.scope})")
     if not breakdown.is_empty():
@@ -57,8 +58,8 @@ st.subheader("Backtest accuracy and models")
 acc_col, model_col = st.columns([3, 2])
 with acc_col:
     if not ui.missing(snap, "forecast_accuracy", "Backtest accuracy"):
-        head, series = data.accuracy(snap, f.store_id, product_id, f.category)
-        summary = data.accuracy_summary(head)
+        head, series = forecasts.accuracy(snap, f.store_id, product_id, f.category)
+        summary = forecasts.accuracy_summary(head)
         if summary:
             shown = list(summary.items())[:5]
             cols = st.columns(len(shown))
@@ -74,7 +75,7 @@ with acc_col:
             )
         ui.table(series, "forecast_accuracy")
 with model_col:
-    models = data.models_used(snap, f.store_id, product_id, f.category)
+    models = forecasts.models_used(snap, f.store_id, product_id, f.category)
     if models.is_empty():
         st.caption("No model recorded for this selection.")
     else:

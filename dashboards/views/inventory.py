@@ -6,6 +6,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import charts, data, filters, ui
+from dashboards.domain import inventory
 
 st.title("Inventory")
 snap = ui.require_snapshot()
@@ -13,7 +14,7 @@ f = filters.current()
 st.caption(f"Scope: {f.store_id or filters.ALL_STORES} · {f.category or filters.ALL_CATEGORIES}")
 
 if not ui.missing(snap, "fct_stock_levels", "Stock levels"):
-    cover = data.stock_cover(snap, f.store_id, f.category)
+    cover = inventory.stock_cover(snap, f.store_id, f.category)
     outs = cover.filter(pl.col("stock_out")) if not cover.is_empty() else cover
     low = cover.filter(pl.col("days_of_cover") < 7) if not cover.is_empty() else cover
     c1, c2, c3, c4 = st.columns(4)

@@ -8,14 +8,15 @@ from datetime import date, timedelta
 import polars as pl
 import streamlit as st
 
-from dashboards import api, charts, data, filters, ui
+from dashboards import api, charts, filters, ui
+from dashboards.domain import forecasts, sales, security, sync, system
 
 st.title("Overview")
 snap = ui.require_snapshot()
 f = filters.current()
 st.caption(f"Scope: {f.store_id or filters.ALL_STORES} (the store filter applies; category does not)")
 
-days = data.store_days(snap, f.store_id)
+days = sales.store_days(snap, f.store_id)
 if days.is_empty():
     st.info("The snapshot holds no sales yet.")
 else:
@@ -41,7 +42,7 @@ else:
     )
     c4.metric("Units sold", f"{int(latest['units_sold'] or 0):,}", delta("units_sold"))
 
-    nxt = data.next_day_forecast(snap, f.store_id)
+    nxt = forecasts.next_day_forecast(snap, f.store_id)
     if nxt is None:
         st.info("No demand forecast in this snapshot.")
     else:
@@ -75,7 +76,9 @@ def today_so_far() -> None:
         t3.metric("Average basket today (live)", ui.money(total["avg_basket_cents"]))
         st.caption(f"Refunds {total['refunds']:,}, voids {total['voids']:,}, units {total['units']:,}.")
         days_now = {s["business_day"] for s in today.data["stores"]}
-        planned = data.forecast_on(snap, f.store_id, date.fromisoformat(min(days_now))) if days_now else None
+        planned = (
+            forecasts.forecast_on(snap, f.store_id, date.fromisoformat(min(days_now))) if days_now else None
+        )
         if planned is None:
             st.caption("No forecast in this snapshot covers today; the next pipeline run will add one.")
         else:
@@ -136,20 +139,20 @@ columns = st.columns(3 if ui.is_admin() else 2)
 if ui.is_admin():
     with columns[0]:
         st.subheader("Threat level")
-        threat = data.threat(snap)
+        threat = security.threat(snap)
         st.metric("Threat level", (threat["level"] or "unknown").upper())
         st.caption(threat["basis"])
 with columns[-2]:
     st.subheader("Sync health")
-    sessions = data.sync_sessions(snap, f.store_id, 7)
-    terms = data.terminals(sessions)
+    sessions = sync.sync_sessions(snap, f.store_id, 7)
+    terms = sync.terminals(sessions)
     st.metric("Terminals synced (last 7 days)", f"{terms.height:,}")
     if not terms.is_empty():
         st.metric("Items rejected (last 7 days)", f"{int(terms['rejected'].sum()):,}")
     ui.live(sync_service)
 with columns[-1]:
     st.subheader("Pipeline freshness")
-    fresh = data.freshness(snap)
+    fresh = system.freshness(snap)
     st.metric("Snapshot age", f"{fresh['age_hours']:.1f} h")
     st.caption(
         f"Published {fresh['created_at']:%Y-%m-%d %H:%M} UTC by run {fresh['run_id'] or '—'}; "

@@ -7,16 +7,17 @@ import polars as pl
 import streamlit as st
 
 from dashboards import api, charts, data, filters, ui
+from dashboards.domain import security
 
 ui.require_admin("Security")
 st.title("Security")
 snap = ui.require_snapshot()
 f = filters.current()
 
-threat = data.threat(snap)
+threat = security.threat(snap)
 if ui.missing(snap, "fct_security_events", "Security events"):
     st.stop()
-events = data.security_events(snap, f.store_id, f.days)
+events = security.security_events(snap, f.store_id, f.days)
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Threat level", (threat["level"] or "unknown").upper(), help=threat["basis"])
 c2.metric("Security events", f"{events.height:,}")
@@ -33,8 +34,8 @@ if events.height:
 left, right = st.columns(2)
 with left:
     st.subheader("Riskiest IPs")
-    risk = data.ip_risk(snap)
-    flagged = data.flagged_ips(snap, f.days) if risk.is_empty() else pl.DataFrame()
+    risk = security.ip_risk(snap)
+    flagged = security.flagged_ips(snap, f.days) if risk.is_empty() else pl.DataFrame()
     if not risk.is_empty():
         ui.table(risk, "ip_risk")
     elif not flagged.is_empty():
@@ -42,10 +43,10 @@ with left:
         ui.table(flagged, "flagged_ips")
     else:
         st.caption("Ranked by failed events (`fct_ip_risk` not in this snapshot yet).")
-        ui.table(data.risky(events, "source_ip"), "risky_ips")
+        ui.table(security.risky(events, "source_ip"), "risky_ips")
 with right:
     st.subheader("Riskiest users")
-    ui.table(data.risky(events, "username"), "risky_users")
+    ui.table(security.risky(events, "username"), "risky_users")
 
 st.subheader("Blocks in force")
 
@@ -62,7 +63,7 @@ def live_blocks() -> None:
     else:
         api.notice(live, "blocks")
         if data.has(snap, "fct_ip_risk"):
-            ui.table(data.blocks_in_force(data.ip_risk(snap)), "blocks_in_force")
+            ui.table(security.blocks_in_force(security.ip_risk(snap)), "blocks_in_force")
 
 
 ui.live(live_blocks)
@@ -73,7 +74,7 @@ if data.has(snap, "access_anomalies"):
         "Users and terminals whose reads departed from their own history (volume, stores read, stores never "
         "read before, off-hours share), each against their own earlier days."
     )
-    ui.table(data.unusual_access(snap, f.store_id, f.days), "unusual_access")
+    ui.table(security.unusual_access(snap, f.store_id, f.days), "unusual_access")
 else:
     st.caption("`access_anomalies` not in this snapshot yet (published by a pipeline run that includes it).")
 

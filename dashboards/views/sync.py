@@ -6,7 +6,8 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboards import api, charts, data, filters, ui
+from dashboards import api, charts, filters, ui
+from dashboards.domain import sync
 
 st.title("Sync")
 snap = ui.require_snapshot()
@@ -68,8 +69,8 @@ ui.live(live_devices)
 
 st.subheader("Sync sessions in the snapshot")
 if not ui.missing(snap, "fct_sync_sessions", "Sync sessions"):
-    sessions = data.sync_sessions(snap, f.store_id, f.days)
-    terms = data.terminals(sessions)
+    sessions = sync.sync_sessions(snap, f.store_id, f.days)
+    terms = sync.terminals(sessions)
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Terminals", f"{terms.height:,}")
     c2.metric("Sessions", f"{sessions.height:,}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboards import api, charts, data, ui
+from dashboards import api, charts, ui
+from dashboards.domain import system
 
 ui.require_admin("System")
 st.title("System")
@@ -57,13 +58,13 @@ def live_api() -> None:
 ui.live(live_api)
 
 st.subheader("Pipeline runs")
-fresh = data.freshness(snap)
+fresh = system.freshness(snap)
 c1, c2, c3 = st.columns(3)
 c1.metric("Current snapshot age", f"{fresh['age_hours']:.1f} h")
 c2.metric("Tables published", f"{len(snap.tables):,}")
 c3.metric("Events watermark", "—" if fresh["events_seq"] is None else f"#{fresh['events_seq']:,}")
-ui.table(data.pipeline_runs(snap), "pipeline_runs")
+ui.table(system.pipeline_runs(snap), "pipeline_runs")
 
 st.subheader("Asset freshness")
-ui.table(data.asset_freshness(snap), "asset_freshness")
+ui.table(system.asset_freshness(snap), "asset_freshness")
 ui.footer(snap)

@@ -20,6 +20,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.risk import RiskEngine
 from api.security import ALL_STORES, create_access_token
 from chainsync.ops_store import get_engine
 from chainsync.ops_store.users import create_device_key, upsert_user
@@ -55,6 +56,14 @@ def users(engine: Engine) -> dict[str, str]:
     upsert_user(engine, "mona", PASSWORD, "manager", MANAGER_STORES)
     upsert_user(engine, "carl", PASSWORD, "cashier", ["S001"])
     return {"admin": "alice", "manager": "mona", "cashier": "carl"}
+
+
+def risk_of(client: TestClient) -> RiskEngine:
+    """The started app's risk engine (what ``api.deps.RiskDep`` resolves to): the one the firewall and the
+    routes share, so a test moves its clocks rather than replacing it."""
+    app = client.app
+    assert isinstance(app, FastAPI)
+    return app.state.risk
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -27,7 +27,7 @@ from chainsync.ops_store.audit_log import AuditAnchor, verify_audit_chain
 from chainsync.ops_store.reputation import Reputation, load_reputations, save_reputation
 from chainsync.ops_store.tables import event_inbox, security_audit
 from chainsync.settings import get_settings
-from tests.api.conftest import PASSWORD, TestClient, bearer, sale_event
+from tests.api.conftest import PASSWORD, TestClient, bearer, risk_of, sale_event
 
 ATTACKER = "203.0.113.7"
 
@@ -225,7 +225,7 @@ class Clock:
 def test_brute_force_is_blocked_within_a_handful_and_escalates(make_client, users, engine) -> None:
     c = make_client()
     clock = Clock()
-    c.app.state.risk.clock = clock  # type: ignore[attr-defined]
+    risk_of(c).clock = clock
     codes = [login(c, "mona", f"wrong-{i}-password").status_code for i in range(6)]
     assert codes[:5] == [401] * 5 and codes[5] == 403, codes
     blocked = login(c, "mona", PASSWORD)  # even the right password: the address is blocked
@@ -240,9 +240,9 @@ def test_brute_force_is_blocked_within_a_handful_and_escalates(make_client, user
     assert 403 in codes
     again = login(c, "mona", "whatever-password")
     assert again.status_code == 403 and int(again.headers["Retry-After"]) > 23 * 3600
-    rep = c.app.state.risk.active_blocks()  # type: ignore[attr-defined]
+    rep = risk_of(c).active_blocks()
     assert rep[0].ip == ATTACKER and rep[0].ban_count == 2
-    status = c.app.state.risk.threat_level()  # type: ignore[attr-defined]
+    status = risk_of(c).threat_level()
     assert status in ("high", "critical")
 
 
@@ -306,8 +306,8 @@ def two_processes(make_client, **env: str) -> tuple[TestClient, TestClient, Sync
     a, b = make_client(**env), make_client(**env)
     clock, scores_at = SyncClock(), Clock()  # the second keeps scores from decaying mid-test
     for c in (a, b):
-        c.app.state.risk.sync_clock = clock  # type: ignore[attr-defined]
-        c.app.state.risk.clock = scores_at  # type: ignore[attr-defined]
+        risk_of(c).sync_clock = clock
+        risk_of(c).clock = scores_at
     return a, b, clock
 
 
@@ -351,7 +351,7 @@ def test_a_block_on_one_process_is_enforced_by_another_and_an_unblock_lifts_it(
     clock.now += 2.0
     assert a.get("/api/observability/health").status_code == 200
     assert login(a, "mona", PASSWORD).status_code == 200
-    assert a.app.state.risk.ip_score(ATTACKER) < 1  # type: ignore[attr-defined]  # the score forgotten too
+    assert risk_of(a).ip_score(ATTACKER) < 1  # the score forgotten too
 
 
 def test_interval_zero_shares_a_block_on_the_next_request(make_client, users) -> None:
@@ -404,7 +404,7 @@ def test_dry_run_enforces_nothing_on_either_process(make_client, users, engine) 
     clock.now += 2.0
     for c in (a, b):
         assert c.get("/api/observability/health").status_code == 200
-        assert c.app.state.risk.active_blocks()  # type: ignore[attr-defined]  # known, listed, not enforced
+        assert risk_of(c).active_blocks()  # known, listed, not enforced
     assert login(b, "mona", PASSWORD).status_code == 200
 
 
@@ -566,7 +566,7 @@ def test_suspicious_input_is_recorded_and_scored(make_client, tokens, engine) ->
     c.get("/api/ai/anomalies", params={"q": "<script>alert(1)</script>"}, headers=bearer(tokens["manager"]))
     rows = audit_rows(engine, "suspicious_input")
     assert len(rows) == 2 and all(r["category"] == "application" and r["risk_score"] > 0 for r in rows)
-    assert c.app.state.risk.ip_score(ATTACKER) >= 8  # type: ignore[attr-defined]
+    assert risk_of(c).ip_score(ATTACKER) >= 8
 
 
 def _rule(c: TestClient, token: str, note: str, cidr: str = "198.51.100.0/24"):  # type: ignore[no-untyped-def]
@@ -585,7 +585,7 @@ def test_suspicious_json_body_is_recorded_by_field_and_the_route_still_reads_it(
     rows = audit_rows(engine, "suspicious_input")
     assert len(rows) == 1 and rows[0]["category"] == "application" and rows[0]["risk_score"] > 3.5
     assert "body field note" in rows[0]["detail"] and "'<script'" in rows[0]["detail"]
-    assert c.app.state.risk.ip_score(ATTACKER) > 3.5  # type: ignore[attr-defined]
+    assert risk_of(c).ip_score(ATTACKER) > 3.5
     # Nested fields are named by their path; the first hit is recorded, once per request.
     c.post(
         "/api/sync/upload",
@@ -757,7 +757,7 @@ def test_legitimate_bodies_are_not_flagged(make_client, tokens, engine) -> None:
         resp = _rule(c, tokens["admin"], note, cidr=f"198.51.{i}.0/24")
         assert resp.status_code == 201 and resp.json()["note"] == note
     assert audit_rows(engine, "suspicious_input") == []
-    assert c.app.state.risk.ip_score(ATTACKER) == 0  # type: ignore[attr-defined]
+    assert risk_of(c).ip_score(ATTACKER) == 0
 
 
 def test_body_scan_keeps_the_size_cap_and_can_be_turned_off(make_client, tokens, engine) -> None:

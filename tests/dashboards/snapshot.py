@@ -215,15 +215,16 @@ def three_stores() -> dict[str, pl.DataFrame]:
             "store_id": ["S001", OTHER, None],
             "category": ["inventory", "revenue", "operations"],
             "title": ["Reorder tea", "Promote at East", "Chain-wide review"],
-            "priority_score": [0.4, 0.9, 0.5],
+            "priority": [0.4, 0.9, 0.5],
         }
     )
     tables["reorder_suggestions"] = pl.DataFrame(
         {"store_id": ["S001", OTHER], "product_id": ["P0002", "P0002"], "reorder_qty": [40, 25]}
     )
+    counted = datetime.combine(LAST, datetime.min.time())
     tables["inventory_anomalies"] = pl.DataFrame(
         {"store_id": ["S002", OTHER], "product_id": ["P0001", "P0001"], "missing_units": [5, 24],
-         "is_anomaly": [True, True], "severity": ["high", "high"], "event_date": [LAST, LAST]}
+         "is_anomaly": [True, True], "severity": ["high", "high"], "counted_at": [counted, counted]}
     )  # fmt: skip
     tables["fct_ip_risk"] = pl.DataFrame({"source_ip": ["203.0.113.7"], "risk_score": [0.9]})
     return tables

@@ -23,7 +23,7 @@ def test_ranked_with_evidence(
             "store_id": ["S001", "S002", "S001"],
             "category": ["inventory", "revenue", "operations"],
             "title": ["Reorder tea", "Weekend promotion", "Train cashier"],
-            "priority_score": [0.4, 0.9, 0.1],
+            "priority": [0.4, 0.9, 0.1],
             "evidence": ["0 units on hand", "Saturday sales 30 % below", "void rate 6 %"],
             "action": ["Order 40 units", "Run a promotion", "Review voids"],
         }

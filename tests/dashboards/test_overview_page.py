@@ -51,11 +51,11 @@ def test_threat_sync_and_freshness(published: Snapshot, admin: Session) -> None:
 
 
 def test_forecast_for_a_given_day_sums_the_series(published: Snapshot) -> None:
-    from dashboards import data
+    from dashboards.domain import forecasts
 
     first = LAST + timedelta(days=1)
-    planned = data.forecast_on(published, None, first)
+    planned = forecasts.forecast_on(published, None, first)
     assert planned is not None
     assert (planned["yhat"], planned["lo_80"], planned["hi_80"]) == (3 * 6, 2 * 6, 4 * 6)
-    assert data.forecast_on(published, "S002", first)["yhat"] == 3 * 3  # type: ignore[index]
-    assert data.forecast_on(published, None, LAST) is None  # history, not forecast
+    assert forecasts.forecast_on(published, "S002", first)["yhat"] == 3 * 3  # type: ignore[index]
+    assert forecasts.forecast_on(published, None, LAST) is None  # history, not forecast

@@ -314,3 +314,17 @@ def test_ai_disabled_publishes_empty_scores(chain: Chain) -> None:
         assert scores.is_empty() and "is_anomaly" in scores.columns, name
     assert set(snapshot.read("demand_forecast").columns) >= {"store_id", "ds", "horizon_day", "yhat", "hi_95"}
     assert snapshot.read("fct_sales_daily").height > 0
+
+
+def test_the_risk_half_life_reaches_the_ip_risk_mart_per_run(chain: Chain) -> None:
+    """CHAINSYNC_RISK_HALF_LIFE_MINUTES reaches fct_ip_risk as a dbt var on each run (chainsync/risk.py's
+    model, passed by the dbt resource): a shorter half-life forgets an address's earlier signals sooner."""
+    before = current_snapshot(chain.settings.serving).read("fct_ip_risk")  # type: ignore[union-attr]
+    short = chain.settings.model_copy(update={"risk_half_life_minutes": 0.5})
+    result = run_pipeline(short, selection="fct_ip_risk,serving_snapshot")
+    assert result.success, result
+    after = current_snapshot(chain.settings.serving).read("fct_ip_risk")  # type: ignore[union-attr]
+    both = before.join(after, on="source_ip", suffix="_short")
+    assert both.height == before.height > 0
+    assert (both["risk_score_short"] <= both["risk_score"]).all()
+    assert (both["risk_score_short"] < both["risk_score"]).any()

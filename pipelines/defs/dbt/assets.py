@@ -1,4 +1,7 @@
-"""dbt wired in three steps: one DbtProject, one @dbt_assets streaming `dbt build`, a thin translator."""
+"""dbt wired in three steps: one DbtProject, one @dbt_assets streaming `dbt build`, a thin translator.
+
+The models' parameters that come from the settings (the risk model of ``fct_ip_risk``) reach dbt as
+``--vars`` from the dbt resource; ``dbt_project.yml`` holds the same values as defaults."""
 
 import hashlib
 from collections.abc import Iterator, Mapping
@@ -10,7 +13,6 @@ import duckdb
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
-    DbtCliResource,
     DbtProject,
     dbt_assets,
 )
@@ -18,7 +20,7 @@ from dagster_dbt import (
 from chainsync.settings import get_settings
 from pipelines.defs.ingest.warehouse import build_fingerprint, change_fingerprint, ensure_schema, record_build
 from pipelines.jobs import PLANNED_TAG
-from pipelines.resources import Warehouse
+from pipelines.resources import DbtCli, Warehouse
 
 DBT_STAGE = "dbt_build"
 
@@ -85,22 +87,25 @@ translator = ChainSyncDbtTranslator(settings=DagsterDbtTranslatorSettings(enable
 
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=translator)
 def chainsync_dbt_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
+    context: dg.AssetExecutionContext, dbt: DbtCli, warehouse: Warehouse
 ) -> Iterator[Any]:
     """One `dbt build` (models, data tests, unit tests) on the warehouse, of the selected models only: a
     planned marts run selects those downstream of new data (dagster-dbt passes the selection to dbt).
     Partial parsing stays warm in the persisted target directory. A whole-graph build is skipped when
-    nothing was landed and no model changed since the last successful one, which also skips everything
-    downstream."""
+    nothing was landed and no model or var changed since the last successful one, which also skips
+    everything downstream."""
     with warehouse.get_connection() as con:
         ensure_schema(con)
         project = _project_fingerprint()
-        fingerprint = f"{change_fingerprint(con)}:{project}"
+        # The vars too (a changed risk setting rescores fct_ip_risk), between the two so that
+        # ``project_changed`` still reads the project's part at the end.
+        dbt_vars = hashlib.sha256(dbt.dbt_vars.encode()).hexdigest()[:8]
+        fingerprint = f"{change_fingerprint(con)}:{dbt_vars}:{project}"
         previous = build_fingerprint(con, DBT_STAGE)
     if previous == fingerprint and not context.is_subset:
-        context.log.info("No new events, catalog or model changes since the last dbt build; skipping.")
+        context.log.info("No new events, catalog, model or vars changes since the last dbt build; skipping.")
         return
-    args = ["build"]
+    args = ["build", "--vars", dbt.dbt_vars]
     if previous is not None and not previous.endswith(f":{project}"):
         # The models changed: rebuild incremental models from scratch so old rows follow the new logic.
         context.log.info("dbt project changed since the last build; running with --full-refresh.")

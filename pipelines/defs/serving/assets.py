@@ -1,5 +1,7 @@
 """The serving snapshot: marts and scores published as one immutable Parquet set for the API and
-dashboards."""
+dashboards. What it holds is declared in :mod:`chainsync.snapshot_contract`; every table is checked against
+it before the new version is written, so a table short of a declared column fails the publish and the
+current snapshot stays as it was."""
 
 from datetime import UTC, datetime
 
@@ -7,30 +9,11 @@ import dagster as dg
 
 from chainsync.ops_store.audit_log import audit_head
 from chainsync.serving import current_snapshot, publish_snapshot
+from chainsync.snapshot_contract import TABLES, check_tables
 from pipelines.resources import OpsStoreResource, PipelineConfig, Warehouse, frame_of
 
-# Snapshot table name -> warehouse relation.
-SNAPSHOT_TABLES: dict[str, str] = {
-    "fct_sales_daily": "marts.fct_sales_daily",
-    "dim_store": "marts.dim_store",
-    "dim_product": "marts.dim_product",
-    "fct_stock_levels": "marts.fct_stock_levels",
-    "fct_security_events": "marts.fct_security_events",
-    "fct_ip_risk": "marts.fct_ip_risk",
-    "fct_sync_sessions": "marts.fct_sync_sessions",
-    "fct_api_performance": "marts.fct_api_performance",
-    "demand_forecast": "analytics.demand_forecast",
-    "forecast_accuracy": "analytics.forecast_accuracy",
-    "demand_forecast_totals": "analytics.demand_forecast_totals",
-    "reorder_suggestions": "analytics.reorder_suggestions",
-    "sales_anomalies": "analytics.sales_anomalies",
-    "cashier_anomalies": "analytics.cashier_anomalies",
-    "security_anomalies": "analytics.security_anomalies",
-    "inventory_anomalies": "analytics.inventory_anomalies",
-    "performance_anomalies": "analytics.performance_anomalies",
-    "access_anomalies": "analytics.access_anomalies",
-    "business_insights": "analytics.business_insights",
-}
+# Snapshot table name -> warehouse relation, as the contract declares them.
+SNAPSHOT_TABLES: dict[str, str] = {name: table.relation for name, table in TABLES.items()}
 
 
 def _changed_in_run(context: dg.AssetExecutionContext) -> set[str]:
@@ -75,6 +58,7 @@ def serving_snapshot(
             if name in refresh and relation in present
         }
         events_seq = int(con.execute("select coalesce(max(last_seq), 0) from meta.watermarks").fetchone()[0])  # type: ignore[index]
+    check_tables(tables)  # SnapshotContractError names the table and the columns
     snapshot = publish_snapshot(
         pipeline_config.serving_dir_path,
         tables,

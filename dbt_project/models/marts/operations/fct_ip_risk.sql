@@ -1,6 +1,9 @@
 -- One row per client address seen in security events: what it did, and a risk score built like the API's
--- (the same weights, halving every 30 minutes before the address's last event), so the dashboards and the
--- security anomalies can rank addresses without the API's in-memory state.
+-- (the same weights, halving every half-life before the address's last event), so the dashboards and the
+-- security anomalies can rank addresses without the API's in-memory state. The risk model is the API's
+-- (chainsync/risk.py), handed over as variables: this model holds no constant of its own.
+{%- set weights = var('risk_signal_weights') %}
+{%- set levels = var('risk_level_scores') %}
 with security_events as (
     select * from {{ ref('fct_security_events') }}
     where source_ip is not null
@@ -10,12 +13,9 @@ weighted as (
     select
         *,
         case security_kind
-            when 'login_failure' then 2.0
-            when '2fa_failure' then 3.0
-            when 'suspicious_input' then 4.0
-            when 'authorization_denied' then 1.0
-            when 'rate_limited' then 1.0
-            when 'validation_failure' then 0.25
+            {%- for kind, weight in weights.items() %}
+            when '{{ kind }}' then {{ weight }}
+            {%- endfor %}
             else 0.0
         end as signal_weight,
         max(occurred_at) over (partition by source_ip) as last_seen_at,
@@ -39,7 +39,7 @@ per_ip as (
         max(last_seen_at) as last_seen_at,
         sum(
             signal_weight
-            * power(0.5, date_diff('second', occurred_at, last_seen_at) / 1800.0)
+            * power(0.5, date_diff('second', occurred_at, last_seen_at) / {{ var('risk_half_life_seconds') }})
         ) as risk_score,
         max(recorded_risk_score) as max_recorded_risk_score
     from weighted
@@ -61,12 +61,13 @@ select
     last_seen_at,
     round(risk_score, 2) as risk_score,
     max_recorded_risk_score,
-    distinct_usernames_failed >= 5 as is_credential_stuffing,
+    distinct_usernames_failed >= {{ var('risk_stuffing_usernames') }} as is_credential_stuffing,
     case
-        when greatest(risk_score, coalesce(max_recorded_risk_score, 0)) >= 10 or distinct_usernames_failed >= 5
+        when greatest(risk_score, coalesce(max_recorded_risk_score, 0)) >= {{ levels['critical'] }}
+            or distinct_usernames_failed >= {{ var('risk_stuffing_usernames') }}
             then 'critical'
-        when greatest(risk_score, coalesce(max_recorded_risk_score, 0)) >= 5 then 'high'
-        when greatest(risk_score, coalesce(max_recorded_risk_score, 0)) >= 2 then 'elevated'
+        when greatest(risk_score, coalesce(max_recorded_risk_score, 0)) >= {{ levels['high'] }} then 'high'
+        when greatest(risk_score, coalesce(max_recorded_risk_score, 0)) >= {{ levels['elevated'] }} then 'elevated'
         else 'low'
     end as risk_level
 from per_ip
