@@ -13,10 +13,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.audit import record_security_event
-from api.deps import AccessDenied
 from api.log import get_logger
 from api.middleware import route_template_of
+from api.security.audit import record_security_event
+from api.security.principals import AccessDenied
 from chainsync.schemas.events import id_error_message
 
 log = get_logger("api.errors")

@@ -13,19 +13,21 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.device_keys import DeviceKeyCache
 from api.errors import install_error_handlers
-from api.firewall import FirewallMiddleware, address_refused, install_security_state
-from api.ipfilter import parse_address, parse_networks
 from api.log import configure_logging, get_logger
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
 from api.openapi import install_openapi
-from api.ratelimit import RateLimiter
 from api.request_log import RequestLog
 from api.routes import api_router, root_router
 from api.routes.observability import app_version, live_source
 from api.routes.ws import websocket_router
+from api.security.checks import address_refused
+from api.security.device_keys import DeviceKeyCache
+from api.security.firewall import FirewallMiddleware
+from api.security.ipfilter import parse_address, parse_networks
+from api.security.ratelimit import RateLimiter
+from api.security.state import install_security_state
 from api.server import LIFESPAN_KEY, PeerGate
 from api.shared.state import SharedState, clear_ai_cache
 from api.writer import InboxWriter, UploadWriter

@@ -28,7 +28,7 @@ from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.firewall import suspicious_body  # noqa: E402
+from api.security.scanner import suspicious_body
 from chainsync.ops_store.engine import make_engine, migrate  # noqa: E402
 from chainsync.ops_store.reputation import ReputationRetention, prune_reputations, reputations_to_sync
 from chainsync.ops_store.tables import ip_reputation  # noqa: E402

@@ -125,7 +125,7 @@ def main() -> None:
     if raise_fd_limit(args.clients * 2 + 256) < args.clients + 64:
         raise SystemExit("open-files limit too low")
 
-    from api.security import create_access_token
+    from api.security.tokens import create_access_token
     from chainsync.ops_store import get_engine
     from chainsync.ops_store.users import create_device_key
     from chainsync.settings import Settings

@@ -244,7 +244,7 @@ def main() -> None:
     if limit < args.clients + 64:
         raise SystemExit(f"open-files limit {limit} is too low for {args.clients} clients")
 
-    from api.security import create_access_token
+    from api.security.tokens import create_access_token
     from chainsync.ops_store import get_engine
     from chainsync.ops_store.users import create_device_key
     from chainsync.settings import Settings

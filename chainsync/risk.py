@@ -1,9 +1,10 @@
 """The IP risk model, defined once: what each security signal weighs, how fast a score decays, where an
 address is blocked, and the threat levels read from scores.
 
-The API scores addresses live with it (:mod:`api.risk`); dbt's ``fct_ip_risk`` scores the landed security
-events with the same model, handed over as variables (:meth:`RiskModel.dbt_vars`, passed by the dbt asset
-as ``--vars``; the defaults in ``dbt_project.yml`` are these constants, checked by a test). The half-life,
+The API scores addresses live with it (:mod:`api.security.risk`); dbt's ``fct_ip_risk`` scores the landed
+security events with the same model, handed over as variables (:meth:`RiskModel.dbt_vars`, passed by the
+dbt asset as ``--vars``; the defaults in ``dbt_project.yml`` are these constants, checked by a test).
+The half-life,
 the block score and the credential-stuffing count are settings (``CHAINSYNC_RISK_HALF_LIFE_MINUTES``,
 ``CHAINSYNC_RISK_BLOCK_SCORE``, ``CHAINSYNC_CREDENTIAL_STUFFING_USERS``), so changing one moves the API
 and the marts together.

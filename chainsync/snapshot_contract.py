@@ -612,6 +612,55 @@ ADMIN_TABLES: frozenset[str] = frozenset(name for name, t in TABLES.items() if t
 SHARED_TABLES: frozenset[str] = frozenset(name for name, t in TABLES.items() if t.audience == "shared")
 
 
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """How people read an anomaly driver (a feature column named in a row's ``drivers``): ``words`` in
+    sentences ("unusual refund value"), and for the store-day features a display ``scale`` and ``fmt``."""
+
+    words: str
+    scale: float = 1.0
+    fmt: str = "{:,.0f}"
+
+
+DRIVERS: dict[str, Driver] = {
+    "net_revenue_cents": Driver("net revenue", 0.01, "{:,.2f}"),
+    "transactions": Driver("transactions"),
+    "avg_basket_cents": Driver("average basket", 0.01, "{:,.2f}"),
+    "refund_rate": Driver("refund rate", 100, "{:.1f} %"),
+    "void_rate": Driver("void rate", 100, "{:.1f} %"),
+    "discount_rate": Driver("discount rate", 100, "{:.1f} %"),
+    "units_residual": Driver("units against forecast"),
+    "revenue_residual": Driver("revenue against forecast"),
+    "refunds": Driver("refunds"),
+    "refund_cents": Driver("refund value"),
+    "voids": Driver("voids"),
+    "failures": Driver("failed logins"),
+    "failed_users": Driver("usernames tried"),
+    "events_per_minute": Driver("login rate"),
+    "missing_units": Driver("missing units"),
+}
+"""Every driver the anomaly tables name, in words: the insights and the dashboards read it from here."""
+
+STORE_DAY_FEATURES: tuple[str, ...] = (
+    "net_revenue_cents",
+    "transactions",
+    "avg_basket_cents",
+    "refund_rate",
+    "void_rate",
+    "discount_rate",
+)
+"""The store-day features of ``sales_anomalies`` (the feature detector's inputs, published beside each
+store-day's flags)."""
+
+
+def driver_words(drivers: str | None) -> list[str]:
+    """Comma-joined driver columns (``"refund_cents,voids"``) as words (``["refund value", "voids"]``), in
+    order, without duplicates; an unknown name has its underscores made spaces."""
+    names = [d.strip() for d in (drivers or "").split(",")]
+    words = [DRIVERS[n].words if n in DRIVERS else n.replace("_", " ") for n in names]
+    return list(dict.fromkeys(w for w in words if w))
+
+
 def check_tables(tables: dict[str, pl.DataFrame], contract: Iterable[Table] | None = None) -> None:
     """Raise :class:`SnapshotContractError` naming every table of ``tables`` that lacks a declared column
     or holds one of another kind (a table the contract does not know is an error too)."""

@@ -61,31 +61,46 @@ class OpsStoreResource(dg.ConfigurableResource):
         return make_engine(self.url, read_only=True)
 
 
+def _default(name: str) -> Any:
+    """The default of setting ``name``: :class:`PipelineConfig` restates none of its own."""
+    return Settings.model_fields[name].default
+
+
 class PipelineConfig(dg.ConfigurableResource):
-    """The knobs the analytics assets read (from :class:`chainsync.settings.Settings`)."""
+    """The knobs the analytics assets read: settings of :class:`chainsync.settings.Settings` by the same
+    names, with its defaults, filled by :meth:`from_settings` (a Dagster resource holds plain config values,
+    so the assets see them here and not the whole settings object)."""
 
     serving_dir: str
-    serving_keep_versions: int = 5
-    forecast_horizon_days: int = 90
-    forecast_holiday_country: str = "US"  # "" for no holiday effects
-    forecast_reconciliation: str = "wls_struct"  # bottom_up, ols or wls_struct
-    anomaly_threshold_quantile: float = 0.99
-    anomaly_z_threshold: float = 6.0
-    anomaly_driver_z: float = 3.0
-    anomaly_residual_threshold: float = 3.5
-    anomaly_residual_min_z: float = 0.0
-    anomaly_min_cashier_events: int = 5
-    anomaly_min_security_failures: int = 10
-    anomaly_min_missing_units: int = 5
-    anomaly_min_missing_share: float = 0.1
-    anomaly_min_api_requests: int = 20
-    anomaly_min_api_errors: int = 5
-    ai_analytics_enabled: bool = True
+    serving_keep_versions: int = _default("serving_keep_versions")
+    forecast_horizon_days: int = _default("forecast_horizon_days")
+    forecast_holiday_country: str = _default("forecast_holiday_country")
+    forecast_reconciliation: str = _default("forecast_reconciliation")
+    anomaly_threshold_quantile: float = _default("anomaly_threshold_quantile")
+    anomaly_z_threshold: float = _default("anomaly_z_threshold")
+    anomaly_driver_z: float = _default("anomaly_driver_z")
+    anomaly_residual_threshold: float = _default("anomaly_residual_threshold")
+    anomaly_residual_min_z: float = _default("anomaly_residual_min_z")
+    anomaly_min_cashier_events: int = _default("anomaly_min_cashier_events")
+    anomaly_min_security_failures: int = _default("anomaly_min_security_failures")
+    anomaly_min_missing_units: int = _default("anomaly_min_missing_units")
+    anomaly_min_missing_share: float = _default("anomaly_min_missing_share")
+    anomaly_min_api_requests: int = _default("anomaly_min_api_requests")
+    anomaly_min_api_errors: int = _default("anomaly_min_api_errors")
+    ai_analytics_enabled: bool = _default("ai_analytics_enabled")
     dask_scheduler: str = ""  # "" runs forecasting in-process; else the Dask scheduler's address
     # Plausible sale lines (CHAINSYNC_EVENT_*): quarantined at landing, checked by the GX suite.
-    event_max_line_quantity: int = LineRules.max_line_quantity
-    event_max_unit_price_cents: int = LineRules.max_unit_price_cents
-    event_clock_skew_seconds: int = LineRules.clock_skew_seconds
+    event_max_line_quantity: int = _default("event_max_line_quantity")
+    event_max_unit_price_cents: int = _default("event_max_unit_price_cents")
+    event_clock_skew_seconds: int = _default("event_clock_skew_seconds")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineConfig:
+        """Every field from the setting of its name (the serving directory and the Dask address as the
+        settings resolve them)."""
+        special = {"serving_dir": str(settings.serving), "dask_scheduler": settings.dask_scheduler or ""}
+        copied = {name: getattr(settings, name) for name in cls.model_fields if name not in special}
+        return cls(**special, **copied)
 
     @property
     def line_rules(self) -> LineRules:
@@ -186,27 +201,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             profiles_dir=str(dbt_dir),
             dbt_vars=json.dumps(RiskModel.from_settings(settings).dbt_vars()),
         ),
-        "pipeline_config": PipelineConfig(
-            serving_dir=str(settings.serving),
-            serving_keep_versions=settings.serving_keep_versions,
-            forecast_horizon_days=settings.forecast_horizon_days,
-            forecast_holiday_country=settings.forecast_holiday_country,
-            forecast_reconciliation=settings.forecast_reconciliation,
-            anomaly_threshold_quantile=settings.anomaly_threshold_quantile,
-            anomaly_z_threshold=settings.anomaly_z_threshold,
-            anomaly_driver_z=settings.anomaly_driver_z,
-            anomaly_residual_threshold=settings.anomaly_residual_threshold,
-            anomaly_residual_min_z=settings.anomaly_residual_min_z,
-            anomaly_min_cashier_events=settings.anomaly_min_cashier_events,
-            anomaly_min_security_failures=settings.anomaly_min_security_failures,
-            anomaly_min_missing_units=settings.anomaly_min_missing_units,
-            anomaly_min_missing_share=settings.anomaly_min_missing_share,
-            anomaly_min_api_requests=settings.anomaly_min_api_requests,
-            anomaly_min_api_errors=settings.anomaly_min_api_errors,
-            ai_analytics_enabled=settings.ai_analytics_enabled,
-            dask_scheduler=settings.dask_scheduler or "",
-            event_max_line_quantity=settings.event_max_line_quantity,
-            event_max_unit_price_cents=settings.event_max_unit_price_cents,
-            event_clock_skew_seconds=settings.event_clock_skew_seconds,
-        ),
+        "pipeline_config": PipelineConfig.from_settings(settings),
     }

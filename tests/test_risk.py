@@ -14,8 +14,8 @@ import duckdb
 import pytest
 import yaml
 
-from api.ipfilter import IpFilter
-from api.risk import RiskEngine
+from api.security.ipfilter import IpFilter
+from api.security.risk import RiskEngine
 from chainsync.risk import (
     THREAT_LEVELS,
     RiskModel,

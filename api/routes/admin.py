@@ -14,21 +14,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from api.audit import Auditor
-from api.deps import (
-    AdminPrincipal,
-    AuditorDep,
-    DeviceKeysDep,
-    EngineDep,
-    IpFilterDep,
-    Principal,
-    RevokedTokensDep,
-    RiskDep,
-    SettingsDep,
-    require_admin,
-)
+from api.deps import AuditorDep, DeviceKeysDep, EngineDep, IpFilterDep, RevokedTokensDep, RiskDep, SettingsDep
 from api.errors import error_response
-from api.ipfilter import client_ip_of
+from api.security.audit import Auditor
+from api.security.ipfilter import client_ip_of
+from api.security.principals import AdminPrincipal, Principal, require_admin
 from chainsync.ops_store.reputation import add_ip_rule, delete_ip_rule, delete_reputation, list_ip_rules
 from chainsync.ops_store.tokens import revoke_user_refresh_tokens
 from chainsync.ops_store.totp import clear_totp

@@ -12,13 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
-from api.deps import (
-    AdminPrincipal,
-    ManagerPrincipal,
-    OptionalStoreIdQuery,
-    SettingsDep,
-    require_manager,
-)
+from api.deps import OptionalStoreIdQuery, SettingsDep
 from api.models import (
     AIStatus,
     AnomaliesResponse,
@@ -27,6 +21,7 @@ from api.models import (
     InsightsResponse,
 )
 from api.queries import snapshots
+from api.security.principals import AdminPrincipal, ManagerPrincipal, require_manager
 from api.shared.state import SharedStateDep, clear_ai_cache
 from chainsync import snapshot_contract as contract
 from chainsync.serving import Snapshot

@@ -19,10 +19,8 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
-from api.audit import Auditor
 from api.deps import (
     AuditorDep,
-    CurrentPrincipal,
     EngineDep,
     IpFilterDep,
     RateLimiterDep,
@@ -32,16 +30,13 @@ from api.deps import (
     TotpCipherDep,
 )
 from api.errors import error_response
-from api.ipfilter import IpFilter, client_ip_of
 from api.log import get_logger
-from api.ratelimit import RateLimiter
-from api.risk import RiskEngine
-from api.security import (
-    ALL_STORES,
-    create_access_token,
-    new_refresh_token,
-    new_token_family,
-)
+from api.security.audit import Auditor
+from api.security.ipfilter import IpFilter, client_ip_of
+from api.security.principals import CurrentPrincipal
+from api.security.ratelimit import RateLimiter
+from api.security.risk import RiskEngine
+from api.security.tokens import ALL_STORES, create_access_token, new_refresh_token, new_token_family
 from chainsync.ops_store.tokens import revoke_refresh_family, store_refresh_token, use_refresh_token
 from chainsync.ops_store.totp import TotpCipher, get_totp, mark_totp_used, set_totp_secret
 from chainsync.ops_store.users import Role, User, get_user

@@ -13,7 +13,6 @@ import pydantic_core
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import DeviceAuth, Principal
 from api.errors import request_id
 from api.ingest import (
     EnvelopeError,
@@ -24,6 +23,7 @@ from api.ingest import (
     validate_items,
 )
 from api.plausibility import TimeWindow
+from api.security.principals import DeviceAuth, Principal
 from api.ws.feeds import publish_ingested
 from chainsync.ops_store.events import InboxRow
 

@@ -16,21 +16,14 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import (
-    AdminPrincipal,
-    EngineDep,
-    HubDep,
-    ManagerPrincipal,
-    MetricsDep,
-    SettingsDep,
-    require_admin,
-)
+from api.deps import EngineDep, HubDep, MetricsDep, SettingsDep
 from api.metrics import CONTENT_TYPE, process_stats
 from api.queries.config import effective_config
 from api.queries.health import ops_store_status
 from api.queries.snapshots import SnapshotUnavailable, load_current
 from api.queries.system import disk_free_bytes, pipeline_status, store_sizes
 from api.routes import security_events
+from api.security.principals import AdminPrincipal, ManagerPrincipal, require_admin
 from api.ws.hub import Hub
 from chainsync.settings import Settings
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import EngineDep, ManagerPrincipal, OptionalStoreIdQuery
+from api.deps import EngineDep, OptionalStoreIdQuery
 from api.queries.sales import sales_today
+from api.security.principals import ManagerPrincipal
 
 router = APIRouter(prefix="/sales", tags=["sales"])
 

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from api.audit import CATEGORIES
-from api.deps import AdminPrincipal, EngineDep, RiskDep, SettingsDep
+from api.deps import EngineDep, RiskDep, SettingsDep
+from api.security.audit import CATEGORIES
+from api.security.principals import AdminPrincipal
 from chainsync.ops_store.audit_log import AuditAnchor, query_audit, verify_audit_chain
 from chainsync.risk import ThreatLevel
 from chainsync.serving import audit_anchors

@@ -27,21 +27,10 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, StrictInt, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import (
-    AccessDenied,
-    DeviceAuth,
-    EngineDep,
-    HubDep,
-    ManagerPrincipal,
-    MetricsDep,
-    OptionalStoreIdQuery,
-    Principal,
-    RequireRole,
-    SettingsDep,
-    UploadWriterDep,
-)
+from api.deps import EngineDep, HubDep, MetricsDep, OptionalStoreIdQuery, SettingsDep, UploadWriterDep
 from api.errors import request_id
 from api.plausibility import TimeWindow
+from api.security.principals import AccessDenied, DeviceAuth, ManagerPrincipal, Principal, RequireRole
 from api.sync.download import download_page
 from api.sync.snapshot import current_or_none
 from api.sync.upload import EnvelopeError, fast_upload, parse_upload, prepare_items

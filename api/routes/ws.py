@@ -6,7 +6,7 @@ Protocol (JSON text frames):
 1. Connect with ``?token=<JWT or device key>``, or send ``{"type": "auth", "token": ...}`` first (within
    ``CHAINSYNC_WS_AUTH_TIMEOUT_SECONDS``). A bad or missing token closes with 4401 before any data; an
    address the HTTP firewall refuses (``CHAINSYNC_IP_DENYLIST`` and admin deny rules, allowlist-only
-   mode, a risk block) closes with 4403 (:mod:`api.firewall`), as does one outside the deprecated
+   mode, a risk block) closes with 4403 (:mod:`api.security.firewall`), as does one outside the deprecated
    WebSocket-only lists ``CHAINSYNC_WS_IP_ALLOWLIST``/``_DENYLIST``; an address over its rate limit
    closes with 4429; a full server with 1013, a user over ``CHAINSYNC_WS_MAX_CONNECTIONS_PER_USER`` with
    4429. An open connection whose address becomes refused (a new deny rule, a block) is closed with 4403
@@ -43,22 +43,14 @@ from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisco
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.audit import record_security_event
-from api.auth_trail import presented_credential
-from api.deps import (
-    AuthFailuresDep,
-    EngineDep,
-    FirewallViewDep,
-    HubDep,
-    OptionalAuditorDep,
-    Principal,
-    SettingsDep,
-    get_current_principal,
-)
-from api.firewall import address_refused, session_ended
-from api.ipfilter import client_ip_of
+from api.deps import AuthFailuresDep, EngineDep, FirewallViewDep, HubDep, OptionalAuditorDep, SettingsDep
 from api.log import get_logger
-from api.security import InvalidToken, decode_access_token
+from api.security.audit import record_security_event
+from api.security.auth_trail import presented_credential
+from api.security.checks import address_refused, session_ended
+from api.security.ipfilter import client_ip_of
+from api.security.principals import Principal, get_current_principal
+from api.security.tokens import InvalidToken, decode_access_token
 from api.ws import channels as channel_rules
 from api.ws.hub import (
     CLOSE_FORBIDDEN,

@@ -5,7 +5,7 @@
 * Pushes between processes: :mod:`api.shared.control` (pub/sub) carries logout revocations, risk blocks
   and unblocks, admins' IP rule changes, and AI cache clears (on a new snapshot, or an admin's
   ``POST /api/ai/cache/clear``).
-* Rate-limit counters: the ``limits`` library's own Redis storage (:mod:`api.ratelimit`).
+* Rate-limit counters: the ``limits`` library's own Redis storage (:mod:`api.security.ratelimit`).
 
 Names of keys and channels: :class:`api.shared.redis.RedisKeys`. :class:`api.shared.state.SharedState`
 builds and wires the parts for one process at start-up and stops them at shutdown; routes reach it

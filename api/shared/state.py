@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from api.queries import snapshots
-from api.risk import RiskEngine
-from api.security import RevokedTokens
+from api.security.risk import RiskEngine
+from api.security.tokens import RevokedTokens
 from api.shared.bus import RedisBus
 from api.shared.control import ControlChannel
 from api.shared.redis import READ_TIMEOUT_SECONDS, RedisKeys, connect

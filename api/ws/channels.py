@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from api.deps import Principal
+from api.security.principals import Principal
 
 STORE_FAMILIES: dict[str, frozenset[str]] = {
     "sales": frozenset({"admin", "manager", "cashier"}),

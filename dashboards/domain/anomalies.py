@@ -88,31 +88,22 @@ def _anomalies(
     return pl.concat(frames).sort("day", "score", descending=[True, True], nulls_last=True)
 
 
-_FEATURE_LABELS = {
-    "net_revenue_cents": ("net revenue", 0.01, "{:,.2f}"),
-    "transactions": ("transactions", 1, "{:,.0f}"),
-    "avg_basket_cents": ("average basket", 0.01, "{:,.2f}"),
-    "refund_rate": ("refund rate", 100, "{:.1f} %"),
-    "void_rate": ("void rate", 100, "{:.1f} %"),
-    "discount_rate": ("discount rate", 100, "{:.1f} %"),
-}
-
-
 def _explanations(raw: pl.DataFrame, flagged: pl.DataFrame) -> pl.Series:
     """'net revenue 1,234.00 vs usual 4,321.00; …' for each driver of each flagged store-day."""
     medians = {
         (r["store_id"], f): r[f]
         for r in raw.group_by("store_id")
-        .agg(pl.col(f).median() for f in _FEATURE_LABELS if f in raw.columns)
+        .agg(pl.col(f).median() for f in contract.STORE_DAY_FEATURES if f in raw.columns)
         .iter_rows(named=True)
-        for f in _FEATURE_LABELS
+        for f in contract.STORE_DAY_FEATURES
         if f in r
     }
     texts = []
     for row in flagged.iter_rows(named=True):
         parts = []
         for feature in [d for d in (row.get("drivers") or "").split(",") if d]:
-            label, scale, fmt = _FEATURE_LABELS.get(feature, (feature, 1, "{}"))
+            driver = contract.DRIVERS.get(feature, contract.Driver(feature.replace("_", " "), 1, "{}"))
+            label, scale, fmt = driver.words, driver.scale, driver.fmt
             value, usual = row.get(feature), medians.get((row["store_id"], feature))
             if value is None or usual is None:
                 parts.append(label)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
+from chainsync import snapshot_contract as contract
 from dashboards import charts, data, filters, ui
 from dashboards.domain import anomalies
 
@@ -60,18 +61,7 @@ if not sales.is_empty():
     if not around.is_empty():
         feature = st.radio(
             "Feature",
-            [
-                c
-                for c in (
-                    "net_revenue_cents",
-                    "transactions",
-                    "avg_basket_cents",
-                    "refund_rate",
-                    "void_rate",
-                    "discount_rate",
-                )
-                if c in around.columns
-            ],
+            [c for c in contract.STORE_DAY_FEATURES if c in around.columns],
             horizontal=True,
             key="anomaly_feature",
         )

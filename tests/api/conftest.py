@@ -20,8 +20,8 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.risk import RiskEngine
-from api.security import ALL_STORES, create_access_token
+from api.security.risk import RiskEngine
+from api.security.tokens import ALL_STORES, create_access_token
 from chainsync.ops_store import get_engine
 from chainsync.ops_store.users import create_device_key, upsert_user
 from chainsync.serving import Snapshot, publish_snapshot

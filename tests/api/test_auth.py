@@ -12,7 +12,7 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
 
 from api.main import create_app
-from api.security import create_access_token, decode_access_token
+from api.security.tokens import create_access_token, decode_access_token
 from chainsync.ops_store.events import count_events
 from chainsync.ops_store.tables import event_inbox
 from chainsync.ops_store.users import get_user, upsert_user

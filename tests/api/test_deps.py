@@ -9,8 +9,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from api.deps import get_risk
-from api.ipfilter import IpFilter
-from api.risk import RiskEngine
+from api.security.ipfilter import IpFilter
+from api.security.risk import RiskEngine
 from chainsync.settings import Settings
 from tests.api.conftest import TestClient, bearer
 

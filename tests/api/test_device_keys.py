@@ -1,11 +1,11 @@
-"""Device keys on the request path (api/device_keys.py): verified once, answered from memory within the
-revocation bound, a revocation seen once the bound has passed; wrong keys never remembered."""
+"""Device keys on the request path (api/security/device_keys.py): verified once, answered from memory
+within the revocation bound, a revocation seen once the bound has passed; wrong keys never remembered."""
 
 from __future__ import annotations
 
 import asyncio
 
-from api.device_keys import DeviceKeyCache
+from api.security.device_keys import DeviceKeyCache
 from chainsync.ops_store import get_engine
 from chainsync.ops_store.users import create_device_key, revoke_device_key
 

@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from api.log import redact_query
-from api.security import create_access_token
+from api.security.tokens import create_access_token
 from chainsync.ops_store import get_engine
 from chainsync.ops_store.users import create_device_key, upsert_user
 from chainsync.settings import Settings

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from fastapi.routing import iter_route_contexts
 
-from api.security import create_access_token
+from api.security.tokens import create_access_token
 from tests.api.conftest import MANAGER_STORES, bearer
 
 PUBLIC = "public"

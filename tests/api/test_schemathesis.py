@@ -24,7 +24,7 @@ from schemathesis.checks import (
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from api.main import create_app
-from api.security import ALL_STORES, create_access_token
+from api.security.tokens import ALL_STORES, create_access_token
 from chainsync.ops_store.users import create_device_key
 from tests.api.conftest import bearer
 

@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from api.firewall import address_refused, find_attack, suspicious_body
-from api.ipfilter import IpFilter
 from api.main import create_app
-from api.risk import RiskEngine
-from api.sampling import InboxSampler
+from api.security.checks import address_refused
+from api.security.ipfilter import IpFilter
+from api.security.risk import RiskEngine
+from api.security.sampling import InboxSampler
+from api.security.scanner import find_attack, suspicious_body
 from chainsync.ops_store.audit_log import AuditAnchor, verify_audit_chain
 from chainsync.ops_store.reputation import Reputation, load_reputations, save_reputation
 from chainsync.ops_store.tables import event_inbox, security_audit
@@ -722,7 +723,7 @@ _PATHOLOGICAL = [
 @pytest.mark.parametrize("expression", _PATHOLOGICAL)
 def test_pathological_input_is_scanned_in_bounded_work(expression: str) -> None:
     script = (
-        "import json; from api.firewall import find_attack, suspicious_body, suspicious_text\n"
+        "import json; from api.security.scanner import find_attack, suspicious_body, suspicious_text\n"
         f"text = {expression}\n"
         "find_attack(text); suspicious_text(text[:300000])\n"
         "suspicious_body(json.dumps({'note': text}).encode(), 'application/json')\n"
@@ -1010,12 +1011,13 @@ def test_truncating_the_newest_records_is_detected_against_a_snapshot_anchor(
 
 
 def test_memory_rate_limits_start_no_thread_per_hit() -> None:
-    """limits' memory storage started a timer thread on hits; ours sweeps inline (api/ratelimit.py)."""
+    """limits' memory storage started a timer thread on hits; ours sweeps inline
+    (api/security/ratelimit.py)."""
     import threading
 
     from limits import parse, strategies
 
-    from api.ratelimit import SweptMemoryStorage
+    from api.security.ratelimit import SweptMemoryStorage
 
     storage = SweptMemoryStorage()
     limiter = strategies.MovingWindowRateLimiter(storage)

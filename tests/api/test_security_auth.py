@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, update
 
 from api.main import create_app
-from api.security import RevokedTokens
+from api.security.tokens import RevokedTokens
 from chainsync.ops_store import get_engine
 from chainsync.ops_store.tables import revoked_tokens, user_totp
 from chainsync.ops_store.tokens import active_revocations, revoke_access_token

@@ -1,6 +1,7 @@
-"""The Redis parts of :mod:`api.shared` and :mod:`api.ratelimit`, in process, on the real Redis server: two
-hubs (two "processes") on one stream, the control pushes between two sets of caches, the shared rate-limit
-counts, and what each part does when Redis is not there or goes away (a real TCP proxy in front of Redis,
+"""The Redis parts of :mod:`api.shared` and :mod:`api.security.ratelimit`, in process, on the real Redis
+server: two hubs (two "processes") on one stream, the control pushes between two sets of caches, the
+shared rate-limit counts, and what each part does when Redis is not there or goes away (a real TCP proxy
+in front of Redis,
 closed mid-test). Every wait polls with a deadline."""
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from api.ipfilter import IpFilter
 from api.log import configure_logging
-from api.ratelimit import RateLimiter
-from api.risk import RiskEngine
-from api.security import RevokedTokens
+from api.security.ipfilter import IpFilter
+from api.security.ratelimit import RateLimiter
+from api.security.risk import RiskEngine
+from api.security.tokens import RevokedTokens
 from api.shared.bus import RedisBus
 from api.shared.redis import RedisKeys, connect
 from api.shared.state import SharedState

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import websockets
 
-from api.security import ALL_STORES, create_access_token
+from api.security.tokens import ALL_STORES, create_access_token
 from chainsync.ops_store import get_engine
 from chainsync.ops_store.users import create_device_key, upsert_user
 from chainsync.serving import publish_snapshot

@@ -18,7 +18,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidMessage
 
-from api.security import ALL_STORES, create_access_token
+from api.security.tokens import ALL_STORES, create_access_token
 from api.ws.hub import Hub
 from chainsync.ops_store import get_engine
 from chainsync.ops_store.users import create_device_key, upsert_user

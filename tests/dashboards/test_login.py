@@ -177,7 +177,7 @@ def test_an_expiring_token_is_refreshed_once(dashboards: LoginApi) -> None:
 
 
 def test_a_token_the_api_finds_expired_is_refreshed_and_the_call_retried(dashboards: LoginApi) -> None:
-    from api.security import create_access_token
+    from api.security.tokens import create_access_token
 
     at = submit(app(None), MANAGER, PASSWORD)
     session = session_of(at)

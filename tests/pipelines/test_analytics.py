@@ -804,11 +804,11 @@ def test_insights_drop_priority_zero_cap_per_store_and_category_and_speak_in_wor
 
 
 def test_insight_drivers_are_words() -> None:
-    from pipelines.defs.insights.insights import human_drivers
+    from chainsync.snapshot_contract import driver_words as human_drivers
 
     assert human_drivers("transactions,net_revenue_cents,units_residual") == [
         "transactions",
-        "revenue",
+        "net revenue",
         "units against forecast",
     ]
     assert human_drivers("refund_cents,refund_cents,new_feature") == ["refund value", "new feature"]

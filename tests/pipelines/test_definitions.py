@@ -100,3 +100,26 @@ def test_one_job_and_trigger_per_cadence(settings: Settings) -> None:
     assert sensor.job_name == "marts_job"
     (schedule,) = loaded.schedules or []
     assert schedule.name == "daily_forecast_schedule" and schedule.job_name == "forecast_job"
+
+
+def test_pipeline_config_is_derived_from_the_settings() -> None:
+    """PipelineConfig restates no setting: every knob is a setting of the same name, with its default, and
+    from_settings copies each one (a changed setting reaches the assets)."""
+    from pipelines.resources import PipelineConfig
+
+    derived = set(PipelineConfig.model_fields) - {"serving_dir"}
+    assert derived <= set(Settings.model_fields)
+    for name in derived - {"dask_scheduler"}:
+        assert PipelineConfig.model_fields[name].default == Settings.model_fields[name].default, name
+    changed = Settings(
+        anomaly_z_threshold=4.5,
+        forecast_horizon_days=30,
+        event_max_line_quantity=7,
+        dask_scheduler="tcp://x:1",
+    )
+    config = PipelineConfig.from_settings(changed)
+    for name in derived - {"dask_scheduler"}:
+        assert getattr(config, name) == getattr(changed, name), name
+    assert (config.anomaly_z_threshold, config.forecast_horizon_days) == (4.5, 30)
+    assert config.line_rules.max_line_quantity == 7 and config.scheduler == "tcp://x:1"
+    assert config.serving_dir == str(changed.serving)

@@ -22,7 +22,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.security import create_access_token
+from api.security.tokens import create_access_token
 from chainsync.ops_store import get_engine
 from chainsync.ops_store.catalog import upsert_products
 from chainsync.ops_store.tables import event_inbox

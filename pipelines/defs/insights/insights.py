@@ -24,7 +24,8 @@ Insights whose priority rounds to 0 (no money at stake, e.g. an unpriced product
 dropped, and each store keeps its ``MAX_PER_STORE_CATEGORY`` (10) highest-priority insights per category
 (chain-wide ones, without a store, count as one more "store"), so a few hundred products short of stock do
 not bury everything else. Titles and evidence name features in words (``refund value``, not
-``refund_cents``; ``DRIVER_LABELS``); evidence keys stay the columns' names, with their units.
+``refund_cents``; :data:`chainsync.snapshot_contract.DRIVERS`); evidence keys stay the columns' names,
+with their units.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from chainsync.snapshot_contract import driver_words
+
 SECURITY_EXPOSURE_CENTS = 500_000  # nominal cost of an account takeover, for ranking only
 REVENUE_CHANGE = 0.10  # forecast vs last week, either way
 BASKET_CHANGE = 0.05  # last 28 days vs the 28 before
@@ -43,24 +46,6 @@ RECENT_DAYS = 7
 STALE_HALF_LIFE_DAYS = 30  # an older anomaly's urgency halves every this many days
 MAX_PER_STORE_CATEGORY = 10  # insights kept per store and category, highest priority first
 
-# The anomaly tables' feature and driver names, as a manager reads them.
-DRIVER_LABELS = {
-    "net_revenue_cents": "revenue",
-    "transactions": "transactions",
-    "avg_basket_cents": "basket size",
-    "refund_rate": "refund rate",
-    "void_rate": "void rate",
-    "discount_rate": "discount rate",
-    "units_residual": "units against forecast",
-    "revenue_residual": "revenue against forecast",
-    "refunds": "refunds",
-    "refund_cents": "refund value",
-    "voids": "voids",
-    "failures": "failed logins",
-    "failed_users": "usernames tried",
-    "events_per_minute": "login rate",
-    "missing_units": "missing units",
-}
 
 INSIGHT_SCHEMA = pl.Schema(
     {
@@ -83,13 +68,6 @@ INSIGHT_SCHEMA = pl.Schema(
 
 def empty_insights() -> pl.DataFrame:
     return pl.DataFrame(schema=INSIGHT_SCHEMA)
-
-
-def human_drivers(drivers: str | None) -> list[str]:
-    """Comma-joined driver columns (``"refund_cents,voids"``) as words (``["refund value", "voids"]``), in
-    order, without duplicates; an unknown name has its underscores made spaces."""
-    labels = [DRIVER_LABELS.get(d.strip(), d.strip().replace("_", " ")) for d in (drivers or "").split(",")]
-    return list(dict.fromkeys(label for label in labels if label))
 
 
 def _prices(sales: pl.DataFrame, as_of: date) -> pl.DataFrame:
@@ -306,7 +284,7 @@ def flagged_cashiers(i: Inputs) -> list[dict]:
     )  # fmt: skip
     rows = []
     for r in per_cashier.iter_rows(named=True):
-        drivers = human_drivers(r["drivers"]) or ["refunds"]
+        drivers = driver_words(r["drivers"]) or ["refunds"]
         rows.append(
             _row(
                 "operations", r["store_id"], r["cashier_id"],
@@ -333,9 +311,9 @@ def flagged_store_days(i: Inputs) -> list[dict]:
             _row(
                 "operations", r["store_id"], str(r["sale_date"]),
                 f"Unusual trading at {r['store_id']} on {r['sale_date']} "
-                f"({', '.join(human_drivers(r['drivers'])) or 'several features'})",
+                f"({', '.join(driver_words(r['drivers'])) or 'several features'})",
                 {"net_revenue_cents": revenue, "expected_lo_cents": lo, "expected_hi_cents": hi,
-                 "drivers": human_drivers(r["drivers"]), "severity": r["severity"]},
+                 "drivers": driver_words(r["drivers"]), "severity": r["severity"]},
                 "Check the day's till reports, refunds and voids with the store manager",
                 abs(gap or 0), min(1.0, (r.get("max_abs_z") or 0) / 12.0), i.urgency_of(r["sale_date"]),
             )

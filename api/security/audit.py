@@ -57,7 +57,7 @@ _CATEGORY = {
     "suspicious_input": "application",
 }
 
-log = get_logger("api.audit")
+log = get_logger("api.security.audit")
 
 
 def category_of(action: str) -> str:

@@ -40,7 +40,7 @@ from chainsync.ops_store.totp import TotpCipher
 from chainsync.ops_store.users import ROLES, Role
 from chainsync.settings import Settings
 
-log = get_logger("api.security")
+log = get_logger("api.security.tokens")
 
 ALL_STORES = "*"
 

@@ -61,7 +61,8 @@ def resolve_client_ip(scope: Scope, trusted_proxies: list[Network]) -> str | Non
 
 
 def client_ip_of(scope: Scope) -> str | None:
-    """The address :class:`api.firewall.FirewallMiddleware` resolved for this request (or the peer)."""
+    """The address :class:`api.security.firewall.FirewallMiddleware` resolved for this request (or the
+    peer)."""
     state = scope.get("state") or {}
     if "client_ip" in state:
         return state["client_ip"]

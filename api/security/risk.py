@@ -43,8 +43,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from api.ipfilter import IpFilter, parse_address
 from api.log import get_logger
+from api.security.ipfilter import IpFilter, parse_address
 from chainsync.ops_store.audit_log import utcnow
 from chainsync.ops_store.reputation import (
     Reputation,
@@ -59,7 +59,7 @@ from chainsync.ops_store.reputation import (
 from chainsync.risk import RiskModel, ThreatLevel
 from chainsync.settings import Settings
 
-log = get_logger("api.risk")
+log = get_logger("api.security.risk")
 
 STUFFING_WINDOW = timedelta(minutes=15)
 # Each re-read also takes the rows written up to this long before the previous read began: a write may

@@ -1,8 +1,8 @@
 """Sampling under flood: which of many similar security records are written in full.
 
 Counted per API process and per minute, like the rate limits; used for validation failures reaching the
-event inbox (:mod:`api.firewall`) and for failed authentications reaching the audit trail
-(:mod:`api.auth_trail`)."""
+event inbox (:mod:`api.security.firewall`) and for failed authentications reaching the audit trail
+(:mod:`api.security.auth_trail`)."""
 
 from __future__ import annotations
 

@@ -1,82 +1,39 @@
-"""The request firewall: client address, IP lists, risk blocks, per-address rate limits, suspicious-input
-detection (URL, and the string values of JSON and form bodies), and the audit of what the response says
+"""The request firewall: client address, IP lists, risk blocks, per-address rate limits, the input
+scanner (:mod:`api.security.scanner`) on the URL and body, and the audit of what the response says
 (401/403/404/422, sensitive reads).
 
 Runs inside :class:`api.middleware.RequestContextMiddleware`, so its answers carry a request id. Per-user
-and per-device limits need the authenticated caller and live in :func:`check_principal`, called by the
-authentication dependency.
+and per-device limits need the authenticated caller and live in :func:`api.security.checks.check_principal`,
+called by the authentication dependency.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import re
 import time
-from collections.abc import Iterator
-from datetime import timedelta
-from typing import Any, Literal, Protocol
-from urllib.parse import parse_qsl, unquote_plus
+from typing import Any
+from urllib.parse import parse_qsl
 
-from fastapi import HTTPException, Request, status
+from fastapi import status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.audit import Auditor
-from api.auth_trail import AuthFailureTrail, presented_credential
-from api.ipfilter import IpFilter, parse_networks, resolve_client_ip
 from api.log import get_logger
 from api.middleware import route_template_of
-from api.ratelimit import RateLimiter
-from api.risk import RiskEngine
-from api.sampling import InboxSampler
-from api.security import RevokedTokens, totp_cipher
+from api.security.audit import Auditor
+from api.security.auth_trail import AuthFailureTrail, presented_credential
+from api.security.checks import reread_if_stale
+from api.security.ipfilter import IpFilter, parse_networks, resolve_client_ip
+from api.security.ratelimit import RateLimiter
+from api.security.risk import RiskEngine
+from api.security.sampling import InboxSampler
+from api.security.scanner import suspicious_body, suspicious_text
 from chainsync import data_access
 
-log = get_logger("api.firewall")
-
-# Input that looks like SQL injection, script injection, path traversal or a null byte. Detection only:
-# validation and parameterised SQL are the defence; a match scores the address and is audited.
-# One pattern each, matched against the lowercased text: each has a literal start the regex engine scans
-# for quickly, which one alternation of them all does not (about 20 times slower on a 300 KiB batch).
-# ``union … select`` only as SQL writes it (blanks, brackets or /* comments */ of at most 64 characters
-# between), so a product called "Union Jack Select Tea" is not an attack. Linear work whatever the input:
-# no quantifier nests in another that can match the same text two ways (the separators' loop is possessive,
-# a comment ends at its first ``*/``), and a comment is bounded, so an unclosed ``/*`` after each of many
-# ``union``s is not scanned to the end of the text from each (tests/api/test_security.py, pathological).
-_ATTACK_PATTERNS = (
-    r"<\s*(?:script|iframe)",
-    r"javascript:",
-    r"on(?:error|load)\s*=",
-    r"union(?:\s|\(|/\*(?:[^*]|\*(?!/)){0,64}\*/)++(?:all\s+|distinct\s+)?\(*select\b",
-    r"'\s*or\s+'?\d+'?\s*=\s*'?\d",
-    r";\s*drop\s+table",
-    r"--\s*$",
-    r"\.\.[/\\]",
-    r"\x00",
-    r"sleep\s*\(\s*\d",
-    r"\$\{jndi:",
-)
-ATTACKS = tuple(re.compile(p, re.DOTALL) for p in _ATTACK_PATTERNS)
+log = get_logger("api.security.firewall")
 
 
-def _ending_at(end: str) -> tuple[re.Pattern[str], ...]:
-    """The patterns with "end of the text" (a trailing ``$``) also matching before ``end``."""
-    return tuple(
-        re.compile(p[:-1] + f"(?:{end}|$)" if p.endswith("$") and not p.endswith("\\$") else p, re.DOTALL)
-        for p in _ATTACK_PATTERNS
-    )
-
-
-# Cheap first looks at a whole body (a match is then confirmed value by value): the raw JSON text when it
-# has no backslash (every string as written, ending at a quote), else all values joined by U+FFFF.
-_JOIN = "\uffff"
-_ATTACKS_IN_RAW_JSON = _ending_at('"')
-_ATTACKS_IN_JOINED = _ending_at(_JOIN)
-# Body fields whose values are secrets: scanned, but a hit records the field's name only (never a fragment).
-SECRET_FIELD = re.compile(r"pass|secret|token|otp|code|key|authorization", re.IGNORECASE)
 _SCANNED_TYPES = ("application/json", "application/x-www-form-urlencoded")
 _SCAN_INLINE_BYTES = 64 * 1024  # bigger bodies are parsed on a worker thread, off the event loop
 
@@ -96,95 +53,6 @@ SENSITIVE_PREFIXES = (
 _READ_METHODS = ("GET", "HEAD", "OPTIONS")
 LOGIN_PATHS = ("/api/auth/token", "/api/auth/refresh", "/api/auth/2fa")
 _QUIET_SECONDS = 60.0  # one audit record per address and kind of refusal per minute, not one per request
-
-
-def find_attack(text: str, patterns: tuple[re.Pattern[str], ...] = ATTACKS) -> str | None:
-    """The (lowercased) fragment of ``text`` that looks like an attack, or None."""
-    lowered = text.lower()
-    for pattern in patterns:
-        match = pattern.search(lowered)
-        if match is not None:
-            return match.group(0)[:64]
-    return None
-
-
-def suspicious_text(text: str) -> str | None:
-    """The fragment of ``text`` (URL-decoded) that looks like an attack, or None."""
-    return find_attack(unquote_plus(text))
-
-
-def _string_leaves(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """``(field path, text)`` for every string in a parsed JSON document, depth first, in order. Keys are
-    strings too (a key can carry a payload)."""
-    stack: list[tuple[str, Any]] = [(path, value)]
-    while stack:
-        where, node = stack.pop()
-        if isinstance(node, str):
-            yield where or "(body)", node
-        elif isinstance(node, dict):
-            children = []
-            for key, child in node.items():
-                child_path = f"{where}.{key}" if where else str(key)
-                yield child_path, str(key)
-                children.append((child_path, child))
-            stack.extend(reversed(children))
-        elif isinstance(node, list):
-            stack.extend(reversed([(f"{where}.{i}" if where else str(i), c) for i, c in enumerate(node)]))
-
-
-def _strings(document: Any) -> list[str]:
-    """Every string (values and keys) of a parsed JSON document, in no particular order."""
-    out: list[str] = []
-    stack = [document]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str):
-            out.append(node)
-        elif isinstance(node, dict):
-            out.extend(node)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return out
-
-
-def suspicious_body(body: bytes, content_type: str) -> tuple[str, str | None] | None:
-    """The first string value of a JSON or form body that looks like an attack: ``(field path, fragment)``,
-    the fragment None when the field holds a secret (a password is never recorded, not even in part).
-    None when nothing matches or the body does not parse (validation answers that)."""
-    leaves: Iterator[tuple[str, str]]
-    if content_type.lower().startswith("application/x-www-form-urlencoded"):
-        try:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-        except (UnicodeDecodeError, ValueError):
-            return None
-        leaves = ((name, text) for name, value in pairs for text in (name, value))
-    else:
-        # Parsed from the bytes as the route will (``json.loads`` also takes UTF-16/32 and a UTF-8 BOM).
-        # A look at the raw text first, for plain UTF-8 only: without a backslash (no escape) JSON holds
-        # every string as it is, so no match there means none in any value, and nothing need be parsed.
-        if json.detect_encoding(body) == "utf-8":
-            try:
-                text = body.decode("utf-8", "surrogatepass")  # as json.loads decodes (lone surrogates too)
-            except UnicodeDecodeError:
-                return None
-            if "\\" not in text and find_attack(text, _ATTACKS_IN_RAW_JSON) is None:
-                return None
-        try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
-            return None
-        # All values at once (cheap), and only on a match the walk that names the field.
-        if find_attack(_JOIN.join(_strings(document)), _ATTACKS_IN_JOINED) is None:
-            return None
-        leaves = _string_leaves(document)
-    for field, value in leaves:
-        found = find_attack(value)
-        if found is not None:
-            # Anything under a secret's name is secret too ({"password": {"new": …}}, {"password": […]}).
-            secret = any(SECRET_FIELD.search(part) for part in field.split("."))
-            return field[:120], None if secret else found
-    return None
 
 
 def _replay(body: bytes, ended: Message | None, receive: Receive) -> Receive:
@@ -496,52 +364,6 @@ async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
             return b"".join(chunks), None
 
 
-def address_refused(state: Any, ip: str | None) -> str | None:
-    """Why the firewall refuses ``ip`` now (the deny list or admin deny rules, allowlist-only mode, a
-    risk block), or None. A dry run refuses nothing. For connections that outlive the check made when
-    they opened (WebSockets): called on the event loop, it answers from memory and, when the risk
-    engine's copy of the other processes' blocks is stale, has it re-read on a worker thread for the next
-    check."""
-    if state.settings.security_dry_run:
-        return None
-    _refresh_soon(state.risk)
-    listed = state.ipfilter.decide(ip)
-    if listed.verdict == "denied":
-        return "deny list"
-    if listed.verdict == "not_allowlisted":
-        return "not on the allowlist"
-    if state.risk.blocked_for(ip):
-        return "address blocked"
-    return None
-
-
-def session_ended(state: Any, principal: Any) -> str | None:
-    """Why ``principal``'s token no longer holds (a logout, a revoked login, a changed or deactivated
-    user), or None; devices never. Like :func:`address_refused`, for connections that outlive the check
-    made when they opened: answers from memory and has a stale copy re-read on a worker thread."""
-    revoked: RevokedTokens | None = getattr(state, "revoked_tokens", None)
-    if revoked is None or not getattr(principal, "token_id", None):
-        return None
-    _refresh_soon(revoked)
-    if principal.token_id in revoked:
-        return "token revoked"
-    return revoked.session_ended(
-        subject=principal.subject, family=principal.token_family, security_version=principal.security_version
-    )
-
-
-def _refresh_soon(cache: SharedStateCache) -> None:
-    """Start re-reading a stale ``cache`` on a worker thread without waiting for it (no-op outside an
-    event loop); a re-read already under way is not repeated (``refresh`` sees to that)."""
-    if not cache.stale():
-        return
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    loop.run_in_executor(None, cache.refresh)
-
-
 def _rid(scope: Scope) -> str | None:
     return (scope.get("state") or {}).get("request_id")
 
@@ -552,100 +374,3 @@ def _too_many(retry_after: int, scope_name: str, rid: str | None) -> JSONRespons
         status_code=status.HTTP_429_TOO_MANY_REQUESTS,
         headers={"Retry-After": str(retry_after)},
     )
-
-
-class SharedStateCache(Protocol):
-    """State shared by the API processes through the ops store and cached in each (the access tokens
-    revoked by logout, the risk engine's blocks): ``stale`` once older than its bound; ``refresh``
-    re-reads it."""
-
-    def stale(self) -> bool: ...
-
-    def refresh(self) -> None: ...
-
-
-async def reread_if_stale(cache: SharedStateCache | None) -> None:
-    """Re-read ``cache`` on a worker thread when it is past its bound; otherwise a request costs no query."""
-    if cache is not None and cache.stale():
-        await run_in_threadpool(cache.refresh)
-
-
-async def check_principal(request: Request, principal: Any) -> None:
-    """Per-user and per-device rate limits and access-token revocation, for an authenticated caller.
-
-    Raises 429 (with ``Retry-After``) or 401 (a token revoked by logout)."""
-    state = request.app.state
-    request.state.principal = principal
-    token_id = getattr(principal, "token_id", None)
-    revoked: RevokedTokens | None = getattr(state, "revoked_tokens", None)
-    if token_id:
-        await reread_if_stale(revoked)
-    if token_id and revoked is not None and token_id in revoked:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "Token has been revoked", headers={"WWW-Authenticate": "Bearer"}
-        )
-    if token_id and revoked is not None:
-        claims = {
-            "subject": principal.subject,
-            "family": principal.token_family,
-            "security_version": principal.security_version,
-        }
-        ended = revoked.session_ended(**claims)
-        if ended and revoked.may_be_behind(principal.subject, principal.security_version):
-            await run_in_threadpool(revoked.refresh)
-            ended = revoked.session_ended(**claims)
-        if ended:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, ended, headers={"WWW-Authenticate": "Bearer"})
-    limiter: RateLimiter | None = getattr(state, "ratelimiter", None)
-    if limiter is None:
-        return
-    scope_name: Literal["device", "user"] = "device" if principal.role == "device" else "user"
-    exceeded = await limiter.hit(scope_name, principal.subject)
-    if exceeded is not None:
-        ip = request.scope.get("state", {}).get("client_ip")
-        auditor: Auditor | None = getattr(state, "auditor", None)
-        if auditor is not None:
-            record = auditor.record
-            await run_in_threadpool(
-                lambda: record(
-                    kind="rate_limited",
-                    outcome="blocked",
-                    username=None if principal.role == "device" else principal.subject,
-                    actor=principal.subject,
-                    role=principal.role,
-                    source_ip=ip,
-                    user_agent=request.headers.get("user-agent"),
-                    method=request.method,
-                    route=request.url.path[:200],
-                    severity="warning",
-                    detail=f"{scope_name} limit {exceeded.limit} exceeded",
-                )
-            )
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            f"Rate limit exceeded ({scope_name}); retry after {exceeded.retry_after} s",
-            headers={"Retry-After": str(exceeded.retry_after)},
-        )
-
-
-def install_security_state(app: Any, settings: Any, engine: Any) -> None:
-    """Build the firewall's parts on ``app.state`` once the ops store is open (at start-up): the IP
-    lists (settings plus admin rules), the risk engine (reputations restored), the auditor, and the
-    access tokens revoked by logout (in the store, shared by every process; cached here), and the cipher
-    of TOTP secrets."""
-    app.state.ipfilter = IpFilter(settings, engine)
-    app.state.risk = RiskEngine(settings, engine, app.state.ipfilter)
-    app.state.auditor = Auditor(engine, settings)
-    app.state.revoked_tokens = RevokedTokens(
-        engine,
-        settings.revocation_cache_seconds,
-        token_lifetime=timedelta(minutes=settings.access_token_minutes),
-    )
-    app.state.totp_cipher = totp_cipher(settings)
-    app.state.auth_failures = AuthFailureTrail(app.state.risk, app.state.auditor)
-    if settings.ws_ip_allowlist or settings.ws_ip_denylist:
-        log.warning(
-            "deprecated_setting",
-            detail="CHAINSYNC_WS_IP_ALLOWLIST/_DENYLIST still narrow WebSockets, but the firewall's "
-            "CHAINSYNC_IP_ALLOWLIST/_DENYLIST and admin IP rules now apply to them too: move the lists there",
-        )

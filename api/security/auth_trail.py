@@ -3,7 +3,7 @@ device key, over HTTP or a WebSocket. Each is scored by the risk engine (``bad_c
 with made-up tokens leads to a block like password guessing does) and written to the audit trail as a
 ``bad_credentials`` authentication record, every one of them until an address floods: then at most
 ``per_address`` a minute per address and ``total`` in all are written, the next one saying how many were
-held back (:class:`api.sampling.InboxSampler`). Logins have records of their own (``login_failure``).
+held back (:class:`api.security.sampling.InboxSampler`). Logins have records of their own (``login_failure``).
 
 A request that presents no credential at all is not an attempt and is not recorded."""
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from api.sampling import InboxSampler
+from api.security.sampling import InboxSampler
 
 KIND = "bad_credentials"
 DEVICE_KEY_PREFIX = "csk_"
