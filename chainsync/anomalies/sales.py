@@ -15,25 +15,34 @@ forecast made before it. For every series and period ``t`` (values ``y``, one re
    a chain-wide promotion), then of each peer group (``peer_columns``: for Walmart's Store × Dept, every
    department of the store — a store closed by a storm — and the department in every store — an Easter
    candy week), each on what the previous left. Peer groups need ``MIN_PANEL_SERIES`` series reporting.
-4. **The same moment in other years**: what is left, ``R_t``, is measured from the nearer of 0 and ``R`` at
-   the period's siblings in the other years of the series (holiday periods and the periods just before and
-   after one are matched by the holiday's name through ``chainsync.forecasting.holidays.holiday_calendar``,
-   so Easter and Thanksgiving are found where they moved; other periods by the season: 52 weeks, 364 days,
-   12 months). A series-specific holiday pattern is explained; a normal week whose sibling was a spike is
-   explained by 0, so one anomaly does not raise a false one a year later.
-5. **Score**: the residual ``e_t = (y_t − expected_t) / max(|expected_t|, the floor)`` over the series' own
-   scale: the larger of 1.4826 × its median |e| and its 95th percentile |e| / 1.96 (a series with a
-   promotion every few months is not surprised by one), combined in quadrature with ``scale_floor``; then
-   widened in a period where the series' whole group is unsettled (the group's median |z| that period
-   over the panel's usual median |z|: the week after Christmas, a blizzard at one store). A period is
-   flagged when ``|z| ≥ z``, ``|e| ≥ min_effect`` and ``|y − expected| ≥ min_amount_share`` × the panel's
-   median series level (a change a manager would act on).
+4. **Neighbour series**: what is left, the series' own movement, is predicted by the ``neighbours`` series
+   of the panel whose own movements correlate most with it (robust z-scores clipped at ±3, over at least
+   a year of common periods): the median of their movements that period, each rescaled to this series'
+   spread (a hurricane week at the stores of one region, departments sold together). Skipped with fewer
+   than ``MIN_PANEL_SERIES`` other series.
+5. **The same moment in other years and the adjacent periods**: the remainder ``R_t`` is measured from the
+   nearest of 0, the mean ``R`` at the period's siblings in the other years of the series (holiday periods
+   and the periods just before and after one are matched by the holiday's name through
+   ``chainsync.forecasting.holidays.holiday_calendar``, so Easter and Thanksgiving are found where they
+   moved; other periods by the season: 52 weeks, 364 days, 12 months), and ``R`` of the previous and next
+   period (a change an adjacent period shares is sustained — a promotion fortnight — not a one-period
+   anomaly). A normal week whose sibling was a spike is explained by 0, so one anomaly does not raise a
+   false one a year later.
+6. **Score**: the residual ``e_t = (y_t − expected_t) / max(|expected_t|, the floor)`` over the series' own
+   scale on that side: the larger of 1.4826 × its median |e| and the 95th percentile of its upward (or
+   downward) residuals / 1.96 — a series with a promotion every few months is not surprised by one, and its
+   drops are still judged by its drops — combined in quadrature with ``scale_floor``; then widened in a
+   period where the series' whole group is unsettled (the group's median |z| that period over the panel's
+   usual median |z|: the week after Christmas, a blizzard at one store). A period is flagged when
+   ``|z| ≥ z``, ``|e| ≥ min_effect`` and ``|y − expected| ≥ min_amount_share`` × the panel's median series
+   level (a change a manager would act on).
 
-``expected = L_t + d_t × (shared shocks + the sibling explanation)``; ``lo`` / ``hi`` are the bounds
-outside which the period is flagged. Units: those of ``y``; ``score`` is |z| in robust standard
-deviations, ``effect`` the residual as a fraction of the expected value.
+``expected = L_t + d_t × (shared shocks + neighbours' movement + the explanation chosen)``; ``lo`` / ``hi``
+are the bounds outside which the period is flagged (each from its side's scale). Units: those of ``y``;
+``score`` is |z| in robust standard deviations, ``effect`` the residual as a fraction of the expected value.
 
-Nothing here fits a model: the full Walmart panel (3,331 series × 143 weeks) scores in a few seconds.
+Nothing here fits a model: the full Walmart panel (3,331 series × 143 weeks) scores in about 3 seconds
+(the neighbour search is one correlation matrix, in blocks of ``PEER_CHUNK`` series).
 Judged on injected anomalies by ``bench/anomaly_real.py`` (docs/anomalies.md).
 """
 
@@ -72,7 +81,7 @@ MIN_PANEL_SERIES = 5  # fewer series of a group reporting a period: no shared sh
 MIN_WIDEN_SERIES = 20
 TAIL_QUANTILE = 0.95  # of |residual|: the series' tail, for its scale
 TAIL_TO_SD = 1.959964  # the 0.95 quantile of |N(0, 1)|
-PEER_CLIP = 3.0  # robust z at which a deviation is clipped when series are correlated (a spike barely moves it)
+PEER_CLIP = 3.0  # robust z at which movements are clipped for correlations (one spike barely moves them)
 PEER_CHUNK = 1000  # series per block of the correlation matrix (memory: block x series floats)
 
 
@@ -85,7 +94,8 @@ class DetectConfig:
     share of the panel's median series level (median over series of their median |y|); ``holidays``:
     country of the holiday calendar used to match moving holidays across years (None: by season only);
     ``neighbours``: how many most-correlated series of the panel predict a series' own movement (0: none;
-    used only when the panel has at least ``MIN_PANEL_SERIES`` other series). Chosen on the clean Walmart panel and two injection designs (docs/anomalies.md), not per panel."""
+    used only when the panel has at least ``MIN_PANEL_SERIES`` other series). Chosen on the clean Walmart
+    panel and two injection designs (docs/anomalies.md), not per panel."""
 
     z: float = 3.5
     min_effect: float = 0.2
@@ -238,7 +248,8 @@ def _neighbour_movement(own: np.ndarray, k: int, min_overlap: int) -> np.ndarray
         corr[np.arange(b - a), np.arange(a, b)] = -np.inf  # not itself
         nearest = np.argpartition(-corr, k - 1, axis=1)[:, :k]
         usable = np.isfinite(np.take_along_axis(corr, nearest, axis=1))
-        values = (own[nearest] - centre[nearest]) / spread[nearest] * spread[a:b, None, :] + centre[a:b, None, :]
+        rescaled = (own[nearest] - centre[nearest]) / spread[nearest]
+        values = rescaled * spread[a:b, None, :] + centre[a:b, None, :]
         values = np.where(usable[:, :, None], values, np.nan)
         movement[a:b] = np.nanmedian(values, axis=1)
     return np.where(np.isnan(movement), 0.0, movement)

@@ -217,6 +217,8 @@ def test_a_series_that_often_spikes_is_still_judged_by_its_drops() -> None:
     flagged = {r["ds"].date() for r in scored.filter("is_anomaly").iter_rows(named=True)}
     assert drop in flagged and spike not in flagged
     # The bounds are wider above (its promotions) than below.
-    ordinary = scored.filter(pl.col("ds") == datetime.combine(START + timedelta(weeks=50), datetime.min.time()))
+    ordinary = scored.filter(
+        pl.col("ds") == datetime.combine(START + timedelta(weeks=50), datetime.min.time())
+    )
     row = ordinary.row(0, named=True)
     assert row["hi"] - row["expected"] > 1.5 * (row["expected"] - row["lo"])
