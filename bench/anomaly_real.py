@@ -1,6 +1,6 @@
 """The sales anomaly method judged on a real panel: Walmart's store x department weekly sales.
 
-    uv run python bench/anomaly_real.py                          # both designs, seeds 1 and 2, 300 each
+    uv run python bench/anomaly_real.py                          # three designs, seeds 1-4, 300 each
     uv run python bench/anomaly_real.py --designs level --seeds 7 --injections 100
 
 The panel has its own surprises (promotions, holiday weeks that move, negative weeks, short series), so
@@ -155,8 +155,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--panel", type=Path, default=WALMART)
-    parser.add_argument("--designs", default="multiply,level")
-    parser.add_argument("--seeds", default="1,2")
+    parser.add_argument("--designs", default="multiply,level,mixed")
+    parser.add_argument("--seeds", default="1,2,3,4")
     parser.add_argument("--injections", type=int, default=300)
     parser.add_argument("--min-level", type=float, default=5000.0, help="median weekly sales of a series")
     parser.add_argument("--z", type=float, default=DetectConfig.z)
