@@ -15,25 +15,34 @@ forecast made before it. For every series and period ``t`` (values ``y``, one re
    a chain-wide promotion), then of each peer group (``peer_columns``: for Walmart's Store × Dept, every
    department of the store — a store closed by a storm — and the department in every store — an Easter
    candy week), each on what the previous left. Peer groups need ``MIN_PANEL_SERIES`` series reporting.
-4. **The same moment in other years**: what is left, ``R_t``, is measured from the nearer of 0 and ``R`` at
-   the period's siblings in the other years of the series (holiday periods and the periods just before and
-   after one are matched by the holiday's name through ``chainsync.forecasting.holidays.holiday_calendar``,
-   so Easter and Thanksgiving are found where they moved; other periods by the season: 52 weeks, 364 days,
-   12 months). A series-specific holiday pattern is explained; a normal week whose sibling was a spike is
-   explained by 0, so one anomaly does not raise a false one a year later.
-5. **Score**: the residual ``e_t = (y_t − expected_t) / max(|expected_t|, the floor)`` over the series' own
-   scale: the larger of 1.4826 × its median |e| and its 95th percentile |e| / 1.96 (a series with a
-   promotion every few months is not surprised by one), combined in quadrature with ``scale_floor``; then
-   widened in a period where the series' whole group is unsettled (the group's median |z| that period
-   over the panel's usual median |z|: the week after Christmas, a blizzard at one store). A period is
-   flagged when ``|z| ≥ z``, ``|e| ≥ min_effect`` and ``|y − expected| ≥ min_amount_share`` × the panel's
-   median series level (a change a manager would act on).
+4. **Neighbour series**: what is left, the series' own movement, is predicted by the ``neighbours`` series
+   of the panel whose own movements correlate most with it (robust z-scores clipped at ±3, over at least
+   a year of common periods): the median of their movements that period, each rescaled to this series'
+   spread (a hurricane week at the stores of one region, departments sold together). Skipped with fewer
+   than ``MIN_PANEL_SERIES`` other series.
+5. **The same moment in other years and the adjacent periods**: the remainder ``R_t`` is measured from the
+   nearest of 0, the mean ``R`` at the period's siblings in the other years of the series (holiday periods
+   and the periods just before and after one are matched by the holiday's name through
+   ``chainsync.forecasting.holidays.holiday_calendar``, so Easter and Thanksgiving are found where they
+   moved; other periods by the season: 52 weeks, 364 days, 12 months), and ``R`` of the previous and next
+   period (a change an adjacent period shares is sustained — a promotion fortnight — not a one-period
+   anomaly). A normal week whose sibling was a spike is explained by 0, so one anomaly does not raise a
+   false one a year later.
+6. **Score**: the residual ``e_t = (y_t − expected_t) / max(|expected_t|, the floor)`` over the series' own
+   scale on that side: the larger of 1.4826 × its median |e| and the 95th percentile of its upward (or
+   downward) residuals / 1.96 — a series with a promotion every few months is not surprised by one, and its
+   drops are still judged by its drops — combined in quadrature with ``scale_floor``; then widened in a
+   period where the series' whole group is unsettled (the group's median |z| that period over the panel's
+   usual median |z|: the week after Christmas, a blizzard at one store). A period is flagged when
+   ``|z| ≥ z``, ``|e| ≥ min_effect`` and ``|y − expected| ≥ min_amount_share`` × the panel's median series
+   level (a change a manager would act on).
 
-``expected = L_t + d_t × (shared shocks + the sibling explanation)``; ``lo`` / ``hi`` are the bounds
-outside which the period is flagged. Units: those of ``y``; ``score`` is |z| in robust standard
-deviations, ``effect`` the residual as a fraction of the expected value.
+``expected = L_t + d_t × (shared shocks + neighbours' movement + the explanation chosen)``; ``lo`` / ``hi``
+are the bounds outside which the period is flagged (each from its side's scale). Units: those of ``y``;
+``score`` is |z| in robust standard deviations, ``effect`` the residual as a fraction of the expected value.
 
-Nothing here fits a model: the full Walmart panel (3,331 series × 143 weeks) scores in a few seconds.
+Nothing here fits a model: the full Walmart panel (3,331 series × 143 weeks) scores in about 3 seconds
+(the neighbour search is one correlation matrix, in blocks of ``PEER_CHUNK`` series).
 Judged on injected anomalies by ``bench/anomaly_real.py`` (docs/anomalies.md).
 """
 
@@ -72,6 +81,8 @@ MIN_PANEL_SERIES = 5  # fewer series of a group reporting a period: no shared sh
 MIN_WIDEN_SERIES = 20
 TAIL_QUANTILE = 0.95  # of |residual|: the series' tail, for its scale
 TAIL_TO_SD = 1.959964  # the 0.95 quantile of |N(0, 1)|
+PEER_CLIP = 3.0  # robust z at which movements are clipped for correlations (one spike barely moves them)
+PEER_CHUNK = 1000  # series per block of the correlation matrix (memory: block x series floats)
 
 
 @dataclass(frozen=True)
@@ -81,8 +92,10 @@ class DetectConfig:
     noise floor added in quadrature to each series' scale; ``min_history``: values a series needs before
     any of its periods is scored; ``min_amount_share``: the smallest change flagged in units of ``y``, as a
     share of the panel's median series level (median over series of their median |y|); ``holidays``:
-    country of the holiday calendar used to match moving holidays across years (None: by season only).
-    Chosen on the clean Walmart panel and two injection designs (docs/anomalies.md), not per panel."""
+    country of the holiday calendar used to match moving holidays across years (None: by season only);
+    ``neighbours``: how many most-correlated series of the panel predict a series' own movement (0: none;
+    used only when the panel has at least ``MIN_PANEL_SERIES`` other series). Chosen on the clean Walmart
+    panel and two injection designs (docs/anomalies.md), not per panel."""
 
     z: float = 3.5
     min_effect: float = 0.2
@@ -90,6 +103,7 @@ class DetectConfig:
     min_history: int = 12
     min_amount_share: float = 0.5
     holidays: str | None = "US"
+    neighbours: int = 20
 
 
 def _level_offsets(freq: str) -> tuple[int, ...]:
@@ -208,6 +222,39 @@ def _group_median(deviation: np.ndarray, group: np.ndarray, least: int = 0) -> n
     return out
 
 
+def _neighbour_movement(own: np.ndarray, k: int, min_overlap: int) -> np.ndarray:
+    """(series, periods): each series' expected own movement from its ``k`` most correlated series of the
+    panel (Pearson on robust z-scores of ``own``, clipped at ±PEER_CLIP, over the periods both report,
+    at least ``min_overlap`` of them): the median of their movements that period, each rescaled from its
+    series' robust scale to this one's. NaN in ``own`` (missing or masked periods) is left out; 0 where no
+    neighbour reports. A one-period anomaly in one series is one of ``k`` values in a median elsewhere."""
+    n = own.shape[0]
+    k = min(k, n - 1)
+    if k < MIN_PANEL_SERIES:
+        return np.zeros_like(own)
+    centre = np.nanmedian(own, axis=1, keepdims=True)
+    spread = MAD_TO_SD * np.nanmedian(np.abs(own - centre), axis=1, keepdims=True)
+    spread = np.where(spread > 0, spread, np.nan)
+    standard = np.clip((own - centre) / spread, -PEER_CLIP, PEER_CLIP)
+    reporting = ~np.isnan(standard)
+    filled = np.where(reporting, standard, 0.0)
+    counted = reporting.astype(np.float64)
+    movement = np.full_like(own, np.nan)
+    for a in range(0, n, PEER_CHUNK):
+        b = min(a + PEER_CHUNK, n)
+        overlap = counted[a:b] @ counted.T
+        corr = (filled[a:b] @ filled.T) / np.maximum(overlap, 1.0)
+        corr[overlap < min_overlap] = -np.inf
+        corr[np.arange(b - a), np.arange(a, b)] = -np.inf  # not itself
+        nearest = np.argpartition(-corr, k - 1, axis=1)[:, :k]
+        usable = np.isfinite(np.take_along_axis(corr, nearest, axis=1))
+        rescaled = (own[nearest] - centre[nearest]) / spread[nearest]
+        values = rescaled * spread[a:b, None, :] + centre[a:b, None, :]
+        values = np.where(usable[:, :, None], values, np.nan)
+        movement[a:b] = np.nanmedian(values, axis=1)
+    return np.where(np.isnan(movement), 0.0, movement)
+
+
 def score_panel(
     panel: pl.DataFrame,
     *,
@@ -261,10 +308,21 @@ def score_panel(
             shift = _group_median(deviation - shared, group)
             shared = shared + np.where(np.isnan(shift), 0.0, shift)
         own = deviation - shared
+        # What is left, the series' own movement, is predicted by the series that move most like it
+        # (the same department in stores of one region, departments sold together): a hurricane week at
+        # a few stores, a regional promotion.
+        if config.neighbours:
+            # Correlations over a year of common periods (or half the panel, when shorter).
+            periods = grid.len()
+            min_overlap = max(config.min_history, min(_year_length(freq) or periods, periods // 2))
+            shared = shared + _neighbour_movement(own, config.neighbours, min_overlap)
+            own = deviation - shared
 
         siblings = _siblings(grid, freq, config.holidays)
         padded = np.concatenate([own, np.full((own.shape[0], 1), np.nan)], axis=1)
-        season = padded[:, siblings]  # (series, periods, k); -1 reads the NaN column
+        # The same moment in the other years: the mean of the siblings' remainders (one estimate, less
+        # noisy than either sibling alone).
+        season = np.nanmean(padded[:, siblings], axis=2, keepdims=True)  # -1 reads the NaN column
         # A change the adjacent periods share is sustained (a promotion week), not a one-period anomaly.
         adjacent = np.stack([_shift(own, -1), _shift(own, 1)], axis=2)
         explanations = np.concatenate([np.zeros(own.shape + (1,)), season, adjacent], axis=2)
@@ -277,13 +335,17 @@ def score_panel(
         base = np.maximum(np.abs(expected), floor)
         residual = (y - expected) / base
 
-        # The series' scale: its robust spread, or its tail when that is heavier (a series with a promotion
-        # every few months is not surprised by one); each read as a normal standard deviation.
-        spread = np.maximum(
-            MAD_TO_SD * np.nanmedian(np.abs(residual), axis=1, keepdims=True),
-            np.nanquantile(np.abs(residual), TAIL_QUANTILE, axis=1, keepdims=True) / TAIL_TO_SD,
-        )
-        scale = np.sqrt(spread**2 + config.scale_floor**2)
+        # The series' scale: its robust spread, or its tail on that side when that is heavier (a series
+        # with a promotion every few months is not surprised by one, but its drops are judged by its
+        # drops); each read as a normal standard deviation.
+        robust = MAD_TO_SD * np.nanmedian(np.abs(residual), axis=1, keepdims=True)
+        ups = np.where(residual > 0, residual, np.nan)
+        downs = np.where(residual < 0, -residual, np.nan)
+        tail_up = np.nanquantile(ups, TAIL_QUANTILE, axis=1, keepdims=True) / TAIL_TO_SD
+        tail_down = np.nanquantile(downs, TAIL_QUANTILE, axis=1, keepdims=True) / TAIL_TO_SD
+        scale_up = np.sqrt(np.fmax(robust, tail_up) ** 2 + config.scale_floor**2)
+        scale_down = np.sqrt(np.fmax(robust, tail_down) ** 2 + config.scale_floor**2)
+        scale = np.where(residual >= 0, scale_up, scale_down)
         z = residual / scale
         # A period where a whole group is unsettled (the week after Christmas, a blizzard at one store)
         # widens the scale of its members: the group's median |z| that period over the usual median |z|.
@@ -294,6 +356,7 @@ def score_panel(
             widen = np.maximum(widen, np.where(np.isnan(unsettled), 1.0, unsettled))
         scale = scale * widen
         z = residual / scale
+        scale_up, scale_down = scale_up * widen, scale_down * widen
         min_amount = config.min_amount_share * float(np.nanmedian(typical))
     history = np.sum(~np.isnan(y), axis=1, keepdims=True)
     scored = ~np.isnan(z) & (history >= config.min_history)
@@ -303,8 +366,9 @@ def score_panel(
         & (np.abs(residual) >= config.min_effect)
         & (np.abs(y - expected) >= min_amount)
     )
-    half_width = np.maximum(base * np.maximum(config.z * scale, config.min_effect), min_amount)
-    kinds = np.array(["level"] + ["season"] * siblings.shape[1] + ["adjacent"] * 2)
+    half_up = np.maximum(base * np.maximum(config.z * scale_up, config.min_effect), min_amount)
+    half_down = np.maximum(base * np.maximum(config.z * scale_down, config.min_effect), min_amount)
+    kinds = np.array(["level", "season", "adjacent", "adjacent"])
 
     rows, cols = np.nonzero(scored)
     return pl.DataFrame(
@@ -313,8 +377,8 @@ def score_panel(
             "ds": grid.gather(cols),
             "y": y[rows, cols],
             "expected": expected[rows, cols],
-            "lo": (expected - half_width)[rows, cols],
-            "hi": (expected + half_width)[rows, cols],
+            "lo": (expected - half_down)[rows, cols],
+            "hi": (expected + half_up)[rows, cols],
             "z": z[rows, cols],
             "score": np.abs(z[rows, cols]),
             "effect": residual[rows, cols],

@@ -170,3 +170,55 @@ def test_cli_detect_writes_the_flags_of_a_zipped_panel(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--since" in bad.output
     missing = CliRunner().invoke(app, [*args[:7], "Nope", *args[8:]])
     assert missing.exit_code == 2 and "Nope" in missing.output
+
+
+def _regional(seed: int = 3, weeks: int = WEEKS) -> tuple[pl.DataFrame, list[str]]:
+    """Sixty stores of one department: stores 1-15 share a regional pattern (promotions and weather, ±10 %
+    a week) with 3 % noise of their own; the others move on their own by 5 %."""
+    rng = np.random.default_rng(seed)
+    region = rng.normal(0, 0.10, weeks)
+    rows = []
+    for store in range(1, 61):
+        own = rng.normal(0, 0.03, weeks) + region if store <= 15 else rng.normal(0, 0.05, weeks)
+        for w in range(weeks):
+            rows.append(
+                {"unique_id": f"{store}_1", "ds": START + timedelta(weeks=w), "y": 10000.0 * (1 + own[w])}
+            )
+    return with_id_columns(pl.DataFrame(rows), ["Store", "Dept"]), [f"{s}_1" for s in range(1, 16)]
+
+
+def test_a_shock_shared_by_the_series_that_move_together_is_explained_by_them() -> None:
+    panel, region = _regional()
+    week = START + timedelta(weeks=80)
+    for uid in region:  # a hurricane week in the region: every store of it up 60 %
+        panel = _set(panel, uid, week, 1.6)
+    panel = _set(panel, "35_1", week + timedelta(weeks=20), 1.6)  # one store alone: an anomaly
+    flags = _flags(panel)
+    assert ("35_1", week + timedelta(weeks=20)) in flags
+    assert not {f for f in flags if f[1] == week}
+    # Without the neighbours the region's week is not the panel's median shock: it is flagged.
+    alone = _flags(panel, config=DetectConfig(neighbours=0))
+    assert {f for f in alone if f[1] == week}
+
+
+def test_a_series_that_often_spikes_is_still_judged_by_its_drops() -> None:
+    rng = np.random.default_rng(4)
+    rows = []
+    for store in range(1, 9):
+        for w in range(WEEKS):
+            promo = 1.45 if store == 1 and w % 6 == 3 else 1.0  # store 1: a promotion every six weeks
+            y = 20000.0 * promo * (1 + rng.normal(0, 0.03))
+            rows.append({"unique_id": f"{store}_1", "ds": START + timedelta(weeks=w), "y": y})
+    panel = pl.DataFrame(rows)
+    drop, spike = START + timedelta(weeks=73), START + timedelta(weeks=103)  # between promotions
+    panel = _set(_set(panel, "1_1", drop, 0.55), "1_1", spike, 1.45)  # -45 %; +45 % off the promotion rhythm
+    config = DetectConfig(min_amount_share=0.0)  # the scale alone decides
+    scored = score_panel(panel, freq="W-FRI", config=config).filter(pl.col("unique_id") == "1_1")
+    flagged = {r["ds"].date() for r in scored.filter("is_anomaly").iter_rows(named=True)}
+    assert drop in flagged and spike not in flagged
+    # The bounds are wider above (its promotions) than below.
+    ordinary = scored.filter(
+        pl.col("ds") == datetime.combine(START + timedelta(weeks=50), datetime.min.time())
+    )
+    row = ordinary.row(0, named=True)
+    assert row["hi"] - row["expected"] > 1.5 * (row["expected"] - row["lo"])
