@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 import duckdb
-import polars as pl
 import pyarrow as pa
 from sqlalchemy import Engine, Table, select
 
-from chainsync.ops_store.events import iter_events_after
+from chainsync.ops_store.export import EVENT_SCHEMA, read_events_after
 from chainsync.schemas.events import MAX_CENTS, SaleEvent
 from pipelines.defs.ingest.plausibility import LineRules, quarantine_case
 
@@ -126,19 +125,6 @@ class LandingResult:
         return meta
 
 
-_EVENT_SCHEMA = pl.Schema(
-    {
-        "event_id": pl.String(),
-        "seq": pl.Int64(),
-        "store_id": pl.String(),
-        "device_id": pl.String(),
-        "occurred_at": pl.Datetime("us"),
-        "received_at": pl.Datetime("us"),
-        "payload": pl.String(),
-    }
-)
-
-
 def land_events(
     con: duckdb.DuckDBPyConnection, engine: Engine, event_type: str, rules: LineRules | None = None
 ) -> LandingResult:
@@ -151,15 +137,18 @@ def land_events(
     con.execute("begin transaction")
     try:
         # Straight into the raw table (the transaction undoes it on failure): no second copy of the
-        # payloads through a staging table; the flattening reads the new rows back by seq.
-        last, events = after, 0
-        for chunk in iter_events_after(engine, event_type, after):
-            # polars builds the columns from the row tuples in Rust: half the time of a Python transpose.
-            batch = pl.DataFrame(chunk, schema=_EVENT_SCHEMA, orient="row").to_arrow()
-            con.register("events_chunk", batch)
+        # payloads through a staging table; the flattening reads the new rows back by seq. The ops store is
+        # read in bulk (raw sqlite3 cursor / PostgreSQL COPY, into Arrow batches) and streamed into one
+        # insert.
+        reader = pa.RecordBatchReader.from_batches(EVENT_SCHEMA, read_events_after(engine, event_type, after))
+        con.register("events_chunk", reader)
+        try:
             con.execute(f"insert into {table} select * from events_chunk")
+        finally:
             con.unregister("events_chunk")
-            last, events = int(batch["seq"][-1].as_py()), events + batch.num_rows
+        counted = con.execute(f"select count(*), max(seq) from {table} where seq > ?", [after]).fetchone()
+        events = int(counted[0]) if counted else 0  # type: ignore[index]
+        last = int(counted[1]) if events else after  # type: ignore[index]
         result = LandingResult(event_type, after, last, events)
         if events:
             con.execute(
