@@ -88,7 +88,7 @@ class _History:
         self.series = int(
             con.execute(
                 "select count(*) from (select distinct store_id, product_id from marts.fct_sales_daily)"
-            ).fetchone()[0]  # type: ignore[index]
+            ).fetchall()[0][0]
         )
         self.parts = max(1, math.ceil(self.series / max(1, series_per_partition))) if self.series else 0
         if not self.series:
@@ -109,7 +109,7 @@ class _History:
         )
         self.cutoff: date = con.execute(
             f"select max(ds) from read_parquet('{_path(self.dir)}/*/*.parquet')"
-        ).fetchone()[0]  # type: ignore[index]
+        ).fetchall()[0][0]
 
     def read(self, part: int) -> pl.DataFrame:
         """Partition ``part`` as ``split_by_series`` makes it: the history's rows in its order."""
@@ -308,7 +308,7 @@ def _run(
     totals = totals_from_sums(sums, offsets)
     _replace(con, "analytics.demand_forecast_totals", totals)
 
-    rows = int(con.execute("select count(*) from analytics.demand_forecast").fetchone()[0])  # type: ignore[index]
+    rows = int(con.execute("select count(*) from analytics.demand_forecast").fetchall()[0][0])
     models = [
         (str(m), int(n))
         for m, n in con.execute(
@@ -368,6 +368,7 @@ def _mintrace(
           on r.unique_id = 'chain/' || k.store_id || '/' || k.category || '/' || k.product_id
         """
     ).fetchnumpy()
+
     bottom[fetched["row"], fetched["horizon_day"] - 1] = fetched["yhat"]
     del fetched
     reconciled = hierarchy.reconcile(base_totals, bottom, method)
