@@ -65,6 +65,7 @@ class PeakRss:
     def __init__(self, interval: float = 0.2) -> None:
         self.interval = interval
         self.peak = 0
+        self.stage_peak = 0  # since the last take()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -76,6 +77,7 @@ class PeakRss:
                 with contextlib.suppress(psutil.Error):  # a child may exit between listing and reading
                     total += proc.memory_info().rss
             self.peak = max(self.peak, total)
+            self.stage_peak = max(self.stage_peak, total)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakRss:
@@ -89,6 +91,11 @@ class PeakRss:
     @property
     def mb(self) -> float:
         return self.peak / 2**20
+
+    def take(self) -> float:
+        """The peak (MB) since the previous call, and start a new stage."""
+        peak, self.stage_peak = self.stage_peak, 0
+        return round(peak / 2**20, 1)
 
 
 def more_sales(engine, every: int, seed: int = 1) -> tuple[list[InboxRow], int]:  # type: ignore[no-untyped-def]
@@ -221,8 +228,13 @@ def main() -> None:
         rows.append(("generate + import", time.perf_counter() - t0, summary.events, "events"))
     engine = get_engine(settings.ops_store)
 
+    by_run: dict[str, float] = {}
+    figures["peak_rss_mb_by_run"] = by_run
+
     def run(stage: str, job: str) -> Any:
+        rss.take()
         result = run_pipeline(settings, job=job, console=None if args.json else console)
+        by_run[stage] = rss.take()
         if not result.success:
             raise SystemExit(f"{stage}: pipeline failed (see {settings.data_dir / 'logs'})")
         return result

@@ -99,3 +99,8 @@ def test_pipeline_bench_reports_every_cadence() -> None:
         "forecast_series_per_second_per_core",
     }
     assert "no run started" in result.stderr
+    # Peak RSS per run, so the run that reaches the peak is known.
+    by_run = figures["peak_rss_mb_by_run"]
+    assert set(by_run) == {"full", "forecast", "incremental", "no-op"}
+    assert by_run["full"] > 0 and by_run["forecast"] > 0
+    assert max(by_run.values()) <= figures["peak_rss_mb"]

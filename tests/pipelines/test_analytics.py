@@ -813,3 +813,66 @@ def test_insight_drivers_are_words() -> None:
     ]
     assert human_drivers("refund_cents,refund_cents,new_feature") == ["refund value", "new feature"]
     assert human_drivers(None) == [] and human_drivers("") == []
+
+
+@pytest.mark.parametrize("method", ["wls_struct", "bottom_up"])
+def test_partitioned_forecast_run_equals_the_in_memory_functions(tmp_path, method: str) -> None:  # type: ignore[no-untyped-def]
+    """``run_forecasts`` (history partitions read from Parquet one at a time, forecasts written out per
+    partition, MinTrace on arrays, the published rows and totals made by DuckDB) gives the rows of
+    ``forecast_accuracy`` -> ``forecast_demand`` -> ``reconcile_forecast`` on the whole history in memory,
+    with the same partitions: accuracy and series exactly, totals within float summation order."""
+    import duckdb
+    from polars.testing import assert_frame_equal
+
+    from pipelines.defs.forecasting.demand import history_sql
+    from pipelines.defs.forecasting.partitioned import run_forecasts
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for s in range(3):
+        for p in range(5):
+            first = int(rng.integers(0, 40))  # series start on different days
+            for d in range(first, 150):
+                units = int(rng.poisson(2 + p) * (d % 7 != 3 or p % 2))  # zero days: the grid fills them
+                if units or rng.uniform() < 0.3:
+                    rows.append((f"S{s}", f"P{p:02d}", date(2025, 6, 1) + timedelta(days=d), units))
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.execute("create schema marts; create schema analytics")
+    con.execute(
+        "create table marts.fct_sales_daily"
+        " (store_id varchar, product_id varchar, sale_date date, units_sold bigint)"
+    )
+    con.executemany("insert into marts.fct_sales_daily values (?, ?, ?, ?)", rows)
+    # P04 has no catalog row: its category is 'unknown' in the hierarchy.
+    con.execute(
+        "create table marts.dim_product as select * from (values ('P00', 'a'), ('P01', 'b'), ('P02', 'a'),"
+        " ('P03', 'c')) as t(product_id, category)"
+    )
+    history = pl.from_arrow(con.sql(history_sql()).to_arrow_table())
+    categories = pl.from_arrow(con.sql("select product_id, category from marts.dim_product").to_arrow_table())
+    assert isinstance(history, pl.DataFrame) and isinstance(categories, pl.DataFrame)
+    per_part = 4  # 15 series: 4 partitions
+    accuracy = forecast_accuracy(history, categories, holidays="US", series_per_partition=per_part)
+    base = forecast_demand(
+        history, horizon=14, accuracy=accuracy, holidays="US", series_per_partition=per_part
+    )
+    published = reconcile_forecast(base, categories, history=history, method=method, holidays="US")
+
+    run = run_forecasts(
+        con, tmp_path / "work", horizon=14, holidays="US", method=method, series_per_partition=per_part
+    )
+    assert not (tmp_path / "work").exists()
+    assert (run.series, run.forecast_rows) == (15, 15 * 14)
+
+    def table(name: str) -> pl.DataFrame:
+        frame = pl.from_arrow(con.sql(f"select * from analytics.{name}").to_arrow_table())
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    keys = ["level", "store_id", "product_id", "category"]
+    assert_frame_equal(table("forecast_accuracy").sort(keys), accuracy.sort(keys))
+    assert_frame_equal(run.accuracy.sort(keys), accuracy.sort(keys))
+    assert_frame_equal(table("demand_forecast"), published.series, check_exact=True)
+    assert_frame_equal(table("demand_forecast_totals"), published.totals, check_exact=False, rtol=1e-9)
+    if method != "bottom_up":  # the reconciliation moved the series: the comparison says something
+        assert not published.series["yhat"].equals(base["yhat"])

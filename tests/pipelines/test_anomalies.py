@@ -283,3 +283,76 @@ def test_stored_features_refresh_only_touched_store_days_and_equal_a_rebuild() -
         assert refresh.store_days == STORES * 7 + 1  # the last week of every store and the late day
     # Nothing new: nothing recomputed.
     assert refresh_features(incremental, SALES_FEATURES).store_days == 0
+
+
+def test_shrinkage_features_refresh_only_touched_pairs_and_equal_a_rebuild() -> None:
+    """The stored shelf-count interval features: a refresh recomputes the pairs with a new movement or a new
+    sale line at or before their last count (a late batch), leaves pairs whose new lines fall after their
+    last count alone, and ends row for row where a rebuild from scratch ends."""
+    from datetime import datetime
+
+    from pipelines.defs.anomalies.detectors import SHRINKAGE_FEATURES_SQL
+    from pipelines.defs.anomalies.features import SHRINKAGE_TABLE, refresh_shrinkage_features
+
+    day = datetime(2026, 3, 1, 12)
+    rng = np.random.default_rng(7)
+    pairs = [(f"S{s}", f"P{p}") for s in range(2) for p in range(4)]  # 8 pairs
+    moves: list[tuple] = []  # type: ignore[type-arg]
+    lines: list[tuple] = []  # type: ignore[type-arg]
+    seq = 0
+
+    def move(store: str, product: str, kind: str, delta: int | None, level: int | None, at: datetime) -> None:
+        nonlocal seq
+        seq += 1
+        moves.append((store, product, kind, delta, level, at, seq))
+
+    def sell(store: str, product: str, units: int, at: datetime, kind: str = "sale") -> None:
+        nonlocal seq
+        seq += 1
+        lines.append((store, product, kind, units, at, seq))
+
+    for store, product in pairs:
+        for week in range(4):
+            move(store, product, "count", None, int(rng.integers(20, 60)), day + timedelta(days=7 * week))
+            move(store, product, "receipt", 10, None, day + timedelta(days=7 * week + 2))
+            for d in range(1, 7):
+                sell(store, product, int(rng.integers(0, 5)), day + timedelta(days=7 * week + d, hours=1))
+
+    def load(con: duckdb.DuckDBPyConnection, m: list[tuple], s: list[tuple]) -> None:  # type: ignore[type-arg]
+        con.execute("create schema if not exists staging")
+        con.execute(
+            "create or replace table staging.stg_pos__inventory_movements (store_id varchar, product_id"
+            " varchar, movement_kind varchar, quantity_delta bigint, counted_level bigint,"
+            " occurred_at timestamp, seq bigint)"
+        )
+        con.executemany("insert into staging.stg_pos__inventory_movements values (?, ?, ?, ?, ?, ?, ?)", m)
+        con.execute(
+            "create or replace table staging.stg_pos__sale_lines (store_id varchar, product_id varchar,"
+            " sale_kind varchar, quantity bigint, occurred_at timestamp, seq bigint)"
+        )
+        con.executemany("insert into staging.stg_pos__sale_lines values (?, ?, ?, ?, ?, ?)", s)
+
+    incremental = duckdb.connect()
+    load(incremental, moves, lines)
+    assert refresh_shrinkage_features(incremental, SHRINKAGE_FEATURES_SQL).rebuilt
+    last_count = day + timedelta(days=21)
+    for store, product in pairs:  # tomorrow's trade, after every pair's last count: no interval changes
+        sell(store, product, 3, last_count + timedelta(days=1))
+    sell("S0", "P1", 7, day + timedelta(days=9))  # a late offline batch inside an earlier interval
+    move("S1", "P2", "count", None, 5, last_count + timedelta(days=3))  # a new count: a new interval
+    move("S1", "P3", "shrinkage", -4, None, day + timedelta(days=3))  # a late movement
+    load(incremental, moves, lines)
+    refresh = refresh_shrinkage_features(incremental, SHRINKAGE_FEATURES_SQL)
+    assert not refresh.rebuilt and refresh.store_days == 3  # the pairs recomputed
+
+    scratch = duckdb.connect()
+    load(scratch, moves, lines)
+    assert refresh_shrinkage_features(scratch, SHRINKAGE_FEATURES_SQL).rebuilt
+    order = f"select * from {SHRINKAGE_TABLE} order by store_id, product_id, counted_at"
+    built = incremental.sql(order).pl()
+    assert built.equals(scratch.sql(order).pl())
+    assert built.height == 8 * 3 + 1
+    late = built.filter((pl.col("store_id") == "S0") & (pl.col("product_id") == "P1"))
+    assert late["sold_units"].to_list()[1] >= 7  # the late line is in its interval
+    # Nothing new: nothing recomputed.
+    assert refresh_shrinkage_features(incremental, SHRINKAGE_FEATURES_SQL).store_days == 0

@@ -23,7 +23,7 @@ STAGING = [
     "stg_pos__products",
     "stg_ops__data_access",
 ]
-INTERMEDIATE = ["int_sale_lines_localized"]
+INTERMEDIATE = ["int_sale_lines_localized", "int_stock_levels"]
 MARTS = [
     "fct_sales_daily",
     "dim_store",

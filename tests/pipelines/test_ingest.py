@@ -323,3 +323,57 @@ def test_an_imported_chain_lands_every_event_once(settings: Settings, tmp_path) 
     with engine.connect() as conn:
         live_net = conn.execute(select(func.sum(live_store_sales.c.net_revenue_cents))).scalar_one()
     assert int(live_net) == landed_net != 0
+
+
+def test_bulk_reader_returns_what_the_watermark_read_returns(
+    settings: Settings, ops_engine: Engine, catalog
+) -> None:  # type: ignore[no-untyped-def]
+    """``export.read_events_after`` (raw sqlite3 / COPY into Arrow) against ``iter_events_after``
+    (SQLAlchemy) on the same ops store: the same rows, values and order, for every event type and
+    watermark, across chunk boundaries, with awkward values (nulls, empty strings, quotes, commas, raw
+    newlines and non-ASCII text in payloads, whole-second and microsecond timestamps)."""
+    from chainsync.ops_store.events import iter_events_after
+    from chainsync.ops_store.export import EVENT_SCHEMA, read_events_after
+
+    stores, prices = catalog
+    append(ops_engine, sale_events(stores, prices, START, days=3, seed=11))
+    append(ops_engine, other_events(stores, prices, START, days=3, seed=11))
+    odd = [
+        InboxRow(str(uuid.uuid4()), "sale", None, None, datetime(2026, 1, 5, 10, 0, 0, tzinfo=UTC), "{}"),
+        InboxRow(
+            str(uuid.uuid4()),
+            "sale",
+            "",
+            'T,"1"',
+            datetime(2026, 1, 5, 10, 0, 0, 1, tzinfo=UTC),
+            '{"note": "a, \\"quoted\\"\nline", "name": "Crème brûlée ☕", "empty": ""}',
+        ),
+        InboxRow(
+            str(uuid.uuid4()),
+            "inventory",
+            stores[0],
+            "NULL",
+            datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            '{"x": "\\\\N"}',
+        ),
+    ]
+    append_events(ops_engine, odd, received_at=datetime(2026, 1, 6, 0, 0, tzinfo=UTC))
+    top = max_seq(ops_engine)
+
+    def as_rows(batches: list) -> list[tuple]:  # type: ignore[type-arg]
+        assert all(b.schema == EVENT_SCHEMA for b in batches)
+        return [tuple(r.values()) for b in batches for r in b.to_pylist()]
+
+    checked = 0
+    for event_type in ("sale", "inventory", "security", "sync", "nothing"):
+        for after in (0, 7, top - 2, top):
+            expected = [row for chunk in iter_events_after(ops_engine, event_type, after) for row in chunk]
+            got = as_rows(list(read_events_after(ops_engine, event_type, after, chunk_rows=5)))
+            assert got == expected, (event_type, after)
+            checked += len(got)
+    assert checked > 100
+    odd_rows = {r[0]: r for r in as_rows(list(read_events_after(ops_engine, "sale", top - 3)))}
+    assert odd_rows[odd[0].event_id][2:4] == (None, None)
+    assert odd_rows[odd[1].event_id][2:4] == ("", 'T,"1"')
+    assert odd_rows[odd[1].event_id][6] == odd[1].payload
+    assert odd_rows[odd[1].event_id][4] == datetime(2026, 1, 5, 10, 0, 0, 1)

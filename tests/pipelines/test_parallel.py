@@ -145,3 +145,35 @@ def test_cluster_anomaly_scores_equal_in_process(scheduler: str) -> None:
         local = _on_cluster(score, features, None)
         assert local.height == features.height and local["is_anomaly"].any()
         assert_frame_equal(_on_cluster(score, features, scheduler), local)
+
+
+def test_partitioned_forecast_run_on_the_cluster_equals_in_process(scheduler: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The forecast asset's partitioned run (``run_forecasts``) sends its partitions to the cluster a wave
+    at a time: 36 series in 12 partitions (two waves), the same tables as in-process."""
+    import duckdb
+
+    from pipelines.defs.forecasting import partitioned
+
+    history = _history()
+    tables = {}
+    for name, where in (("local", None), ("cluster", scheduler)):
+        con = duckdb.connect(str(tmp_path / f"{name}.duckdb"))
+        con.execute("create schema marts; create schema analytics")
+        con.register("h", history.select("store_id", "product_id", sale_date="ds", units_sold="y").to_arrow())
+        con.execute("create table marts.fct_sales_daily as select * from h")
+        con.execute(
+            "create table marts.dim_product as select distinct product_id, 'c' || right(product_id, 1)"
+            " as category from h"
+        )
+        run = partitioned.run_forecasts(
+            con, tmp_path / f"work-{name}", horizon=7, holidays=None, method="wls_struct",
+            scheduler=where, series_per_partition=3,
+        )  # fmt: skip
+        assert run.series == 36 and run.forecast_rows == 36 * 7
+        tables[name] = {
+            t: pl.from_arrow(con.sql(f"select * from analytics.{t} order by all").to_arrow_table())
+            for t in ("forecast_accuracy", "demand_forecast", "demand_forecast_totals")
+        }
+    assert partitioned.CLUSTER_WAVE < 36 // 3  # more partitions than one wave
+    for t in tables["local"]:
+        assert_frame_equal(tables["local"][t], tables["cluster"][t])  # type: ignore[arg-type]

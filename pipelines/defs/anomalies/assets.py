@@ -18,7 +18,13 @@ from pipelines.defs.anomalies.detectors import (
     score_security,
     score_shrinkage,
 )
-from pipelines.defs.anomalies.features import FeatureTable, read_features, refresh_features
+from pipelines.defs.anomalies.features import (
+    SHRINKAGE_TABLE,
+    FeatureTable,
+    read_features,
+    refresh_features,
+    refresh_shrinkage_features,
+)
 from pipelines.defs.anomalies.scoring import (
     DETECTOR_FEATURES,
     DETECTOR_RESIDUAL,
@@ -28,7 +34,7 @@ from pipelines.defs.anomalies.scoring import (
     empty_anomalies,
     score_sales_panel,
 )
-from pipelines.resources import PipelineConfig, Warehouse
+from pipelines.resources import PipelineConfig, Warehouse, frame_of
 
 
 def sales_thresholds(pipeline_config: PipelineConfig) -> SalesThresholds:
@@ -181,8 +187,26 @@ def inventory_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -
         min_units=pipeline_config.anomaly_min_missing_units,
         min_share=pipeline_config.anomaly_min_missing_share,
     )
-    return _score_into(
-        warehouse, pipeline_config, "analytics.inventory_anomalies", SHRINKAGE_FEATURES_SQL, score
+    if not pipeline_config.ai_analytics_enabled:
+        return _score_into(
+            warehouse, pipeline_config, "analytics.inventory_anomalies", SHRINKAGE_FEATURES_SQL, score
+        )
+    # The count-interval features are kept in the warehouse and recomputed only for the pairs new
+    # movements or lines touch (features.py); the scoring runs over the stored history.
+    with warehouse.get_connection() as con:
+        refresh = refresh_shrinkage_features(con, SHRINKAGE_FEATURES_SQL)
+        counts = frame_of(con, f"select * from {SHRINKAGE_TABLE} order by store_id, product_id, counted_at")
+    scored = score(counts)
+    warehouse.replace_table("analytics.inventory_anomalies", scored)
+    flagged = int(scored["is_anomaly"].sum()) if scored.height else 0
+    return dg.MaterializeResult(
+        metadata={
+            "rows": scored.height,
+            "anomalies": flagged,
+            "feature_rows": refresh.rows,
+            "pairs_refreshed": refresh.store_days,
+            "features_rebuilt": refresh.rebuilt,
+        }
     )
 
 

@@ -132,3 +132,87 @@ def refresh_features(con: duckdb.DuckDBPyConnection, features: FeatureTable) -> 
 def read_features(con: duckdb.DuckDBPyConnection, features: FeatureTable) -> pl.DataFrame:
     """The stored features in key order (the order the detectors' randomised parts see on every run)."""
     return frame_of(con, f"select * from {features.table} order by {', '.join(features.keys)}")
+
+
+# The shrinkage features (one row per shelf-count interval of a store x product, SHRINKAGE_FEATURES_SQL)
+# are kept the same way, by pair instead of store-day: a row depends only on its pair's movements and sale
+# lines, so a run recomputes the pairs with a movement newer than the table's movement watermark, or with a
+# sale line newer than its sale watermark that falls at or before the pair's last shelf count (a line after
+# the last count belongs to no interval yet; the count that closes its interval is a new movement, which
+# recomputes the pair then).
+MOVEMENTS = "staging.stg_pos__inventory_movements"
+LINES = "staging.stg_pos__sale_lines"
+SHRINKAGE_TABLE = "analytics.shrinkage_features"
+TOUCHED_PAIRS = "anomaly_touched_pairs"  # temp table: the store x product pairs to recompute
+
+
+def _shrinkage_scoped(sql: str) -> str:
+    assert sql.count(f"from {MOVEMENTS}") == 1 and sql.count(f"join {LINES} as l") == 1
+    return sql.replace(
+        f"from {MOVEMENTS}",
+        f"from (select * from {MOVEMENTS} semi join {TOUCHED_PAIRS} using (store_id, product_id))",
+    ).replace(
+        f"join {LINES} as l",
+        f"join (select * from {LINES} semi join {TOUCHED_PAIRS} using (store_id, product_id)) as l",
+    )
+
+
+def refresh_shrinkage_features(con: duckdb.DuckDBPyConnection, sql: str) -> FeatureRefresh:
+    """Bring :data:`SHRINKAGE_TABLE` (the rows of ``sql``, SHRINKAGE_FEATURES_SQL) up to the movements and
+    lines landed so far: recompute the touched pairs (see above), or rebuild it whole when ``sql`` changed,
+    the table is missing or the staging tables were rebuilt. One transaction. ``store_days`` of the result
+    counts the pairs recomputed."""
+    ensure_schema(con)
+    stage = f"features:{SHRINKAGE_TABLE}"
+    landed_moves = int(con.execute(f"select coalesce(max(seq), 0) from {MOVEMENTS}").fetchall()[0][0])
+    landed_lines = int(con.execute(f"select coalesce(max(seq), 0) from {LINES}").fetchall()[0][0])
+    fingerprint = hashlib.sha256(sql.encode()).hexdigest()[:16]
+    previous = (build_fingerprint(con, stage) or "").split(":")
+    rebuild = (
+        len(previous) != 3
+        or previous[2] != fingerprint
+        or not _exists(con, SHRINKAGE_TABLE)
+        or int(previous[0]) > landed_moves
+        or int(previous[1]) > landed_lines
+    )
+    con.execute("begin transaction")
+    try:
+        con.execute("create schema if not exists analytics")
+        if rebuild:
+            con.execute(f"create or replace table {SHRINKAGE_TABLE} as {sql}")
+            pairs = int(
+                con.execute(
+                    f"select count(*) from (select distinct store_id, product_id from {SHRINKAGE_TABLE})"
+                ).fetchall()[0][0]
+            )
+        else:
+            done_moves, done_lines = int(previous[0]), int(previous[1])
+            con.execute(
+                f"""
+                create or replace temp table {TOUCHED_PAIRS} as
+                select distinct store_id, product_id from {MOVEMENTS} where seq > {done_moves}
+                union
+                select l.store_id, l.product_id
+                from {LINES} as l
+                join (
+                    select store_id, product_id, max(occurred_at) as last_count_at
+                    from {MOVEMENTS} where movement_kind = 'count' group by all
+                ) as c using (store_id, product_id)
+                where l.seq > {done_lines} and l.occurred_at <= c.last_count_at
+                """
+            )
+            pairs = int(con.execute(f"select count(*) from {TOUCHED_PAIRS}").fetchall()[0][0])
+            if pairs:
+                con.execute(
+                    f"delete from {SHRINKAGE_TABLE} as f using {TOUCHED_PAIRS} as t"
+                    " where f.store_id = t.store_id and f.product_id = t.product_id"
+                )
+                con.execute(f"insert into {SHRINKAGE_TABLE} by name select * from ({_shrinkage_scoped(sql)})")
+            con.execute(f"drop table {TOUCHED_PAIRS}")
+        record_build(con, stage, f"{landed_moves}:{landed_lines}:{fingerprint}")
+        rows = int(con.execute(f"select count(*) from {SHRINKAGE_TABLE}").fetchall()[0][0])
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return FeatureRefresh(rows=rows, store_days=pairs, rebuilt=rebuild)

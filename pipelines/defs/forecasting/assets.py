@@ -3,17 +3,12 @@ base forecasts) and demand_forecast_totals (store / category / chain totals), in
 series and totals form one coherent hierarchy, every total the sum of its published series: MinTrace-
 reconciled by default, or the base series and their bottom-up sums, by FORECAST_RECONCILIATION."""
 
+from pathlib import Path
+
 import dagster as dg
 
-from pipelines.defs.forecasting.demand import (
-    empty_accuracy,
-    empty_forecast,
-    empty_totals,
-    forecast_accuracy,
-    forecast_demand,
-    history_sql,
-    reconcile_forecast,
-)
+from pipelines.defs.forecasting.demand import empty_accuracy, empty_forecast, empty_totals
+from pipelines.defs.forecasting.partitioned import run_forecasts
 from pipelines.resources import PipelineConfig, Warehouse
 
 CATEGORIES_SQL = "select product_id, category from marts.dim_product"
@@ -65,14 +60,22 @@ def demand_forecasts(
                 yield dg.MaterializeResult(asset_key=key, metadata={"rows": 0, "disabled": True})
         return
     selected = {key.to_user_string() for key in context.selected_asset_keys}
-    history = warehouse.read_frame(history_sql())
-    categories = warehouse.read_frame(CATEGORIES_SQL)
-    series = history.select("store_id", "product_id").n_unique() if history.height else 0
-    context.log.info(f"forecasting {series} series, {history.height} history rows")
-
     holidays = pipeline_config.forecast_holiday_country.strip() or None
-    accuracy = forecast_accuracy(history, categories, holidays=holidays, scheduler=pipeline_config.scheduler)
-    warehouse.replace_table("analytics.forecast_accuracy", accuracy)
+    method = pipeline_config.forecast_reconciliation
+    # Partition by partition, each partition's forecasts written out before the next (partitioned.py): the
+    # process never holds the whole history nor every series' forecasts.
+    with warehouse.get_connection() as con:
+        run = run_forecasts(
+            con,
+            Path(warehouse.database).resolve().parent / "forecast_work",
+            horizon=pipeline_config.forecast_horizon_days,
+            holidays=holidays,
+            method=method,
+            scheduler=pipeline_config.scheduler,
+            categories_sql=CATEGORIES_SQL,
+        )
+    context.log.info(f"forecast {run.series} series: {run.forecast_rows} rows")
+    accuracy = run.accuracy
     chain = accuracy.filter(accuracy["level"] == "chain")
     if "forecast_accuracy" in selected:
         yield dg.MaterializeResult(
@@ -86,42 +89,23 @@ def demand_forecasts(
                 ),
             },
         )
-
-    base = forecast_demand(
-        history,
-        horizon=pipeline_config.forecast_horizon_days,
-        accuracy=accuracy,
-        holidays=holidays,
-        scheduler=pipeline_config.scheduler,
-    )
-    method = pipeline_config.forecast_reconciliation
-    published = reconcile_forecast(base, categories, history=history, method=method, holidays=holidays)
-    forecast = published.series
-    warehouse.replace_table("analytics.demand_forecast", forecast)
     if "demand_forecast" in selected:
         yield dg.MaterializeResult(
             asset_key="demand_forecast",
             metadata={
-                "rows": forecast.height,
-                "series": series,
+                "rows": run.forecast_rows,
+                "series": run.series,
                 "horizon_days": pipeline_config.forecast_horizon_days,
-                "cutoff": str(forecast["cutoff"].max()) if forecast.height else "",
+                "cutoff": str(run.cutoff) if run.forecast_rows else "",
                 "reconciliation": method,
                 "holidays": holidays or "",
-                "models": ", ".join(
-                    f"{m} {n}"
-                    for m, n in forecast.group_by("model").len().sort("len", descending=True).iter_rows()
-                )
-                if forecast.height
-                else "",
+                "models": ", ".join(f"{m} {n}" for m, n in run.models),
             },
         )
-
-    warehouse.replace_table("analytics.demand_forecast_totals", published.totals)
     if "demand_forecast_totals" in selected:
         yield dg.MaterializeResult(
             asset_key="demand_forecast_totals",
-            metadata={"rows": published.totals.height, "reconciliation": method},
+            metadata={"rows": run.totals_rows, "reconciliation": method},
         )
 
 

@@ -239,7 +239,23 @@ def forecast_accuracy(
         holdout=holdout,
         holidays=holidays,
     )
-    per_series = pl.concat(scored_parts)
+    return accuracy_from_scores(
+        pl.concat(scored_parts), categories, history, cutoff=cutoff, holdout=holdout, holidays=holidays
+    )
+
+
+def accuracy_from_scores(
+    per_series: pl.DataFrame,
+    categories: pl.DataFrame | None,
+    store_daily: pl.DataFrame,
+    *,
+    cutoff: date,
+    holdout: int = ACCURACY_HOLDOUT_DAYS,
+    holidays: str | None = "US",
+) -> pl.DataFrame:
+    """``ACCURACY_SCHEMA`` from the partitions' per-series hold-out scores (:func:`_score_partition`) and
+    ``store_daily`` (store_id, ds, y: the history, or its store x day totals — the same store totals), the
+    input of the weekly band factor."""
     if per_series.is_empty():
         return empty_accuracy()
     if categories is not None and categories.height:
@@ -265,7 +281,7 @@ def forecast_accuracy(
         summarise(["category"], "category"),
         summarise([], "chain"),
     ]
-    factor = weekly_band_factor(store_weeks(history, origins=holdout // WEEK, holidays=holidays))
+    factor = weekly_band_factor(store_weeks(store_daily, origins=holdout // WEEK, holidays=holidays))
     out = pl.concat(parts, how="diagonal_relaxed").with_columns(
         holdout_days=pl.lit(holdout, pl.Int32),
         cutoff=pl.lit(cutoff),
@@ -530,7 +546,14 @@ def _totals(
             .rename({column: "key"})
             .with_columns(level=pl.lit(level))
         )
-    out = pl.concat(parts)
+    return totals_from_sums(pl.concat(parts), offsets)
+
+
+def totals_from_sums(sums: pl.DataFrame, offsets: pl.DataFrame | None) -> pl.DataFrame:
+    """``TOTALS_SCHEMA`` from each total's sums over its series (level, key, ds, horizon_day, yhat, dlo_80,
+    dhi_80, dlo_95, dhi_95 — the root sums of squared half-widths — and n_series) and ``offsets`` (see
+    :func:`_totals`)."""
+    out = sums
     if offsets is None:
         out = out.with_columns(
             *[(pl.col("yhat") - pl.col(f"dlo_{lvl}")).alias(f"lo_{lvl}") for lvl in LEVELS],
@@ -560,49 +583,28 @@ def _reconciled(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """MinTrace-reconciled series (``FORECAST_SCHEMA``, clipped and ordered) and the totals' bound offsets
     from their own base forecasts (level, key, ds, off_lo_80, off_hi_80, off_lo_95, off_hi_95)."""
-    # hierarchicalforecast takes ~5 s to import (scikit-learn): only here, never at module import.
-    from hierarchicalforecast.core import HierarchicalReconciliation
-    from hierarchicalforecast.methods import MinTraceSparse
-    from hierarchicalforecast.utils import aggregate
-
-    from chainsync.forecasting import forecast_panel
-
+    keyed_forecast = _with_category(forecast, categories).with_columns(unique_id=_bottom_id())
+    keys = keyed_forecast.select("store_id", "product_id", "category").unique()
+    daily = (
+        _with_category(history.join(keys, on=["store_id", "product_id"], how="semi"), categories)
+        .group_by("store_id", "category", "ds")
+        .agg(pl.col("y").sum())
+    )
+    hierarchy = Hierarchy.of(keys)
     horizon = int(forecast["horizon_day"].max())  # type: ignore[arg-type]
-    keyed_forecast = _with_category(forecast, categories).with_columns(
-        unique_id=pl.concat_str(pl.lit("chain"), "store_id", "category", "product_id", separator="/"),
-        ds_time=pl.col("ds").cast(pl.Datetime("us")),
+    base_totals = hierarchy.base_totals(daily, horizon=horizon, holidays=holidays)
+    rows = hierarchy.bottom_rows().join(
+        keyed_forecast.select("unique_id", "horizon_day", "yhat"), on="unique_id"
     )
-    keyed = _with_category(
-        history.join(forecast.select("store_id", "product_id").unique(), on=["store_id", "product_id"]),
-        categories,
-    ).select(
-        chain=pl.lit("chain"),
-        store="store_id",
-        category="category",
-        product="product_id",
-        ds=pl.col("ds").cast(pl.Datetime("us")),
-        y=pl.col("y").cast(pl.Float64),
+    bottom = np.full((hierarchy.n_bottom, horizon), np.nan)
+    bottom[rows["row"].to_numpy(), rows["horizon_day"].to_numpy() - 1] = rows["yhat"].to_numpy()
+    reconciled = hierarchy.reconcile(base_totals, bottom, method)
+    shifted = keyed_forecast.join(
+        hierarchy.bottom_frame(reconciled), on=["unique_id", "horizon_day"], how="left"
     )
-    hierarchy, summing, tags = aggregate(keyed, HIERARCHY, sparse_s=True)
-    bottom_level = "/".join(HIERARCHY[-1])
-    totals_ids = [uid for level, ids in tags.items() if level != bottom_level for uid in ids]
-    totals_history = hierarchy.filter(pl.col("unique_id").is_in(totals_ids))
-    bounds = [f"{b}_{lvl}" for lvl in LEVELS for b in ("lo", "hi")]
-    base_totals = forecast_panel(
-        totals_history, horizon=horizon, freq="1d", season=SEASON, holidays=holidays
-    ).forecasts.select("unique_id", "ds", "yhat", *bounds)
-    base_series = keyed_forecast.select("unique_id", ds="ds_time", yhat="yhat")
-    base = pl.concat([base_totals.select("unique_id", "ds", "yhat"), base_series])
-    reconciler = HierarchicalReconciliation(reconcilers=[MinTraceSparse(method=method)])
-    reconciled = reconciler.reconcile(Y_hat_df=base, S_df=summing, tags=tags)
-    column = next(c for c in reconciled.columns if c.startswith("yhat/"))
-
     # A series missing from the hierarchy (no history: none in the pipeline) keeps its base forecast.
     series = (
-        keyed_forecast.join(
-            reconciled.select("unique_id", ds_time="ds", rec=column), on=["unique_id", "ds_time"], how="left"
-        )
-        .with_columns(shift=pl.col("rec").fill_null(pl.col("yhat")) - pl.col("yhat"))
+        shifted.with_columns(shift=pl.col("rec").fill_null(pl.col("yhat")) - pl.col("yhat"))
         .with_columns(
             pl.col("yhat", "hi_80", "hi_95") + pl.col("shift"),
             # A lower bound at 0 was clipped there (the interval reaches below 0 units): it stays at 0 however
@@ -617,29 +619,138 @@ def _reconciled(
         .cast(FORECAST_SCHEMA)
         .sort("store_id", "product_id", "ds")
     )
-    level_names = {"chain": "chain", "chain/store": "store", "chain/category": "category"}
-    nodes = pl.DataFrame(
-        [
-            (uid, level_names[level], uid.removeprefix("chain/") if level != "chain" else "chain")
-            for level, ids in tags.items()
-            if level in level_names
-            for uid in ids
-        ],
-        schema={"unique_id": pl.String(), "level": pl.String(), "key": pl.String()},
-        orient="row",
-    )
-    offsets = base_totals.join(nodes, on="unique_id").select(
-        "level",
-        "key",
-        ds=pl.col("ds").cast(pl.Date),
-        **{f"off_{b}": pl.col(b) - pl.col("yhat") for b in bounds},
-    )
-    return series, offsets
+    return series, hierarchy.offsets(base_totals)
 
 
-def history_sql(train_days: int = TRAIN_DAYS) -> str:
+def _bottom_id() -> pl.Expr:
+    """A series' id in the hierarchy (as hierarchicalforecast's ``aggregate`` names it)."""
+    return pl.concat_str(pl.lit("chain"), "store_id", "category", "product_id", separator="/")
+
+
+_BOUNDS = [f"{b}_{lvl}" for lvl in LEVELS for b in ("lo", "hi")]
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """The chain / store / category / series hierarchy of a set of series (``HIERARCHY``), as
+    hierarchicalforecast builds it, without the history: its summing matrix and tags depend only on which
+    series there are. The MinTrace reconciliation works on plain arrays here (the series' base forecasts
+    as one series x horizon matrix), so a caller can assemble them from wherever they are kept."""
+
+    summing: object  # hierarchicalforecast.utils.SMatrix
+    tags: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, keys: pl.DataFrame) -> Hierarchy:
+        """``keys``: store_id, product_id, category (filled), one row per series."""
+        from hierarchicalforecast.utils import aggregate  # ~5 s to import (scikit-learn): only here
+
+        frame = keys.select(
+            chain=pl.lit("chain"),
+            store="store_id",
+            category="category",
+            product="product_id",
+            ds=pl.lit(date(2000, 1, 1)).cast(pl.Datetime("us")),
+            y=pl.lit(0.0),
+        )
+        _, summing, tags = aggregate(frame, HIERARCHY, sparse_s=True)
+        return cls(summing, tags)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.summing.row_labels)  # type: ignore[attr-defined]
+
+    @property
+    def n_bottom(self) -> int:
+        return int(self.summing.sparse_shape[1])  # type: ignore[attr-defined]
+
+    def bottom_rows(self) -> pl.DataFrame:
+        """unique_id and row (0-based) of each series in the bottom block of the matrices."""
+        ids = self.labels[len(self.labels) - self.n_bottom :]
+        return pl.DataFrame({"unique_id": ids.tolist(), "row": np.arange(len(ids))})
+
+    def bottom_frame(self, reconciled: np.ndarray) -> pl.DataFrame:
+        """unique_id, horizon_day, rec of the reconciled series (a series x horizon matrix)."""
+        n, horizon = reconciled.shape
+        ids = self.bottom_rows()["unique_id"]
+        return pl.DataFrame(
+            {
+                "unique_id": ids.gather(np.repeat(np.arange(n), horizon)),
+                "horizon_day": np.tile(np.arange(1, horizon + 1, dtype=np.int32), n),
+                "rec": reconciled.reshape(-1),
+            }
+        )
+
+    def base_totals(self, daily: pl.DataFrame, *, horizon: int, holidays: str | None) -> pl.DataFrame:
+        """Each total's own base forecast (unique_id, ds, yhat and bounds) by the pipeline's method, from
+        ``daily`` (store_id, category, ds, y: the series' units summed per store x category x day)."""
+        from chainsync.forecasting import forecast_panel
+
+        daily = daily.with_columns(pl.col("y").cast(pl.Float64), pl.col("ds").cast(pl.Datetime("us")))
+        totals_history = pl.concat(
+            [
+                daily.group_by("ds").agg(pl.col("y").sum()).select(unique_id=pl.lit("chain"), ds="ds", y="y"),
+                *[
+                    daily.group_by(column, "ds")
+                    .agg(pl.col("y").sum())
+                    .select(unique_id=pl.concat_str(pl.lit("chain/"), column), ds="ds", y="y")
+                    for column in ("store_id", "category")
+                ],
+            ]
+        ).sort("unique_id", "ds")
+        return forecast_panel(
+            totals_history, horizon=horizon, freq="1d", season=SEASON, holidays=holidays
+        ).forecasts.select("unique_id", "ds", "yhat", *_BOUNDS)
+
+    def reconcile(self, base_totals: pl.DataFrame, bottom: np.ndarray, method: str) -> np.ndarray:
+        """The MinTrace (``method``: ols or wls_struct) reconciliation of every node's base forecast — the
+        totals' from ``base_totals``, the series' from ``bottom`` (rows as :meth:`bottom_rows`, columns
+        the horizon days) — returned for the series (the same shape as ``bottom``)."""
+        from hierarchicalforecast.methods import MinTraceSparse
+
+        labels = self.labels
+        n_totals = len(labels) - self.n_bottom
+        wide = (
+            base_totals.sort("unique_id", "ds").group_by("unique_id", maintain_order=True).agg(pl.col("yhat"))
+        )
+        order = {uid: i for i, uid in enumerate(wide["unique_id"].to_list())}
+        values = wide["yhat"].to_list()
+        top = np.array([values[order[uid]] for uid in labels[:n_totals]], dtype=np.float64)
+        y_hat = np.vstack([top.reshape(n_totals, bottom.shape[1]), bottom])
+        tags = {level: np.flatnonzero(np.isin(labels, ids)) for level, ids in self.tags.items()}
+        result = MinTraceSparse(method=method)(
+            S=self.summing.to_csr(),  # type: ignore[attr-defined]
+            y_hat=y_hat,
+            tags=tags,
+            level=None,
+        )
+        return np.asarray(result["mean"])[n_totals:]
+
+    def offsets(self, base_totals: pl.DataFrame) -> pl.DataFrame:
+        """level, key, ds and each bound of the totals' base forecasts minus their base point."""
+        level_names = {"chain": "chain", "chain/store": "store", "chain/category": "category"}
+        nodes = pl.DataFrame(
+            [
+                (uid, level_names[level], uid.removeprefix("chain/") if level != "chain" else "chain")
+                for level, ids in self.tags.items()
+                if level in level_names
+                for uid in ids
+            ],
+            schema={"unique_id": pl.String(), "level": pl.String(), "key": pl.String()},
+            orient="row",
+        )
+        return base_totals.join(nodes, on="unique_id").select(
+            "level",
+            "key",
+            ds=pl.col("ds").cast(pl.Date),
+            **{f"off_{b}": pl.col(b) - pl.col("yhat") for b in _BOUNDS},
+        )
+
+
+def history_sql(train_days: int = TRAIN_DAYS, *, ordered: bool = True) -> str:
     """Daily units per store x product from the marts, gap-free (missing days are 0) from each series' first
-    sale (or ``train_days`` before the cutoff) to the chain-wide cutoff (the last day with sales)."""
+    sale (or ``train_days`` before the cutoff) to the chain-wide cutoff (the last day with sales); ordered by
+    store_id, product_id, ds unless ``ordered`` is False."""
     return f"""
         with daily as (
             select store_id, product_id, sale_date, units_sold from marts.fct_sales_daily
@@ -667,7 +778,7 @@ def history_sql(train_days: int = TRAIN_DAYS) -> str:
         left join store_days
           on store_days.store_id = grid.store_id
          and store_days.sale_date = grid.ds
-        order by 1, 2, 3
+        {"order by 1, 2, 3" if ordered else ""}
     """
 
 
