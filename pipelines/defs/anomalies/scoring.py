@@ -18,16 +18,10 @@ import numpy as np
 import polars as pl
 
 from chainsync.anomalies import DetectConfig, score_panel
+from chainsync.snapshot_contract import STORE_DAY_FEATURES
 from pipelines.defs.anomalies.detectors import grade_severity
 
-FEATURES = (
-    "net_revenue_cents",
-    "transactions",
-    "avg_basket_cents",
-    "refund_rate",
-    "void_rate",
-    "discount_rate",
-)
+FEATURES = STORE_DAY_FEATURES  # the store-day features, as the snapshot contract publishes them
 DRIVER_Z = 3.0  # a feature drives an anomaly when its robust z-score exceeds this
 MAX_DRIVERS = 3
 # A store-day is a feature anomaly when the ensemble score passes the quantile threshold *and* some feature
