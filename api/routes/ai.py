@@ -79,7 +79,16 @@ def forecast(
     snapshot = _current(settings)
     if store_id is None:
         if product_id is not None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "product_id needs a store_id")
+            # A validation error like any other 422: the documented body names the field.
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", "product_id"),
+                        "msg": "product_id needs a store_id",
+                        "type": "value_error",
+                    }
+                ]
+            )
         try:
             totals = snapshots.forecast_totals(snapshot, stores=principal.stores, horizon=horizon)
         except snapshots.SnapshotUnavailable as exc:
