@@ -1,10 +1,36 @@
-"""Response models of the AI endpoints (units: forecasts in units per day, money in integer cents)."""
+"""Response models of the AI endpoints (units: forecasts in units per day, money in integer cents), and the
+small types every router's response models share (see :mod:`api.routes` for the convention)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
+
+# --- shared by the response models of every router ------------------------------------------------------
+
+IsoTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+"""A time the store already wrote as ISO 8601 with its offset (``...+00:00``), passed through as is."""
+
+Number = int | float
+"""A figure that is an int or a float as computed (an int stays an int in the JSON, a float a float)."""
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+def omitted_when_none(description: str | None = None) -> Any:
+    """A key the endpoint leaves out instead of sending ``null`` (``None``: not in the answer)."""
+    return Field(None, exclude_if=_is_none, description=description)
+
+
+class FieldError(BaseModel):
+    """One refused field and why (``lines.0.quantity``, ``payload.store_id``...)."""
+
+    field: str
+    message: str
 
 
 class ForecastPoint(BaseModel):
@@ -269,3 +295,7 @@ class AIStatus(BaseModel):
     snapshot_created_at: datetime | None
     tables: dict[str, int]  # AI tables in the snapshot and their rows
     cache: dict[str, float | int]
+
+
+class CacheCleared(BaseModel):
+    cleared: int  # cached snapshot tables dropped in this process

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AuditorDep, DeviceKeysDep, EngineDep, IpFilterDep, RevokedTokensDep, RiskDep, SettingsDep
@@ -143,29 +144,32 @@ def _audit(auditor: Auditor, request: Request, admin: Principal, action: str, de
 # --- users ------------------------------------------------------------------------------------------
 
 
-@router.get("/users", response_model=list[UserOut])
-def get_users(engine: EngineDep) -> list[dict]:
+def _user_out(engine: Engine, username: str) -> UserOut:
+    return UserOut.model_validate(next(u for u in list_users(engine) if u["username"] == username))
+
+
+@router.get("/users")
+def get_users(engine: EngineDep) -> list[UserOut]:
     """Every user with role, stores, state and whether two-factor is on (never a password hash)."""
-    return list_users(engine)
+    return [UserOut.model_validate(u) for u in list_users(engine)]
 
 
 @router.post(
     "/users",
-    response_model=UserOut,
     status_code=status.HTTP_201_CREATED,
     responses={409: error_response("The user exists")},
 )
 def create_user(
     body: UserCreate, request: Request, admin: AdminPrincipal, engine: EngineDep, auditor: AuditorDep
-) -> dict:
+) -> UserOut:
     if get_user(engine, body.username) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"User {body.username} exists")
     upsert_user(engine, body.username, body.password, body.role, body.store_ids)
     _audit(auditor, request, admin, "user_created", f"{body.username} as {body.role}")
-    return next(u for u in list_users(engine) if u["username"] == body.username)
+    return _user_out(engine, body.username)
 
 
-@router.patch("/users/{username}", response_model=UserOut, responses={404: error_response("No such user")})
+@router.patch("/users/{username}", responses={404: error_response("No such user")})
 def change_user(
     username: Annotated[str, Path(max_length=128)],
     body: UserUpdate,
@@ -174,7 +178,7 @@ def change_user(
     engine: EngineDep,
     auditor: AuditorDep,
     revoked: RevokedTokensDep,
-) -> dict:
+) -> UserOut:
     """Change role, stores, active state or password. Deactivating or a new password ends the user's
     refresh tokens."""
     pw_hash = hash_password(body.password) if body.password is not None else None
@@ -196,7 +200,7 @@ def change_user(
     if pw_hash is not None:
         changed.append("password")
     _audit(auditor, request, admin, "user_updated", f"{username}: {', '.join(changed) or 'nothing'}")
-    return next(u for u in list_users(engine) if u["username"] == username)
+    return _user_out(engine, username)
 
 
 @router.delete(
@@ -223,12 +227,12 @@ def reset_totp(
 # --- device keys --------------------------------------------------------------------------------------
 
 
-@router.get("/device-keys", response_model=list[DeviceKeyOut])
-def get_device_keys(engine: EngineDep, store_id: Identifier | None = None) -> list[dict]:
-    return list_device_keys(engine, store_id)
+@router.get("/device-keys")
+def get_device_keys(engine: EngineDep, store_id: Identifier | None = None) -> list[DeviceKeyOut]:
+    return [DeviceKeyOut.model_validate(k) for k in list_device_keys(engine, store_id)]
 
 
-@router.post("/device-keys", response_model=DeviceKeyIssued, status_code=status.HTTP_201_CREATED)
+@router.post("/device-keys", status_code=status.HTTP_201_CREATED)
 def issue_device_key(
     body: DeviceKeyCreate,
     request: Request,
@@ -271,13 +275,13 @@ def revoke_key(
 # --- IP rules and reputation -------------------------------------------------------------------------------
 
 
-@router.get("/ip-rules", response_model=list[IpRuleOut])
-def get_ip_rules(engine: EngineDep) -> list[dict]:
+@router.get("/ip-rules")
+def get_ip_rules(engine: EngineDep) -> list[IpRuleOut]:
     """The admins' allow and deny rules (the CHAINSYNC_IP_* settings apply as well)."""
-    return list_ip_rules(engine)
+    return [IpRuleOut.model_validate(r) for r in list_ip_rules(engine)]
 
 
-@router.post("/ip-rules", response_model=IpRuleOut, status_code=status.HTTP_201_CREATED)
+@router.post("/ip-rules", status_code=status.HTTP_201_CREATED)
 async def create_ip_rule(
     body: IpRuleCreate,
     request: Request,
@@ -285,12 +289,12 @@ async def create_ip_rule(
     engine: EngineDep,
     auditor: AuditorDep,
     ipfilter: IpFilterDep,
-) -> dict:
+) -> IpRuleOut:
     """Allow (never blocked automatically; admitted when the allowlist is exclusive) or deny a network."""
     rule = await run_in_threadpool(add_ip_rule, engine, body.cidr, body.action, body.note, admin.subject)
     await run_in_threadpool(ipfilter.reload)
     await run_in_threadpool(_audit, auditor, request, admin, "ip_rule_added", f"{body.action} {body.cidr}")
-    return rule
+    return IpRuleOut.model_validate(rule)
 
 
 @router.delete(
@@ -313,7 +317,7 @@ async def remove_ip_rule(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/security/status", response_model=SecurityStatus)
+@router.get("/security/status")
 def security_status(risk: RiskDep, settings: SettingsDep) -> SecurityStatus:
     """The system threat level and the addresses blocked now."""
     blocks = [

@@ -16,6 +16,7 @@ from api.deps import OptionalStoreIdQuery, SettingsDep
 from api.models import (
     AIStatus,
     AnomaliesResponse,
+    CacheCleared,
     DashboardResponse,
     ForecastResponse,
     InsightsResponse,
@@ -62,7 +63,7 @@ def _current(settings: Settings) -> Snapshot:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
 
 
-@router.get("/forecast", response_model=ForecastResponse)
+@router.get("/forecast")
 def forecast(
     principal: ManagerPrincipal,
     settings: SettingsDep,
@@ -78,7 +79,16 @@ def forecast(
     snapshot = _current(settings)
     if store_id is None:
         if product_id is not None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "product_id needs a store_id")
+            # A validation error like any other 422: the documented body names the field.
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", "product_id"),
+                        "msg": "product_id needs a store_id",
+                        "type": "value_error",
+                    }
+                ]
+            )
         try:
             totals = snapshots.forecast_totals(snapshot, stores=principal.stores, horizon=horizon)
         except snapshots.SnapshotUnavailable as exc:
@@ -119,7 +129,7 @@ ADMIN_ANOMALY_TYPES = ("security", "performance", "access")
 Category = Literal["revenue", "inventory", "operations", "customer_behaviour"]
 
 
-@router.get("/anomalies", response_model=AnomaliesResponse)
+@router.get("/anomalies")
 def anomalies(
     principal: ManagerPrincipal,
     settings: SettingsDep,
@@ -191,7 +201,7 @@ def anomalies(
     )
 
 
-@router.get("/insights", response_model=InsightsResponse)
+@router.get("/insights")
 def insights(
     principal: ManagerPrincipal,
     settings: SettingsDep,
@@ -222,7 +232,7 @@ def insights(
     )
 
 
-@router.get("/dashboard", response_model=DashboardResponse)
+@router.get("/dashboard")
 def dashboard(principal: ManagerPrincipal, settings: SettingsDep) -> DashboardResponse:
     """Per visible store: next week's forecast (bottom-up, 80 % band), accuracy, recent anomalies, reorder
     counts; and the five highest-priority insights."""
@@ -239,7 +249,7 @@ def dashboard(principal: ManagerPrincipal, settings: SettingsDep) -> DashboardRe
 AI_TABLES = contract.AI_TABLES  # the tables these endpoints serve, as the snapshot contract marks them
 
 
-@status_router.get("/status", response_model=AIStatus)
+@status_router.get("/status")
 def ai_status(principal: AdminPrincipal, settings: SettingsDep) -> AIStatus:
     """Admin: the snapshot serving the AI endpoints, its AI tables with row counts, and the cache (as it
     was before this request read the tables)."""
@@ -265,7 +275,7 @@ def ai_status(principal: AdminPrincipal, settings: SettingsDep) -> AIStatus:
 
 
 @router.post("/cache/clear")
-def cache_clear(principal: AdminPrincipal, shared: SharedStateDep) -> dict[str, int]:
+def cache_clear(principal: AdminPrincipal, shared: SharedStateDep) -> CacheCleared:
     """Admin: drop every cached snapshot table (the next request reads from disk), in every API process
     when they share Redis; ``cleared`` counts this process's."""
-    return {"cleared": clear_ai_cache(shared)}
+    return CacheCleared(cleared=clear_ai_cache(shared))

@@ -7,17 +7,19 @@ import weakref
 from datetime import UTC, datetime
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr, create_model
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, HubDep, MetricsDep, SettingsDep
 from api.metrics import CONTENT_TYPE, process_stats
+from api.models import IsoTime, Number
 from api.queries.config import effective_config
 from api.queries.health import ops_store_status
 from api.queries.snapshots import SnapshotUnavailable, load_current
@@ -75,6 +77,148 @@ class Health(BaseModel):
     last_pipeline_failure: PipelineFailure | None = None
     degraded: list[str] = []  # names of the checks that are not ok
     checks: dict[str, Check] = {}
+
+
+class RouteStats(BaseModel):
+    """Requests to one ``METHOD /route/template`` over the window (latencies in ms)."""
+
+    requests: int
+    rate_per_s: float
+    p50_ms: Number
+    p95_ms: Number
+    p99_ms: Number
+    max_ms: Number
+    error_rate: float  # share answered 5xx
+    client_error_rate: float  # share answered 4xx
+
+
+class RequestSummary(BaseModel):
+    window_seconds: Number
+    requests: int
+    rate_per_s: float
+    p50_ms: Number
+    p95_ms: Number
+    p99_ms: Number
+    error_rate: float
+
+
+class RequestStats(RequestSummary):
+    routes: dict[str, RouteStats]  # by METHOD /route/template
+
+
+class IngestRate(BaseModel):
+    window_seconds: Number
+    events: int
+    events_per_s: float
+    by_type: dict[str, int]
+
+
+class StoreSizes(BaseModel):
+    """Bytes on disk (null: not a file this process can measure)."""
+
+    ops_store: int | None
+    warehouse: int | None
+    serving: int | None
+
+
+class LastSnapshot(BaseModel):
+    version: str
+    run_id: str | None
+    created_at: IsoTime
+    age_seconds: float
+    events_seq: int | None  # the last ops-store event the run read
+    tables: dict[str, int | None]  # rows per published table
+
+
+class PipelineStats(BaseModel):
+    last_failure: dict[str, Any] | None  # as the run-failure sensor recorded it (run_id, job, message...)
+    failures_total: int
+    snapshot_versions_kept: int
+    last_snapshot: LastSnapshot | None
+
+
+class ProcessStats(BaseModel):
+    pid: int
+    uptime_seconds: float
+    cpu_seconds: float
+    cpu_percent_avg: float
+    memory_rss_bytes: int
+    memory_peak_rss_bytes: int
+    threads: int | None
+    open_fds: int | None
+
+
+class WebSocketTotals(BaseModel):
+    connections: int
+    messages_published_total: int
+    messages_dropped_total: int
+
+
+class ServiceMetrics(BaseModel):
+    generated_at: IsoTime
+    requests: RequestStats
+    ingest: IngestRate
+    store_sizes_bytes: StoreSizes
+    disk_free_bytes: int | None
+    pipeline: PipelineStats
+    process: ProcessStats
+    websocket: WebSocketTotals | None  # null without a WebSocket hub
+
+
+class SlowEndpoint(RouteStats):
+    endpoint: str  # METHOD /route/template
+
+
+class Performance(RequestSummary):
+    slowest: list[SlowEndpoint]  # by p95, slowest first
+    endpoints: dict[str, RouteStats]  # by METHOD /route/template
+
+
+class ChannelStats(BaseModel):
+    subscribers: int
+    published: int
+    delivered: int
+    dropped: int
+    buffered: int  # kept for replay
+
+
+class WebSocketStats(BaseModel):
+    enabled: bool
+    path: str
+    connections: int
+    max_connections: int
+    max_connections_per_user: int
+    users: int
+    accepted_total: int
+    rejected_total: dict[str, int]  # by reason
+    closed_total: dict[str, int]  # by reason
+    replayed_total: int
+    last_seq: int
+    fanout: str  # in-process, redis, redis-unavailable
+    channels: dict[str, ChannelStats]
+    messages_published_total: int
+    messages_delivered_total: int
+    messages_dropped_total: int
+
+
+def _shown_type(annotation: Any) -> Any:
+    """A setting's type as the configuration endpoint shows it: paths and secrets as strings, and any
+    value may be the string ``[redacted]`` (see :mod:`api.queries.config`)."""
+    args = getattr(annotation, "__args__", (annotation,))
+    if SecretStr in args:
+        return str | None  # redacted when set, else null
+    if Path in args:
+        return str if annotation is Path else str | None
+    return annotation | str
+
+
+# One field per setting, derived from the settings class so that a new setting is shown (and typed) here.
+EffectiveConfig = create_model(  # type: ignore[call-overload]
+    "EffectiveConfig",
+    __doc__="Every setting's effective value, secrets and credentials redacted as ``[redacted]``.",
+    **{name: (_shown_type(field.annotation), ...) for name, field in Settings.model_fields.items()},
+    ops_store=(str, ...),
+)
 
 
 def _health(settings: Settings, engine: Any) -> tuple[Health, bool]:
@@ -151,7 +295,7 @@ def _health(settings: Settings, engine: Any) -> tuple[Health, bool]:
     return body, serving
 
 
-@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+@router.get("/health", responses={200: {"model": Health}, 503: {"model": Health}})
 def health(settings: SettingsDep, engine: EngineDep) -> JSONResponse:
     """Liveness and freshness, without secrets, for a container health check: 200 while the API can
     serve (``status`` ``degraded`` names what is wrong in ``degraded``: a stale snapshot, a failed pipeline
@@ -186,7 +330,7 @@ async def metrics_json(
     hub: HubDep,
     _admin: AdminPrincipal,
     window_seconds: int = Query(300, ge=10, le=24 * 3600, description="Look-back window in seconds"),
-) -> dict[str, Any]:
+) -> ServiceMetrics:
     """Request rate, latency percentiles (ms) and error rate by route over the window; ingest rate;
     store sizes; pipeline run statistics; process CPU and memory; WebSocket totals."""
     facts = await run_in_threadpool(live_facts, settings, hub)
@@ -204,18 +348,20 @@ async def metrics_json(
     except SnapshotUnavailable:
         pipeline["last_snapshot"] = None
     ws = facts["websocket"]
-    return {
-        "generated_at": datetime.now(UTC).isoformat(),
-        "requests": metrics.window.by_route(window=window_seconds),
-        "ingest": metrics.window.ingest_rate(window=window_seconds),
-        "store_sizes_bytes": facts["store_sizes"],
-        "disk_free_bytes": facts["disk_free_bytes"],
-        "pipeline": pipeline,
-        "process": process_stats(),
-        "websocket": None
-        if ws is None
-        else {k: ws[k] for k in ("connections", "messages_published_total", "messages_dropped_total")},
-    }
+    return ServiceMetrics.model_validate(
+        {
+            "generated_at": datetime.now(UTC).isoformat(),
+            "requests": metrics.window.by_route(window=window_seconds),
+            "ingest": metrics.window.ingest_rate(window=window_seconds),
+            "store_sizes_bytes": facts["store_sizes"],
+            "disk_free_bytes": facts["disk_free_bytes"],
+            "pipeline": pipeline,
+            "process": process_stats(),
+            "websocket": None
+            if ws is None
+            else {k: ws[k] for k in ("connections", "messages_published_total", "messages_dropped_total")},
+        }
+    )
 
 
 @router.get("/performance", summary="Latency percentiles and the slowest endpoints")
@@ -225,7 +371,7 @@ async def performance(
     _manager: ManagerPrincipal,
     window_seconds: int = Query(300, ge=10, le=24 * 3600, description="Look-back window in seconds"),
     top: int = Query(5, ge=1, le=50, description="How many of the slowest endpoints to list"),
-) -> dict[str, Any]:
+) -> Performance:
     """Overall and per-endpoint p50/p95/p99 latency (ms) over the window (the API keeps at most
     ``CHAINSYNC_PERFORMANCE_WINDOW_SECONDS``), and the ``top`` endpoints by p95. A manager is shown the
     endpoints a manager may call; admin-only endpoints are listed for admins alone."""
@@ -235,11 +381,13 @@ async def performance(
         hidden = admin_only_endpoints(request.app)
         routes = {name: stats for name, stats in routes.items() if name not in hidden}
     slowest = sorted(routes.items(), key=lambda kv: kv[1]["p95_ms"], reverse=True)[:top]
-    return {
-        **summary,
-        "slowest": [{"endpoint": name, **stats} for name, stats in slowest],
-        "endpoints": routes,
-    }
+    return Performance.model_validate(
+        {
+            **summary,
+            "slowest": [{"endpoint": name, **stats} for name, stats in slowest],
+            "endpoints": routes,
+        }
+    )
 
 
 def _requires_admin(dependant: Dependant) -> bool:
@@ -266,17 +414,15 @@ def admin_only_endpoints(app: FastAPI) -> frozenset[str]:
 
 
 @router.get("/websocket/stats", summary="WebSocket connections, messages and drops by channel")
-async def websocket_stats(settings: SettingsDep, hub: HubDep, _admin: AdminPrincipal) -> dict[str, Any]:
-    return {
-        "enabled": settings.ws_enabled,
-        "path": settings.ws_path,
-        **hub.snapshot_stats(),
-    }
+async def websocket_stats(settings: SettingsDep, hub: HubDep, _admin: AdminPrincipal) -> WebSocketStats:
+    return WebSocketStats.model_validate(
+        {"enabled": settings.ws_enabled, "path": settings.ws_path, **hub.snapshot_stats()}
+    )
 
 
 @router.get("/config", summary="Effective configuration, secrets redacted")
-async def config(settings: SettingsDep, _admin: AdminPrincipal) -> dict[str, Any]:
-    return effective_config(settings)
+async def config(settings: SettingsDep, _admin: AdminPrincipal) -> EffectiveConfig:
+    return EffectiveConfig.model_validate(effective_config(settings))
 
 
 @metrics_router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})

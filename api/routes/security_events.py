@@ -59,7 +59,7 @@ class SecurityEvents(BaseModel):
 Text = Annotated[str | None, Query(max_length=128)]
 
 
-@router.get("/events", response_model=SecurityEvents, summary="Security audit trail (filters, pagination)")
+@router.get("/events", summary="Security audit trail (filters, pagination)")
 async def security_events(
     engine: EngineDep,
     settings: SettingsDep,

@@ -24,11 +24,19 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import Field, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    model_serializer,
+    model_validator,
+)
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, HubDep, MetricsDep, OptionalStoreIdQuery, SettingsDep, UploadWriterDep
 from api.errors import request_id
+from api.models import FieldError, IsoTime, omitted_when_none
 from api.plausibility import TimeWindow
 from api.security.principals import AccessDenied, DeviceAuth, ManagerPrincipal, Principal, RequireRole
 from api.sync.download import download_page
@@ -42,6 +50,237 @@ from chainsync.schemas.events import StrictModel
 from chainsync.sync.protocol import SCHEMA_VERSION, Cursor, CursorError, OverrideValues, StaleCursor
 
 SKEW_WARNING_SECONDS = 300
+
+
+# --- response models ---------------------------------------------------------------------------------
+
+
+class UploadItemResult(BaseModel):
+    """One item's answer, in the batch's order. Which keys appear depends on ``status`` and the item's type:
+    ``event_id`` for a sale or inventory item, ``errors`` when rejected, ``version`` when an override was
+    applied, ``conflict_id``/``resolution``/``server_value`` (and ``server_version`` for an override) on a
+    conflict, ``replayed`` when a retried mutation is answered with its first answer."""
+
+    index: int
+    mutation_id: str | None = None
+    type: str | None = None  # sale, inventory, product_override, product
+    status: Literal["applied", "duplicate", "rejected", "conflict"]
+    event_id: str | None = omitted_when_none()
+    errors: list[FieldError] | None = omitted_when_none()
+    version: int | None = omitted_when_none()  # the override's version after the item
+    conflict_id: int | None = omitted_when_none()
+    resolution: str | None = None  # null: queued for a manager; server_wins: closed at once (catalog)
+    server_version: int | None = omitted_when_none()
+    server_value: dict[str, Any] | None = omitted_when_none()
+    replayed: bool | None = omitted_when_none()
+
+
+class UploadResult(BaseModel):
+    """The answer to an upload (documentation: the handler writes it itself)."""
+
+    batch_id: str
+    results: list[UploadItemResult]
+    applied: int
+    duplicate: int
+    rejected: int
+    conflict: int
+    clock_skew_seconds: int  # device clock minus server clock, in seconds
+    server_time: IsoTime
+    poll_interval_seconds: int
+    warning: str | None = omitted_when_none("Only when the device clock is more than 5 minutes off")
+
+
+class ProductData(BaseModel):
+    product_id: str
+    name: str
+    category: str
+    price_cents: int
+    lead_time_days: int
+
+
+class OverrideData(BaseModel):
+    product_id: str
+    shelf_label: str | None
+    reorder_point: int | None
+
+
+class ProductRecord(BaseModel):
+    entity: Literal["product"]
+    key: str  # the product_id
+    op: Literal["upsert"]
+    data: ProductData
+
+
+class ProductTombstone(BaseModel):
+    entity: Literal["product"]
+    key: str
+    op: Literal["delete"]  # deleted from the catalog: drop it
+
+
+class OverrideRecord(BaseModel):
+    entity: Literal["product_override"]
+    key: str
+    op: Literal["upsert"]
+    version: int  # send it back as base_version when editing the override
+    data: OverrideData
+
+
+class SnapshotReset(BaseModel):
+    entity: Literal["snapshot"]
+    key: str  # the snapshot version
+    op: Literal["reset"]  # drop the stock levels and reorder suggestions held; new ones follow
+
+
+class SnapshotRecord(BaseModel):
+    entity: Literal["stock_level", "reorder_suggestion"]
+    key: str  # the product_id
+    op: Literal["upsert"]
+    data: dict[str, Any]  # the snapshot row's columns (fct_stock_levels, reorder_suggestions) but store_id
+
+
+SyncRecord = ProductRecord | ProductTombstone | OverrideRecord | SnapshotReset | SnapshotRecord
+
+
+class DownloadPage(BaseModel):
+    schema_version: int
+    store_id: str
+    full: bool  # true: a full snapshot (no cursor sent)
+    records: list[SyncRecord]
+    next_cursor: str
+    has_more: bool
+    snapshot_version: str | None
+    poll_interval_seconds: int
+    server_time: IsoTime
+
+
+class Checkpoint(BaseModel):
+    upload_at: IsoTime | None
+    batch_id: str | None
+    download_at: IsoTime | None
+    cursor_seq: int | None
+
+
+class DeadLetter(BaseModel):
+    mutation_id: str
+    type: str
+    errors: list[FieldError]
+    at: IsoTime
+
+
+class DeviceSyncStatus(BaseModel):
+    store_id: str
+    device_id: str
+    last_checkpoint: Checkpoint
+    pending: int  # items the device reported still queued
+    rejected: int  # dead-lettered items
+    dead_letters: list[DeadLetter]  # the 10 latest
+    lag_seconds: int | None  # since the last upload
+    clock_skew_seconds: int
+    offline_since: IsoTime | None
+    open_conflicts: int
+    items_applied: int
+
+
+class SyncStatus(BaseModel):
+    sync_enabled: bool
+    poll_interval_seconds: int
+    server_time: IsoTime
+    devices: list[DeviceSyncStatus]
+
+
+class Conflict(BaseModel):
+    conflict_id: int
+    store_id: str
+    device_id: str
+    mutation_id: str
+    entity: str  # product_override, product
+    key: str  # the product_id
+    base_version: int | None
+    server_version: int | None
+    client_value: dict[str, Any]
+    server_value: dict[str, Any]
+    client_edited_at: IsoTime | None  # skew-corrected
+    status: str  # open, resolved
+    resolution: str | None
+    resolved_value: dict[str, Any] | None
+    resolved_by: str | None
+    resolved_at: IsoTime | None
+    created_at: IsoTime
+
+
+class Conflicts(BaseModel):
+    conflicts: list[Conflict]
+
+
+class ConflictResolved(Conflict):
+    status: Literal["resolved"]
+    version: int  # the override's version after the resolution
+
+
+class ConflictNotResolved(BaseModel):
+    conflict_id: int
+    status: Literal["not_found", "already_resolved"]
+    detail: str | None = omitted_when_none()  # why, when already resolved
+
+
+class Resolutions(BaseModel):
+    results: list[ConflictResolved | ConflictNotResolved]  # in the order of the request
+
+
+class SyncItemCounts(BaseModel):
+    applied: int
+    duplicate: int
+    rejected: int
+    conflict: int
+
+
+class OldestDevice(BaseModel):
+    store_id: str
+    device_id: str
+    last_upload_at: IsoTime
+    lag_seconds: int
+
+
+_HEALTH_FIGURES = (
+    "window_seconds",
+    "items",
+    "throughput_items_per_s",
+    "error_rate",
+    "open_conflicts",
+    "dead_letters",
+    "devices",
+    "oldest_unsynced_device",
+)
+
+
+class SyncHealth(BaseModel):
+    """The figures (from ``window_seconds`` on) are present when the database answered (``database``
+    ``ok``), and left out when it did not."""
+
+    status: Literal["ok", "degraded"]
+    sync_enabled: bool
+    poll_interval_seconds: int
+    database: Literal["ok", "unavailable"]
+    snapshot_version: str | None
+    schema_version: int
+    server_time: IsoTime
+    window_seconds: int | None = None
+    items: SyncItemCounts | None = None  # over the window
+    throughput_items_per_s: float | None = None
+    error_rate: float | None = None  # rejected share of the window's items
+    open_conflicts: int | None = None
+    dead_letters: int | None = None
+    devices: int | None = None
+    oldest_unsynced_device: OldestDevice | None = None  # the device longest without an upload
+
+    @model_serializer(mode="wrap")
+    def _figures_when_read(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # No return annotation: the serialization schema stays the model's own.
+        data = handler(self)
+        if self.database != "ok":
+            for name in _HEALTH_FIGURES:
+                data.pop(name, None)
+        return data
 
 
 async def require_sync_enabled(settings: SettingsDep) -> None:
@@ -64,7 +303,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@router.post("/upload", summary="Upload a batch of offline mutations")
+@router.post(
+    "/upload", summary="Upload a batch of offline mutations", responses={200: {"model": UploadResult}}
+)
 async def upload(
     request: Request,
     device: DeviceAuth,
@@ -137,7 +378,7 @@ async def download(
     engine: EngineDep,
     cursor: Annotated[str | None, Query(max_length=1024, description="next_cursor of the last page")] = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="records per page")] = 1000,
-) -> dict[str, Any]:
+) -> DownloadPage:
     try:
         position = Cursor.decode(cursor) if cursor else None
     except CursorError as exc:
@@ -157,17 +398,19 @@ async def download(
         await run_in_threadpool(
             device_store.record_download, engine, store_id, device.device_id or "", next_cursor.seq, now
         )
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "store_id": store_id,
-        "full": position is None,
-        "records": records,
-        "next_cursor": next_cursor.encode(),
-        "has_more": has_more,
-        "snapshot_version": snapshot.version if snapshot else None,
-        "poll_interval_seconds": settings.offline_sync_interval,
-        "server_time": now.isoformat(),
-    }
+    return DownloadPage.model_validate(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "store_id": store_id,
+            "full": position is None,
+            "records": records,
+            "next_cursor": next_cursor.encode(),
+            "has_more": has_more,
+            "snapshot_version": snapshot.version if snapshot else None,
+            "poll_interval_seconds": settings.offline_sync_interval,
+            "server_time": now.isoformat(),
+        }
+    )
 
 
 def _visible_stores(principal: Principal, store_id: str | None) -> frozenset[str] | None:
@@ -183,7 +426,7 @@ async def sync_status(
     settings: SettingsDep,
     engine: EngineDep,
     store_id: OptionalStoreIdQuery = None,
-) -> dict[str, Any]:
+) -> SyncStatus:
     now = _now()
     if principal.role == "device":
         devices = await run_in_threadpool(
@@ -199,12 +442,14 @@ async def sync_status(
         devices = await run_in_threadpool(
             partial(device_store.device_status, engine, stores=_visible_stores(principal, store_id), now=now)
         )
-    return {
-        "sync_enabled": settings.offline_sync_enabled,
-        "poll_interval_seconds": settings.offline_sync_interval,
-        "server_time": now.isoformat(),
-        "devices": devices,
-    }
+    return SyncStatus.model_validate(
+        {
+            "sync_enabled": settings.offline_sync_enabled,
+            "poll_interval_seconds": settings.offline_sync_interval,
+            "server_time": now.isoformat(),
+            "devices": devices,
+        }
+    )
 
 
 @router.get("/conflicts", summary="The conflict queue of your stores")
@@ -213,7 +458,7 @@ async def conflicts(
     engine: EngineDep,
     store_id: OptionalStoreIdQuery = None,
     state: Annotated[Literal["open", "resolved", "all"], Query(alias="status")] = "open",
-) -> dict[str, Any]:
+) -> Conflicts:
     rows = await run_in_threadpool(
         partial(
             conflict_store.list_conflicts,
@@ -222,7 +467,7 @@ async def conflicts(
             status=None if state == "all" else state,
         )
     )
-    return {"conflicts": rows}
+    return Conflicts.model_validate({"conflicts": rows})
 
 
 class Resolution(StrictModel):
@@ -244,7 +489,7 @@ class ResolveRequest(StrictModel):
 @router.post("/resolve-conflicts", summary="Resolve queued edit conflicts (audited)")
 async def resolve_conflicts(
     body: ResolveRequest, principal: ManagerPrincipal, engine: EngineDep
-) -> dict[str, Any]:
+) -> Resolutions:
     # Every conflict must be in the caller's stores before anything is written.
     stores: dict[int, str | None] = {}
     for res in body.resolutions:
@@ -280,7 +525,7 @@ async def resolve_conflicts(
             results.append({"conflict_id": res.conflict_id, "status": "already_resolved", "detail": str(exc)})
             continue
         results.append({"status": "resolved", **resolved})
-    return {"results": results}
+    return Resolutions.model_validate({"results": results})
 
 
 @router.get("/health", summary="Sync service health")
@@ -289,7 +534,7 @@ async def sync_health(
     settings: SettingsDep,
     engine: EngineDep,
     window: Annotated[int, Query(ge=60, le=7 * 24 * 3600, description="seconds")] = 3600,
-) -> dict[str, Any]:
+) -> SyncHealth:
     now = _now()
     try:
         figures = await run_in_threadpool(
@@ -302,13 +547,15 @@ async def sync_health(
     overdue = oldest is not None and oldest["lag_seconds"] > 10 * settings.offline_sync_interval
     degraded = database != "ok" or figures.get("error_rate", 0) > 0.2 or overdue
     snapshot = current_or_none(settings.serving)
-    return {
-        "status": "degraded" if degraded else "ok",
-        "sync_enabled": settings.offline_sync_enabled,
-        "poll_interval_seconds": settings.offline_sync_interval,
-        "database": database,
-        "snapshot_version": snapshot.version if snapshot else None,
-        "schema_version": SCHEMA_VERSION,
-        "server_time": now.isoformat(),
-        **figures,
-    }
+    return SyncHealth.model_validate(
+        {
+            "status": "degraded" if degraded else "ok",
+            "sync_enabled": settings.offline_sync_enabled,
+            "poll_interval_seconds": settings.offline_sync_interval,
+            "database": database,
+            "snapshot_version": snapshot.version if snapshot else None,
+            "schema_version": SCHEMA_VERSION,
+            "server_time": now.isoformat(),
+            **figures,
+        }
+    )

@@ -71,6 +71,13 @@ def test_forecast_rejects_other_horizons(client, tokens, snapshot) -> None:
         assert resp.json()["errors"][0]["field"] == "query.horizon"
 
 
+def test_forecast_product_without_store_is_a_422_naming_the_field(client, tokens, snapshot) -> None:
+    # The documented 422 body (api.openapi.VALIDATION_ERROR_SCHEMA), as schemathesis checks it.
+    resp = client.get(FORECAST, params={"product_id": "P001"}, headers=bearer(tokens["admin"]))
+    assert resp.status_code == 422
+    assert resp.json()["errors"] == [{"field": "query.product_id", "message": "product_id needs a store_id"}]
+
+
 def _totals_frame() -> pl.DataFrame:
     keys = [("chain", "chain", 30.0), *[("store", s, 10.0 + i) for i, s in enumerate(SNAPSHOT_STORES)]]
     rows = []
