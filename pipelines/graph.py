@@ -38,5 +38,11 @@ FRESHNESS_SENSOR = monitoring.freshness_checks_sensor
 
 
 def asset_graph() -> Any:
-    """The graph of :data:`ASSETS` and :data:`CHECKS`, without resources."""
-    return dg.Definitions(assets=ASSETS, asset_checks=CHECKS).resolve_asset_graph()
+    """The graph of :data:`ASSETS` and :data:`CHECKS`, with the resources of the current settings (Dagster
+    checks that every asset's resources are provided before it resolves a graph)."""
+    from chainsync.settings import get_settings
+    from pipelines.resources import build_resources
+
+    return dg.Definitions(
+        assets=ASSETS, asset_checks=CHECKS, resources=build_resources(get_settings())
+    ).resolve_asset_graph()
