@@ -202,6 +202,9 @@ class Settings(BaseSettings):
     # The global LightGBM model as a forecast candidate: "auto" (weekly and coarser panels of 20+ series),
     # "on" (every panel, daily too: slower), "off".
     forecast_global_model: Literal["auto", "on", "off"] = "auto"
+    # Local worker processes of the daily forecast run when no Dask scheduler is set (the series partitions
+    # spread over them, the same rows as one process): 0 = one per core, 1 = this process only.
+    forecast_processes: int = Field(0, ge=0, le=256)
     anomaly_threshold_quantile: float = Field(0.99, gt=0.5, lt=1.0)
     # Anomaly decisions, applied to stored raw scores (changing them re-flags without refitting).
     anomaly_z_threshold: float = Field(6.0, gt=0)  # scaled MADs a driving feature must reach

@@ -76,6 +76,7 @@ class PipelineConfig(dg.ConfigurableResource):
     forecast_horizon_days: int = _default("forecast_horizon_days")
     forecast_holiday_country: str = _default("forecast_holiday_country")
     forecast_reconciliation: str = _default("forecast_reconciliation")
+    forecast_processes: int = _default("forecast_processes")
     anomaly_threshold_quantile: float = _default("anomaly_threshold_quantile")
     anomaly_z_threshold: float = _default("anomaly_z_threshold")
     anomaly_driver_z: float = _default("anomaly_driver_z")

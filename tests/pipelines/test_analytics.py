@@ -815,12 +815,18 @@ def test_insight_drivers_are_words() -> None:
     assert human_drivers(None) == [] and human_drivers("") == []
 
 
-@pytest.mark.parametrize("method", ["wls_struct", "bottom_up"])
-def test_partitioned_forecast_run_equals_the_in_memory_functions(tmp_path, method: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("method", "processes"),
+    [("wls_struct", 1), ("bottom_up", 1), pytest.param("wls_struct", 2, marks=pytest.mark.slow)],
+)
+def test_partitioned_forecast_run_equals_the_in_memory_functions(
+    tmp_path, method: str, processes: int
+) -> None:  # type: ignore[no-untyped-def]
     """``run_forecasts`` (history partitions read from Parquet one at a time, forecasts written out per
     partition, MinTrace on arrays, the published rows and totals made by DuckDB) gives the rows of
     ``forecast_accuracy`` -> ``forecast_demand`` -> ``reconcile_forecast`` on the whole history in memory,
-    with the same partitions: accuracy and series exactly, totals within float summation order."""
+    with the same partitions: accuracy and series exactly, totals within float summation order; and so it
+    does with the partitions spread over two spawned worker processes."""
     import duckdb
     from polars.testing import assert_frame_equal
 
@@ -859,7 +865,13 @@ def test_partitioned_forecast_run_equals_the_in_memory_functions(tmp_path, metho
     published = reconcile_forecast(base, categories, history=history, method=method, holidays="US")
 
     run = run_forecasts(
-        con, tmp_path / "work", horizon=14, holidays="US", method=method, series_per_partition=per_part
+        con,
+        tmp_path / "work",
+        horizon=14,
+        holidays="US",
+        method=method,
+        series_per_partition=per_part,
+        processes=processes,
     )
     assert not (tmp_path / "work").exists()
     assert (run.series, run.forecast_rows) == (15, 15 * 14)

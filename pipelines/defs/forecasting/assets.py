@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.defs.forecasting.demand import empty_accuracy, empty_forecast, empty_totals
-from pipelines.defs.forecasting.partitioned import run_forecasts
+from pipelines.defs.forecasting.partitioned import processes_for, run_forecasts
 from pipelines.resources import PipelineConfig, Warehouse
 
 CATEGORIES_SQL = "select product_id, category from marts.dim_product"
@@ -73,6 +73,7 @@ def demand_forecasts(
             method=method,
             scheduler=pipeline_config.scheduler,
             categories_sql=CATEGORIES_SQL,
+            processes=processes_for(pipeline_config.forecast_processes),
         )
     context.log.info(f"forecast {run.series} series: {run.forecast_rows} rows")
     accuracy = run.accuracy

@@ -26,10 +26,15 @@ time, so the driver holds only those in flight.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -125,18 +130,49 @@ class _History:
 
 
 def _each(
-    history: _History, func: Callable[..., Any], scheduler: str | None, **kwargs: Any
+    history: _History,
+    func: Callable[..., Any],
+    scheduler: str | None,
+    pool: Executor | None = None,
+    **kwargs: Any,
 ) -> Iterator[tuple[int, Any]]:
-    """``func(partition, **kwargs)`` for every partition, in order: in-process one at a time, on the
-    cluster :data:`CLUSTER_WAVE` at a time."""
-    wave = CLUSTER_WAVE if scheduler else 1
+    """``func(partition, **kwargs)`` for every partition, in order: on the cluster :data:`CLUSTER_WAVE` at a
+    time; in local worker processes (``pool``) one per worker at a time; else in this process one at a
+    time."""
+    wave = CLUSTER_WAVE if scheduler else (_workers(pool) if pool is not None else 1)
     for start in range(0, history.parts, wave):
         parts = list(range(start, min(start + wave, history.parts)))
         frames = [history.read(p) for p in parts]
         keep = [(p, f) for p, f in zip(parts, frames, strict=True) if f.height]
-        results = map_partitions(func, [f for _, f in keep], scheduler, **kwargs)
+        if pool is not None and not scheduler:
+            results = list(pool.map(partial(func, **kwargs), [f for _, f in keep]))
+        else:
+            results = map_partitions(func, [f for _, f in keep], scheduler, **kwargs)
         del frames, keep
         yield from zip(parts, results, strict=False)
+
+
+def _workers(pool: Executor) -> int:
+    return int(getattr(pool, "_max_workers", 1))
+
+
+def processes_for(setting: int) -> int:
+    """Local worker processes for a forecast run: the setting (``CHAINSYNC_FORECAST_PROCESSES``), 0 meaning
+    one per core."""
+    return setting if setting > 0 else (os.cpu_count() or 1)
+
+
+@contextmanager
+def _local_pool(processes: int, parts: int, scheduler: str | None) -> Iterator[Executor | None]:
+    """Worker processes for the partitions when there is no cluster, more than one partition and more than
+    one process allowed; else None (this process). Spawned, not forked (the parent holds DuckDB's threads),
+    and kept for the whole run, so each worker imports and compiles the method once."""
+    if scheduler or processes <= 1 or parts <= 1:
+        yield None
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(processes, parts), mp_context=context) as pool:
+        yield pool
 
 
 def run_forecasts(
@@ -151,10 +187,12 @@ def run_forecasts(
     series_per_partition: int = SERIES_PER_PARTITION,
     train_days: int = TRAIN_DAYS,
     holdout: int = ACCURACY_HOLDOUT_DAYS,
+    processes: int = 1,
 ) -> ForecastRun:
     """Write ``analytics.forecast_accuracy``, ``analytics.demand_forecast`` and
     ``analytics.demand_forecast_totals`` from ``marts.fct_sales_daily`` (see the module docstring); ``work``
-    is a scratch directory, removed afterwards."""
+    is a scratch directory, removed afterwards. Without a ``scheduler``, up to ``processes`` local worker
+    processes take the partitions (the same partitions, so the same rows as one process)."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
@@ -169,6 +207,7 @@ def run_forecasts(
             series_per_partition=series_per_partition,
             train_days=train_days,
             holdout=holdout,
+            processes=processes,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -193,6 +232,7 @@ def _run(
     series_per_partition: int,
     train_days: int,
     holdout: int,
+    processes: int,
 ) -> ForecastRun:
     from pipelines.defs.forecasting.demand import empty_totals
 
@@ -208,43 +248,46 @@ def _run(
         return ForecastRun(empty_accuracy(), 0, 0, 0, None, [])
     cutoff = history.cutoff
 
-    # 2. Hold-out accuracy.
-    scores = [
-        scored
-        for _, scored in _each(
-            history,
-            _score_partition,
-            scheduler,
-            split=cutoff - timedelta(days=holdout),
-            holdout=holdout,
-            holidays=holidays,
+    with _local_pool(processes, history.parts, scheduler) as pool:
+        # 2. Hold-out accuracy.
+        scores = [
+            scored
+            for _, scored in _each(
+                history,
+                _score_partition,
+                scheduler,
+                pool,
+                split=cutoff - timedelta(days=holdout),
+                holdout=holdout,
+                holidays=holidays,
+            )
+        ]
+        store_daily = _frame(
+            con, f"select store_id, ds, sum(y)::bigint as y from {history.sql()} group by all order by all"
         )
-    ]
-    store_daily = _frame(
-        con, f"select store_id, ds, sum(y)::bigint as y from {history.sql()} group by all order by all"
-    )
-    accuracy = accuracy_from_scores(
-        pl.concat(scores), categories, store_daily, cutoff=cutoff, holdout=holdout, holidays=holidays
-    )
-    del scores
-    _replace(con, "analytics.forecast_accuracy", accuracy)
+        accuracy = accuracy_from_scores(
+            pl.concat(scores), categories, store_daily, cutoff=cutoff, holdout=holdout, holidays=holidays
+        )
+        del scores
+        _replace(con, "analytics.forecast_accuracy", accuracy)
 
-    # 3. Base forecasts, one Parquet file per partition.
-    base_dir = work / "base"
-    base_dir.mkdir()
-    series_accuracy = accuracy.filter(pl.col("level") == "series")
-    for part, frame in _each(
-        history,
-        _forecast_partition,
-        scheduler,
-        horizon=horizon,
-        n_jobs=1,
-        accuracy=series_accuracy,
-        holidays=holidays,
-        cutoff=cutoff,
-    ):
-        frame.write_parquet(base_dir / f"part-{part:05d}.parquet")
-        del frame
+        # 3. Base forecasts, one Parquet file per partition.
+        base_dir = work / "base"
+        base_dir.mkdir()
+        series_accuracy = accuracy.filter(pl.col("level") == "series")
+        for part, frame in _each(
+            history,
+            _forecast_partition,
+            scheduler,
+            pool,
+            horizon=horizon,
+            n_jobs=1,
+            accuracy=series_accuracy,
+            holidays=holidays,
+            cutoff=cutoff,
+        ):
+            frame.write_parquet(base_dir / f"part-{part:05d}.parquet")
+            del frame
     base = f"read_parquet('{_path(base_dir)}/*.parquet')"
 
     # 4. Reconciliation.
