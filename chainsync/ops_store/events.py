@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from chainsync.ops_store import cursor_locks, live_sales
 from chainsync.ops_store.tables import event_inbox
+from chainsync.ops_store.times import naive
 from chainsync.schemas.events import EventBase
 
 ItemStatus = Literal["applied", "duplicate"]
@@ -43,11 +44,6 @@ class InboxRow(NamedTuple):
         )
 
 
-def _utc_naive(ts: datetime) -> datetime:
-    # Stored as UTC wall time: SQLite has no timezone type and PostgreSQL converts on the way in.
-    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
-
-
 _SQLITE_INSERT = (
     "INSERT INTO event_inbox (event_id, seq, event_type, store_id, device_id, occurred_at, received_at, "
     "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -74,7 +70,7 @@ def append_in_transaction(
         return []
     if conn.dialect.name == "postgresql":
         return append_postgresql(conn, rows, received_at=received_at)
-    now = _utc_naive(received_at or datetime.now(UTC))
+    now = naive(received_at or datetime.now(UTC))
     ids = [r.event_id for r in rows]
     existing: set[str] = set()
     # Statements as the driver takes them (SQLAlchemy's compiling of an expanding IN cost more than the
@@ -103,7 +99,7 @@ def append_in_transaction(
                 row.event_type,
                 row.store_id,
                 row.device_id,
-                _sqlite_datetime(_utc_naive(row.occurred_at)),
+                _sqlite_datetime(naive(row.occurred_at)),
                 received,
                 row.payload,
             )

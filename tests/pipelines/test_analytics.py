@@ -804,15 +804,15 @@ def test_insights_drop_priority_zero_cap_per_store_and_category_and_speak_in_wor
 
 
 def test_insight_drivers_are_words() -> None:
-    from chainsync.snapshot_contract import driver_words as human_drivers
+    from chainsync.snapshot_contract import driver_words
 
-    assert human_drivers("transactions,net_revenue_cents,units_residual") == [
+    assert driver_words("transactions,net_revenue_cents,units_residual") == [
         "transactions",
         "net revenue",
         "units against forecast",
     ]
-    assert human_drivers("refund_cents,refund_cents,new_feature") == ["refund value", "new feature"]
-    assert human_drivers(None) == [] and human_drivers("") == []
+    assert driver_words("refund_cents,refund_cents,new_feature") == ["refund value", "new feature"]
+    assert driver_words(None) == [] and driver_words("") == []
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, func, select
 
 from chainsync.data_access import ACTION, STORE_IN_DETAIL
 from chainsync.ops_store.tables import security_audit
+from chainsync.ops_store.times import naive
 from pipelines.defs.ingest.warehouse import ensure_schema
 
 SOURCE = "data_access"
@@ -110,10 +111,6 @@ class AccessLanding:
         return {"records_landed": self.records, "watermark_before": self.from_seq, "watermark": self.to_seq}
 
 
-def _naive_utc(ts: datetime) -> datetime:
-    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
-
-
 def land_data_access(con: duckdb.DuckDBPyConnection, engine: Engine) -> AccessLanding:
     """Copy the data-access records above the watermark into ``raw.data_access``."""
     ensure_data_access(con)
@@ -124,7 +121,7 @@ def land_data_access(con: duckdb.DuckDBPyConnection, engine: Engine) -> AccessLa
     try:
         for chunk in _records_after(engine, after):
             columns = list(zip(*chunk, strict=True))
-            columns[1] = tuple(_naive_utc(t) for t in columns[1])
+            columns[1] = tuple(naive(t) for t in columns[1])
             batch = pa.Table.from_arrays(
                 [pa.array(col, type=f.type) for col, f in zip(columns, _ARROW_SCHEMA, strict=True)],
                 schema=_ARROW_SCHEMA,

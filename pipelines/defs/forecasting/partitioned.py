@@ -134,12 +134,13 @@ def _each(
     func: Callable[..., Any],
     scheduler: str | None,
     pool: Executor | None = None,
+    workers: int = 1,
     **kwargs: Any,
 ) -> Iterator[tuple[int, Any]]:
     """``func(partition, **kwargs)`` for every partition, in order: on the cluster :data:`CLUSTER_WAVE` at a
-    time; in local worker processes (``pool``) one per worker at a time; else in this process one at a
-    time."""
-    wave = CLUSTER_WAVE if scheduler else (_workers(pool) if pool is not None else 1)
+    time; in local worker processes (``pool``, ``workers`` of them) one per worker at a time; else in this
+    process one at a time."""
+    wave = CLUSTER_WAVE if scheduler else (workers if pool is not None else 1)
     for start in range(0, history.parts, wave):
         parts = list(range(start, min(start + wave, history.parts)))
         frames = [history.read(p) for p in parts]
@@ -152,14 +153,14 @@ def _each(
         yield from zip(parts, results, strict=False)
 
 
-def _workers(pool: Executor) -> int:
-    return int(getattr(pool, "_max_workers", 1))
-
-
 def processes_for(setting: int) -> int:
     """Local worker processes for a forecast run: the setting (``CHAINSYNC_FORECAST_PROCESSES``), 0 meaning
     one per core."""
     return setting if setting > 0 else (os.cpu_count() or 1)
+
+
+def _local_workers(processes: int, parts: int) -> int:
+    return max(1, min(processes, parts))
 
 
 @contextmanager
@@ -167,11 +168,11 @@ def _local_pool(processes: int, parts: int, scheduler: str | None) -> Iterator[E
     """Worker processes for the partitions when there is no cluster, more than one partition and more than
     one process allowed; else None (this process). Spawned, not forked (the parent holds DuckDB's threads),
     and kept for the whole run, so each worker imports and compiles the method once."""
-    if scheduler or processes <= 1 or parts <= 1:
+    if scheduler or _local_workers(processes, parts) <= 1:
         yield None
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(processes, parts), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=_local_workers(processes, parts), mp_context=context) as pool:
         yield pool
 
 
@@ -248,6 +249,7 @@ def _run(
         return ForecastRun(empty_accuracy(), 0, 0, 0, None, [])
     cutoff = history.cutoff
 
+    workers = _local_workers(processes, history.parts)
     with _local_pool(processes, history.parts, scheduler) as pool:
         # 2. Hold-out accuracy.
         scores = [
@@ -257,6 +259,7 @@ def _run(
                 _score_partition,
                 scheduler,
                 pool,
+                workers,
                 split=cutoff - timedelta(days=holdout),
                 holdout=holdout,
                 holidays=holidays,
@@ -280,6 +283,7 @@ def _run(
             _forecast_partition,
             scheduler,
             pool,
+            workers,
             horizon=horizon,
             n_jobs=1,
             accuracy=series_accuracy,
