@@ -5,7 +5,6 @@ unusual data access.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -81,22 +80,12 @@ def ip_risk(snap: Snapshot) -> pl.DataFrame:
 
 
 def blocks_in_force(risk: pl.DataFrame) -> pl.DataFrame:
-    """fct_ip_risk rows whose block has not expired (``blocked_until`` after now, or ``is_blocked``)."""
-    if risk.is_empty():
-        return risk
-    if "blocked_until" in risk.columns:
-        until = pl.col("blocked_until")
-        if risk["blocked_until"].dtype == pl.Datetime and risk["blocked_until"].dtype.time_zone is None:  # type: ignore[attr-defined]
-            until = until.dt.replace_time_zone("UTC")
-        return risk.filter(until.is_not_null() & (until > pl.lit(_now())))
-    if "is_blocked" in risk.columns:
-        return risk.filter(pl.col("is_blocked"))
-    return risk.head(0)
-
-
-def _now():  # type: ignore[no-untyped-def]
-
-    return datetime.now(UTC)
+    """The addresses of the last snapshot's ``fct_ip_risk`` at the block score (``risk_level`` critical):
+    the blocks as the warehouse sees them. The API decides and expires the blocks themselves (the live
+    list needs an admin login); this is the fallback when it cannot be reached."""
+    if risk.is_empty() or "risk_level" not in risk.columns:
+        return risk.head(0)
+    return risk.filter(pl.col("risk_level") == "critical")
 
 
 def flagged_ips(snap: Snapshot, days: int | None) -> pl.DataFrame:

@@ -63,6 +63,10 @@ def live_blocks() -> None:
     else:
         api.notice(live, "blocks")
         if data.has(snap, "fct_ip_risk"):
+            st.caption(
+                "From the last snapshot: the addresses at the block score (`risk_level` critical). The API "
+                "decides and expires blocks; log in as an admin with the API reachable for the live list."
+            )
             ui.table(security.blocks_in_force(security.ip_risk(snap)), "blocks_in_force")
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import polars as pl
 
 from chainsync.serving import Snapshot, publish_snapshot
@@ -42,12 +40,13 @@ def test_period_filter_narrows_events(published: Snapshot, admin: Session) -> No
 def test_ip_risk_and_blocks(
     dashboard_settings: Settings, tables: dict[str, pl.DataFrame], admin: Session
 ) -> None:
-    now = datetime.now(UTC)
     tables["fct_ip_risk"] = pl.DataFrame(
         {
             "source_ip": ["203.0.113.7", "198.51.100.2", "192.0.2.1"],
-            "risk_score": [0.95, 0.4, 0.7],
-            "blocked_until": [now + timedelta(hours=1), None, now - timedelta(hours=1)],
+            "risk_score": [12.5, 4.0, 7.0],
+            "distinct_usernames_failed": [9, 1, 2],
+            "is_credential_stuffing": [True, False, False],
+            "risk_level": ["critical", "elevated", "high"],
         }
     )
     publish_snapshot(dashboard_settings.serving, tables)
