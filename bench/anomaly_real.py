@@ -166,8 +166,16 @@ def main() -> None:
     parser.add_argument("--z", type=float, default=DetectConfig.z)
     parser.add_argument("--min-effect", type=float, default=DetectConfig.min_effect)
     parser.add_argument("--scale-floor", type=float, default=DetectConfig.scale_floor)
+    parser.add_argument("--isolation", type=float, default=DetectConfig.isolation, help="0: no test")
+    parser.add_argument("--precedent", type=float, default=DetectConfig.precedent, help="0: no test")
     args = parser.parse_args()
-    config = DetectConfig(z=args.z, min_effect=args.min_effect, scale_floor=args.scale_floor)
+    config = DetectConfig(
+        z=args.z,
+        min_effect=args.min_effect,
+        scale_floor=args.scale_floor,
+        isolation=args.isolation,
+        precedent=args.precedent,
+    )
 
     started = time.perf_counter()
     panel = with_id_columns(read_panel(args.panel, ID_COLS, "Date", "Weekly_Sales"), ID_COLS)
