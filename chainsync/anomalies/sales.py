@@ -90,7 +90,7 @@ MIN_WIDEN_SERIES = 20
 TAIL_QUANTILE = 0.95  # of |residual|: the series' tail, for its scale
 TAIL_TO_SD = 1.959964  # the 0.95 quantile of |N(0, 1)|
 PEER_CLIP = 3.0  # robust z at which movements are clipped for correlations (one spike barely moves them)
-ADJACENT_ECHO = 0.3  # share of a period's |z| its neighbours may show and it still counts as isolated
+ADJACENT_ECHO = 0.5  # a neighbour below half a period's own |z| leaves it isolated (echo, noise)
 PRECEDENT_TOP = 4  # largest values kept per series and side to find the largest outside a period's window
 PEER_CHUNK = 1000  # series per block of the correlation matrix (memory: block x series floats)
 

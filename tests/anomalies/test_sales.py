@@ -227,7 +227,7 @@ def test_a_series_that_often_spikes_is_still_judged_by_its_drops() -> None:
 def test_sales_booked_a_week_late_are_no_one_period_anomaly() -> None:
     # Store 2's department 3 books 60 % of one week's sales in the next: a spike beside a drop, the two
     # weeks together as usual. Neither week is an isolated surprise; a lone spike elsewhere still is.
-    late, lone = START + timedelta(weeks=60), ("4_1", START + timedelta(weeks=90))
+    late, lone = START + timedelta(weeks=60), ("4_3", START + timedelta(weeks=90))
     panel = _set(_set(_weekly(), "2_3", late, 0.4), "2_3", late + timedelta(weeks=1), 1.6)
     panel = _set(panel, *lone, 2.0)
     assert _flags(panel) == {lone}
@@ -236,14 +236,14 @@ def test_sales_booked_a_week_late_are_no_one_period_anomaly() -> None:
 
 
 def test_a_jump_the_series_has_made_before_is_no_news_but_a_larger_one_is() -> None:
-    # Department 1 of store 3 doubles in two weeks a year and a half apart (not the same week of the year):
-    # each has the other as precedent. A tripling in department 2 of store 3, whose largest rise elsewhere is
+    # Department 3 of store 3 doubles in two weeks a year and a half apart (not the same week of the year):
+    # each has the other as precedent. A tripling in department 3 of store 4, whose largest rise elsewhere is
     # a 40 % week, is news.
     first, second = START + timedelta(weeks=30), START + timedelta(weeks=110)
-    panel = _set(_set(_weekly(), "3_1", first, 2.0), "3_1", second, 2.0)
+    panel = _set(_set(_weekly(), "3_3", first, 2.0), "3_3", second, 2.0)
     earlier, big = START + timedelta(weeks=40), START + timedelta(weeks=100)
-    panel = _set(_set(panel, "3_2", earlier, 1.4), "3_2", big, 3.0)
+    panel = _set(_set(panel, "4_3", earlier, 1.4), "4_3", big, 3.0)
     flags = _flags(panel)
-    assert ("3_2", big) in flags
-    assert not {f for f in flags if f[0] == "3_1"}
-    assert {("3_1", first), ("3_1", second)} <= _flags(panel, config=DetectConfig(precedent=0.0))
+    assert ("4_3", big) in flags
+    assert not {f for f in flags if f[0] == "3_3"}
+    assert {("3_3", first), ("3_3", second)} <= _flags(panel, config=DetectConfig(precedent=0.0))
