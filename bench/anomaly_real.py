@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--scale-floor", type=float, default=DetectConfig.scale_floor)
     parser.add_argument("--isolation", type=float, default=DetectConfig.isolation, help="0: no test")
     parser.add_argument("--precedent", type=float, default=DetectConfig.precedent, help="0: no test")
+    parser.add_argument("--company", type=int, default=DetectConfig.company, help="0: no test")
     args = parser.parse_args()
     config = DetectConfig(
         z=args.z,
@@ -175,6 +176,7 @@ def main() -> None:
         scale_floor=args.scale_floor,
         isolation=args.isolation,
         precedent=args.precedent,
+        company=args.company,
     )
 
     started = time.perf_counter()

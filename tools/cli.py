@@ -285,6 +285,14 @@ def detect(
             "(0: no test).",
         ),
     ] = 1.5,
+    company: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Neighbour series unusual in the same direction that period that make it a shared event "
+            "(0: no test).",
+        ),
+    ] = 2,
 ) -> None:
     """Flag the periods of any panel that depart from their series' neighbours, peers and other years:
     the method behind the pipeline's sales_anomalies (chainsync/anomalies/sales.py)."""
@@ -311,6 +319,7 @@ def detect(
         holidays=None if holidays.strip().lower() in ("", "none") else holidays.strip(),
         isolation=isolation,
         precedent=precedent,
+        company=company,
     )
     started = time.perf_counter()
     try:

@@ -42,7 +42,10 @@ forecast made before it. For every series and period ``t`` (values ``y``, one re
    sales booked a week late, the edge of a step), not a one-period anomaly; and |z| is at least
    ``precedent`` × the series' largest |z| on the same side at its other periods (the period and its two
    neighbours left out) — a department that has jumped like this before, in a week nothing explains, has
-   heavier tails than its 95th percentile shows, and its next jump is no news.
+   heavier tails than its 95th percentile shows, and its next jump is no news; and fewer than ``company`` of
+   the series' neighbour series (step 4) are unusual in the same direction that period (|z| ≥ COMPANY_Z) — a
+   storm or a regional promotion at a few stores that move together is their shared event, too narrow to move
+   the median of twenty.
 
 ``expected = L_t + d_t × (shared shocks + neighbours' movement + the explanation chosen)``; ``lo`` / ``hi``
 are the bounds outside which the period is unusual (each from its side's scale; step 7 decides whether an
@@ -91,6 +94,7 @@ TAIL_QUANTILE = 0.95  # of |residual|: the series' tail, for its scale
 TAIL_TO_SD = 1.959964  # the 0.95 quantile of |N(0, 1)|
 PEER_CLIP = 3.0  # robust z at which movements are clipped for correlations (one spike barely moves them)
 ADJACENT_ECHO = 0.5  # a neighbour below half a period's own |z| leaves it isolated (echo, noise)
+COMPANY_Z = 3.0  # |z| at which a neighbour series counts as unusual too that period
 PRECEDENT_TOP = 4  # largest values kept per series and side to find the largest outside a period's window
 PEER_CHUNK = 1000  # series per block of the correlation matrix (memory: block x series floats)
 
@@ -107,7 +111,9 @@ class DetectConfig:
     used only when the panel has at least ``MIN_PANEL_SERIES`` other series); ``isolation``: the |z| an
     adjacent period may reach for a period to count as isolated (0: no isolation test); ``precedent``: how
     many times the series' largest same-side |z| elsewhere a period's |z| must reach (0: no precedent
-    test). Chosen on the clean Walmart panel and injection designs (docs/anomalies.md), not per panel."""
+    test); ``company``: how many of the series' neighbour series unusual in the same direction that period
+    make it a shared event rather than the series' own anomaly (0: no such test; needs the neighbour
+    series). Chosen on the clean Walmart panel and injection designs (docs/anomalies.md), not per panel."""
 
     z: float = 3.5
     min_effect: float = 0.2
@@ -118,6 +124,7 @@ class DetectConfig:
     neighbours: int = 20
     isolation: float = 2.5
     precedent: float = 1.5
+    company: int = 2
 
 
 def _level_offsets(freq: str) -> tuple[int, ...]:
@@ -236,16 +243,17 @@ def _group_median(deviation: np.ndarray, group: np.ndarray, least: int = 0) -> n
     return out
 
 
-def _neighbour_movement(own: np.ndarray, k: int, min_overlap: int) -> np.ndarray:
+def _neighbour_movement(own: np.ndarray, k: int, min_overlap: int) -> tuple[np.ndarray, np.ndarray]:
     """(series, periods): each series' expected own movement from its ``k`` most correlated series of the
     panel (Pearson on robust z-scores of ``own``, clipped at ±PEER_CLIP, over the periods both report,
     at least ``min_overlap`` of them): the median of their movements that period, each rescaled from its
     series' robust scale to this one's. NaN in ``own`` (missing or masked periods) is left out; 0 where no
-    neighbour reports. A one-period anomaly in one series is one of ``k`` values in a median elsewhere."""
+    neighbour reports. A one-period anomaly in one series is one of ``k`` values in a median elsewhere. Also
+    returns the neighbours themselves (series × k indices, -1 where a neighbour is unusable)."""
     n = own.shape[0]
     k = min(k, n - 1)
     if k < MIN_PANEL_SERIES:
-        return np.zeros_like(own)
+        return np.zeros_like(own), np.full((n, 0), -1, dtype=np.int64)
     centre = np.nanmedian(own, axis=1, keepdims=True)
     spread = MAD_TO_SD * np.nanmedian(np.abs(own - centre), axis=1, keepdims=True)
     spread = np.where(spread > 0, spread, np.nan)
@@ -254,6 +262,7 @@ def _neighbour_movement(own: np.ndarray, k: int, min_overlap: int) -> np.ndarray
     filled = np.where(reporting, standard, 0.0)
     counted = reporting.astype(np.float64)
     movement = np.full_like(own, np.nan)
+    chosen = np.full((n, k), -1, dtype=np.int64)
     for a in range(0, n, PEER_CHUNK):
         b = min(a + PEER_CHUNK, n)
         overlap = counted[a:b] @ counted.T
@@ -266,7 +275,20 @@ def _neighbour_movement(own: np.ndarray, k: int, min_overlap: int) -> np.ndarray
         values = rescaled * spread[a:b, None, :] + centre[a:b, None, :]
         values = np.where(usable[:, :, None], values, np.nan)
         movement[a:b] = np.nanmedian(values, axis=1)
-    return np.where(np.isnan(movement), 0.0, movement)
+        chosen[a:b] = np.where(usable, nearest, -1)
+    return np.where(np.isnan(movement), 0.0, movement), chosen
+
+
+def _company(z: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    """(series, periods): how many of the series' neighbour series (``nearest``: series × k indices, -1
+    unused) are unusual in the same direction that period (|z| ≥ COMPANY_Z, the same sign)."""
+    count = np.zeros(z.shape, dtype=np.int64)
+    filled = np.where(np.isnan(z), 0.0, z)
+    for j in range(nearest.shape[1]):
+        other = filled[np.maximum(nearest[:, j], 0)]
+        usable = nearest[:, j : j + 1] >= 0
+        count += usable & (np.abs(other) >= COMPANY_Z) & (np.sign(other) == np.sign(filled))
+    return count
 
 
 def _isolated(z: np.ndarray, least: float) -> np.ndarray:
@@ -359,8 +381,11 @@ def score_panel(
             # Correlations over a year of common periods (or half the panel, when shorter).
             periods = grid.len()
             min_overlap = max(config.min_history, min(_year_length(freq) or periods, periods // 2))
-            shared = shared + _neighbour_movement(own, config.neighbours, min_overlap)
+            movement, nearest = _neighbour_movement(own, config.neighbours, min_overlap)
+            shared = shared + movement
             own = deviation - shared
+        else:
+            nearest = np.full((ids.len(), 0), -1, dtype=np.int64)
 
         siblings = _siblings(grid, freq, config.holidays)
         padded = np.concatenate([own, np.full((own.shape[0], 1), np.nan)], axis=1)
@@ -414,6 +439,8 @@ def score_panel(
         flagged &= _isolated(z, config.isolation)
     if config.precedent:
         flagged &= np.abs(z) >= config.precedent * _precedent(z)
+    if config.company and nearest.shape[1]:
+        flagged &= _company(z, nearest) < config.company
     half_up = np.maximum(base * np.maximum(config.z * scale_up, config.min_effect), min_amount)
     half_down = np.maximum(base * np.maximum(config.z * scale_down, config.min_effect), min_amount)
     kinds = np.array(["level", "season", "adjacent", "adjacent"])

@@ -247,3 +247,18 @@ def test_a_jump_the_series_has_made_before_is_no_news_but_a_larger_one_is() -> N
     assert ("4_3", big) in flags
     assert not {f for f in flags if f[0] == "3_3"}
     assert {("3_3", first), ("3_3", second)} <= _flags(panel, config=DetectConfig(precedent=0.0))
+
+
+def test_a_storm_at_three_stores_that_move_together_is_their_shared_event() -> None:
+    # Three stores of the region up 60 % in one week: too few to move the median of their 20 neighbour
+    # series, but each has two neighbours as unusual that week. One store of the region alone is an anomaly.
+    panel, region = _regional()
+    week, lone = START + timedelta(weeks=80), ("9_1", START + timedelta(weeks=100))
+    for uid in region[:3]:
+        panel = _set(panel, uid, week, 1.6)
+    panel = _set(panel, *lone, 1.6)
+    flags = _flags(panel)
+    assert lone in flags
+    assert not {f for f in flags if f[1] == week}
+    apart = _flags(panel, config=DetectConfig(company=0))
+    assert {(uid, week) for uid in region[:3]} <= apart
