@@ -35,17 +35,18 @@ forecast made before it. For every series and period ``t`` (values ``y``, one re
    period where the series' whole group is unsettled (the group's median |z| that period over the panel's
    usual median |z|: the week after Christmas, a blizzard at one store). A period is flagged when
    ``|z| ≥ z``, ``|e| ≥ min_effect`` and ``|y − expected| ≥ min_amount_share`` × the panel's median series
-   level (a change a manager would act on), and the period is an isolated surprise without precedent:
-7. **Isolated, without precedent**: both adjacent periods are ordinary (|z| below ``isolation``, or below
-   ``ADJACENT_ECHO`` × the period's own |z|, the echo a large change leaves in its neighbours' local levels) —
-   a period beside another unusual one belongs to a sustained or shifted change (a promotion fortnight,
-   sales booked a week late, the edge of a step), not a one-period anomaly; and |z| is at least
-   ``precedent`` × the series' largest |z| on the same side at its other periods (the period and its two
-   neighbours left out) — a department that has jumped like this before, in a week nothing explains, has
-   heavier tails than its 95th percentile shows, and its next jump is no news; and fewer than ``company`` of
-   the series' neighbour series (step 4) are unusual in the same direction that period (|z| ≥ COMPANY_Z) — a
-   storm or a regional promotion at a few stores that move together is their shared event, too narrow to move
-   the median of twenty.
+   level (a change a manager would act on), and the period is an isolated surprise of the series' own,
+   without precedent (docs/anomalies.md, step 8):
+7. **Isolated, the series' own, without precedent**: both adjacent periods are ordinary (|z| below
+   ``isolation``, or below ``ADJACENT_ECHO`` × the period's own |z|, the echo a large change leaves in its
+   neighbours' local levels) — a period beside another unusual one belongs to a sustained or shifted change
+   (a promotion fortnight, sales booked a week late, the edge of a step), not a one-period anomaly; and |z|
+   is at least ``precedent`` × the series' largest |z| on the same side at its other periods (the period and
+   its two neighbours left out) — a department that has jumped like this before, in a week nothing explains,
+   has heavier tails than its 95th percentile shows, and its next jump is no news; and fewer than
+   ``company`` of the series' neighbour series (step 4) are unusual in the same direction that period (|z| ≥
+   COMPANY_Z) — a storm or a regional promotion at a few stores that move together is their shared event,
+   too narrow to move the median of twenty.
 
 ``expected = L_t + d_t × (shared shocks + neighbours' movement + the explanation chosen)``; ``lo`` / ``hi``
 are the bounds outside which the period is unusual (each from its side's scale; step 7 decides whether an
