@@ -12,7 +12,10 @@ matches flags with ``ground_truth.parquet`` as incidents:
   then ``flag_store_days``): strict matching — a flagged store-day is right only when it is a planted
   sales_spike / sales_drop of that store and local day (the chain's promotions, weather days and closures
   are no anomaly, so flags there count against precision); two extra lines split the flags by the view
-  that fired (features ensemble, retrospective), outside the totals; recall by planted size below;
+  that fired (features ensemble, retrospective), outside the totals; a third, also outside them, is the
+  method's own decision (``score_panel``'s ``is_anomaly`` on units or revenue, with its isolation and
+  precedent tests), which the pipeline's retrospective view does not read (it decides on z); recall by
+  planted size below;
 - cashier shifts (``score_cashier_shifts``): right when cashier and day fall in a refund_abuse window;
 - security IP-days (``score_security``): right when the IP is a planted brute_force_ip or
   credential_stuffing source.
@@ -55,7 +58,9 @@ from pipelines.defs.anomalies.scoring import (  # noqa: E402
     ENSEMBLE,
     FEATURES_SQL,
     RESIDUAL_MIN_Z,
+    RESIDUAL_TARGETS,
     RESIDUAL_THRESHOLD,
+    STORE_DAY_CONFIG,
     SalesThresholds,
     flag_store_days,
     score_store_days,
@@ -64,6 +69,20 @@ from pipelines.defs.anomalies.scoring import (  # noqa: E402
 from tools.generator import generate_chain  # noqa: E402
 
 DBT_MODELS = Path(__file__).resolve().parents[1] / "dbt_project" / "models"
+
+
+def method_store_days(features: pl.DataFrame) -> pl.DataFrame:
+    """store_id, sale_date of the store-days the method itself flags (``score_panel``'s ``is_anomaly`` with
+    the pipeline's ``STORE_DAY_CONFIG``) on daily units or net revenue."""
+    from chainsync.anomalies import score_panel
+
+    parts = []
+    for column in RESIDUAL_TARGETS.values():
+        panel = features.select(unique_id="store_id", ds="sale_date", y=pl.col(column).cast(pl.Float64))
+        scored = score_panel(panel.drop_nulls(), freq="D", config=STORE_DAY_CONFIG)
+        flagged = scored.filter("is_anomaly")
+        parts.append(flagged.select(store_id="unique_id", sale_date=pl.col("ds").cast(pl.Date)))
+    return pl.concat(parts).unique()
 
 
 def _model_sql(path: str, refs: dict[str, str]) -> str:
@@ -247,6 +266,9 @@ def main() -> None:
         sales_row(f"  of which {view}", flagged.filter(pl.col("detectors").str.contains(view)))
         for view in ("features", "retrospective")
     ]
+    views_apart.append(
+        sales_row("  the method's own decision", method_store_days(sales_features))  # type: ignore[arg-type]
+    )
     # Cashier shifts.
     flagged_c = cashiers.filter(pl.col("is_anomaly")).select("cashier_id", "sale_date")
     hit_c = flagged_c.join(

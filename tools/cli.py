@@ -270,6 +270,29 @@ def detect(
     holidays: Annotated[
         str, typer.Option(help="Holiday calendar matching moving holidays across years; 'none' for none.")
     ] = "US",
+    isolation: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Largest |z| an adjacent period may show for a period to count as isolated (0: no test).",
+        ),
+    ] = 2.5,
+    precedent: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="A flagged |z| is at least this many times the series' largest same-side |z| elsewhere "
+            "(0: no test).",
+        ),
+    ] = 1.5,
+    company: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Neighbour series unusual in the same direction that period that make it a shared event "
+            "(0: no test).",
+        ),
+    ] = 2,
 ) -> None:
     """Flag the periods of any panel that depart from their series' neighbours, peers and other years:
     the method behind the pipeline's sales_anomalies (chainsync/anomalies/sales.py)."""
@@ -294,6 +317,9 @@ def detect(
         min_effect=min_effect,
         min_amount_share=min_amount_share,
         holidays=None if holidays.strip().lower() in ("", "none") else holidays.strip(),
+        isolation=isolation,
+        precedent=precedent,
+        company=company,
     )
     started = time.perf_counter()
     try:

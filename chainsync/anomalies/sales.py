@@ -35,10 +35,22 @@ forecast made before it. For every series and period ``t`` (values ``y``, one re
    period where the series' whole group is unsettled (the group's median |z| that period over the panel's
    usual median |z|: the week after Christmas, a blizzard at one store). A period is flagged when
    ``|z| ≥ z``, ``|e| ≥ min_effect`` and ``|y − expected| ≥ min_amount_share`` × the panel's median series
-   level (a change a manager would act on).
+   level (a change a manager would act on), and the period is an isolated surprise of the series' own,
+   without precedent (docs/anomalies.md, step 8):
+7. **Isolated, the series' own, without precedent**: both adjacent periods are ordinary (|z| below
+   ``isolation``, or below ``ADJACENT_ECHO`` × the period's own |z|, the echo a large change leaves in its
+   neighbours' local levels) — a period beside another unusual one belongs to a sustained or shifted change
+   (a promotion fortnight, sales booked a week late, the edge of a step), not a one-period anomaly; and |z|
+   is at least ``precedent`` × the series' largest |z| on the same side at its other periods (the period and
+   its two neighbours left out) — a department that has jumped like this before, in a week nothing explains,
+   has heavier tails than its 95th percentile shows, and its next jump is no news; and fewer than
+   ``company`` of the series' neighbour series (step 4) are unusual in the same direction that period (|z| ≥
+   COMPANY_Z) — a storm or a regional promotion at a few stores that move together is their shared event,
+   too narrow to move the median of twenty.
 
 ``expected = L_t + d_t × (shared shocks + neighbours' movement + the explanation chosen)``; ``lo`` / ``hi``
-are the bounds outside which the period is flagged (each from its side's scale). Units: those of ``y``;
+are the bounds outside which the period is unusual (each from its side's scale; step 7 decides whether an
+unusual period is flagged). Units: those of ``y``;
 ``score`` is |z| in robust standard deviations, ``effect`` the residual as a fraction of the expected value.
 
 Nothing here fits a model: the full Walmart panel (3,331 series × 143 weeks) scores in about 3 seconds
@@ -82,6 +94,9 @@ MIN_WIDEN_SERIES = 20
 TAIL_QUANTILE = 0.95  # of |residual|: the series' tail, for its scale
 TAIL_TO_SD = 1.959964  # the 0.95 quantile of |N(0, 1)|
 PEER_CLIP = 3.0  # robust z at which movements are clipped for correlations (one spike barely moves them)
+ADJACENT_ECHO = 0.5  # a neighbour below half a period's own |z| leaves it isolated (echo, noise)
+COMPANY_Z = 3.0  # |z| at which a neighbour series counts as unusual too that period
+PRECEDENT_TOP = 4  # largest values kept per series and side to find the largest outside a period's window
 PEER_CHUNK = 1000  # series per block of the correlation matrix (memory: block x series floats)
 
 
@@ -94,8 +109,12 @@ class DetectConfig:
     share of the panel's median series level (median over series of their median |y|); ``holidays``:
     country of the holiday calendar used to match moving holidays across years (None: by season only);
     ``neighbours``: how many most-correlated series of the panel predict a series' own movement (0: none;
-    used only when the panel has at least ``MIN_PANEL_SERIES`` other series). Chosen on the clean Walmart
-    panel and two injection designs (docs/anomalies.md), not per panel."""
+    used only when the panel has at least ``MIN_PANEL_SERIES`` other series); ``isolation``: the |z| an
+    adjacent period may reach for a period to count as isolated (0: no isolation test); ``precedent``: how
+    many times the series' largest same-side |z| elsewhere a period's |z| must reach (0: no precedent
+    test); ``company``: how many of the series' neighbour series unusual in the same direction that period
+    make it a shared event rather than the series' own anomaly (0: no such test; needs the neighbour
+    series). Chosen on the clean Walmart panel and injection designs (docs/anomalies.md), not per panel."""
 
     z: float = 3.5
     min_effect: float = 0.2
@@ -104,6 +123,9 @@ class DetectConfig:
     min_amount_share: float = 0.5
     holidays: str | None = "US"
     neighbours: int = 20
+    isolation: float = 2.5
+    precedent: float = 1.5
+    company: int = 2
 
 
 def _level_offsets(freq: str) -> tuple[int, ...]:
@@ -222,16 +244,17 @@ def _group_median(deviation: np.ndarray, group: np.ndarray, least: int = 0) -> n
     return out
 
 
-def _neighbour_movement(own: np.ndarray, k: int, min_overlap: int) -> np.ndarray:
+def _neighbour_movement(own: np.ndarray, k: int, min_overlap: int) -> tuple[np.ndarray, np.ndarray]:
     """(series, periods): each series' expected own movement from its ``k`` most correlated series of the
     panel (Pearson on robust z-scores of ``own``, clipped at ±PEER_CLIP, over the periods both report,
     at least ``min_overlap`` of them): the median of their movements that period, each rescaled from its
     series' robust scale to this one's. NaN in ``own`` (missing or masked periods) is left out; 0 where no
-    neighbour reports. A one-period anomaly in one series is one of ``k`` values in a median elsewhere."""
+    neighbour reports. A one-period anomaly in one series is one of ``k`` values in a median elsewhere. Also
+    returns the neighbours themselves (series × k indices, -1 where a neighbour is unusable)."""
     n = own.shape[0]
     k = min(k, n - 1)
     if k < MIN_PANEL_SERIES:
-        return np.zeros_like(own)
+        return np.zeros_like(own), np.full((n, 0), -1, dtype=np.int64)
     centre = np.nanmedian(own, axis=1, keepdims=True)
     spread = MAD_TO_SD * np.nanmedian(np.abs(own - centre), axis=1, keepdims=True)
     spread = np.where(spread > 0, spread, np.nan)
@@ -240,6 +263,7 @@ def _neighbour_movement(own: np.ndarray, k: int, min_overlap: int) -> np.ndarray
     filled = np.where(reporting, standard, 0.0)
     counted = reporting.astype(np.float64)
     movement = np.full_like(own, np.nan)
+    chosen = np.full((n, k), -1, dtype=np.int64)
     for a in range(0, n, PEER_CHUNK):
         b = min(a + PEER_CHUNK, n)
         overlap = counted[a:b] @ counted.T
@@ -252,7 +276,50 @@ def _neighbour_movement(own: np.ndarray, k: int, min_overlap: int) -> np.ndarray
         values = rescaled * spread[a:b, None, :] + centre[a:b, None, :]
         values = np.where(usable[:, :, None], values, np.nan)
         movement[a:b] = np.nanmedian(values, axis=1)
-    return np.where(np.isnan(movement), 0.0, movement)
+        chosen[a:b] = np.where(usable, nearest, -1)
+    return np.where(np.isnan(movement), 0.0, movement), chosen
+
+
+def _company(z: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    """(series, periods): how many of the series' neighbour series (``nearest``: series × k indices, -1
+    unused) are unusual in the same direction that period (|z| ≥ COMPANY_Z, the same sign)."""
+    count = np.zeros(z.shape, dtype=np.int64)
+    filled = np.where(np.isnan(z), 0.0, z)
+    for j in range(nearest.shape[1]):
+        other = filled[np.maximum(nearest[:, j], 0)]
+        usable = nearest[:, j : j + 1] >= 0
+        count += usable & (np.abs(other) >= COMPANY_Z) & (np.sign(other) == np.sign(filled))
+    return count
+
+
+def _isolated(z: np.ndarray, least: float) -> np.ndarray:
+    """(series, periods): whether both adjacent periods are ordinary: |z| below ``least``, or below
+    ADJACENT_ECHO × the period's own |z| (a large one-period change moves its neighbours' local levels, so
+    they echo it a little). A period beside another unusual one is part of a sustained or shifted change
+    (a promotion fortnight, sales booked a week late, a step), not a one-period anomaly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        beside = np.fmax(np.abs(_shift(z, -1)), np.abs(_shift(z, 1)))
+    beside = np.where(np.isnan(beside), 0.0, beside)
+    return beside < np.maximum(least, ADJACENT_ECHO * np.abs(z))
+
+
+def _precedent(z: np.ndarray) -> np.ndarray:
+    """(series, periods): the series' largest |z| on the same side (up for a rise, down for a fall) at
+    its other periods, leaving out the period and its two neighbours; 0 where there is none."""
+    out = np.zeros_like(z)
+    periods = np.arange(z.shape[1])[None, :]
+    for sign in (1.0, -1.0):
+        side = np.where(np.isnan(z), 0.0, np.clip(sign * z, 0.0, None))
+        top = min(PRECEDENT_TOP, side.shape[1])
+        order = np.argsort(-side, axis=1)[:, :top]  # the series' largest values (3 may be in the window)
+        values = np.take_along_axis(side, order, axis=1)
+        best = np.zeros_like(z)
+        for k in range(top - 1, -1, -1):
+            outside = np.abs(order[:, k : k + 1] - periods) > 1
+            best = np.where(outside, values[:, k : k + 1], best)
+        out = np.where((z >= 0) if sign > 0 else (z < 0), best, out)
+    return out
 
 
 def score_panel(
@@ -315,8 +382,11 @@ def score_panel(
             # Correlations over a year of common periods (or half the panel, when shorter).
             periods = grid.len()
             min_overlap = max(config.min_history, min(_year_length(freq) or periods, periods // 2))
-            shared = shared + _neighbour_movement(own, config.neighbours, min_overlap)
+            movement, nearest = _neighbour_movement(own, config.neighbours, min_overlap)
+            shared = shared + movement
             own = deviation - shared
+        else:
+            nearest = np.full((ids.len(), 0), -1, dtype=np.int64)
 
         siblings = _siblings(grid, freq, config.holidays)
         padded = np.concatenate([own, np.full((own.shape[0], 1), np.nan)], axis=1)
@@ -366,6 +436,12 @@ def score_panel(
         & (np.abs(residual) >= config.min_effect)
         & (np.abs(y - expected) >= min_amount)
     )
+    if config.isolation:
+        flagged &= _isolated(z, config.isolation)
+    if config.precedent:
+        flagged &= np.abs(z) >= config.precedent * _precedent(z)
+    if config.company and nearest.shape[1]:
+        flagged &= _company(z, nearest) < config.company
     half_up = np.maximum(base * np.maximum(config.z * scale_up, config.min_effect), min_amount)
     half_down = np.maximum(base * np.maximum(config.z * scale_down, config.min_effect), min_amount)
     kinds = np.array(["level", "season", "adjacent", "adjacent"])

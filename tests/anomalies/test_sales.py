@@ -222,3 +222,43 @@ def test_a_series_that_often_spikes_is_still_judged_by_its_drops() -> None:
     )
     row = ordinary.row(0, named=True)
     assert row["hi"] - row["expected"] > 1.5 * (row["expected"] - row["lo"])
+
+
+def test_sales_booked_a_week_late_are_no_one_period_anomaly() -> None:
+    # Store 2's department 3 books 60 % of one week's sales in the next: a spike beside a drop, the two
+    # weeks together as usual. Neither week is an isolated surprise; a lone spike elsewhere still is.
+    late, lone = START + timedelta(weeks=60), ("4_3", START + timedelta(weeks=90))
+    panel = _set(_set(_weekly(), "2_3", late, 0.4), "2_3", late + timedelta(weeks=1), 1.6)
+    panel = _set(panel, *lone, 2.0)
+    assert _flags(panel) == {lone}
+    shifted = {("2_3", late), ("2_3", late + timedelta(weeks=1))}
+    assert shifted <= _flags(panel, config=DetectConfig(isolation=0.0))
+
+
+def test_a_jump_the_series_has_made_before_is_no_news_but_a_larger_one_is() -> None:
+    # Department 3 of store 3 doubles in two weeks a year and a half apart (not the same week of the year):
+    # each has the other as precedent. A tripling in department 3 of store 4, whose largest rise elsewhere is
+    # a 40 % week, is news.
+    first, second = START + timedelta(weeks=30), START + timedelta(weeks=110)
+    panel = _set(_set(_weekly(), "3_3", first, 2.0), "3_3", second, 2.0)
+    earlier, big = START + timedelta(weeks=40), START + timedelta(weeks=100)
+    panel = _set(_set(panel, "4_3", earlier, 1.4), "4_3", big, 3.0)
+    flags = _flags(panel)
+    assert ("4_3", big) in flags
+    assert not {f for f in flags if f[0] == "3_3"}
+    assert {("3_3", first), ("3_3", second)} <= _flags(panel, config=DetectConfig(precedent=0.0))
+
+
+def test_a_storm_at_three_stores_that_move_together_is_their_shared_event() -> None:
+    # Three stores of the region up 60 % in one week: too few to move the median of their 20 neighbour
+    # series, but each has two neighbours as unusual that week. One store of the region alone is an anomaly.
+    panel, region = _regional()
+    week, lone = START + timedelta(weeks=80), ("9_1", START + timedelta(weeks=100))
+    for uid in region[:3]:
+        panel = _set(panel, uid, week, 1.6)
+    panel = _set(panel, *lone, 1.6)
+    flags = _flags(panel)
+    assert lone in flags
+    assert not {f for f in flags if f[1] == week}
+    apart = _flags(panel, config=DetectConfig(company=0))
+    assert {(uid, week) for uid in region[:3]} <= apart
