@@ -193,12 +193,15 @@ def test_gx_suite_fails_on_bad_lines(source: str, tmp_path) -> None:  # type: ig
             {**good, "line_no": 3, "product_id": None, "payment_type": "barter"},
             {**good, "line_no": 4, "occurred_at": pd.Timestamp("1999-12-31")},
             {**good, "line_no": 5, "occurred_at": pd.Timestamp("2099-01-01")},
+            {**good, "line_no": 6, "transaction_id": None},
+            {**good, "line_no": 7, "event_id": None},
             good,  # the same (event_id, line_no) twice
         ]
     )
     if source == "warehouse":
         assert isinstance(bad["store_id"].dtype, pd.CategoricalDtype)
         assert "cashier_id" not in bad.columns  # no expectation reads it
+        assert pd.api.types.is_numeric_dtype(bad["event_id"])  # ids as codes: null and uniqueness kept
     outcome = validate_sale_lines(bad, ["S1"], ["P1"])
     assert not outcome["success"]
     failed = set(outcome["failed"])
@@ -208,6 +211,8 @@ def test_gx_suite_fails_on_bad_lines(source: str, tmp_path) -> None:  # type: ig
         "expect_column_values_to_be_in_set(kind)",
         "expect_column_values_to_be_in_set(payment_type)",
         "expect_column_values_to_not_be_null(product_id)",
+        "expect_column_values_to_not_be_null(transaction_id)",
+        "expect_column_values_to_not_be_null(event_id)",
         "expect_column_values_to_be_between(occurred_at)",
         "expect_column_values_to_be_between(seconds_ahead_of_receipt)",
         "expect_compound_columns_to_be_unique(['event_id', 'line_no'])",

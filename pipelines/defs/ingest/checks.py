@@ -57,9 +57,25 @@ def _as_pandas(lines: pa.Table) -> pd.DataFrame:
         return lines.to_pandas(strings_to_categorical=True)
 
 
+# Ids whose only expectations are "not null" and "unique together with line_no": handed to GX as integer
+# codes of their distinct values (one code per distinct id, null stays null), which keeps both verdicts,
+# instead of categoricals of millions of distinct strings to build and hash (5.9 M lines: ~6 CPU s).
+CODED_IDS = ("event_id", "transaction_id")
+
+
+def _coded(lines: pa.Table, columns: tuple[str, ...]) -> pa.Table:
+    """``lines`` with each of ``columns`` replaced by the dictionary codes of its values."""
+    import pyarrow.compute as pc
+
+    for name in columns:
+        encoded = pc.dictionary_encode(lines[name].combine_chunks())  # one dictionary for all rows
+        lines = lines.set_column(lines.column_names.index(name), name, encoded.indices)
+    return lines
+
+
 def read_new_lines(con: duckdb.DuckDBPyConnection, from_seq: int, to_seq: int) -> pd.DataFrame:
     """The sale lines landed with ``from_seq < seq <= to_seq``, as the suite's pandas frame
-    (:data:`SUITE_COLUMNS`, :func:`_as_pandas`)."""
+    (:data:`SUITE_COLUMNS`, :data:`CODED_IDS` as codes, :func:`_as_pandas`)."""
     lines = (
         con.cursor()  # a fresh cursor: results of the caller's earlier queries may still be open on ``con``
         .sql(
@@ -68,7 +84,7 @@ def read_new_lines(con: duckdb.DuckDBPyConnection, from_seq: int, to_seq: int) -
         )
         .to_arrow_table()
     )
-    return _as_pandas(lines)
+    return _as_pandas(_coded(lines, CODED_IDS))
 
 
 def _target(kwargs: dict[str, Any]) -> object:
@@ -83,6 +99,19 @@ def validate_sale_lines(
 
     Returns ``{"success": bool, "evaluated": n, "failed": [descriptions]}``."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import pandas as pd
+
+    # Copy-on-write (pandas' own mode, the default from pandas 3): GX takes a full copy of the frame for
+    # every column it filters (a mask with no row to drop), ~36 whole-frame copies per suite; under
+    # copy-on-write those are lazy and nothing is written to the frame, so none is made (5.9 M lines:
+    # validation 2.5x less CPU, same verdicts).
+    with pd.option_context("mode.copy_on_write", True):
+        return _validate(lines, store_ids, product_ids, rules)
+
+
+def _validate(
+    lines: pd.DataFrame, store_ids: list[str], product_ids: list[str], rules: LineRules | None
+) -> dict[str, Any]:
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
