@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,18 @@ class PipelineConfig(dg.ConfigurableResource):
     @property
     def serving_dir_path(self) -> Path:
         return Path(self.serving_dir)
+
+
+@cache
+def dbt_project_var(name: str) -> Any:
+    """The value of ``name`` under ``vars`` in ``dbt_project.yml``: a constant the models and the Python
+    side share, declared there once."""
+    import yaml
+
+    from chainsync.settings import get_settings
+
+    project = yaml.safe_load((Path(get_settings().dbt_project_dir) / "dbt_project.yml").read_text())
+    return project["vars"][name]
 
 
 def frame_of(con: Any, sql: str) -> pl.DataFrame:

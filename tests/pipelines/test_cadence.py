@@ -13,6 +13,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from chainsync.ops_store import get_engine
+from chainsync.schemas.events import InventoryEvent
 from chainsync.serving import current_snapshot
 from chainsync.settings import Settings
 from pipelines.run import run_pipeline
@@ -27,25 +28,31 @@ DAYS = 42  # six weeks of history, then three more days and a late offline batch
 
 def _batches(settings: Settings) -> tuple[list, list]:  # type: ignore[type-arg]
     """The first load (six weeks of sales plus stock, security and sync events) and what arrives later:
-    three new days of sales and an offline till's sales of an earlier week."""
+    three new days of sales, an offline till's sales of an earlier week, new shelf counts and receipts."""
     stores, prices = seed_catalog(get_engine(settings.ops_store), stores=2, products=6)
     first = sale_events(stores, prices, START, DAYS, seed=1) + other_events(
         stores, prices, START, DAYS, seed=1
     )
     later = sale_events(stores, prices, START + timedelta(days=DAYS), 3, seed=2)
     late = sale_events(stores[:1], prices, START + timedelta(days=20), 2, seed=3)
-    return first, later + late
+    # New shelf counts and receipts too (the incremental staging of movements appends them).
+    stock = [
+        e
+        for e in other_events(stores, prices, START + timedelta(days=DAYS), 3, seed=2)
+        if isinstance(e, InventoryEvent)
+    ]
+    return first, later + late + stock
 
 
 def _tables(settings: Settings) -> dict[str, pl.DataFrame]:
-    """Every mart (table or view), anomaly table and incremental intermediate table of the warehouse, rows in
-    a canonical order."""
+    """Every mart (table or view), anomaly table and incremental staging or intermediate table of the
+    warehouse, rows in a canonical order."""
     out = {}
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         names = con.execute(
             "select table_schema || '.' || table_name from information_schema.tables"
             " where table_schema in ('marts', 'analytics')"
-            " or (table_schema = 'intermediate' and table_type = 'BASE TABLE') order by 1"
+            " or (table_schema in ('staging', 'intermediate') and table_type = 'BASE TABLE') order by 1"
         ).fetchall()
         for (name,) in names:
             frame = pl.from_arrow(con.sql(f"select * from {name}").to_arrow_table())
@@ -86,6 +93,7 @@ def test_incremental_marts_runs_equal_a_rebuild_from_scratch(
         "marts.fct_sales_daily",
         "marts.fct_stock_levels",
         "intermediate.int_stock_levels",
+        "staging.stg_pos__inventory_movements",
         "analytics.sales_anomalies",
         "analytics.cashier_anomalies",
     } <= set(built)
