@@ -3,7 +3,12 @@
 import dagster as dg
 
 from pipelines.defs.forecasting.demand import empty_forecast
-from pipelines.defs.insights.insights import build_insights, empty_insights
+from pipelines.defs.insights.insights import (
+    build_insights,
+    empty_insights,
+    forecast_window_sql,
+    sales_window_sql,
+)
 from pipelines.defs.inventory.reorder import empty_reorder
 from pipelines.resources import PipelineConfig, Warehouse
 
@@ -32,11 +37,12 @@ def business_insights(warehouse: Warehouse, pipeline_config: PipelineConfig) -> 
         return dg.MaterializeResult(metadata={"rows": 0, "disabled": True})
     read = warehouse.read_frame
     frame = build_insights(
-        sales=read(
-            "select store_id, product_id, sale_date, units_sold, net_revenue_cents from marts.fct_sales_daily"
-        ),
+        # Only the days the rules read, not the whole history and horizon.
+        sales=read(sales_window_sql("marts.fct_sales_daily")),
         # Before the first daily forecast run (its own cadence) there is nothing to recommend from yet.
-        forecast=warehouse.read_table_or("analytics.demand_forecast", empty_forecast()),
+        forecast=warehouse.read_table_or(
+            "analytics.demand_forecast", empty_forecast(), forecast_window_sql("analytics.demand_forecast")
+        ),
         reorder=warehouse.read_table_or("analytics.reorder_suggestions", empty_reorder()),
         store_days=read("select * from analytics.sales_anomalies"),
         cashiers=read("select * from analytics.cashier_anomalies"),
