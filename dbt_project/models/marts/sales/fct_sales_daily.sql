@@ -10,7 +10,9 @@
 -- Store x product x day totals. Incremental: the days touched by lines newer than the last build are
 -- recomputed in full (delete+insert on the grain), so late or offline-synced events land correctly.
 
-with sale_lines as (
+-- Not materialized: read twice below, a materialized CTE would convert every line's timezone before the
+-- filters that skip the untouched history could reach the scan.
+with sale_lines as not materialized (
     select * from {{ ref('int_sale_lines_localized') }}
 ),
 
