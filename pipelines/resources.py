@@ -144,17 +144,6 @@ class Warehouse(DuckDBResource):
         with self.get_connection() as con:
             return frame_of(con, sql)
 
-    def read_table_or(self, table: str, empty: pl.DataFrame, query: str | None = None) -> pl.DataFrame:
-        """``table`` (schema-qualified) as a polars frame — or ``query``'s result, a query of it — or
-        ``empty`` when it was never built."""
-        schema, name = table.split(".")
-        with self.get_connection() as con:
-            exists = con.execute(
-                "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                [schema, name],
-            ).fetchall()[0][0]
-            return frame_of(con, query or f"select * from {table}") if exists else empty
-
     def replace_table(self, table: str, frame: pl.DataFrame) -> None:
         """Replace ``table`` (schema-qualified) with ``frame``; DuckDB scans the frame through Arrow."""
         schema = table.split(".")[0]

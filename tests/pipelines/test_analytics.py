@@ -630,12 +630,18 @@ def test_revenue_and_basket_shifts_are_one_rule_shape() -> None:
 
 
 def test_insights_from_the_windows_the_asset_reads_equal_those_from_the_whole_tables() -> None:
-    """business_insights reads the last SALES_WINDOW_DAYS of sales and the first FORECAST_WINDOW_DAYS of
-    the forecast (sales_window_sql, forecast_window_sql): the rules see no difference."""
+    """business_insights reads the last SALES_WINDOW_DAYS of sales, the first FORECAST_WINDOW_DAYS of the
+    forecast and the flagged anomalies (sales_window_sql, forecast_window_sql, flagged_sql): the rules see
+    no difference."""
     import duckdb
     from polars.testing import assert_frame_equal
 
-    from pipelines.defs.insights.insights import build_insights, forecast_window_sql, sales_window_sql
+    from pipelines.defs.insights.insights import (
+        build_insights,
+        flagged_sql,
+        forecast_window_sql,
+        sales_window_sql,
+    )
 
     as_of = date(2025, 3, 31)
     rng = np.random.default_rng(7)
@@ -676,9 +682,23 @@ def test_insights_from_the_windows_the_asset_reads_equal_those_from_the_whole_ta
             "confidence": [0.8, 0.6],
         }
     )
+    security = pl.DataFrame(
+        {
+            "source_ip": ["203.0.113.9", "203.0.113.10", "198.51.100.7"],
+            "event_date": [as_of, as_of - timedelta(days=40), as_of],
+            "failures": [300, 40, 2],
+            "failed_users": [90, 12, 1],
+            "max_z": [60.0, 9.0, 0.5],
+            "z_threshold": [6.0, 6.0, 6.0],
+            "is_anomaly": [True, True, False],
+        }
+    )
     empty = pl.DataFrame()
     with duckdb.connect() as con:
         con.execute("create schema marts; create schema analytics")
+        con.register("security_frame", security.to_arrow())
+        con.execute("create table analytics.security_anomalies as select * from security_frame")
+        flagged = pl.from_arrow(con.sql(flagged_sql("analytics.security_anomalies")).to_arrow_table())
         con.register("sales_frame", sales.to_arrow())
         con.register("forecast_frame", forecast.to_arrow())
         con.execute("create table marts.fct_sales_daily as select * from sales_frame")
@@ -688,16 +708,22 @@ def test_insights_from_the_windows_the_asset_reads_equal_those_from_the_whole_ta
             con.sql(forecast_window_sql("analytics.demand_forecast")).to_arrow_table()
         )
     assert isinstance(sales_window, pl.DataFrame) and isinstance(forecast_window, pl.DataFrame)
+    assert isinstance(flagged, pl.DataFrame) and flagged.height == 2
     assert 0 < sales_window.height < sales.height and 0 < forecast_window.height < forecast.height
 
-    def insights(sales: pl.DataFrame, forecast: pl.DataFrame) -> pl.DataFrame:
+    def insights(sales: pl.DataFrame, forecast: pl.DataFrame, security: pl.DataFrame) -> pl.DataFrame:
         return build_insights(
-            sales=sales, forecast=forecast, reorder=reorder, store_days=empty, cashiers=empty, security=empty
+            sales=sales,
+            forecast=forecast,
+            reorder=reorder,
+            store_days=empty,
+            cashiers=empty,
+            security=security,
         )
 
-    whole = insights(sales, forecast)
-    assert {"inventory", "revenue"} <= set(whole["category"])
-    assert_frame_equal(insights(sales_window, forecast_window), whole)
+    whole = insights(sales, forecast, security)
+    assert {"inventory", "revenue", "operations"} <= set(whole["category"])
+    assert_frame_equal(insights(sales_window, forecast_window, flagged), whole)
 
 
 def test_last_years_anomaly_does_not_outrank_todays_stockout() -> None:

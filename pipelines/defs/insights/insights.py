@@ -71,8 +71,9 @@ def empty_insights() -> pl.DataFrame:
 
 
 # How much of its inputs the rules read: the sales of the last ``SALES_WINDOW_DAYS`` (recent prices; last
-# week's takings), the forecast's first ``FORECAST_WINDOW_DAYS`` (next week's value). The asset reads no
-# more than that (``sales_window_sql``, ``forecast_window_sql``).
+# week's takings), the forecast's first ``FORECAST_WINDOW_DAYS`` (next week's value), and of the cashier,
+# security and shrinkage scores the flagged rows only. The asset reads no more than that
+# (``sales_window_sql``, ``forecast_window_sql``, ``flagged_sql``).
 SALES_WINDOW_DAYS = 28
 FORECAST_WINDOW_DAYS = 7
 
@@ -88,6 +89,11 @@ def sales_window_sql(table: str) -> str:
 def forecast_window_sql(table: str) -> str:
     """The rows of the forecast ``table`` the rules read: its first ``FORECAST_WINDOW_DAYS`` days."""
     return f"select * from {table} where horizon_day <= {FORECAST_WINDOW_DAYS}"
+
+
+def flagged_sql(table: str) -> str:
+    """The rows of an anomaly ``table`` the cashier, security and shrinkage rules read: the flagged ones."""
+    return f"select * from {table} where is_anomaly"
 
 
 def _prices(sales: pl.DataFrame, as_of: date) -> pl.DataFrame:
