@@ -119,6 +119,11 @@ class PipelineConfig(dg.ConfigurableResource):
         return Path(self.serving_dir)
 
 
+# Materialization metadata of an asset whose run found its table already up to date and left it as it was
+# (the snapshot then carries the published copy over instead of rewriting it).
+UNCHANGED = "unchanged"
+
+
 @cache
 def dbt_project_var(name: str) -> Any:
     """The value of ``name`` under ``vars`` in ``dbt_project.yml``: a constant the models and the Python

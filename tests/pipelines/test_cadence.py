@@ -145,3 +145,49 @@ def test_the_forecast_run_adds_forecasts_and_keeps_the_marts(incremental: tuple[
     assert after is not None and {"demand_forecast", "fct_sales_daily"} <= set(after.tables)
     assert after.read("demand_forecast").height == 12 * 90
     assert_frame_equal(after.read("fct_sales_daily"), before.read("fct_sales_daily"))
+
+
+def test_sales_after_every_shelf_count_leave_the_inventory_scores_standing(tmp_path: Path) -> None:
+    """New sales after every pair's last count change no count interval: the shrinkage scores are not
+    recomputed, the snapshot carries their published copy over, and both equal a rebuild from scratch."""
+    settings = make_settings(tmp_path / "incremental" / "data")
+    stores, prices = seed_catalog(get_engine(settings.ops_store), stores=2, products=6)
+    # Shelf counts on day 0 and day 30 (an interval to score), then three days of sales after both.
+    recount = [
+        e
+        for e in other_events(stores, prices, START + timedelta(days=30), 2, seed=4)
+        if isinstance(e, InventoryEvent)
+    ]
+    first = (
+        sale_events(stores, prices, START, DAYS, seed=1)
+        + other_events(stores, prices, START, DAYS, seed=1)
+        + recount
+    )
+    later = sale_events(stores, prices, START + timedelta(days=DAYS), 3, seed=2)
+    engine = get_engine(settings.ops_store)
+    append(engine, first)
+    assert run_pipeline(settings, job="marts_job").success
+    append(engine, later)
+    second = run_pipeline(settings, job="marts_job")
+    assert second.success
+    inventory = second.metadata["inventory_anomalies"]
+    assert inventory["unchanged"] is True and inventory["pairs_refreshed"] == 0
+    published = second.metadata["serving_snapshot"]["tables_published"]
+    assert "inventory_anomalies" not in published and "fct_sales_daily" in published
+
+    scratch = make_settings(tmp_path / "scratch" / "data")
+    seed_catalog(get_engine(scratch.ops_store), stores=2, products=6)
+    append(get_engine(scratch.ops_store), first)
+    append(get_engine(scratch.ops_store), later)
+    assert run_pipeline(scratch, job="marts_job").success
+    built, rebuilt = _tables(settings), _tables(scratch)
+    assert built["analytics.inventory_anomalies"].height > 0
+    for name in ("analytics.inventory_anomalies", "analytics.shrinkage_features", "marts.fct_stock_levels"):
+        assert_frame_equal(built[name], rebuilt[name], check_exact=False, rel_tol=1e-9), name
+    served, served_scratch = current_snapshot(settings.serving), current_snapshot(scratch.serving)
+    assert served is not None and served_scratch is not None
+    for table in ("inventory_anomalies", "fct_sales_daily"):
+        frame, expected = served.read(table), served_scratch.read(table)
+        assert_frame_equal(
+            frame.sort(frame.columns), expected.sort(expected.columns), check_exact=False, rel_tol=1e-9
+        )

@@ -10,18 +10,23 @@ import dagster as dg
 from chainsync.ops_store.audit_log import audit_head
 from chainsync.serving import current_snapshot, publish_snapshot
 from chainsync.snapshot_contract import TABLES, check_tables
-from pipelines.resources import OpsStoreResource, PipelineConfig, Warehouse, frame_of
+from pipelines.resources import UNCHANGED, OpsStoreResource, PipelineConfig, Warehouse, frame_of
 
 # Snapshot table name -> warehouse relation, as the contract declares them.
 SNAPSHOT_TABLES: dict[str, str] = {name: table.relation for name, table in TABLES.items()}
 
 
 def _changed_in_run(context: dg.AssetExecutionContext) -> set[str]:
-    """The snapshot tables whose assets materialized in this run (the others are as last published)."""
+    """The snapshot tables whose assets materialized in this run and changed their table (the others are
+    as last published; an asset that found its table up to date says so with ``UNCHANGED``)."""
     changed = set()
     for name in SNAPSHOT_TABLES:
         event = context.instance.get_latest_materialization_event(dg.AssetKey(name))
-        if event is not None and event.run_id == context.run_id:
+        if event is None or event.run_id != context.run_id:
+            continue
+        materialization = event.asset_materialization
+        unchanged = materialization is not None and UNCHANGED in materialization.metadata
+        if not unchanged:
             changed.add(name)
     return changed
 
