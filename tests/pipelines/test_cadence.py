@@ -100,9 +100,29 @@ def test_incremental_marts_runs_equal_a_rebuild_from_scratch(
     assert "analytics.demand_forecast" not in built  # forecasts keep their own cadence
     for name in built:
         assert_frame_equal(built[name], rebuilt[name], check_exact=False, rel_tol=1e-9), name
+    # And what readers read: every table of the last snapshot (fct_sales_daily in monthly parts, some
+    # carried over from earlier publishes) equals the rebuild's.
+    _assert_same_snapshots(settings, scratch)
     # The late offline batch landed on its own (earlier) days, not on the day it arrived.
     late_day = START + timedelta(days=20)
     assert built["marts.fct_sales_daily"].filter(pl.col("sale_date") == late_day).height > 0
+
+
+def _assert_same_snapshots(settings: Settings, scratch: Settings) -> None:
+    served, served_scratch = current_snapshot(settings.serving), current_snapshot(scratch.serving)
+    assert served is not None and served_scratch is not None
+    assert set(served.tables) == set(served_scratch.tables)
+    for table in served.tables:
+        frame, expected = served.read(table), served_scratch.read(table)
+        (
+            assert_frame_equal(
+                frame.sort(frame.columns, nulls_last=True),
+                expected.sort(expected.columns, nulls_last=True),
+                check_exact=False,
+                rel_tol=1e-9,
+            ),
+            table,
+        )
 
 
 def test_a_marts_run_builds_only_what_new_sales_touch(incremental: tuple[Settings, list]) -> None:  # type: ignore[type-arg]
@@ -125,6 +145,8 @@ def test_a_marts_run_builds_only_what_new_sales_touch(incremental: tuple[Setting
     # The second snapshot rewrote the sales tables and kept the security ones from the first.
     published = second.metadata["serving_snapshot"]["tables_published"]
     assert "fct_sales_daily" in published and "fct_security_events" not in published
+    # The new days fall in February, the late batch in January: both months rewritten.
+    assert second.metadata["serving_snapshot"]["parts_fct_sales_daily"] == "2026-01, 2026-02"
     snapshot = current_snapshot(settings.serving)
     assert snapshot is not None and "fct_security_events" in snapshot.tables
     # Nothing new: no run at all.
@@ -174,6 +196,8 @@ def test_sales_after_every_shelf_count_leave_the_inventory_scores_standing(tmp_p
     assert inventory["unchanged"] is True and inventory["pairs_refreshed"] == 0
     published = second.metadata["serving_snapshot"]["tables_published"]
     assert "inventory_anomalies" not in published and "fct_sales_daily" in published
+    # Three new days of February: January's sales are carried over, not rewritten.
+    assert second.metadata["serving_snapshot"]["parts_fct_sales_daily"] == "2026-02"
 
     scratch = make_settings(tmp_path / "scratch" / "data")
     seed_catalog(get_engine(scratch.ops_store), stores=2, products=6)
@@ -184,10 +208,4 @@ def test_sales_after_every_shelf_count_leave_the_inventory_scores_standing(tmp_p
     assert built["analytics.inventory_anomalies"].height > 0
     for name in ("analytics.inventory_anomalies", "analytics.shrinkage_features", "marts.fct_stock_levels"):
         assert_frame_equal(built[name], rebuilt[name], check_exact=False, rel_tol=1e-9), name
-    served, served_scratch = current_snapshot(settings.serving), current_snapshot(scratch.serving)
-    assert served is not None and served_scratch is not None
-    for table in ("inventory_anomalies", "fct_sales_daily"):
-        frame, expected = served.read(table), served_scratch.read(table)
-        assert_frame_equal(
-            frame.sort(frame.columns), expected.sort(expected.columns), check_exact=False, rel_tol=1e-9
-        )
+    _assert_same_snapshots(settings, scratch)
