@@ -105,7 +105,9 @@ def chainsync_dbt_models(
     if previous == fingerprint and not context.is_subset:
         context.log.info("No new events, catalog, model or vars changes since the last dbt build; skipping.")
         return
-    args = ["build", "--vars", dbt.dbt_vars]
+    # No manifest.json / run_results.json in the data directory's target: nothing reads them (dagster-dbt
+    # streams dbt's log), and the partial-parse state is written all the same.
+    args = ["build", "--no-write-json", "--vars", dbt.dbt_vars]
     if previous is not None and not previous.endswith(f":{project}"):
         # The models changed: rebuild incremental models from scratch so old rows follow the new logic.
         context.log.info("dbt project changed since the last build; running with --full-refresh.")
