@@ -4,6 +4,7 @@ daily forecast run adds the forecasts; each snapshot carries over what its run d
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -151,6 +152,14 @@ def test_a_marts_run_builds_only_what_new_sales_touch(incremental: tuple[Setting
     assert snapshot is not None and "fct_security_events" in snapshot.tables
     # Nothing new: no run at all.
     assert idle.success and idle.run_id == "" and idle.materialized == []
+    # dbt's unit tests (fixtures, not warehouse data) ran in the first build of the project, not again.
+    builds = [
+        event["data"]["args"]["invocation_command"]
+        for event in map(json.loads, (settings.data_dir / "dbt_target" / "dbt.log").read_text().splitlines())
+        if event["info"]["name"] == "MainReportArgs"
+    ]
+    assert len(builds) == 2
+    assert "unit_test" not in builds[0] and "--exclude-resource-type unit_test" in builds[1]
 
 
 def test_the_forecast_run_adds_forecasts_and_keeps_the_marts(incremental: tuple[Settings, list]) -> None:  # type: ignore[type-arg]
