@@ -3,8 +3,13 @@
 Layout under the serving directory::
 
     versions/<version>/<table>.parquet
+    versions/<version>/<table>/<part>.parquet   a table published in parts (``parts=``): a directory
     versions/<version>/manifest.json     {"version", "created_at", "run_id", "tables": {...}}
     current.json                          the pointer: {"version": ...}, replaced atomically (os.replace)
+
+A table in parts reads as one (``pl.read_parquet`` of its directory, which :meth:`Snapshot.read` and every
+reader of ``path()`` do); a publish rewrites only the parts it is given and carries the others over, so a
+large table whose changes fall in a few parts (the daily sales by month) is not rewritten whole.
 
 A version directory is complete before ``current.json`` names it, so a reader never sees half a snapshot,
 and readers never block a publish. Old versions beyond ``keep`` are pruned, never the current one.
@@ -78,12 +83,16 @@ def publish_snapshot(
     extra: dict[str, Any] | None = None,
     keep: int = 5,
     carry: Snapshot | None = None,
+    parts: dict[str, dict[str, pl.DataFrame]] | None = None,
 ) -> Snapshot:
     """Write ``tables`` as a new immutable version and switch ``current.json`` to it atomically.
 
     ``carry``: a published snapshot whose other tables (those not in ``tables``) the new version keeps as
     they are, hard-linked (copied across file systems) rather than rewritten, so a run that changed a few
-    tables publishes in time proportional to those."""
+    tables publishes in time proportional to those.
+
+    ``parts``: tables published as directories of parts, ``{table: {part: frame}}``: the parts given are
+    written, the table's other parts in ``carry`` (when it holds the table in parts) are kept as they are."""
     created = datetime.now(UTC)
     version = f"{created:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}"
     versions = serving_dir / "versions"
@@ -100,13 +109,31 @@ def publish_snapshot(
         file = f"{name}.parquet"
         frame.write_parquet(staging / file)
         manifest["tables"][name] = {"file": file, "rows": frame.height, "columns": frame.columns}
+    for name, given in (parts or {}).items():
+        carried = carry.manifest["tables"].get(name, {}) if carry is not None else {}
+        kept = {p: n for p, n in carried.get("parts", {}).items() if p not in given}
+        (staging / name).mkdir()
+        for part, frame in given.items():
+            frame.write_parquet(staging / name / f"{part}.parquet")
+        for part in kept:
+            _link(carry.path(name) / f"{part}.parquet", staging / name / f"{part}.parquet")  # type: ignore[union-attr]
+        rows = {**kept, **{p: f.height for p, f in given.items()}}
+        columns = next(iter(given.values())).columns if given else carried.get("columns", [])
+        manifest["tables"][name] = {
+            "file": name,
+            "rows": sum(rows.values()),
+            "columns": columns,
+            "parts": dict(sorted(rows.items())),
+        }
     if carry is not None:
-        for name in sorted(set(carry.tables) - set(tables)):
+        for name in sorted(set(carry.tables) - set(tables) - set(parts or {})):
             entry = dict(carry.manifest["tables"][name])
-            try:
-                os.link(carry.path(name), staging / entry["file"])
-            except OSError:
-                shutil.copy2(carry.path(name), staging / entry["file"])
+            if "parts" in entry:
+                (staging / entry["file"]).mkdir()
+                for part in entry["parts"]:
+                    _link(carry.path(name) / f"{part}.parquet", staging / entry["file"] / f"{part}.parquet")
+            else:
+                _link(carry.path(name), staging / entry["file"])
             manifest["tables"][name] = entry
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     _fsync_dir(staging)
@@ -122,6 +149,14 @@ def publish_snapshot(
     _fsync_dir(serving_dir)
     _prune(versions, keep=keep, current=version)
     return Snapshot(root=final, manifest=manifest)
+
+
+def _link(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a copy across file systems)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _prune(versions: Path, *, keep: int, current: str) -> None:

@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,23 @@ class PipelineConfig(dg.ConfigurableResource):
         return Path(self.serving_dir)
 
 
+# Materialization metadata of an asset whose run found its table already up to date and left it as it was
+# (the snapshot then carries the published copy over instead of rewriting it).
+UNCHANGED = "unchanged"
+
+
+@cache
+def dbt_project_var(name: str) -> Any:
+    """The value of ``name`` under ``vars`` in ``dbt_project.yml``: a constant the models and the Python
+    side share, declared there once."""
+    import yaml
+
+    from chainsync.settings import get_settings
+
+    project = yaml.safe_load((Path(get_settings().dbt_project_dir) / "dbt_project.yml").read_text())
+    return project["vars"][name]
+
+
 def frame_of(con: Any, sql: str) -> pl.DataFrame:
     """``sql``'s result on a DuckDB connection as a polars frame (through Arrow)."""
     return pl.from_arrow(con.sql(sql).to_arrow_table())  # type: ignore[return-value]
@@ -131,16 +148,6 @@ class Warehouse(DuckDBResource):
         """Run ``sql`` and return the result as a polars frame (through Arrow)."""
         with self.get_connection() as con:
             return frame_of(con, sql)
-
-    def read_table_or(self, table: str, empty: pl.DataFrame) -> pl.DataFrame:
-        """``table`` (schema-qualified) as a polars frame, or ``empty`` when it was never built."""
-        schema, name = table.split(".")
-        with self.get_connection() as con:
-            exists = con.execute(
-                "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                [schema, name],
-            ).fetchall()[0][0]
-            return frame_of(con, f"select * from {table}") if exists else empty
 
     def replace_table(self, table: str, frame: pl.DataFrame) -> None:
         """Replace ``table`` (schema-qualified) with ``frame``; DuckDB scans the frame through Arrow."""

@@ -629,6 +629,103 @@ def test_revenue_and_basket_shifts_are_one_rule_shape() -> None:
     assert basket["impact_cents"] == pytest.approx(500 * 28)
 
 
+def test_insights_from_the_windows_the_asset_reads_equal_those_from_the_whole_tables() -> None:
+    """business_insights reads the last SALES_WINDOW_DAYS of sales, the first FORECAST_WINDOW_DAYS of the
+    forecast and the flagged anomalies (sales_window_sql, forecast_window_sql, flagged_sql): the rules see
+    no difference."""
+    import duckdb
+    from polars.testing import assert_frame_equal
+
+    from pipelines.defs.insights.insights import (
+        build_insights,
+        flagged_sql,
+        forecast_window_sql,
+        sales_window_sql,
+    )
+
+    as_of = date(2025, 3, 31)
+    rng = np.random.default_rng(7)
+    keys = [(s, p) for s in ("S1", "S2") for p in ("P1", "P2", "P3")]
+    days = [as_of - timedelta(days=d) for d in range(120)]
+    units = rng.integers(1, 20, len(keys) * len(days))
+    sales = pl.DataFrame(
+        {
+            "store_id": [s for s, _ in keys for _ in days],
+            "product_id": [p for _, p in keys for _ in days],
+            "sale_date": days * len(keys),
+            "units_sold": units,
+            # Prices drift over the months: a window wider or narrower than the rules' would show.
+            "net_revenue_cents": units * (100 + np.arange(len(units)) % 120),
+        }
+    )
+    forecast = pl.DataFrame(
+        {
+            "store_id": [s for s, _ in keys for _ in range(30)],
+            "product_id": [p for _, p in keys for _ in range(30)],
+            "horizon_day": list(range(1, 31)) * len(keys),
+            "yhat": rng.uniform(5, 40, 30 * len(keys)),
+            "confidence": 0.7,
+        }
+    )
+    reorder = pl.DataFrame(
+        {
+            "store_id": ["S1", "S2"],
+            "product_id": ["P1", "P2"],
+            "on_hand_units": [20.0, 5.0],
+            "avg_daily_demand": [10.0, 3.0],
+            "days_of_cover": [2.0, 1.5],
+            "lead_time_days": [5, 4],
+            "reorder_point": [60.0, 20.0],
+            "reorder_quantity": [110, 30],
+            "needs_reorder": [True, True],
+            "stockout_risk": [True, True],
+            "confidence": [0.8, 0.6],
+        }
+    )
+    security = pl.DataFrame(
+        {
+            "source_ip": ["203.0.113.9", "203.0.113.10", "198.51.100.7"],
+            "event_date": [as_of, as_of - timedelta(days=40), as_of],
+            "failures": [300, 40, 2],
+            "failed_users": [90, 12, 1],
+            "max_z": [60.0, 9.0, 0.5],
+            "z_threshold": [6.0, 6.0, 6.0],
+            "is_anomaly": [True, True, False],
+        }
+    )
+    empty = pl.DataFrame()
+    with duckdb.connect() as con:
+        con.execute("create schema marts; create schema analytics")
+        con.register("security_frame", security.to_arrow())
+        con.execute("create table analytics.security_anomalies as select * from security_frame")
+        flagged = pl.from_arrow(con.sql(flagged_sql("analytics.security_anomalies")).to_arrow_table())
+        con.register("sales_frame", sales.to_arrow())
+        con.register("forecast_frame", forecast.to_arrow())
+        con.execute("create table marts.fct_sales_daily as select * from sales_frame")
+        con.execute("create table analytics.demand_forecast as select * from forecast_frame")
+        sales_window = pl.from_arrow(con.sql(sales_window_sql("marts.fct_sales_daily")).to_arrow_table())
+        forecast_window = pl.from_arrow(
+            con.sql(forecast_window_sql("analytics.demand_forecast")).to_arrow_table()
+        )
+    assert isinstance(sales_window, pl.DataFrame) and isinstance(forecast_window, pl.DataFrame)
+    assert isinstance(flagged, pl.DataFrame) and flagged.height == 2
+    assert 0 < sales_window.height < sales.height and 0 < forecast_window.height < forecast.height
+
+    def insights(sales: pl.DataFrame, forecast: pl.DataFrame, security: pl.DataFrame) -> pl.DataFrame:
+        return build_insights(
+            sales=sales,
+            forecast=forecast,
+            reorder=reorder,
+            store_days=empty,
+            cashiers=empty,
+            security=security,
+        )
+
+    whole = insights(sales, forecast, security)
+    assert {"inventory", "revenue", "operations"} <= set(whole["category"])
+    assert_frame_equal(insights(sales_window, forecast_window, flagged), whole)
+
+
 def test_last_years_anomaly_does_not_outrank_todays_stockout() -> None:
     """An anomaly's urgency fades with its age: a 400-day-old attack (the largest impact) ranks below a
     product running out now; one from 10 days ago keeps most of the 0.5 of 'not this week'."""

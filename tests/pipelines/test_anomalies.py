@@ -77,6 +77,10 @@ def load_lines(con: duckdb.DuckDBPyConnection, lines: pl.DataFrame) -> None:
     con.execute("create schema if not exists intermediate")
     if "seq" not in lines.columns:  # the landing order, which the stored features follow
         lines = lines.with_row_index("seq", offset=1).with_columns(pl.col("seq").cast(pl.Int64))
+    if "occurred_at" not in lines.columns:  # UTC time of the sale: midday of its business day here
+        lines = lines.with_columns(
+            occurred_at=pl.col("sale_date").cast(pl.Datetime("us")) + pl.duration(hours=12)
+        )
     con.register("lines", lines.to_arrow())
     con.execute("create or replace table intermediate.int_sale_lines_localized as select * from lines")
     con.unregister("lines")

@@ -150,17 +150,23 @@ def test_bad_lines_are_quarantined_with_a_reason(settings: Settings, ops_engine:
     assert check.metadata["lines_validated"].value == 1
 
 
-@pytest.mark.parametrize("categorical", [False, True])
-def test_gx_suite_fails_on_bad_lines(categorical: bool) -> None:
+@pytest.mark.parametrize("source", ["pandas", "warehouse"])
+def test_gx_suite_fails_on_bad_lines(source: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import pandas as pd
-    import pyarrow as pa
 
-    from pipelines.defs.ingest.checks import _as_pandas
+    from pipelines.defs.ingest.checks import read_new_lines
 
     def frame(rows: list[dict]) -> pd.DataFrame:  # type: ignore[type-arg]
-        # The check hands GX text columns as categoricals (for speed): the verdicts must not change.
         plain = pd.DataFrame(rows)
-        return _as_pandas(pa.Table.from_pandas(plain, preserve_index=False)) if categorical else plain
+        if source == "pandas":
+            return plain
+        # As the check reads them: from raw.sale_lines (microsecond timestamps), the suite's columns, text
+        # as categoricals. The verdicts must not change.
+        with duckdb.connect(str(tmp_path / f"warehouse-{uuid.uuid4().hex}.duckdb")) as con:
+            ensure_schema(con)
+            con.register("rows", plain)
+            con.execute("insert into raw.sale_lines by name select * from rows")
+            return read_new_lines(con, 0, 10**9)
 
     good = {
         "event_id": "e1",
@@ -185,11 +191,17 @@ def test_gx_suite_fails_on_bad_lines(categorical: bool) -> None:
             good,
             {**good, "line_no": 2, "quantity": 0, "store_id": "S9", "kind": "gift"},
             {**good, "line_no": 3, "product_id": None, "payment_type": "barter"},
+            {**good, "line_no": 4, "occurred_at": pd.Timestamp("1999-12-31")},
+            {**good, "line_no": 5, "occurred_at": pd.Timestamp("2099-01-01")},
+            {**good, "line_no": 6, "transaction_id": None},
+            {**good, "line_no": 7, "event_id": None},
             good,  # the same (event_id, line_no) twice
         ]
     )
-    if categorical:
+    if source == "warehouse":
         assert isinstance(bad["store_id"].dtype, pd.CategoricalDtype)
+        assert "cashier_id" not in bad.columns  # no expectation reads it
+        assert pd.api.types.is_numeric_dtype(bad["event_id"])  # ids as codes: null and uniqueness kept
     outcome = validate_sale_lines(bad, ["S1"], ["P1"])
     assert not outcome["success"]
     failed = set(outcome["failed"])
@@ -199,8 +211,18 @@ def test_gx_suite_fails_on_bad_lines(categorical: bool) -> None:
         "expect_column_values_to_be_in_set(kind)",
         "expect_column_values_to_be_in_set(payment_type)",
         "expect_column_values_to_not_be_null(product_id)",
+        "expect_column_values_to_not_be_null(transaction_id)",
+        "expect_column_values_to_not_be_null(event_id)",
+        "expect_column_values_to_be_between(occurred_at)",
+        "expect_column_values_to_be_between(seconds_ahead_of_receipt)",
         "expect_compound_columns_to_be_unique(['event_id', 'line_no'])",
     } <= failed, failed
+    if source == "warehouse":
+        # A date pandas cannot hold in nanoseconds is still judged, not a crash.
+        ancient = frame([good, {**good, "line_no": 2, "occurred_at": datetime(1, 1, 1)}])
+        assert set(validate_sale_lines(ancient, ["S1"], ["P1"])["failed"]) == {
+            "expect_column_values_to_be_between(occurred_at)"
+        }
 
 
 @pytest.mark.parametrize("change", [False, True])

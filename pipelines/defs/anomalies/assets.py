@@ -1,15 +1,18 @@
 """Anomaly assets: store-day sales, cashier shifts, source IPs and shelf counts, each scored into an
 ``analytics.*_anomalies`` table with raw scores kept so thresholds can change without refitting."""
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from chainsync.parallel import map_partitions
+from pipelines.defs.anomalies import detectors
 from pipelines.defs.anomalies.detectors import (
     CASHIER_FEATURES_SQL,
     SECURITY_FEATURES_SQL,
@@ -34,7 +37,8 @@ from pipelines.defs.anomalies.scoring import (
     empty_anomalies,
     score_sales_panel,
 )
-from pipelines.resources import PipelineConfig, Warehouse, frame_of
+from pipelines.defs.ingest.warehouse import build_fingerprint, record_build
+from pipelines.resources import UNCHANGED, PipelineConfig, Warehouse, frame_of
 
 
 def sales_thresholds(pipeline_config: PipelineConfig) -> SalesThresholds:
@@ -48,6 +52,11 @@ def sales_thresholds(pipeline_config: PipelineConfig) -> SalesThresholds:
         residual_min_z=pipeline_config.anomaly_residual_min_z,
     )
 
+
+# meta.build_state stage of the inventory scores: the knobs and the detectors' code they were last computed
+# with.
+SHRINKAGE_SCORES_STAGE = "scores:analytics.inventory_anomalies"
+DETECTORS_CODE = hashlib.sha256(Path(detectors.__file__).read_bytes()).hexdigest()[:12]
 
 SALES_FEATURES = FeatureTable("analytics.sales_anomaly_features", FEATURES_SQL, ("store_id", "sale_date"))
 CASHIER_FEATURES = FeatureTable(
@@ -188,26 +197,38 @@ def inventory_anomalies(warehouse: Warehouse, pipeline_config: PipelineConfig) -
         min_share=pipeline_config.anomaly_min_missing_share,
     )
     if not pipeline_config.ai_analytics_enabled:
-        return _score_into(
+        result = _score_into(
             warehouse, pipeline_config, "analytics.inventory_anomalies", SHRINKAGE_FEATURES_SQL, score
         )
+        with warehouse.get_connection() as con:
+            record_build(con, SHRINKAGE_SCORES_STAGE, "disabled")
+        return result
     # The count-interval features are kept in the warehouse and recomputed only for the pairs new
-    # movements or lines touch (features.py); the scoring runs over the stored history.
+    # movements or lines touch (features.py); the scoring runs over the stored history. The scores are a
+    # function of those features and the knobs alone: when no pair was recomputed (new sales after every
+    # pair's last count, the usual increment) and the knobs are the ones last scored with, they stand.
+    knobs = f"{pipeline_config.anomaly_z_threshold}:{pipeline_config.anomaly_min_missing_units}:"
+    knobs += f"{pipeline_config.anomaly_min_missing_share}:{DETECTORS_CODE}"
     with warehouse.get_connection() as con:
         refresh = refresh_shrinkage_features(con, SHRINKAGE_FEATURES_SQL)
-        counts = frame_of(con, f"select * from {SHRINKAGE_TABLE} order by store_id, product_id, counted_at")
-    scored = score(counts)
-    warehouse.replace_table("analytics.inventory_anomalies", scored)
-    flagged = int(scored["is_anomaly"].sum()) if scored.height else 0
-    return dg.MaterializeResult(
-        metadata={
-            "rows": scored.height,
-            "anomalies": flagged,
+        refresh_meta = {
             "feature_rows": refresh.rows,
             "pairs_refreshed": refresh.store_days,
             "features_rebuilt": refresh.rebuilt,
         }
-    )
+        if (
+            not refresh.rebuilt
+            and refresh.store_days == 0
+            and build_fingerprint(con, SHRINKAGE_SCORES_STAGE) == knobs
+        ):
+            return dg.MaterializeResult(metadata={**refresh_meta, UNCHANGED: True})
+        counts = frame_of(con, f"select * from {SHRINKAGE_TABLE} order by store_id, product_id, counted_at")
+    scored = score(counts)
+    warehouse.replace_table("analytics.inventory_anomalies", scored)
+    with warehouse.get_connection() as con:
+        record_build(con, SHRINKAGE_SCORES_STAGE, knobs)
+    flagged = int(scored["is_anomaly"].sum()) if scored.height else 0
+    return dg.MaterializeResult(metadata={"rows": scored.height, "anomalies": flagged, **refresh_meta})
 
 
 assets = [sales_anomalies, cashier_anomalies, security_anomalies, inventory_anomalies]

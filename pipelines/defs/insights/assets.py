@@ -3,9 +3,15 @@
 import dagster as dg
 
 from pipelines.defs.forecasting.demand import empty_forecast
-from pipelines.defs.insights.insights import build_insights, empty_insights
+from pipelines.defs.insights.insights import (
+    build_insights,
+    empty_insights,
+    flagged_sql,
+    forecast_window_sql,
+    sales_window_sql,
+)
 from pipelines.defs.inventory.reorder import empty_reorder
-from pipelines.resources import PipelineConfig, Warehouse
+from pipelines.resources import PipelineConfig, Warehouse, frame_of
 
 
 @dg.asset(
@@ -30,19 +36,27 @@ def business_insights(warehouse: Warehouse, pipeline_config: PipelineConfig) -> 
     if not pipeline_config.ai_analytics_enabled:
         warehouse.replace_table("analytics.business_insights", empty_insights())
         return dg.MaterializeResult(metadata={"rows": 0, "disabled": True})
-    read = warehouse.read_frame
-    frame = build_insights(
-        sales=read(
-            "select store_id, product_id, sale_date, units_sold, net_revenue_cents from marts.fct_sales_daily"
-        ),
+    # One connection for every read; only the rows the rules read (insights.py: the windows, the flags).
+    with warehouse.get_connection() as con:
+        present = {
+            f"{schema}.{name}"
+            for schema, name in con.execute(
+                "select table_schema, table_name from information_schema.tables"
+            ).fetchall()
+        }
         # Before the first daily forecast run (its own cadence) there is nothing to recommend from yet.
-        forecast=warehouse.read_table_or("analytics.demand_forecast", empty_forecast()),
-        reorder=warehouse.read_table_or("analytics.reorder_suggestions", empty_reorder()),
-        store_days=read("select * from analytics.sales_anomalies"),
-        cashiers=read("select * from analytics.cashier_anomalies"),
-        security=read("select * from analytics.security_anomalies"),
-        shrinkage=read("select * from analytics.inventory_anomalies"),
-    )
+        forecast, reorder = "analytics.demand_forecast", "analytics.reorder_suggestions"
+        frame = build_insights(
+            sales=frame_of(con, sales_window_sql("marts.fct_sales_daily")),
+            forecast=frame_of(con, forecast_window_sql(forecast))
+            if forecast in present
+            else empty_forecast(),
+            reorder=frame_of(con, f"select * from {reorder}") if reorder in present else empty_reorder(),
+            store_days=frame_of(con, "select * from analytics.sales_anomalies"),
+            cashiers=frame_of(con, flagged_sql("analytics.cashier_anomalies")),
+            security=frame_of(con, flagged_sql("analytics.security_anomalies")),
+            shrinkage=frame_of(con, flagged_sql("analytics.inventory_anomalies")),
+        )
     warehouse.replace_table("analytics.business_insights", frame)
     counts = dict(frame.group_by("category").len().iter_rows()) if frame.height else {}
     return dg.MaterializeResult(metadata={"rows": frame.height, **{f"n_{k}": v for k, v in counts.items()}})

@@ -70,8 +70,34 @@ def empty_insights() -> pl.DataFrame:
     return pl.DataFrame(schema=INSIGHT_SCHEMA)
 
 
+# How much of its inputs the rules read: the sales of the last ``SALES_WINDOW_DAYS`` (recent prices; last
+# week's takings), the forecast's first ``FORECAST_WINDOW_DAYS`` (next week's value), and of the cashier,
+# security and shrinkage scores the flagged rows only. The asset reads no more than that
+# (``sales_window_sql``, ``forecast_window_sql``, ``flagged_sql``).
+SALES_WINDOW_DAYS = 28
+FORECAST_WINDOW_DAYS = 7
+
+
+def sales_window_sql(table: str) -> str:
+    """The rows of the daily sales ``table`` the rules read: its last ``SALES_WINDOW_DAYS`` days."""
+    return (
+        "select store_id, product_id, sale_date, units_sold, net_revenue_cents from"
+        f" {table} where sale_date > (select max(sale_date) from {table}) - {SALES_WINDOW_DAYS}"
+    )
+
+
+def forecast_window_sql(table: str) -> str:
+    """The rows of the forecast ``table`` the rules read: its first ``FORECAST_WINDOW_DAYS`` days."""
+    return f"select * from {table} where horizon_day <= {FORECAST_WINDOW_DAYS}"
+
+
+def flagged_sql(table: str) -> str:
+    """The rows of an anomaly ``table`` the cashier, security and shrinkage rules read: the flagged ones."""
+    return f"select * from {table} where is_anomaly"
+
+
 def _prices(sales: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    recent = sales.filter(pl.col("sale_date") > as_of - timedelta(days=28))
+    recent = sales.filter(pl.col("sale_date") > as_of - timedelta(days=SALES_WINDOW_DAYS))
     return recent.group_by("store_id", "product_id").agg(
         price_cents=pl.col("net_revenue_cents").sum() / pl.col("units_sold").sum().clip(lower_bound=1)
     )
@@ -190,7 +216,7 @@ def _revenue_windows(i: Inputs) -> pl.DataFrame | None:
     if not i.forecast.height:
         return None
     next_week = (
-        i.forecast.filter(pl.col("horizon_day") <= 7)
+        i.forecast.filter(pl.col("horizon_day") <= FORECAST_WINDOW_DAYS)
         .join(i.prices, on=["store_id", "product_id"], how="left")
         .group_by("store_id")
         .agg(

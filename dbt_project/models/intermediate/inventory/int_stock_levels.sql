@@ -14,11 +14,13 @@
 -- movement or a sale line newer than the last build (max_movement_seq / max_sale_seq, per source, since
 -- the two sources land on their own watermarks); every other pair's row cannot have changed.
 
-with all_movements as (
+-- Not materialized: each is read twice below (the touched pairs, then their history), and a materialized CTE
+-- would copy the whole history before the filters reach the scan.
+with all_movements as not materialized (
     select * from {{ ref('stg_pos__inventory_movements') }}
 ),
 
-all_sale_lines as (
+all_sale_lines as not materialized (
     select * from {{ ref('stg_pos__sale_lines') }}
 ),
 

@@ -10,7 +10,9 @@
 -- Store x product x day totals. Incremental: the days touched by lines newer than the last build are
 -- recomputed in full (delete+insert on the grain), so late or offline-synced events land correctly.
 
-with sale_lines as (
+-- Not materialized: read twice below, a materialized CTE would convert every line's timezone before the
+-- filters that skip the untouched history could reach the scan.
+with sale_lines as not materialized (
     select * from {{ ref('int_sale_lines_localized') }}
 ),
 
@@ -26,6 +28,12 @@ lines_in_scope as (
     select sale_lines.*
     from sale_lines
     semi join touched_days using (store_id, product_id, sale_date)
+    -- Redundant with the semi join, but on the stored occurred_at: the scan skips the history outside the
+    -- touched days instead of converting every line's timezone first (var business_day_margin_days).
+    where sale_lines.occurred_at
+        >= (select min(sale_date) from touched_days) - interval {{ var('business_day_margin_days') }} day
+      and sale_lines.occurred_at
+        < (select max(sale_date) from touched_days) + interval {{ var('business_day_margin_days') + 1 }} day
 ),
 {% else %}
 lines_in_scope as (
