@@ -197,6 +197,11 @@ def duckdb_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def dbt_vars(settings: Settings) -> str:
+    """The ``--vars`` of every dbt build (JSON): the models' parameters from the settings."""
+    return json.dumps(RiskModel.from_settings(settings).dbt_vars())
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """Every resource the asset graph needs, from one settings object."""
     settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +212,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "dbt": DbtCli(
             project_dir=str(dbt_dir),
             profiles_dir=str(dbt_dir),
-            dbt_vars=json.dumps(RiskModel.from_settings(settings).dbt_vars()),
+            dbt_vars=dbt_vars(settings),
         ),
         "pipeline_config": PipelineConfig.from_settings(settings),
     }

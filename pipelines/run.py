@@ -120,12 +120,15 @@ def _planned_marts(settings: Settings, defs: Any) -> list[Any]:
     from chainsync.ops_store import make_engine
     from pipelines.defs.dbt.assets import project_changed
     from pipelines.jobs import marts_selection, pending_sources
+    from pipelines.resources import dbt_vars
 
     engine = make_engine(settings.ops_store, read_only=True)
     try:
         with duckdb.connect(str(settings.warehouse)) as con:
             return marts_selection(
-                defs.resolve_asset_graph(), pending_sources(con, engine), everything=project_changed(con)
+                defs.resolve_asset_graph(),
+                pending_sources(con, engine),
+                everything=project_changed(con, dbt_vars(settings)),
             )
     finally:
         engine.dispose()

@@ -13,7 +13,7 @@ from chainsync.settings import get_settings
 from pipelines.defs.dbt.assets import project_changed
 from pipelines.graph import asset_graph
 from pipelines.jobs import PLANNED_TAG, marts_job, marts_selection, pending_sources
-from pipelines.resources import OpsStoreResource, PipelineConfig, Warehouse
+from pipelines.resources import DbtCli, OpsStoreResource, PipelineConfig, Warehouse
 
 
 def _landed_seq(warehouse: Warehouse) -> int | None:
@@ -40,7 +40,7 @@ def _asset_graph(context: dg.SensorEvaluationContext) -> Any:
     "left to daily_forecast_schedule.",
 )
 def new_events_sensor(
-    context: dg.SensorEvaluationContext, ops_store: OpsStoreResource, warehouse: Warehouse
+    context: dg.SensorEvaluationContext, ops_store: OpsStoreResource, warehouse: Warehouse, dbt: DbtCli
 ) -> dg.SensorResult | dg.SkipReason:
     engine = ops_store.engine()
     newest = max_seq(engine)
@@ -53,7 +53,9 @@ def new_events_sensor(
     try:
         with duckdb.connect(warehouse.database, read_only=True) as con:
             selection = marts_selection(
-                _asset_graph(context), pending_sources(con, engine), everything=project_changed(con)
+                _asset_graph(context),
+                pending_sources(con, engine),
+                everything=project_changed(con, dbt.dbt_vars),
             )
     except duckdb.Error:
         return dg.SkipReason("warehouse busy (a run is in progress)")

@@ -59,13 +59,22 @@ if _manifest_is_stale():
     dbt_project.preparer.prepare(dbt_project)
 
 
-def project_changed(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the dbt project's files changed since the last recorded build (or none was recorded)."""
+def vars_digest(dbt_vars: str) -> str:
+    """The part of the build fingerprint that stands for the ``--vars`` a build was given."""
+    return hashlib.sha256(dbt_vars.encode()).hexdigest()[:8]
+
+
+def project_changed(con: duckdb.DuckDBPyConnection, dbt_vars: str | None = None) -> bool:
+    """Whether the dbt project's files, or (given) the vars its models read (the risk model of
+    ``fct_ip_risk``), changed since the last recorded build (or none was recorded): the planner then
+    selects the whole marts cadence, so a changed setting reaches the marts without new events."""
     try:
         previous = build_fingerprint(con, DBT_STAGE)
     except duckdb.CatalogException:  # a warehouse never built
         return True
-    return previous is None or not previous.endswith(f":{_project_fingerprint()}")
+    if previous is None or not previous.endswith(f":{_project_fingerprint()}"):
+        return True
+    return dbt_vars is not None and previous.rsplit(":", 2)[-2] != vars_digest(dbt_vars)
 
 
 class ChainSyncDbtTranslator(DagsterDbtTranslator):
@@ -100,8 +109,7 @@ def chainsync_dbt_models(
         project = _project_fingerprint()
         # The vars too (a changed risk setting rescores fct_ip_risk), between the two so that
         # ``project_changed`` still reads the project's part at the end.
-        dbt_vars = hashlib.sha256(dbt.dbt_vars.encode()).hexdigest()[:8]
-        fingerprint = f"{change_fingerprint(con)}:{dbt_vars}:{project}"
+        fingerprint = f"{change_fingerprint(con)}:{vars_digest(dbt.dbt_vars)}:{project}"
         previous = build_fingerprint(con, DBT_STAGE)
     if previous == fingerprint and not context.is_subset:
         context.log.info("No new events, catalog, model or vars changes since the last dbt build; skipping.")
