@@ -141,6 +141,12 @@ def frame_of(con: Any, sql: str) -> pl.DataFrame:
     return pl.from_arrow(con.sql(sql).to_arrow_table())  # type: ignore[return-value]
 
 
+def tables_present(con: Any) -> set[str]:
+    """Every table and view of the warehouse, as ``schema.name``."""
+    rows = con.execute("select table_schema, table_name from information_schema.tables").fetchall()
+    return {f"{schema}.{name}" for schema, name in rows}
+
+
 class Warehouse(DuckDBResource):
     """The DuckDB warehouse the pipeline owns; dbt runs against the same file."""
 

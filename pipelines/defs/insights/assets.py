@@ -11,7 +11,7 @@ from pipelines.defs.insights.insights import (
     sales_window_sql,
 )
 from pipelines.defs.inventory.reorder import empty_reorder
-from pipelines.resources import PipelineConfig, Warehouse, frame_of
+from pipelines.resources import PipelineConfig, Warehouse, frame_of, tables_present
 
 
 @dg.asset(
@@ -38,12 +38,7 @@ def business_insights(warehouse: Warehouse, pipeline_config: PipelineConfig) -> 
         return dg.MaterializeResult(metadata={"rows": 0, "disabled": True})
     # One connection for every read; only the rows the rules read (insights.py: the windows, the flags).
     with warehouse.get_connection() as con:
-        present = {
-            f"{schema}.{name}"
-            for schema, name in con.execute(
-                "select table_schema, table_name from information_schema.tables"
-            ).fetchall()
-        }
+        present = tables_present(con)
         # Before the first daily forecast run (its own cadence) there is nothing to recommend from yet.
         forecast, reorder = "analytics.demand_forecast", "analytics.reorder_suggestions"
         frame = build_insights(

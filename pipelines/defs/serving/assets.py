@@ -14,7 +14,14 @@ from chainsync.serving import Snapshot, current_snapshot, publish_snapshot
 from chainsync.snapshot_contract import TABLES, check_tables
 from pipelines.defs.dbt.assets import DBT_STAGE
 from pipelines.defs.ingest.warehouse import build_fingerprint, record_build
-from pipelines.resources import UNCHANGED, OpsStoreResource, PipelineConfig, Warehouse, frame_of
+from pipelines.resources import (
+    UNCHANGED,
+    OpsStoreResource,
+    PipelineConfig,
+    Warehouse,
+    frame_of,
+    tables_present,
+)
 
 # Snapshot table name -> warehouse relation, as the contract declares them.
 SNAPSHOT_TABLES: dict[str, str] = {name: table.relation for name, table in TABLES.items()}
@@ -54,12 +61,7 @@ def serving_snapshot(
     carried = set(previous.tables) if previous is not None else set()
     refresh = _changed_in_run(context) | (set(SNAPSHOT_TABLES) - carried)
     with warehouse.get_connection() as con:
-        present = {
-            f"{schema}.{name}"
-            for schema, name in con.execute(
-                "select table_schema, table_name from information_schema.tables"
-            ).fetchall()
-        }
+        present = tables_present(con)
         # A table never built (the forecasts before the first forecast run) is left out until it is.
         tables = {
             name: frame_of(con, f"select * from {relation}")
