@@ -17,7 +17,7 @@ from chainsync.settings import Settings
 from pipelines.defs.ingest.assets import raw_products, raw_sales_events, raw_stores
 from pipelines.defs.ingest.checks import raw_sale_lines_expectations, validate_sale_lines
 from pipelines.defs.ingest.warehouse import ensure_schema, land_events, refresh_catalog, watermarks
-from pipelines.resources import OpsStoreResource, PipelineConfig, Warehouse
+from pipelines.resources import OpsStoreResource, PipelineConfig, Warehouse, build_resources
 from tests.pipelines.chain import append, other_events, sale_events
 from tests.pipelines.conftest import START
 
@@ -260,7 +260,8 @@ def test_sensor_requests_a_run_only_for_unlanded_events(
     from pipelines.sensors import new_events_sensor
 
     stores, prices = catalog
-    resources = _resources(settings)
+    # The sensor also reads the dbt vars (a changed risk setting plans the whole marts cadence).
+    resources = {**_resources(settings), "dbt": build_resources(settings)["dbt"]}
     with duckdb.connect(str(settings.warehouse)) as con:
         ensure_schema(con)
     assert isinstance(new_events_sensor(dg.build_sensor_context(resources=resources)), dg.SkipReason)
