@@ -60,7 +60,7 @@ chromium: ## Install Debian's Chromium for the dashboards' browser test (only wh
 lint: install ## ruff lint and format check, mypy
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy chainsync api tools
+	$(UV) run --frozen mypy chainsync api tools pipelines
 
 docs: install ## Build the documentation site (MkDocs, strict: a broken link or nav entry fails)
 	NO_MKDOCS_2_WARNING=1 $(UV) run --frozen mkdocs build --strict --quiet

@@ -99,7 +99,10 @@ class PipelineConfig(dg.ConfigurableResource):
     def from_settings(cls, settings: Settings) -> PipelineConfig:
         """Every field from the setting of its name (the serving directory and the Dask address as the
         settings resolve them)."""
-        special = {"serving_dir": str(settings.serving), "dask_scheduler": settings.dask_scheduler or ""}
+        special: dict[str, Any] = {
+            "serving_dir": str(settings.serving),
+            "dask_scheduler": settings.dask_scheduler or "",
+        }
         copied = {name: getattr(settings, name) for name in cls.model_fields if name not in special}
         return cls(**special, **copied)
 
@@ -128,7 +131,7 @@ UNCHANGED = "unchanged"
 def dbt_project_var(name: str) -> Any:
     """The value of ``name`` under ``vars`` in ``dbt_project.yml``: a constant the models and the Python
     side share, declared there once."""
-    import yaml
+    import yaml  # type: ignore[import-untyped]  # (no stubs installed; read as plain data)
 
     from chainsync.settings import get_settings
 

@@ -4,6 +4,7 @@ it before the new version is written, so a table short of a declared column fail
 current snapshot stays as it was."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -125,7 +126,7 @@ SALES_DAILY = "fct_sales_daily"
 SNAPSHOT_STAGE = "snapshot:fct_sales_daily"
 
 
-def _state_of(snapshot: Snapshot | None) -> dict[str, object] | None:
+def _state_of(snapshot: Snapshot | None) -> dict[str, Any] | None:
     return None if snapshot is None else snapshot.manifest.get("pipeline", {}).get(SALES_DAILY)
 
 
@@ -152,7 +153,7 @@ def _sales_daily_parts(
             m
             for (m,) in con.execute(
                 f"select distinct {month} from {relation} where max_seq > ?",
-                [int(before["max_seq"])],  # type: ignore[index, call-overload]
+                [int(before["max_seq"]) if before is not None else 0],
             ).fetchall()
         ]
         scope = f"where {month} in ({', '.join(repr(m) for m in months)})" if months else "where false"
