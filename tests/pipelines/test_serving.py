@@ -90,3 +90,31 @@ def test_the_tables_published_with_ai_analytics_off_conform() -> None:
             "business_insights": empty_insights(),
         }
     )
+
+
+def test_a_table_in_parts_reads_as_one_and_a_publish_rewrites_only_the_parts_given(tmp_path: Path) -> None:
+    from api.queries.snapshots import read_table
+    from chainsync.serving import publish_snapshot
+    from dashboards.data import _raw
+
+    jan = pl.DataFrame({"store_id": ["S1", "S2"], "units": [1, 2]})
+    feb = pl.DataFrame({"store_id": ["S3"], "units": [3]})
+    first = publish_snapshot(tmp_path, {}, parts={"fct_sales_daily": {"2026-01": jan, "2026-02": feb}})
+    entry = first.manifest["tables"]["fct_sales_daily"]
+    assert entry["rows"] == 3 and entry["parts"] == {"2026-01": 2, "2026-02": 1}
+    # Every reader of the snapshot sees the parts as one table: the snapshot, the API, the dashboards.
+    for frame in (first.read("fct_sales_daily"), read_table(first, "fct_sales_daily")):
+        assert sorted(frame["units"].to_list()) == [1, 2, 3]
+    assert _raw(str(first.root), first.version, entry["file"]).height == 3
+
+    feb_again = pl.DataFrame({"store_id": ["S3", "S4"], "units": [3, 4]})
+    second = publish_snapshot(tmp_path, {}, parts={"fct_sales_daily": {"2026-02": feb_again}}, carry=first)
+    assert second.manifest["tables"]["fct_sales_daily"]["parts"] == {"2026-01": 2, "2026-02": 2}
+    assert sorted(second.read("fct_sales_daily")["units"].to_list()) == [1, 2, 3, 4]
+    # January was carried (the same file, hard-linked), February rewritten.
+    old, new = first.path("fct_sales_daily"), second.path("fct_sales_daily")
+    assert (old / "2026-01.parquet").stat().st_ino == (new / "2026-01.parquet").stat().st_ino
+    assert (old / "2026-02.parquet").stat().st_ino != (new / "2026-02.parquet").stat().st_ino
+    # A later publish that does not touch the table carries all of its parts.
+    third = publish_snapshot(tmp_path, {"dim_store": pl.DataFrame({"store_id": ["S1"]})}, carry=second)
+    assert third.read("fct_sales_daily").height == 4
